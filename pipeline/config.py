@@ -1,0 +1,126 @@
+"""Settings of a forecasting pipeline: one frozen dataclass, built once at the entry point.
+
+``create_pipeline`` and the components read only this object; the CLI builds it from flags.
+"""
+
+import dataclasses
+import json
+import os
+from typing import Any, Optional
+
+DEFAULT_MODEL_NAME = "lstm_forecast"
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where the series is and which columns hold what."""
+
+    path: str
+    timestamp_column: str = "timestamp"
+    target_column: str = "value"
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowConfig:
+    """How series become examples: window lengths and the split of time.
+
+    Attributes:
+      history: History length L, points fed to the model.
+      horizon: Forecast horizon H, points predicted (direct multi-step).
+      stride: Step between window starts.
+      split_fractions: Fractions of each series' span for train and eval; test takes the rest.
+    """
+
+    history: int = 52
+    horizon: int = 4
+    stride: int = 1
+    split_fractions: tuple[float, float] = (0.7, 0.15)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The stacked LSTM, its input scaling and its training.
+
+    Attributes:
+      scaling: ``global`` or ``last_value`` (see :mod:`components.transform`).
+    """
+
+    scaling: str = "last_value"
+    lstm_units: tuple[int, ...] = (64, 64)
+    dropout: float = 0.2
+    learning_rate: float = 1e-3
+    batch_size: int = 64
+    epochs: int = 20
+    seed: int = 42
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """Everything a pipeline run needs.
+
+    Attributes:
+      data: The input series.
+      output_dir: Root of the run: pipeline artifacts, ML Metadata and the pushed models.
+      windows: Windowing and splits.
+      model: Model and training settings.
+      pipeline_name: Name of the TFX pipeline (and of its ML Metadata context).
+      model_name: Name under which the model is served.
+      max_eval_mae: The Evaluator blesses a model only if its eval MAE (original units) is below.
+      beam_direct_running_mode: ``in_memory`` or ``multi_processing`` for Beam's DirectRunner.
+      beam_num_workers: Workers of the DirectRunner (0: one per CPU).
+      enable_cache: Reuse component outputs whose inputs and settings are unchanged.
+    """
+
+    data: DataConfig
+    output_dir: str
+    windows: WindowConfig = WindowConfig()
+    model: ModelConfig = ModelConfig()
+    pipeline_name: str = "lstm_forecast"
+    model_name: str = DEFAULT_MODEL_NAME
+    max_eval_mae: float = 1.0
+    beam_direct_running_mode: str = "in_memory"
+    beam_num_workers: int = 1
+    enable_cache: bool = False
+
+    @property
+    def pipeline_root(self) -> str:
+        return os.path.join(self.output_dir, "pipeline_root")
+
+    @property
+    def metadata_path(self) -> str:
+        return os.path.join(self.output_dir, "metadata.sqlite")
+
+    @property
+    def serving_model_dir(self) -> str:
+        """The model base path a server watches: numbered versions appear below it."""
+        return os.path.join(self.output_dir, "serving_model", self.model_name)
+
+    def beam_pipeline_args(self) -> list[str]:
+        # The runner is named so that Beam does not first try PrismRunner, which downloads a binary.
+        args = ["--runner=DirectRunner", f"--direct_running_mode={self.beam_direct_running_mode}"]
+        if self.beam_num_workers:
+            args.append(f"--direct_num_workers={self.beam_num_workers}")
+        return args
+
+    def trainer_config(self) -> dict[str, Any]:
+        """The settings the Trainer module reads from ``fn_args.custom_config`` (JSON-safe)."""
+        return {"windows": dataclasses.asdict(self.windows), "model": dataclasses.asdict(self.model)}
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+
+def model_config_from_custom_config(custom_config: Optional[dict[str, Any]]) -> ModelConfig:
+    """Rebuilds the :class:`ModelConfig` the Trainer was given (lists back to tuples)."""
+    values = dict((custom_config or {}).get("model", {}))
+    if "lstm_units" in values:
+        values["lstm_units"] = tuple(values["lstm_units"])
+    return ModelConfig(**values)
+
+
+def window_config_from_custom_config(custom_config: Optional[dict[str, Any]]) -> WindowConfig:
+    """Rebuilds the :class:`WindowConfig` the Trainer was given."""
+    values = dict((custom_config or {}).get("windows", {}))
+    if "split_fractions" in values:
+        values["split_fractions"] = tuple(values["split_fractions"])
+    return WindowConfig(**values)

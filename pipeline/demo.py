@@ -1,0 +1,97 @@
+"""The demo: run the pipeline, serve the pushed model, forecast the last test windows over gRPC.
+
+It starts ``lstm-forecast serve`` as a separate process, as a user would, waits until the model is
+AVAILABLE (failing loudly if it never is), prints each forecast next to the actual value, and
+stops the server.
+"""
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from typing import Iterator
+
+import numpy as np
+
+from components import windowing
+from components.example_gen import series as series_lib
+from pipeline import local_runner
+from pipeline.config import PipelineConfig
+from serving import client as client_lib
+
+
+class DemoError(RuntimeError):
+    """The demo could not complete; the message says at which step."""
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving_process(model_base_path: str, model_name: str, port: int, log_path: str) -> Iterator[subprocess.Popen]:
+    """Runs ``lstm-forecast serve`` in a child process for the duration of the block."""
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "serve", "--model-base-path", model_base_path,
+             "--model-name", model_name, "--port", str(port), "--host", "127.0.0.1"],
+            stdout=log, stderr=subprocess.STDOUT)
+        try:
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def format_forecasts(origins: np.ndarray, forecasts: np.ndarray, actuals: np.ndarray, step_s: int) -> str:
+    """A table of forecast against actual value, one line per window and horizon step."""
+    lines = [f"{'forecast origin':<16} {'target date':<12} {'step':>4} {'forecast':>10} {'actual':>10} {'error':>8}"]
+    for origin, forecast, actual in zip(origins, forecasts, actuals):
+        for step, (f, a) in enumerate(zip(forecast, actual), start=1):
+            target = np.datetime64(int(origin) + step * step_s, "s").astype("datetime64[D]")
+            lines.append(f"{str(np.datetime64(int(origin), 's').astype('datetime64[D]')):<16} {str(target):<12} "
+                         f"{step:>4} {f:>10.2f} {a:>10.2f} {f - a:>+8.2f}")
+    return "\n".join(lines)
+
+
+def run_demo(config: PipelineConfig, windows: int = 6, ready_timeout_s: float = 120.0) -> int:
+    """Runs the demo end to end and prints what it does; returns the process exit code."""
+    print(f"[1/3] running the pipeline on {config.data.path} into {config.output_dir}", flush=True)
+    result = local_runner.run(config)
+    print(f"      pipeline finished in {result.seconds:.1f} s; pushed {result.pushed_model}", flush=True)
+    if result.pushed_model is None:
+        raise DemoError(f"the model was not blessed (eval MAE above {config.max_eval_mae}); nothing to serve")
+
+    test = series_lib.read_split_windows(result.examples_uri, windowing.TEST)
+    if len(test.histories) == 0:
+        raise DemoError("the test split has no windows")
+    last = slice(max(len(test.histories) - windows, 0), None)
+    step_s = int(np.median(np.diff(test.origin_times))) if len(test.origin_times) > 1 else 0
+
+    port = free_port()
+    log_path = os.path.join(config.output_dir, "server.log")
+    print(f"[2/3] starting the gRPC server on 127.0.0.1:{port} (log: {log_path})", flush=True)
+    with serving_process(config.serving_model_dir, config.model_name, port, log_path) as process, \
+            client_lib.ForecastClient(f"127.0.0.1:{port}", config.model_name) as client:
+        started = time.monotonic()
+        try:
+            version = client.wait_until_ready(ready_timeout_s)
+        except TimeoutError as error:
+            raise DemoError(f"{error} (server exit code: {process.poll()}; see {log_path})") from error
+        print(f"      version {version} AVAILABLE after {time.monotonic() - started:.1f} s", flush=True)
+        print(f"[3/3] forecasting the last {len(test.histories[last])} test windows over gRPC", flush=True)
+        forecasts = client.predict(test.histories[last])
+    actuals = test.targets[last]
+    print(format_forecasts(test.origin_times[last], forecasts, actuals, step_s))
+    print(f"MAE over these windows: {np.mean(np.abs(forecasts - actuals)):.3f} "
+          f"({forecasts.size} forecasts received over gRPC)")
+    return 0

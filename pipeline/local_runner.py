@@ -1,0 +1,70 @@
+"""Runs the pipeline here: LocalDagRunner, Beam's DirectRunner, ML Metadata in SQLite."""
+
+import dataclasses
+import os
+import time
+from typing import Optional
+
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+from tfx import v1 as tfx
+
+from components.example_gen.component import TimeSeriesExampleGen
+from pipeline.config import PipelineConfig
+from pipeline.pipeline import create_pipeline
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """What a run produced.
+
+    Attributes:
+      seconds: Wall time of the run.
+      examples_uri: The Examples artifact of this run.
+      pushed_model: Directory of the version pushed by this run, or None if the model was not
+        blessed.
+    """
+
+    seconds: float
+    examples_uri: str
+    pushed_model: Optional[str]
+
+
+def run(config: PipelineConfig) -> RunResult:
+    """Runs the whole pipeline to completion.
+
+    Args:
+      config: The run's settings; ``output_dir`` is created if needed.
+
+    Returns:
+      Where the run's examples and pushed model are.
+    """
+    os.makedirs(config.output_dir, exist_ok=True)
+    started = time.time()
+    tfx.orchestration.LocalDagRunner().run(create_pipeline(config))
+    seconds = time.time() - started
+    store = metadata_store.MetadataStore(
+        tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path))
+    since_ms = int(started * 1000)
+    examples = _output_artifact(store, TimeSeriesExampleGen, "examples", since_ms)
+    pushed = _output_artifact(store, tfx.components.Pusher, "pushed_model", since_ms)
+    if examples is None:
+        raise RuntimeError(f"the run recorded no examples in {config.metadata_path}")
+    pushed_dir = None
+    if pushed is not None and pushed.custom_properties["pushed"].int_value:
+        pushed_dir = pushed.custom_properties["pushed_destination"].string_value
+    return RunResult(seconds=seconds, examples_uri=examples.uri, pushed_model=pushed_dir)
+
+
+def _output_artifact(store: metadata_store.MetadataStore, component: type, output_key: str,
+                     since_ms: int) -> Optional[metadata_store_pb2.Artifact]:
+    """The artifact under ``output_key`` of the newest run of ``component`` since ``since_ms``."""
+    type_name = f"{component.__module__}.{component.__name__}"
+    executions = [e for e in store.get_executions_by_type(type_name)
+                  if e.create_time_since_epoch >= since_ms]
+    if not executions:
+        return None
+    latest = max(executions, key=lambda e: e.create_time_since_epoch)
+    ids = [event.artifact_id for event in store.get_events_by_execution_ids([latest.id])
+           if event.type == metadata_store_pb2.Event.OUTPUT and event.path.steps[0].key == output_key]
+    return store.get_artifacts_by_id(ids)[0] if ids else None

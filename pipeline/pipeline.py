@@ -1,0 +1,97 @@
+"""The forecasting pipeline: ``create_pipeline(config) -> tfx.dsl.Pipeline``, pure and runner-free.
+
+Components, in order: TimeSeriesExampleGen, StatisticsGen, SchemaGen, ExampleValidator,
+Transform, Trainer, Evaluator, Pusher.
+"""
+
+import os
+
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+
+import components
+from components import features
+from components.example_gen.component import TimeSeriesExampleGen
+from pipeline.config import PipelineConfig
+from serving import contract
+
+_COMPONENTS_DIR = os.path.dirname(components.__file__)
+TRANSFORM_MODULE = os.path.join(_COMPONENTS_DIR, "transform.py")
+TRAINER_MODULE = os.path.join(_COMPONENTS_DIR, "trainer.py")
+
+
+def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
+    """MAE and RMSE of the forecasts in original units on the eval split, with the blessing bound."""
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(
+            signature_name=contract.EXAMPLES_SIGNATURE_NAME,
+            label_key=features.TARGET,
+            prediction_key=contract.OUTPUT_KEY)],
+        slicing_specs=[tfma.SlicingSpec()],
+        metrics_specs=[tfma.MetricsSpec(metrics=[
+            tfma.MetricConfig(class_name="ExampleCount"),
+            tfma.MetricConfig(
+                class_name="MeanAbsoluteError",
+                threshold=tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(
+                    upper_bound={"value": config.max_eval_mae}))),
+            tfma.MetricConfig(class_name="MeanSquaredError"),
+        ])])
+
+
+def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
+    """Builds the TFX pipeline for ``config``; runs nothing.
+
+    Args:
+      config: All settings of the run.
+
+    Returns:
+      The logical pipeline, for any TFX runner.
+    """
+    windows = config.windows
+    example_gen = TimeSeriesExampleGen(
+        input_path=config.data.path,
+        timestamp_column=config.data.timestamp_column,
+        target_column=config.data.target_column,
+        history=windows.history,
+        horizon=windows.horizon,
+        stride=windows.stride,
+        split_fractions=windows.split_fractions)
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = tfx.components.SchemaGen(
+        statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        module_file=TRANSFORM_MODULE,
+        custom_config={"scaling": config.model.scaling},
+        # Scaling statistics come from the training split alone.
+        splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "eval"]))
+    trainer = tfx.components.Trainer(
+        module_file=TRAINER_MODULE,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(splits=["train"]),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        custom_config=config.trainer_config())
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        eval_config=eval_config(config),
+        example_splits=["eval"])
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_model_dir)))
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=config.pipeline_root,
+        components=[example_gen, statistics_gen, schema_gen, example_validator, transform,
+                    trainer, evaluator, pusher],
+        enable_cache=config.enable_cache,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            config.metadata_path),
+        beam_pipeline_args=config.beam_pipeline_args())

@@ -1,0 +1,200 @@
+"""gRPC client for a forecasting model served by TF Serving (or the local server, same API).
+
+:class:`ForecastClient` owns its channel, puts a deadline on every call, retries only on
+UNAVAILABLE (through gRPC's service config, with exponential backoff) and maps gRPC status codes
+to the few exceptions below. Building requests and reading responses are pure functions.
+"""
+
+import json
+import time
+from typing import Optional
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from serving import contract
+
+
+class ForecastError(Exception):
+    """A forecast call failed; ``code`` is the gRPC status code."""
+
+    def __init__(self, message: str, code: Optional[grpc.StatusCode] = None):
+        super().__init__(message)
+        self.code = code
+
+
+class ModelNotFoundError(ForecastError):
+    """The server has no such model or version (NOT_FOUND)."""
+
+
+class InvalidRequestError(ForecastError):
+    """The server refused the request as malformed (INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE)."""
+
+
+class ServerUnavailableError(ForecastError):
+    """The server could not be reached in time (UNAVAILABLE after retries, or DEADLINE_EXCEEDED)."""
+
+
+_ERRORS = {
+    grpc.StatusCode.NOT_FOUND: ModelNotFoundError,
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidRequestError,
+    grpc.StatusCode.FAILED_PRECONDITION: InvalidRequestError,
+    grpc.StatusCode.OUT_OF_RANGE: InvalidRequestError,
+    grpc.StatusCode.UNAVAILABLE: ServerUnavailableError,
+    grpc.StatusCode.DEADLINE_EXCEEDED: ServerUnavailableError,
+}
+
+
+def _service_config(max_attempts: int) -> str:
+    return json.dumps({"methodConfig": [{
+        "name": [{"service": "tensorflow.serving.PredictionService"},
+                 {"service": "tensorflow.serving.ModelService"}],
+        "retryPolicy": {
+            "maxAttempts": max_attempts,
+            "initialBackoff": "0.1s",
+            "maxBackoff": "2s",
+            "backoffMultiplier": 2,
+            "retryableStatusCodes": ["UNAVAILABLE"],
+        },
+    }]})
+
+
+def build_predict_request(model_name: str, windows: np.ndarray,
+                          signature_name: str = contract.SIGNATURE_NAME,
+                          version: Optional[int] = None) -> predict_pb2.PredictRequest:
+    """Builds the Predict request for a batch of raw windows.
+
+    Args:
+      model_name: Served model name.
+      windows: History windows ``[N, L]`` in original units.
+      signature_name: Signature to run.
+      version: A specific version, or None for the latest.
+
+    Returns:
+      The request, with ``windows`` as float32 under :data:`contract.INPUT_KEY`.
+    """
+    windows = np.asarray(windows, dtype=contract.INPUT_DTYPE)
+    if windows.ndim != 2:
+        raise ValueError(f"windows must be [N, L], got shape {list(windows.shape)}")
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model_name
+    request.model_spec.signature_name = signature_name
+    if version is not None:
+        request.model_spec.version.value = version
+    request.inputs[contract.INPUT_KEY].CopyFrom(tf.make_tensor_proto(windows))
+    return request
+
+
+def parse_predict_response(response: predict_pb2.PredictResponse) -> np.ndarray:
+    """The forecasts ``[N, H]`` of a Predict response."""
+    if contract.OUTPUT_KEY not in response.outputs:
+        raise ForecastError(f"response has no output '{contract.OUTPUT_KEY}' (has {sorted(response.outputs)})")
+    return tf.make_ndarray(response.outputs[contract.OUTPUT_KEY])
+
+
+class ForecastClient:
+    """Talks to one served model over gRPC.
+
+    Args:
+      target: Server address, ``host:port``.
+      model_name: Served model name.
+      version: A specific version, or None for the latest.
+      signature_name: Signature that ``predict`` runs.
+      timeout_s: Deadline of each call, retries included.
+      max_attempts: Tries of a call that fails with UNAVAILABLE.
+      max_message_bytes: Largest request and response.
+    """
+
+    def __init__(self, target: str, model_name: str, version: Optional[int] = None,
+                 signature_name: str = contract.SIGNATURE_NAME, timeout_s: float = 10.0,
+                 max_attempts: int = 5, max_message_bytes: int = 64 << 20):
+        self.target = target
+        self.model_name = model_name
+        self.version = version
+        self.signature_name = signature_name
+        self.timeout_s = timeout_s
+        self._channel = grpc.insecure_channel(target, options=[
+            ("grpc.enable_retries", 1),
+            ("grpc.service_config", _service_config(max_attempts)),
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+        ])
+        self._predictions = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> "ForecastClient":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def _call(self, method, request, timeout_s: Optional[float] = None):
+        try:
+            return method(request, timeout=timeout_s or self.timeout_s)
+        except grpc.RpcError as error:
+            code = error.code()
+            raise _ERRORS.get(code, ForecastError)(f"{self.target}: {code.name}: {error.details()}", code) from error
+
+    def predict(self, windows: np.ndarray) -> np.ndarray:
+        """Forecasts for raw windows ``[N, L]``; returns ``[N, H]`` in original units."""
+        request = build_predict_request(self.model_name, windows, self.signature_name, self.version)
+        return parse_predict_response(self._call(self._predictions.Predict, request))
+
+    def metadata(self) -> dict[str, dict[str, dict[str, list[int]]]]:
+        """The served signatures: ``{name: {"inputs": {alias: shape}, "outputs": {alias: shape}}}``."""
+        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+        request.model_spec.name = self.model_name
+        if self.version is not None:
+            request.model_spec.version.value = self.version
+        response = self._call(self._predictions.GetModelMetadata, request)
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        response.metadata["signature_def"].Unpack(signature_map)
+
+        def shapes(tensors) -> dict[str, list[int]]:
+            return {alias: [d.size for d in info.tensor_shape.dim] for alias, info in tensors.items()}
+
+        return {name: {"inputs": shapes(sig.inputs), "outputs": shapes(sig.outputs)}
+                for name, sig in signature_map.signature_def.items()}
+
+    def status(self, timeout_s: Optional[float] = None) -> dict[int, str]:
+        """State of each version the server knows: ``{version: "AVAILABLE" | "LOADING" | ...}``."""
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = self.model_name
+        response = self._call(self._models.GetModelStatus, request, timeout_s)
+        names = get_model_status_pb2.ModelVersionStatus.State.Name
+        return {s.version: names(s.state) for s in response.model_version_status}
+
+    def wait_until_ready(self, timeout_s: float, poll_s: float = 0.2) -> int:
+        """Waits until a version (the one asked for, if any) is AVAILABLE and returns it.
+
+        Raises:
+          TimeoutError: No version became available in ``timeout_s``; says what was last seen.
+        """
+        deadline = time.monotonic() + timeout_s
+        last = "no answer yet"
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"model {self.model_name} at {self.target} not AVAILABLE after "
+                                   f"{timeout_s:.0f} s; last seen: {last}")
+            try:
+                states = self.status(timeout_s=min(remaining, 2.0))
+                ready = [v for v, s in states.items() if s == "AVAILABLE" and self.version in (None, v)]
+                if ready:
+                    return max(ready)
+                last = f"versions {states}"
+            except (ServerUnavailableError, ModelNotFoundError) as error:
+                last = str(error)
+            time.sleep(min(poll_s, max(deadline - time.monotonic(), 0)))
+
