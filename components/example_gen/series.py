@@ -80,7 +80,7 @@ def read_series(path: str, timestamp_column: str, target_column: str) -> Series:
         i = int(np.argmax(infinite))
         raise DataError(f"{path}:{lines[i]}: column '{target_column}': value is not finite: '{raw.iloc[i]}'")
 
-    seconds = (times.to_numpy().astype("datetime64[s]").astype(np.int64))
+    seconds = ((times - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(np.int64)
     order = np.argsort(seconds, kind="stable")
     seconds, values, lines = seconds[order], values[order], lines[order]
     repeated = np.flatnonzero(np.diff(seconds) == 0)
