@@ -110,17 +110,16 @@ class PipelineConfig:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
 
+def _from_json(cls: type, values: dict[str, Any]) -> Any:
+    # JSON has no tuples: the tuple fields of the frozen dataclasses come back as lists.
+    return cls(**{name: tuple(v) if isinstance(v, list) else v for name, v in values.items()})
+
+
 def model_config_from_custom_config(custom_config: Optional[dict[str, Any]]) -> ModelConfig:
-    """Rebuilds the :class:`ModelConfig` the Trainer was given (lists back to tuples)."""
-    values = dict((custom_config or {}).get("model", {}))
-    if "lstm_units" in values:
-        values["lstm_units"] = tuple(values["lstm_units"])
-    return ModelConfig(**values)
+    """Rebuilds the :class:`ModelConfig` the Trainer was given by :meth:`PipelineConfig.trainer_config`."""
+    return _from_json(ModelConfig, (custom_config or {}).get("model", {}))
 
 
 def window_config_from_custom_config(custom_config: Optional[dict[str, Any]]) -> WindowConfig:
-    """Rebuilds the :class:`WindowConfig` the Trainer was given."""
-    values = dict((custom_config or {}).get("windows", {}))
-    if "split_fractions" in values:
-        values["split_fractions"] = tuple(values["split_fractions"])
-    return WindowConfig(**values)
+    """Rebuilds the :class:`WindowConfig` the Trainer was given by :meth:`PipelineConfig.trainer_config`."""
+    return _from_json(WindowConfig, (custom_config or {}).get("windows", {}))
