@@ -1,6 +1,6 @@
 """Window and split arithmetic, written once: pure numpy, no TFX or Beam.
 
-A series of n points ``v[0..n-1]`` yields windows of ``history`` L and ``horizon`` H every
+A series of n grid points ``v[0..n-1]`` yields windows of ``history`` L and ``horizon`` H every
 ``stride`` S points. Window k starts at ``s = k * S`` and covers::
 
     history = v[s : s + L]          (the past, ends at the forecast origin v[s + L - 1])
@@ -12,7 +12,11 @@ Example: n = 7, L = 3, H = 2, S = 2 gives starts [0, 2]::
     k = 0   h  h  h  t  t
     k = 1         h  h  h  t  t
 
-A window whose target steps all lie in one split belongs to that split; see :func:`assign_splits`.
+Splits are cut in time. A cut index ``c`` is the first grid point of the later split; a window
+belongs to the split that holds all of its target steps (see :func:`assign_splits`). With cut
+indices ``[4]`` in the example above, window 0 (targets 3, 4) straddles the cut and is dropped,
+window 1 (targets 5, 6) belongs to the second split; its history (2, 3, 4) reaches back into the
+first split, which is the known past at its forecast origin.
 """
 
 from typing import Sequence
@@ -21,8 +25,9 @@ import numpy as np
 
 TRAIN, EVAL, TEST = "train", "eval", "test"
 SPLITS: tuple[str, ...] = (TRAIN, EVAL, TEST)
-# Split index of a window whose targets straddle a cut point: it belongs to no split.
-DROPPED = -1
+# Split codes of windows that belong to no split.
+DROPPED_STRADDLING = -1  # its targets straddle a cut point
+DROPPED_SPLIT_GAP = -2  # its targets start inside the gap left after a cut
 
 
 def window_starts(n: int, history: int, horizon: int, stride: int = 1) -> np.ndarray:
@@ -45,6 +50,23 @@ def window_starts(n: int, history: int, horizon: int, stride: int = 1) -> np.nda
     return np.arange(0, last_start + 1, stride, dtype=np.int64)
 
 
+def spans(values: np.ndarray, firsts: np.ndarray, length: int) -> np.ndarray:
+    """Gathers ``values[f : f + length]`` for every ``f`` in ``firsts``, vectorised.
+
+    Args:
+      values: A 1-D array ``[n]``.
+      firsts: Start indices ``[N]``, each with ``f + length <= n``.
+      length: Points per span.
+
+    Returns:
+      A copy (not a view of ``values``), ``[N, length]``.
+    """
+    values = np.asarray(values)
+    if len(firsts) == 0:
+        return np.zeros((0, length), values.dtype)
+    return np.lib.stride_tricks.sliding_window_view(values, length)[firsts]
+
+
 def make_windows(
     values: np.ndarray, history: int, horizon: int, stride: int = 1
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -59,12 +81,24 @@ def make_windows(
     Returns:
       ``(histories [N, L], targets [N, H], starts [N])`` as copies (not views of ``values``).
     """
-    values = np.asarray(values)
     starts = window_starts(len(values), history, horizon, stride)
-    if len(starts) == 0:
-        return (np.zeros((0, history), values.dtype), np.zeros((0, horizon), values.dtype), starts)
-    windows = np.lib.stride_tricks.sliding_window_view(values, history + horizon)[starts]
-    return windows[:, :history].copy(), windows[:, history:].copy(), starts
+    return spans(values, starts, history), spans(values, starts + history, horizon), starts
+
+
+def complete_spans(missing: np.ndarray, firsts: np.ndarray, length: int) -> np.ndarray:
+    """Whether each span ``[f, f + length)`` is free of missing points.
+
+    Args:
+      missing: bool ``[n]``, True where a point is missing.
+      firsts: Start indices ``[N]``.
+      length: Points per span.
+
+    Returns:
+      bool ``[N]``.
+    """
+    # A running count of missing points answers each span in O(1).
+    count = np.concatenate([[0], np.cumsum(missing, dtype=np.int64)])
+    return count[firsts + length] == count[firsts]
 
 
 def split_cut_times(start: float, end: float, fractions: Sequence[float]) -> np.ndarray:
@@ -79,27 +113,53 @@ def split_cut_times(start: float, end: float, fractions: Sequence[float]) -> np.
       The cut times ``[c_eval, c_test]``: train is ``t < c_eval``, eval ``c_eval <= t < c_test``,
       test ``t >= c_test``.
     """
-    if len(fractions) != len(SPLITS) - 1 or min(fractions) <= 0 or sum(fractions) >= 1:
-        raise ValueError(f"need {len(SPLITS) - 1} positive split fractions summing to < 1, got {fractions}")
+    check_split_fractions(fractions)
     return start + (end - start) * np.cumsum(fractions)
 
 
-def assign_splits(
-    first_target_times: np.ndarray, last_target_times: np.ndarray, cut_times: np.ndarray
-) -> np.ndarray:
+def check_split_fractions(fractions: Sequence[float]) -> None:
+    """Raises ValueError unless ``fractions`` are the train and eval fractions of a span."""
+    if len(fractions) != len(SPLITS) - 1 or min(fractions) <= 0 or sum(fractions) >= 1:
+        raise ValueError(f"need {len(SPLITS) - 1} positive split fractions summing to < 1, got {list(fractions)}")
+
+
+def cut_indices(times: np.ndarray, cut_times: np.ndarray) -> np.ndarray:
+    """The first grid index at or after each cut time: where each later split starts.
+
+    Args:
+      times: Increasing times of the grid points ``[n]``.
+      cut_times: Increasing cut times.
+
+    Returns:
+      int64 indices into ``times`` (``n`` where a cut lies after the last point).
+    """
+    return np.searchsorted(times, cut_times, side="left").astype(np.int64)
+
+
+def assign_splits(first_targets: np.ndarray, last_targets: np.ndarray, cuts: np.ndarray,
+                  gap: int = 0) -> np.ndarray:
     """Assigns each window to the split that holds all of its target steps.
 
     History may reach back into an earlier split (the past is known at forecast time); a window
-    whose targets straddle a cut point is dropped so that no target is seen in two splits.
+    whose targets straddle a cut is dropped so that no target is seen in two splits. With a gap,
+    the targets of a later split start at least ``gap`` points after its cut, so that the last
+    train target and the first eval target are more than ``gap`` steps apart.
 
     Args:
-      first_target_times: Time of each window's first target step, ``[N]``.
-      last_target_times: Time of each window's last target step, ``[N]``.
-      cut_times: Increasing cut times, one fewer than there are splits.
+      first_targets: Grid index of each window's first target step, ``[N]``.
+      last_targets: Grid index of each window's last target step, ``[N]``.
+      cuts: Increasing cut indices (see :func:`cut_indices`), one fewer than there are splits.
+      gap: Grid points left out after each cut.
 
     Returns:
-      int array ``[N]`` of indices into :data:`SPLITS`, or :data:`DROPPED`.
+      int array ``[N]`` of indices into :data:`SPLITS`, or :data:`DROPPED_STRADDLING` or
+      :data:`DROPPED_SPLIT_GAP`.
     """
-    first = np.searchsorted(cut_times, first_target_times, side="right")
-    last = np.searchsorted(cut_times, last_target_times, side="right")
-    return np.where(first == last, first, DROPPED)
+    first = np.searchsorted(cuts, first_targets, side="right")
+    last = np.searchsorted(cuts, last_targets, side="right")
+    split = np.where(first == last, first, DROPPED_STRADDLING)
+    if gap > 0 and len(cuts):
+        cut_before = np.asarray(cuts)[np.maximum(split - 1, 0)]
+        in_gap = (split > 0) & (first_targets < cut_before + gap)
+        split = np.where(in_gap, DROPPED_SPLIT_GAP, split)
+    return split

@@ -15,17 +15,43 @@ from typing import Optional, Sequence
 from pipeline import config as config_lib
 
 
-def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
-    defaults_w, defaults_m = config_lib.WindowConfig(), config_lib.ModelConfig()
-    parser.add_argument("--data", required=True, help="CSV file of the series")
+def _add_data_flags(parser: argparse.ArgumentParser) -> None:
+    defaults_d, defaults_w = config_lib.DataConfig(path=""), config_lib.WindowConfig()
+    parser.add_argument("--data", required=True,
+                        help="the series: a CSV or Parquet file, a directory of them, or a glob (quote it)")
     parser.add_argument("--output", required=True, help="run directory: artifacts, metadata, pushed models")
-    parser.add_argument("--timestamp-column", default="timestamp")
-    parser.add_argument("--target-column", default="value")
+    parser.add_argument("--timestamp-column", default=defaults_d.timestamp_column,
+                        help="ISO 8601 timestamps (with or without zone) or epoch seconds")
+    parser.add_argument("--target-column", default=defaults_d.target_column)
+    parser.add_argument("--series-id-column", default=None, help="column naming the series of each row")
+    parser.add_argument("--covariate-columns", default="", help="numeric covariate columns, comma-separated")
+    parser.add_argument("--frequency", default=None,
+                        help="pandas offset alias, e.g. 30min, 1h, 1D, W-SAT, MS (default: inferred per series)")
+    parser.add_argument("--duplicates", choices=["error", "first", "last", "mean", "sum", "min", "max"],
+                        default=defaults_d.duplicates, help="repeated timestamps in a series: error, or merge")
+    parser.add_argument("--gap-policy", choices=["error", "interpolate", "skip"], default=defaults_d.gap_policy,
+                        help="missing points: error; interpolate runs up to --max-gap; skip windows that touch one")
+    parser.add_argument("--max-gap", type=int, default=defaults_d.max_gap,
+                        help="longest run of missing points that --gap-policy interpolate fills")
     parser.add_argument("--history", type=int, default=defaults_w.history, help="window length L")
     parser.add_argument("--horizon", type=int, default=defaults_w.horizon, help="forecast steps H")
     parser.add_argument("--stride", type=int, default=defaults_w.stride, help="step between windows")
     parser.add_argument("--split-fractions", default=",".join(map(str, defaults_w.split_fractions)),
-                        help="train,eval fractions of the time span; test takes the rest")
+                        help="train,eval fractions of each series' time span; test takes the rest")
+    parser.add_argument("--split-times", default=None,
+                        help="EVAL_START,TEST_START timestamps (ISO 8601), in place of --split-fractions")
+    parser.add_argument("--split-gap", type=int, default=defaults_w.split_gap,
+                        help="grid points left out after each split cut")
+    parser.add_argument("--no-calendar-features", action="store_true",
+                        help="leave out the calendar features of the forecast origin")
+    parser.add_argument("--beam-mode", choices=["in_memory", "multi_processing"], default="in_memory",
+                        help="Beam DirectRunner running mode")
+    parser.add_argument("--beam-workers", type=int, default=1, help="DirectRunner workers (0: one per CPU)")
+
+
+def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
+    _add_data_flags(parser)
+    defaults_m = config_lib.ModelConfig()
     parser.add_argument("--scaling", choices=["global", "last_value"], default=defaults_m.scaling,
                         help="input scaling, fitted on the training split")
     parser.add_argument("--lstm-units", default=",".join(map(str, defaults_m.lstm_units)),
@@ -38,35 +64,65 @@ def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-name", default=config_lib.DEFAULT_MODEL_NAME)
     parser.add_argument("--max-eval-mae", type=float, default=config_lib.PipelineConfig.max_eval_mae,
                         help="bless the model only if its eval MAE (original units) is below this")
-    parser.add_argument("--beam-mode", choices=["in_memory", "multi_processing"], default="in_memory",
-                        help="Beam DirectRunner running mode")
-    parser.add_argument("--beam-workers", type=int, default=1, help="DirectRunner workers (0: one per CPU)")
 
 
 def _floats(text: str) -> tuple[float, ...]:
     return tuple(float(x) for x in text.split(",") if x.strip())
 
 
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def _data_path(path: str) -> str:
+    # Remote paths (gs://, s3://) stay as given; local ones are made absolute for the components.
+    return path if "://" in path else os.path.abspath(path)
+
+
 def pipeline_config_from_flags(args: argparse.Namespace) -> config_lib.PipelineConfig:
-    """The :class:`PipelineConfig` that the flags of ``run`` and ``demo`` describe."""
+    """The :class:`PipelineConfig` that the flags of ``run``, ``windows`` and ``demo`` describe."""
+    model = config_lib.ModelConfig()
+    if hasattr(args, "scaling"):  # run and demo train a model; windows does not
+        model = config_lib.ModelConfig(
+            scaling=args.scaling, lstm_units=tuple(int(u) for u in _floats(args.lstm_units)),
+            dropout=args.dropout, learning_rate=args.learning_rate, batch_size=args.batch_size,
+            epochs=args.epochs, seed=args.seed)
+    split_times = _names(args.split_times) if args.split_times else None
     return config_lib.PipelineConfig(
-        data=config_lib.DataConfig(path=os.path.abspath(args.data), timestamp_column=args.timestamp_column,
-                                   target_column=args.target_column),
+        data=config_lib.DataConfig(
+            path=_data_path(args.data), timestamp_column=args.timestamp_column, target_column=args.target_column,
+            series_id_column=args.series_id_column, covariate_columns=_names(args.covariate_columns),
+            frequency=args.frequency, duplicates=args.duplicates, gap_policy=args.gap_policy, max_gap=args.max_gap),
         output_dir=os.path.abspath(args.output),
         windows=config_lib.WindowConfig(history=args.history, horizon=args.horizon, stride=args.stride,
-                                        split_fractions=_floats(args.split_fractions)),
-        model=config_lib.ModelConfig(scaling=args.scaling, lstm_units=tuple(int(u) for u in _floats(args.lstm_units)),
-                                     dropout=args.dropout, learning_rate=args.learning_rate,
-                                     batch_size=args.batch_size, epochs=args.epochs, seed=args.seed),
-        model_name=args.model_name,
-        max_eval_mae=args.max_eval_mae,
+                                        split_fractions=_floats(args.split_fractions), split_times=split_times,
+                                        split_gap=args.split_gap,
+                                        calendar_features=not args.no_calendar_features),
+        model=model,
+        model_name=getattr(args, "model_name", config_lib.DEFAULT_MODEL_NAME),
+        max_eval_mae=getattr(args, "max_eval_mae", config_lib.PipelineConfig.max_eval_mae),
         beam_direct_running_mode=args.beam_mode,
         beam_num_workers=args.beam_workers)
+
+
+def _print_windows_summary(examples_uri: str) -> None:
+    from components.example_gen import executor, series  # pylint: disable=g-import-not-at-top
+    print(series.format_summary(executor.read_summary(examples_uri)))
+    print(f"summary JSON: {os.path.join(examples_uri, executor.SUMMARY_FILE)}")
+
+
+def _cmd_windows(args: argparse.Namespace) -> int:
+    from pipeline import local_runner  # pylint: disable=g-import-not-at-top
+    result = local_runner.run(pipeline_config_from_flags(args), windows_only=True)
+    print(f"windows written in {result.seconds:.1f} s to {result.examples_uri}")
+    _print_windows_summary(result.examples_uri)
+    return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from pipeline import local_runner  # pylint: disable=g-import-not-at-top
     result = local_runner.run(pipeline_config_from_flags(args))
+    _print_windows_summary(result.examples_uri)
     print(f"pipeline finished in {result.seconds:.1f} s")
     print(f"examples: {result.examples_uri}")
     print(f"pushed model: {result.pushed_model or 'none (the model was not blessed)'}")
@@ -132,6 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pipeline_flags(run)
     run.set_defaults(func=_cmd_run)
 
+    windows = commands.add_parser("windows", help="check the data and write the windows only; print a summary")
+    _add_data_flags(windows)
+    windows.set_defaults(func=_cmd_windows)
+
     serve = commands.add_parser("serve", help="serve pushed versions over TF Serving's gRPC API")
     serve.add_argument("--model-base-path", required=True, help="directory of numbered versions")
     serve.add_argument("--model-name", default=config_lib.DEFAULT_MODEL_NAME)
@@ -170,10 +230,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _known_errors() -> tuple[type[Exception], ...]:
-    from components.example_gen.series import DataError  # pylint: disable=g-import-not-at-top
+    from components.example_gen.series import DataError, OptionsError  # pylint: disable=g-import-not-at-top
     from pipeline.demo import DemoError  # pylint: disable=g-import-not-at-top
     from serving.client import ForecastError  # pylint: disable=g-import-not-at-top
-    return (DataError, DemoError, ForecastError, TimeoutError, FileNotFoundError)
+    return (DataError, OptionsError, DemoError, ForecastError, TimeoutError, FileNotFoundError)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -13,11 +13,32 @@ DEFAULT_MODEL_NAME = "lstm_forecast"
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """Where the series is and which columns hold what."""
+    """Where the series are, which columns hold what, and how to treat flawed data.
+
+    Attributes:
+      path: A CSV or Parquet file, a directory of them, or a glob.
+      timestamp_column: ISO 8601 timestamps (with or without zone) or epoch seconds.
+      target_column: The value to forecast.
+      series_id_column: Names the series of each row (many series, one model); None: one series.
+      covariate_columns: Numeric columns whose histories go with each window.
+      frequency: A pandas offset alias (``30min``, ``1h``, ``1D``, ``W-SAT``, ``MS``); None: inferred
+        per series and reported.
+      duplicates: ``error`` on a repeated timestamp within a series, or merge the rows by
+        ``first``, ``last``, ``mean``, ``sum``, ``min`` or ``max``.
+      gap_policy: ``error`` on a missing point, ``interpolate`` runs of up to ``max_gap`` missing
+        points linearly, or ``skip`` (no window crosses a missing point).
+      max_gap: The longest run of missing points that ``interpolate`` fills.
+    """
 
     path: str
     timestamp_column: str = "timestamp"
     target_column: str = "value"
+    series_id_column: Optional[str] = None
+    covariate_columns: tuple[str, ...] = ()
+    frequency: Optional[str] = None
+    duplicates: str = "error"
+    gap_policy: str = "skip"
+    max_gap: int = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,12 +50,18 @@ class WindowConfig:
       horizon: Forecast horizon H, points predicted (direct multi-step).
       stride: Step between window starts.
       split_fractions: Fractions of each series' span for train and eval; test takes the rest.
+      split_times: The first timestamps of eval and of test (ISO 8601), in place of the fractions.
+      split_gap: Grid points left out after each cut, so that train and eval targets are apart.
+      calendar_features: Add sin/cos calendar features of each forecast origin.
     """
 
     history: int = 52
     horizon: int = 4
     stride: int = 1
     split_fractions: tuple[float, float] = (0.7, 0.15)
+    split_times: Optional[tuple[str, str]] = None
+    split_gap: int = 0
+    calendar_features: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,6 +135,13 @@ class PipelineConfig:
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+
+def from_json(text: str) -> PipelineConfig:
+    """The :class:`PipelineConfig` that :meth:`PipelineConfig.to_json` wrote."""
+    values = json.loads(text)
+    nested = {"data": DataConfig, "windows": WindowConfig, "model": ModelConfig}
+    return PipelineConfig(**{k: _from_json(nested[k], v) if k in nested else v for k, v in values.items()})
 
 
 def _from_json(cls: type, values: dict[str, Any]) -> Any:

@@ -16,6 +16,7 @@ from typing import Iterator
 import numpy as np
 
 from components import windowing
+from components.example_gen import executor as example_gen_executor
 from components.example_gen import series as series_lib
 from pipeline import local_runner
 from pipeline.config import PipelineConfig
@@ -52,12 +53,13 @@ def serving_process(model_base_path: str, model_name: str, port: int, log_path: 
                 process.wait()
 
 
-def format_forecasts(origins: np.ndarray, forecasts: np.ndarray, actuals: np.ndarray, step_s: int) -> str:
+def format_forecasts(origins: np.ndarray, target_times: np.ndarray, forecasts: np.ndarray,
+                     actuals: np.ndarray) -> str:
     """A table of forecast against actual value, one line per window and horizon step."""
     lines = [f"{'forecast origin':<16} {'target date':<12} {'step':>4} {'forecast':>10} {'actual':>10} {'error':>8}"]
-    for origin, forecast, actual in zip(origins, forecasts, actuals):
-        for step, (f, a) in enumerate(zip(forecast, actual), start=1):
-            target = np.datetime64(int(origin) + step * step_s, "s").astype("datetime64[D]")
+    for origin, times, forecast, actual in zip(origins, target_times, forecasts, actuals):
+        for step, (t, f, a) in enumerate(zip(times, forecast, actual), start=1):
+            target = np.datetime64(int(t), "s").astype("datetime64[D]")
             lines.append(f"{str(np.datetime64(int(origin), 's').astype('datetime64[D]')):<16} {str(target):<12} "
                          f"{step:>4} {f:>10.2f} {a:>10.2f} {f - a:>+8.2f}")
     return "\n".join(lines)
@@ -71,11 +73,12 @@ def run_demo(config: PipelineConfig, windows: int = 6, ready_timeout_s: float = 
     if result.pushed_model is None:
         raise DemoError(f"the model was not blessed (eval MAE above {config.max_eval_mae}); nothing to serve")
 
-    test = series_lib.read_split_windows(result.examples_uri, windowing.TEST)
-    if len(test.histories) == 0:
+    summary = example_gen_executor.read_summary(result.examples_uri)
+    with_test = [r["series_id"] for r in summary["per_series"] if r["windows"][windowing.TEST]]
+    if not with_test:
         raise DemoError("the test split has no windows")
+    test = series_lib.read_split_windows(result.examples_uri, windowing.TEST, with_test[0])
     last = slice(max(len(test.histories) - windows, 0), None)
-    step_s = int(np.median(np.diff(test.origin_times))) if len(test.origin_times) > 1 else 0
 
     port = free_port()
     log_path = os.path.join(config.output_dir, "server.log")
@@ -88,10 +91,11 @@ def run_demo(config: PipelineConfig, windows: int = 6, ready_timeout_s: float = 
         except TimeoutError as error:
             raise DemoError(f"{error} (server exit code: {process.poll()}; see {log_path})") from error
         print(f"      version {version} AVAILABLE after {time.monotonic() - started:.1f} s", flush=True)
-        print(f"[3/3] forecasting the last {len(test.histories[last])} test windows over gRPC", flush=True)
+        print(f"[3/3] forecasting the last {len(test.histories[last])} test windows of series '{test.series_id}' "
+          f"over gRPC", flush=True)
         forecasts = client.predict(test.histories[last])
     actuals = test.targets[last]
-    print(format_forecasts(test.origin_times[last], forecasts, actuals, step_s))
+    print(format_forecasts(test.origin_times[last], test.target_times[last], forecasts, actuals))
     print(f"MAE over these windows: {np.mean(np.abs(forecasts - actuals)):.3f} "
           f"({forecasts.size} forecasts received over gRPC)")
     return 0

@@ -12,6 +12,8 @@ from tfx import v1 as tfx
 import components
 from components import features
 from components.example_gen.component import TimeSeriesExampleGen
+from components.example_gen.reader import Columns
+from components.example_gen.series import WindowingOptions
 from pipeline.config import PipelineConfig
 from serving import contract
 
@@ -38,6 +40,38 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
         ])])
 
 
+def windowing_options(config: PipelineConfig) -> WindowingOptions:
+    """What the example generator does to each series, from the data and window settings."""
+    data, windows = config.data, config.windows
+    return WindowingOptions(
+        columns=Columns(timestamp=data.timestamp_column, target=data.target_column,
+                        series_id=data.series_id_column, covariates=data.covariate_columns),
+        frequency=data.frequency, duplicates=data.duplicates, gap_policy=data.gap_policy,
+        max_gap=data.max_gap, history=windows.history, horizon=windows.horizon, stride=windows.stride,
+        split_fractions=windows.split_fractions, split_times=windows.split_times,
+        split_gap=windows.split_gap, calendar_features=windows.calendar_features)
+
+
+def example_gen(config: PipelineConfig) -> TimeSeriesExampleGen:
+    """The example generator of ``config``: validated, windowed, time-split examples."""
+    return TimeSeriesExampleGen(input_path=config.data.path, options=windowing_options(config))
+
+
+def _metadata_and_beam(config: PipelineConfig) -> dict:
+    return {
+        "enable_cache": config.enable_cache,
+        "metadata_connection_config": tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            config.metadata_path),
+        "beam_pipeline_args": config.beam_pipeline_args(),
+    }
+
+
+def create_windows_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
+    """A pipeline of the example generator alone: checks the data and writes the windows."""
+    return tfx.dsl.Pipeline(pipeline_name=config.pipeline_name, pipeline_root=config.pipeline_root,
+                            components=[example_gen(config)], **_metadata_and_beam(config))
+
+
 def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     """Builds the TFX pipeline for ``config``; runs nothing.
 
@@ -47,22 +81,14 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     Returns:
       The logical pipeline, for any TFX runner.
     """
-    windows = config.windows
-    example_gen = TimeSeriesExampleGen(
-        input_path=config.data.path,
-        timestamp_column=config.data.timestamp_column,
-        target_column=config.data.target_column,
-        history=windows.history,
-        horizon=windows.horizon,
-        stride=windows.stride,
-        split_fractions=windows.split_fractions)
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    examples = example_gen(config)
+    statistics_gen = tfx.components.StatisticsGen(examples=examples.outputs["examples"])
     schema_gen = tfx.components.SchemaGen(
         statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
     transform = tfx.components.Transform(
-        examples=example_gen.outputs["examples"],
+        examples=examples.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         module_file=TRANSFORM_MODULE,
         custom_config={"scaling": config.model.scaling},
@@ -77,7 +103,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         custom_config=config.trainer_config())
     evaluator = tfx.components.Evaluator(
-        examples=example_gen.outputs["examples"],
+        examples=examples.outputs["examples"],
         model=trainer.outputs["model"],
         eval_config=eval_config(config),
         example_splits=["eval"])
@@ -89,9 +115,6 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
-        components=[example_gen, statistics_gen, schema_gen, example_validator, transform,
+        components=[examples, statistics_gen, schema_gen, example_validator, transform,
                     trainer, evaluator, pusher],
-        enable_cache=config.enable_cache,
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            config.metadata_path),
-        beam_pipeline_args=config.beam_pipeline_args())
+        **_metadata_and_beam(config))

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from components import windowing
 from components.example_gen import series as series_lib
+from pipeline.pipeline import windowing_options
 from serving import contract
 from serving import server as server_lib
 from tests.conftest import in_process_forecast
@@ -14,16 +15,15 @@ from tests.conftest import in_process_forecast
 
 def test_splits_hold_exactly_the_windows_the_arithmetic_gives(pipeline_run):
     config, result = pipeline_run
-    series = series_lib.read_series(config.data.path, "timestamp", "value")
-    w = config.windows
-    expected = series_lib.split_windows(series, w.history, w.horizon, w.stride, w.split_fractions)
+    (expected, report), = series_lib.window_files([config.data.path], windowing_options(config)).values()
     for want in expected:
         got = series_lib.read_split_windows(result.examples_uri, want.split)
         assert len(got.histories) > 0
-        order = np.argsort(want.origin_times, kind="stable")
-        np.testing.assert_array_equal(got.origin_times, want.origin_times[order])
-        np.testing.assert_allclose(got.histories, want.histories[order], rtol=1e-6)
-        np.testing.assert_allclose(got.targets, want.targets[order], rtol=1e-6)
+        np.testing.assert_array_equal(got.origin_times, want.origin_times)
+        np.testing.assert_array_equal(got.histories, want.histories)
+        np.testing.assert_array_equal(got.targets, want.targets)
+        np.testing.assert_array_equal(got.target_times, want.target_times)
+    assert report["frequency"] == "W-SAT"
 
 
 def test_pushed_model_is_a_numbered_version_under_the_base_path(pipeline_run, pushed_model):
@@ -50,7 +50,7 @@ def test_tf_serving_loader_gives_the_in_process_forecasts_in_original_units(pipe
 def test_examples_signature_agrees_with_the_raw_window_signature(pipeline_run, pushed_model):
     _, result = pipeline_run
     test = series_lib.read_split_windows(result.examples_uri, windowing.TEST)
-    serialized = list(series_lib.encode_examples("series", test))
+    serialized = series_lib.encode_examples(test)
     model = tf.saved_model.load(pushed_model)
     from_examples = model.signatures[contract.EXAMPLES_SIGNATURE_NAME](
         **{contract.EXAMPLES_INPUT_KEY: tf.constant(serialized)})[contract.OUTPUT_KEY].numpy()

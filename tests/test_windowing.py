@@ -1,64 +1,119 @@
-"""Window and split arithmetic against hand-written expectations."""
+"""Window and split arithmetic: exact windows, and the no-leakage property under random settings."""
 
 import numpy as np
+import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from components import windowing
+from components.example_gen import frequency as frequency_lib
+from components.example_gen import reader
+from components.example_gen import series as series_lib
 
 
-def test_windows_match_the_docstring_example():
-    values = np.arange(7, dtype=np.float32) * 10  # 0, 10, ..., 60
+def test_windows_of_the_docstring_example():
+    values = np.arange(7.0)
     histories, targets, starts = windowing.make_windows(values, history=3, horizon=2, stride=2)
     np.testing.assert_array_equal(starts, [0, 2])
-    np.testing.assert_array_equal(histories, [[0, 10, 20], [20, 30, 40]])
-    np.testing.assert_array_equal(targets, [[30, 40], [50, 60]])
+    np.testing.assert_array_equal(histories, [[0, 1, 2], [2, 3, 4]])
+    np.testing.assert_array_equal(targets, [[3, 4], [5, 6]])
 
 
-def test_stride_one_uses_every_start_and_the_last_point():
-    histories, targets, starts = windowing.make_windows(np.arange(6.0), history=2, horizon=2)
-    np.testing.assert_array_equal(starts, [0, 1, 2])
-    np.testing.assert_array_equal(histories, [[0, 1], [1, 2], [2, 3]])
-    np.testing.assert_array_equal(targets, [[2, 3], [3, 4], [4, 5]])
-
-
-def test_windows_are_copies():
-    values = np.arange(5.0)
+def test_windows_are_copies_not_views():
+    values = np.arange(6.0)
     histories, _, _ = windowing.make_windows(values, 2, 1)
-    histories[0, 0] = 99
-    assert values[0] == 0
+    values[0] = 99
+    assert histories[0, 0] == 0
 
 
-@pytest.mark.parametrize("n", [0, 3, 4])
-def test_too_short_series_gives_no_windows(n):
-    histories, targets, starts = windowing.make_windows(np.arange(float(n)), history=3, horizon=2)
-    assert histories.shape == (0, 3) and targets.shape == (0, 2) and len(starts) == 0
-
-
-def test_exactly_one_window():
-    np.testing.assert_array_equal(windowing.window_starts(5, history=3, horizon=2), [0])
+@pytest.mark.parametrize("n, expected", [(4, []), (5, [0]), (9, [0, 1, 2, 3, 4])])
+def test_window_starts_need_room_for_history_and_horizon(n, expected):
+    np.testing.assert_array_equal(windowing.window_starts(n, history=3, horizon=2), expected)
 
 
 @pytest.mark.parametrize("args", [(0, 1, 1), (1, 0, 1), (1, 1, 0)])
-def test_lengths_must_be_positive(args):
+def test_window_lengths_must_be_positive(args):
     with pytest.raises(ValueError):
         windowing.window_starts(10, *args)
 
 
-def test_cut_times_are_fractions_of_the_span():
+def test_complete_spans_find_every_span_that_touches_a_missing_point():
+    missing = np.zeros(8, bool)
+    missing[3] = True
+    np.testing.assert_array_equal(windowing.complete_spans(missing, np.arange(6), 3),
+                                  [True, False, False, False, True, True])
+
+
+def test_cut_times_from_fractions():
     np.testing.assert_allclose(windowing.split_cut_times(100, 200, (0.7, 0.2)), [170, 190])
 
 
-@pytest.mark.parametrize("fractions", [(0.5,), (0.7, 0.3), (0.0, 0.5), (0.9, 0.2)])
-def test_bad_fractions_are_refused(fractions):
+@pytest.mark.parametrize("fractions", [(0.7,), (0.7, 0.3), (0.0, 0.5), (0.8, 0.3)])
+def test_bad_split_fractions_are_rejected(fractions):
     with pytest.raises(ValueError):
         windowing.split_cut_times(0, 1, fractions)
 
 
-def test_windows_go_to_the_split_that_holds_all_their_targets():
-    cuts = np.array([10, 20])
-    first = np.array([7, 8, 9, 10, 18, 19, 20, 25])
-    last = first + 1  # horizon 2, step 1
-    # 9..10 and 19..20 straddle a cut point: dropped.
+def test_cut_indices_are_the_first_points_at_or_after_each_cut():
+    times = np.array([0, 10, 20, 30, 40])
+    np.testing.assert_array_equal(windowing.cut_indices(times, np.array([15, 30])), [2, 3])
+
+
+def test_split_of_a_window_is_the_split_of_all_its_targets():
+    # Cuts at indices 4 and 7; targets [first, last].
+    first = np.array([1, 2, 3, 4, 5, 6, 7, 8])
+    last = first + 1
     np.testing.assert_array_equal(
-        windowing.assign_splits(first, last, cuts),
-        [0, 0, windowing.DROPPED, 1, 1, windowing.DROPPED, 2, 2])
+        windowing.assign_splits(first, last, np.array([4, 7])),
+        [0, 0, windowing.DROPPED_STRADDLING, 1, 1, windowing.DROPPED_STRADDLING, 2, 2])
+
+
+def test_a_split_gap_drops_the_first_windows_after_each_cut():
+    first = np.arange(0, 10)
+    split = windowing.assign_splits(first, first, np.array([4, 7]), gap=2)
+    np.testing.assert_array_equal(split, [0, 0, 0, 0, -2, -2, 1, -2, -2, 2])
+
+
+FREQUENCIES = ["30min", "h", "D", "W-SAT", "MS"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(n=st.integers(2, 120), history=st.integers(1, 8), horizon=st.integers(1, 5), stride=st.integers(1, 4),
+       train=st.floats(0.1, 0.7), evaluation=st.floats(0.05, 0.25), gap=st.integers(0, 3),
+       frequency=st.sampled_from(FREQUENCIES), missing=st.lists(st.integers(0, 119), max_size=10),
+       seed=st.integers(0, 2**16))
+def test_no_target_leaks_across_splits_and_targets_follow_their_history(
+        n, history, horizon, stride, train, evaluation, gap, frequency, missing, seed):
+    start = pd.Timestamp("2021-01-02", tz="UTC")  # a Saturday, and on the MS grid after a step
+    start = frequency_lib.check_frequency(frequency).rollforward(start)
+    times = frequency_lib.grid(start.value // 10**9, (start + 200 * frequency_lib.check_frequency(frequency)).value
+                               // 10**9, frequency)[:n]
+    values = np.random.default_rng(seed).normal(size=n)
+    values[[m for m in missing if m < n]] = np.nan
+    options = series_lib.WindowingOptions(history=history, horizon=horizon, stride=stride,
+                                          split_fractions=(train, evaluation), split_gap=gap)
+    series = series_lib.Series("s", frequency, times, values, np.zeros((n, 0)), ("f.csv",),
+                               np.zeros(n, np.int32), np.arange(n))
+    splits, _ = series_lib.cut_windows(series, options)
+    by_name = {w.split: w for w in splits}
+    offset = frequency_lib.check_frequency(frequency)
+    for w in splits:
+        # Each target step is exactly one step of the frequency after the previous point.
+        previous = np.concatenate([w.origin_times[:, None], w.target_times[:, :-1]], axis=1)
+        expected = (pd.to_datetime(previous.ravel(), unit="s", utc=True) + offset).asi8 // 10**9
+        np.testing.assert_array_equal(w.target_times.ravel(), expected)
+        assert not np.isnan(w.targets).any() and not np.isnan(w.histories).any()
+    for earlier, later in (("train", "eval"), ("train", "test"), ("eval", "test")):
+        if len(by_name[earlier]) and len(by_name[later]):
+            assert by_name[earlier].target_times.max() < by_name[later].target_times[:, 0].min()
+            if gap:
+                # More than `gap` grid points lie between the splits' targets.
+                last = np.searchsorted(times, by_name[earlier].target_times.max())
+                first = np.searchsorted(times, by_name[later].target_times[:, 0].min())
+                assert first - last > gap
+
+
+def test_reader_columns_reject_a_covariate_that_cannot_name_a_feature():
+    with pytest.raises(reader.DataError, match="letters, digits"):
+        reader.Columns(covariates=("air temp",))

@@ -1,10 +1,20 @@
-"""Executor of TimeSeriesExampleGen: reads series, writes windowed examples split by time."""
+"""Executor of TimeSeriesExampleGen: reads series, writes windowed examples split by time.
+
+The Beam graph (:func:`WindowsToExamples`) never holds the whole data set in one place: files are
+read in chunks, rows are grouped per series, each series is windowed with numpy, and windows are
+encoded and written in batches. The per-series work is in :mod:`series`.
+"""
 
 import json
+import logging
 import os
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import apache_beam as beam
+import tensorflow as tf
+from apache_beam import coders
+from apache_beam.io import filebasedsink, tfrecordio
+from apache_beam.io.filesystem import CompressionTypes
 from tfx import types
 from tfx.components.util import examples_utils
 from tfx.dsl.components.base import base_beam_executor
@@ -12,51 +22,117 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
 from components import windowing
+from components.example_gen import reader
 from components.example_gen import series as series_lib
 
 EXAMPLES_KEY = "examples"
+OPTIONS_KEY = "options"
 # The file layout of TFX's own ExampleGen, so that every downstream component reads it unchanged.
 FILE_PREFIX = "data_tfrecord"
 FILE_SUFFIX = ".gz"
+SUMMARY_FILE = "windows_summary.json"
+_FILE_REPORTS, _SERIES_REPORTS = "file_reports", "series_reports"
 
 
-def _windows_of_file(path: str, exec_properties: dict[str, Any]):
-    series = series_lib.read_series(
-        path, exec_properties["timestamp_column"], exec_properties["target_column"])
-    for windows in series_lib.split_windows(
-            series,
-            history=exec_properties["history"],
-            horizon=exec_properties["horizon"],
-            stride=exec_properties["stride"],
-            split_fractions=json.loads(exec_properties["split_fractions"])):
-        yield series.series_id, windows
+class _TFRecordBatchSink(filebasedsink.FileBasedSink):
+    """Gzipped TFRecord files written from batches of serialized records.
+
+    The same files as ``beam.io.WriteToTFRecord``, which takes one record per element: at the
+    hundreds of thousands of windows a second this component writes, Beam's per-element cost
+    would dominate, so each element is a batch.
+    """
+
+    def __init__(self, file_path_prefix: str):
+        super().__init__(file_path_prefix, coder=coders.BytesCoder(), file_name_suffix=FILE_SUFFIX,
+                         mime_type="application/octet-stream", compression_type=CompressionTypes.GZIP)
+
+    def write_record(self, file_handle, value: list[bytes]) -> None:
+        for record in value:
+            # Beam's own TFRecord framing (length, masked CRC32C, data, masked CRC32C).
+            tfrecordio._TFRecordUtil.write_record(file_handle, record)  # pylint: disable=protected-access
+
+
+class _ReadFile(beam.DoFn):
+    """Reads one file in chunks; emits ``(series_id, Chunk)`` and, tagged, the file's row count."""
+
+    def __init__(self, columns: reader.Columns):
+        self._columns = columns
+
+    def process(self, path: str) -> Iterator[Any]:
+        rows = 0
+        for series_id, chunk in reader.read_chunks(path, self._columns):
+            rows += len(chunk)
+            yield series_id, chunk
+        yield beam.pvalue.TaggedOutput(_FILE_REPORTS, {"file": path, "rows": rows})
+
+
+class _WindowSeries(beam.DoFn):
+    """Windows one series; emits ``(split, [serialized examples])`` batches and, tagged, its report."""
+
+    def __init__(self, options: series_lib.WindowingOptions):
+        self._options = options
+
+    def process(self, element: tuple[str, Iterable[reader.Chunk]]) -> Iterator[Any]:
+        series_id, chunks = element
+        splits, report = series_lib.window_series(series_id, chunks, self._options)
+        for windows in splits:
+            for batch in series_lib.batches(windows):
+                yield windows.split, series_lib.encode_examples(batch)
+        yield beam.pvalue.TaggedOutput(_SERIES_REPORTS, report)
+
+
+def write_summary(reports: list[dict[str, Any]], options: series_lib.WindowingOptions, path: str) -> None:
+    """Writes the run's summary JSON, complete or not at all (written beside it, then renamed)."""
+    summary = series_lib.summarize([r for r in reports if "file" in r], [r for r in reports if "file" not in r],
+                                   options)
+    temporary = path + ".tmp"
+    with tf.io.gfile.GFile(temporary, "w") as f:
+        json.dump(summary, f, indent=1, sort_keys=True)
+    tf.io.gfile.rename(temporary, path, overwrite=True)
 
 
 @beam.ptransform_fn
-def WindowsToExamples(pipeline: beam.Pipeline, exec_properties: dict[str, Any],  # pylint: disable=invalid-name
-                      split_uris: dict[str, str]) -> dict[str, beam.pvalue.PDone]:
-    """Reads the input series, cuts windows and writes one TFRecord set per split.
+def WindowsToExamples(pipeline: beam.Pipeline, files: list[str],  # pylint: disable=invalid-name
+                      options: series_lib.WindowingOptions, split_uris: dict[str, str],
+                      summary_path: str) -> dict[str, beam.pvalue.PCollection]:
+    """Reads the input files, windows each series and writes one TFRecord set per split.
 
     Args:
       pipeline: The Beam pipeline.
-      exec_properties: The component's parameters.
+      files: The input files.
+      options: What to do to each series.
       split_uris: Output directory of each split in :data:`windowing.SPLITS`.
+      summary_path: Where the summary JSON goes.
 
     Returns:
-      The write of each split.
+      The written file names of each split.
     """
-    windows = (
-        pipeline
-        | "Input" >> beam.Create([exec_properties["input_path"]])
-        | "Windows" >> beam.FlatMap(_windows_of_file, exec_properties))
+    read = (pipeline
+            | "Files" >> beam.Create(files)
+            # Spreads the files over workers on a distributed runner.
+            | "SpreadFiles" >> beam.Reshuffle()
+            | "Read" >> beam.ParDo(_ReadFile(options.columns)).with_outputs(_FILE_REPORTS, main="chunks"))
+    windowed = (read.chunks
+                | "GroupBySeries" >> beam.GroupByKey()
+                | "Window" >> beam.ParDo(_WindowSeries(options)).with_outputs(_SERIES_REPORTS, main="batches"))
+    by_split = windowed.batches | "BySplit" >> beam.Partition(
+        lambda batch, _: windowing.SPLITS.index(batch[0]), len(windowing.SPLITS))
+    _ = ((read[_FILE_REPORTS], windowed[_SERIES_REPORTS])
+         | "Reports" >> beam.Flatten()
+         | "AllReports" >> beam.combiners.ToList()
+         | "Summary" >> beam.Map(write_summary, options, summary_path))
     return {
-        split: (windows
-                | f"Only{split}" >> beam.Filter(lambda sw, s=split: sw[1].split == s)
-                | f"Encode{split}" >> beam.FlatMap(lambda sw: series_lib.encode_examples(*sw))
-                | f"Write{split}" >> beam.io.WriteToTFRecord(
-                    os.path.join(split_uris[split], FILE_PREFIX), file_name_suffix=FILE_SUFFIX))
-        for split in windowing.SPLITS
+        split: (by_split[index]
+                | f"Records{split}" >> beam.Values()
+                | f"Write{split}" >> beam.io.Write(_TFRecordBatchSink(os.path.join(split_uris[split], FILE_PREFIX))))
+        for index, split in enumerate(windowing.SPLITS)
     }
+
+
+def read_summary(examples_uri: str) -> dict[str, Any]:
+    """The summary that the example generator wrote into its Examples artifact."""
+    with tf.io.gfile.GFile(os.path.join(examples_uri, SUMMARY_FILE)) as f:
+        return json.load(f)
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
@@ -66,9 +142,21 @@ class Executor(base_beam_executor.BaseBeamExecutor):
            output_dict: dict[str, list[types.Artifact]],
            exec_properties: dict[str, Any]) -> None:
         examples = artifact_utils.get_single_instance(output_dict[EXAMPLES_KEY])
+        options = series_lib.WindowingOptions.from_json(exec_properties[OPTIONS_KEY])
+        files = reader.match_files(exec_properties["input_path"])
         examples.split_names = artifact_utils.encode_split_names(list(windowing.SPLITS))
+        split_uris = {s: artifact_utils.get_split_uri([examples], s) for s in windowing.SPLITS}
+        summary_path = os.path.join(examples.uri, SUMMARY_FILE)
         with self._make_beam_pipeline() as pipeline:
-            split_uris = {s: artifact_utils.get_split_uri([examples], s) for s in windowing.SPLITS}
-            _ = pipeline | "WindowsToExamples" >> WindowsToExamples(exec_properties, split_uris)
+            _ = pipeline | "WindowsToExamples" >> WindowsToExamples(files, options, split_uris, summary_path)
+        summary = read_summary(examples.uri)
+        logging.info("TimeSeriesExampleGen summary:\n%s", series_lib.format_summary(summary))
+        for split, count in summary["windows"].items():
+            examples.set_int_custom_property(f"windows_{split}", count)
+        empty = [s for s in (windowing.TRAIN, windowing.EVAL) if not summary["windows"][s]]
+        if empty:
+            raise reader.DataError(
+                f"{exec_properties['input_path']}: no {' and no '.join(empty)} windows; the data gives:\n"
+                + series_lib.format_summary(summary))
         examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
         examples_utils.set_file_format(examples, "tfrecords_gzip")

@@ -1,0 +1,98 @@
+"""Reading CSV and Parquet files in chunks: file matching, timestamp formats, and errors that name
+the file, line and column."""
+
+import gzip
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from components.example_gen import reader
+
+COLUMNS = reader.Columns("timestamp", "value")
+
+
+def write(tmp_path, text, name="s.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def read_all(path, columns=COLUMNS, chunk_rows=reader.CHUNK_ROWS):
+    return list(reader.read_chunks(path, columns, chunk_rows))
+
+
+def test_iso_timestamps_with_and_without_zone_and_epoch_seconds_agree(tmp_path):
+    iso = write(tmp_path, "timestamp,value\n2024-01-01T01:00:00+01:00,1\n2024-01-01T01:00:00,2\n", "iso.csv")
+    epoch = write(tmp_path, "timestamp,value\n1704067200,1\n1704070800,2\n", "epoch.csv")
+    (_, a), = read_all(iso)
+    (_, b), = read_all(epoch)
+    np.testing.assert_array_equal(a.times, [1704067200, 1704070800])
+    np.testing.assert_array_equal(b.times, a.times)
+
+
+def test_empty_and_nan_values_are_missing_not_errors(tmp_path):
+    (_, chunk), = read_all(write(tmp_path, "timestamp,value\n2024-01-01,\n2024-01-02,NaN\n2024-01-03, 3 \n"))
+    np.testing.assert_array_equal(np.isnan(chunk.target), [True, True, False])
+    assert chunk.target[2] == 3
+
+
+def test_rows_are_split_by_series_across_chunks_with_their_row_numbers(tmp_path):
+    text = "id,timestamp,value,temp\n" + "".join(f"{'ab'[i % 2]},2024-01-{i // 2 + 1:02d},{i},{10 * i}\n"
+                                                 for i in range(7))
+    columns = reader.Columns("timestamp", "value", series_id="id", covariates=("temp",))
+    chunks = read_all(write(tmp_path, text), columns, chunk_rows=3)
+    assert [sid for sid, _ in chunks] == ["a", "b", "b", "a", "a"]  # rows 0-2, 3-5, 6
+    rows_a = np.concatenate([c.rows for sid, c in chunks if sid == "a"])
+    np.testing.assert_array_equal(rows_a, [0, 2, 4, 6])
+    covariates_b = np.concatenate([c.covariates[:, 0] for sid, c in chunks if sid == "b"])
+    np.testing.assert_array_equal(covariates_b, [10, 30, 50])
+
+
+def test_parquet_and_gzipped_csv_read_like_csv(tmp_path):
+    frame = pd.DataFrame({"timestamp": pd.date_range("2024-01-01", periods=3, freq="D"), "value": [1.0, 2.0, 3.0]})
+    frame.to_parquet(tmp_path / "s.parquet")
+    with gzip.open(tmp_path / "s.csv.gz", "wt") as f:
+        frame.to_csv(f, index=False)
+    (_, parquet), = read_all(str(tmp_path / "s.parquet"))
+    (_, csv), = read_all(str(tmp_path / "s.csv.gz"))
+    np.testing.assert_array_equal(parquet.times, csv.times)
+    np.testing.assert_array_equal(parquet.target, [1, 2, 3])
+
+
+@pytest.mark.parametrize("text, message", [
+    ("timestamp,value\n2024-01-01,1\nyesterday,2\n", ":3: column 'timestamp': cannot parse timestamp 'yesterday'"),
+    ("timestamp,value\n1704067200,1\n17040x,2\n", ":3: column 'timestamp': cannot parse epoch seconds '17040x'"),
+    ("timestamp,value\n2024-01-01,1\n2024-01-02,abc\n", ":3: column 'value': not a number: 'abc'"),
+    ("timestamp,value\n2024-01-01,1\n2024-01-02,inf\n", ":3: column 'value': value is not finite: 'inf'"),
+    ("time,value\n2024-01-01,1\n", ": no column 'timestamp' (columns: time, value)"),
+])
+def test_bad_cells_name_file_line_and_column(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(reader.DataError) as error:
+        read_all(path)
+    assert str(error.value) == path + message or str(error.value).startswith(path + message)
+
+
+def test_an_empty_series_id_is_an_error(tmp_path):
+    path = write(tmp_path, "id,timestamp,value\na,2024-01-01,1\n,2024-01-02,2\n")
+    with pytest.raises(reader.DataError, match=r"s.csv:3: column 'id': empty series id"):
+        read_all(path, reader.Columns("timestamp", "value", series_id="id"))
+
+
+def test_a_bad_parquet_row_is_named_by_row_number(tmp_path):
+    pd.DataFrame({"timestamp": ["2024-01-01", "soon"], "value": [1.0, 2.0]}).to_parquet(tmp_path / "s.parquet")
+    with pytest.raises(reader.DataError, match=r"s.parquet: row 2: column 'timestamp'"):
+        read_all(str(tmp_path / "s.parquet"))
+
+
+def test_files_match_by_file_directory_or_glob(tmp_path):
+    for name in ("b.csv", "a.parquet", "notes.md"):
+        (tmp_path / name).write_text("x")
+    assert reader.match_files(str(tmp_path)) == [str(tmp_path / "a.parquet"), str(tmp_path / "b.csv")]
+    assert reader.match_files(str(tmp_path / "*.csv")) == [str(tmp_path / "b.csv")]
+    assert reader.match_files(str(tmp_path / "b.csv")) == [str(tmp_path / "b.csv")]
+    for missing, message in ((tmp_path / "none.csv", "no such file"), (tmp_path / "*.tsv", "no file matches"),
+                             (tmp_path / "notes.md", "not a CSV")):
+        with pytest.raises(reader.DataError, match=message):
+            reader.match_files(str(missing))
