@@ -96,3 +96,12 @@ def test_files_match_by_file_directory_or_glob(tmp_path):
                              (tmp_path / "notes.md", "not a CSV")):
         with pytest.raises(reader.DataError, match=message):
             reader.match_files(str(missing))
+
+
+def test_a_chunk_survives_its_shuffle_encoding():
+    chunk = reader.Chunk("f.csv", np.array([3, 7, 8]), np.array([1704067200, 1704070800, 1704063600]),
+                         np.array([1.5, np.nan, -2.25]), np.array([[1.0, 2.0], [3.0, np.nan], [5.0, 6.0]]))
+    back = reader.Chunk.from_bytes(chunk.to_bytes())
+    assert back.file == chunk.file
+    for name in ("rows", "times", "target", "covariates"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(chunk, name))

@@ -7,8 +7,11 @@ column.
 """
 
 import dataclasses
+import json
 import os
 import re
+import struct
+import zlib
 from typing import Iterator, Optional
 
 import numpy as np
@@ -24,7 +27,7 @@ DEFAULT_SERIES_ID = "series"
 CHUNK_ROWS = 200_000
 _EPOCH_SECONDS = re.compile(r"\s*-?\d+(\.\d*)?\s*")
 # A time of day followed by a zone: Z, +HH, +HHMM or +HH:MM.
-_ZONE_SUFFIX = r"[T ]\d\d(?::?\d\d)*(?:\.\d+)?(?:[Zz]|[+-]\d\d(?::?\d\d)?)$"
+_ZONE_SUFFIX = re.compile(r"[T ]\d\d(?::?\d\d)*(?:\.\d+)?(?:[Zz]|[+-]\d\d(?::?\d\d)?)$")
 _MISSING = frozenset(["", "nan", "na", "null"])
 _FEATURE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -82,6 +85,32 @@ class Chunk:
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def to_bytes(self) -> bytes:
+        """A compact encoding for the shuffle between reading and windowing.
+
+        Times and row numbers are stored as differences, which are nearly constant and compress
+        to almost nothing: 24 bytes a row become about 7, and the DirectRunner, which holds its
+        shuffle in memory, needs a third of the memory (measured in benchmarks/windows.py).
+        """
+        header = json.dumps({"file": self.file, "rows": len(self), "covariates": self.covariates.shape[1]}).encode()
+        payload = b"".join([np.diff(self.times, prepend=0).astype(np.int64).tobytes(),
+                            np.diff(self.rows, prepend=0).astype(np.int64).tobytes(),
+                            self.target.astype(np.float64).tobytes(),
+                            np.ascontiguousarray(self.covariates, np.float64).tobytes()])
+        return struct.pack("<I", len(header)) + header + zlib.compress(payload, 1)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "Chunk":
+        """The chunk that :meth:`to_bytes` encoded."""
+        (size,) = struct.unpack_from("<I", data)
+        header = json.loads(data[4:4 + size])
+        payload = zlib.decompress(data[4 + size:])
+        n, c = header["rows"], header["covariates"]
+        arrays = np.frombuffer(payload, np.int64, 2 * n).reshape(2, n)
+        values = np.frombuffer(payload, np.float64, n * (1 + c), offset=16 * n)
+        return cls(header["file"], np.cumsum(arrays[1]), np.cumsum(arrays[0]), values[:n].copy(),
+                   values[n:].reshape(n, c).copy())
 
 
 def location(path: str, row: int) -> str:
@@ -163,12 +192,16 @@ def _parse_times(path: str, frame: pd.DataFrame, column: str, epoch: bool) -> np
         return np.floor(seconds).astype(np.int64)
     else:
         stamps = pd.to_datetime(raw, errors="coerce", utc=True, format="ISO8601")
-        zoned = raw.str.contains(_ZONE_SUFFIX).to_numpy()
-        if zoned.any() and not zoned.all():
-            # pandas gives a timestamp without zone the zone of the one before it: parse apart.
-            stamps = stamps.copy()
-            for part in (zoned, ~zoned):
-                stamps[part] = pd.to_datetime(raw[part], errors="coerce", utc=True, format="ISO8601")
+        # Text of one length has one format; only a column of several lengths can mix zones.
+        text = raw.to_numpy(dtype=object)
+        lengths = np.fromiter(map(len, text), np.int64, len(text))
+        if (lengths != lengths[0]).any():
+            zoned = np.fromiter((bool(_ZONE_SUFFIX.search(t)) for t in text), bool, len(text))
+            if zoned.any() and not zoned.all():
+                # pandas gives a timestamp without zone the zone of the one before it: parse apart.
+                stamps = stamps.copy()
+                for part in (zoned, ~zoned):
+                    stamps[part] = pd.to_datetime(raw[part], errors="coerce", utc=True, format="ISO8601")
     bad = stamps.isna().to_numpy()
     if bad.any():
         row = _first_bad(bad, frame)
@@ -178,32 +211,35 @@ def _parse_times(path: str, frame: pd.DataFrame, column: str, epoch: bool) -> np
 
 def _parse_numbers(path: str, frame: pd.DataFrame, column: str) -> np.ndarray:
     raw = frame[column]
-    if pd.api.types.is_numeric_dtype(raw):
-        values = raw.to_numpy(np.float64)
-        text = raw.astype(str)
-    else:
-        text = raw.astype(str).str.strip()
-        missing = text.str.lower().isin(_MISSING).to_numpy()
-        values = pd.to_numeric(text.where(~missing), errors="coerce").to_numpy(np.float64)
-        unparsed = np.isnan(values) & ~missing
-        if unparsed.any():
-            row = _first_bad(unparsed, frame)
-            raise DataError(f"{location(path, row)}: column '{column}': not a number: '{text.loc[row]}'")
+    values = pd.to_numeric(raw, errors="coerce").to_numpy(np.float64)
+    # Plain numpy and Python on the cells: pandas' .str accessor makes reference cycles that keep
+    # each chunk's memory until a full garbage collection.
+    if not pd.api.types.is_numeric_dtype(raw):
+        # NaN is either a missing value or a cell that is not a number: look at those cells only.
+        unknown = np.flatnonzero(np.isnan(values))
+        cells = raw.to_numpy(dtype=object)[unknown]
+        unparsed = [str(cell).strip().lower() not in _MISSING for cell in cells]
+        if any(unparsed):
+            i = unparsed.index(True)
+            raise DataError(f"{location(path, int(frame.index[unknown[i]]))}: column '{column}': "
+                            f"not a number: '{str(cells[i]).strip()}'")
     infinite = np.isinf(values)
     if infinite.any():
         row = _first_bad(infinite, frame)
-        raise DataError(f"{location(path, row)}: column '{column}': value is not finite: '{text.loc[row]}'")
+        raise DataError(f"{location(path, row)}: column '{column}': value is not finite: "
+                        f"'{str(raw.loc[row]).strip()}'")
     return values
 
 
 def _series_ids(path: str, frame: pd.DataFrame, column: Optional[str]) -> np.ndarray:
     if column is None:
         return np.full(len(frame), DEFAULT_SERIES_ID, dtype=object)
-    ids = frame[column].astype(str).str.strip()
-    empty = (ids == "").to_numpy() | frame[column].isna().to_numpy()
+    raw = frame[column]
+    ids = raw.to_numpy(dtype=object) if raw.dtype == object else raw.astype(str).to_numpy(dtype=object)
+    empty = raw.isna().to_numpy() | (ids == "")
     if empty.any():
         raise DataError(f"{location(path, _first_bad(empty, frame))}: column '{column}': empty series id")
-    return ids.to_numpy(dtype=object)
+    return ids
 
 
 def _is_epoch(frame: pd.DataFrame, column: str) -> bool:
@@ -238,8 +274,13 @@ def read_chunks(path: str, columns: Columns, chunk_rows: int = CHUNK_ROWS) -> It
         ids = _series_ids(path, frame, columns.series_id)
         rows = frame.index.to_numpy(np.int64)
         if columns.series_id is None:
-            groups = {DEFAULT_SERIES_ID: slice(None)}
-        else:
-            groups = pd.Series(ids).groupby(ids, sort=False).indices
-        for series_id, index in groups.items():
+            yield DEFAULT_SERIES_ID, Chunk(path, rows, times, target, covariates)
+            continue
+        # Hash-based factorize and one stable sort: a pandas groupby here would create reference
+        # cycles that hold every chunk's memory until the garbage collector happens to run.
+        codes, uniques = pd.factorize(ids)
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+        for code, series_id in enumerate(uniques):
+            index = order[bounds[code]:bounds[code + 1]]
             yield str(series_id), Chunk(path, rows[index], times[index], target[index], covariates[index])
