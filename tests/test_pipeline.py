@@ -3,14 +3,18 @@
 import os
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from components import windowing
+from components.example_gen import executor as example_gen_executor
 from components.example_gen import series as series_lib
+from pipeline import config as config_lib
+from pipeline import local_runner
 from pipeline.pipeline import windowing_options
 from serving import contract
 from serving import server as server_lib
-from tests.conftest import in_process_forecast
+from tests.conftest import DATA, in_process_forecast
 
 
 def test_splits_hold_exactly_the_windows_the_arithmetic_gives(pipeline_run):
@@ -55,3 +59,15 @@ def test_examples_signature_agrees_with_the_raw_window_signature(pipeline_run, p
     from_examples = model.signatures[contract.EXAMPLES_SIGNATURE_NAME](
         **{contract.EXAMPLES_INPUT_KEY: tf.constant(serialized)})[contract.OUTPUT_KEY].numpy()
     np.testing.assert_allclose(from_examples, in_process_forecast(pushed_model, test.histories), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_the_whole_pipeline_runs_on_the_whole_bundled_data(tmp_path):
+    config = config_lib.PipelineConfig(data=config_lib.DataConfig(path=DATA), output_dir=str(tmp_path),
+                                       model=config_lib.ModelConfig(epochs=2))
+    result = local_runner.run(config)
+    summary = example_gen_executor.read_summary(result.examples_uri)
+    # 2,284 weeks with 59 empty values, L=52, H=4, cuts at 70 % and 85 % of the span.
+    assert summary["windows"] == {"train": 1058, "eval": 339, "test": 340}
+    assert summary["frequencies"] == {"W-SAT": 1} and summary["missing_points"] == 59
+    assert result.pushed_model is not None
