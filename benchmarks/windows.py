@@ -93,8 +93,8 @@ def run_beam(directory: str, history: int, horizon: int, mode: str, workers: int
     from components import windowing  # pylint: disable=g-import-not-at-top
     from components.example_gen import executor, reader  # pylint: disable=g-import-not-at-top
     from components.example_gen import series as series_lib  # pylint: disable=g-import-not-at-top
-    options = series_lib.WindowingOptions(columns=reader.Columns("timestamp", "value", series_id="series"),
-                                          history=history, horizon=horizon)
+    options = series_lib.WindowingOptions.of(path=directory, series_id_column="series", history=history,
+                                             horizon=horizon)
     output = tempfile.mkdtemp(prefix="windows-bench-out-")
     imported_mb = _peak_mb()
     try:

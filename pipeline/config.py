@@ -154,6 +154,11 @@ def model_config_from_custom_config(custom_config: Optional[dict[str, Any]]) -> 
     return _from_json(ModelConfig, (custom_config or {}).get("model", {}))
 
 
+def data_config_from_custom_config(custom_config: Optional[dict[str, Any]]) -> DataConfig:
+    """The :class:`DataConfig` under ``"data"`` of a JSON settings dictionary."""
+    return _from_json(DataConfig, (custom_config or {}).get("data", {"path": ""}))
+
+
 def window_config_from_custom_config(custom_config: Optional[dict[str, Any]]) -> WindowConfig:
     """Rebuilds the :class:`WindowConfig` the Trainer was given by :meth:`PipelineConfig.trainer_config`."""
     return _from_json(WindowConfig, (custom_config or {}).get("windows", {}))

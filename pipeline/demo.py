@@ -74,6 +74,7 @@ def run_demo(config: PipelineConfig, windows: int = 6, ready_timeout_s: float = 
         raise DemoError(f"the model was not blessed (eval MAE above {config.max_eval_mae}); nothing to serve")
 
     summary = example_gen_executor.read_summary(result.examples_uri)
+    print("      " + series_lib.format_summary(summary).replace("\n", "\n      "), flush=True)
     with_test = [r["series_id"] for r in summary["per_series"] if r["windows"][windowing.TEST]]
     if not with_test:
         raise DemoError("the test split has no windows")

@@ -12,7 +12,6 @@ from tfx import v1 as tfx
 import components
 from components import features
 from components.example_gen.component import TimeSeriesExampleGen
-from components.example_gen.reader import Columns
 from components.example_gen.series import WindowingOptions
 from pipeline.config import PipelineConfig
 from serving import contract
@@ -41,20 +40,13 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
 
 
 def windowing_options(config: PipelineConfig) -> WindowingOptions:
-    """What the example generator does to each series, from the data and window settings."""
-    data, windows = config.data, config.windows
-    return WindowingOptions(
-        columns=Columns(timestamp=data.timestamp_column, target=data.target_column,
-                        series_id=data.series_id_column, covariates=data.covariate_columns),
-        frequency=data.frequency, duplicates=data.duplicates, gap_policy=data.gap_policy,
-        max_gap=data.max_gap, history=windows.history, horizon=windows.horizon, stride=windows.stride,
-        split_fractions=windows.split_fractions, split_times=windows.split_times,
-        split_gap=windows.split_gap, calendar_features=windows.calendar_features)
+    """What the example generator does to the data (checked here, before anything runs)."""
+    return WindowingOptions(config.data, config.windows)
 
 
 def example_gen(config: PipelineConfig) -> TimeSeriesExampleGen:
     """The example generator of ``config``: validated, windowed, time-split examples."""
-    return TimeSeriesExampleGen(input_path=config.data.path, options=windowing_options(config))
+    return TimeSeriesExampleGen(windowing_options(config))
 
 
 def _metadata_and_beam(config: PipelineConfig) -> dict:

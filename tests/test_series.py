@@ -32,7 +32,7 @@ def daily_csv(tmp_path, values, name="s.csv", start="2024-01-01", extra=None):
 def run(paths, **options):
     options.setdefault("calendar_features", False)
     return series_lib.window_files(paths if isinstance(paths, list) else [paths],
-                                   series_lib.WindowingOptions(**options))
+                                   series_lib.WindowingOptions.of(**options))
 
 
 def splits_of(result, series_id=reader.DEFAULT_SERIES_ID):
@@ -46,7 +46,7 @@ def test_rows_in_any_order_and_from_several_files_form_one_grid(tmp_path):
     a = write(tmp_path, "timestamp,value\n2024-01-03,3\n2024-01-01,1\n", "a.csv")
     b = write(tmp_path, "timestamp,value\n2024-01-05,5\n2024-01-02,\n", "b.csv")
     chunks = [c for path in (a, b) for _, c in reader.read_chunks(path, reader.Columns())]
-    s, counts = series_lib.assemble("series", chunks, series_lib.WindowingOptions())
+    s, counts = series_lib.assemble("series", chunks, series_lib.WindowingOptions.of())
     assert s.frequency == "D"
     np.testing.assert_array_equal(s.times, JAN1 + np.arange(5) * DAY)
     # 01-02 is empty and 01-04 has no row: both missing.
@@ -92,7 +92,7 @@ def test_a_repeated_timestamp_is_an_error_naming_both_lines(tmp_path):
 def test_repeated_timestamps_merge_by_the_chosen_aggregation(tmp_path, policy, expected):
     path = write(tmp_path, "timestamp,value\n2024-01-01,1\n2024-01-02,5\n2024-01-01,3\n2024-01-03,6\n")
     chunks = [c for _, c in reader.read_chunks(path, reader.Columns())]
-    s, counts = series_lib.assemble("series", chunks, series_lib.WindowingOptions(duplicates=policy))
+    s, counts = series_lib.assemble("series", chunks, series_lib.WindowingOptions.of(duplicates=policy))
     np.testing.assert_array_equal(s.target, [expected, 5, 6])
     assert counts["duplicates_merged"] == 1
 
@@ -197,7 +197,7 @@ def test_several_series_in_one_file_each_get_their_own_grid_and_cuts(tmp_path):
            [f"b,2024-02-{d + 1:02d}T12:00,{100 + d}" for d in range(0, 20, 2)]
     path = write(tmp_path, "id,timestamp,value\n" + "\n".join(reversed(rows)) + "\n")
     result = run(path, history=2, horizon=1, split_fractions=(0.6, 0.2),
-                 **{"columns": reader.Columns(series_id="id")})
+                 series_id_column="id")
     (a, report_a), (b, report_b) = result["a"], result["b"]
     assert report_a["frequency"] == "D" and report_b["frequency"] == "2D"
     # a: 10 daily points, cuts at points 6 and 8; b: 10 points every 2 days, the same in points.
@@ -208,8 +208,7 @@ def test_several_series_in_one_file_each_get_their_own_grid_and_cuts(tmp_path):
 
 def test_a_series_shorter_than_history_plus_horizon_is_skipped_and_listed(tmp_path):
     rows = [f"long,2024-01-{d + 1:02d},{d}" for d in range(10)] + ["short,2024-01-01,1", "short,2024-01-02,2"]
-    options = series_lib.WindowingOptions(columns=reader.Columns(series_id="id"), history=3, horizon=1,
-                                          calendar_features=False)
+    options = series_lib.WindowingOptions.of(series_id_column="id", history=3, horizon=1, calendar_features=False)
     result = series_lib.window_files([write(tmp_path, "id,timestamp,value\n" + "\n".join(rows) + "\n")], options)
     assert result["short"] == ([], {**result["short"][1], "skipped": "2 points, needs at least history + horizon = 4"})
     summary = series_lib.summarize([{"file": "x", "rows": 12}], [r for _, r in result.values()], options)
@@ -222,7 +221,7 @@ def test_a_series_shorter_than_history_plus_horizon_is_skipped_and_listed(tmp_pa
 def test_covariate_histories_are_aligned_with_the_target_history(tmp_path):
     path = daily_csv(tmp_path, list(range(10)), extra=[10 * i for i in range(10)])
     splits, _ = splits_of(run(path, history=3, horizon=1, split_fractions=(0.5, 0.25),
-                              columns=reader.Columns(covariates=("temp",))))
+                              covariate_columns=("temp",)))
     w = splits["train"]
     np.testing.assert_array_equal(w.covariates["temp"], w.histories * 10)
 
@@ -232,7 +231,7 @@ def test_a_missing_covariate_drops_windows_whose_history_holds_it(tmp_path):
     temp[6] = ""
     path = daily_csv(tmp_path, list(range(10)), extra=temp)
     result = run(path, history=2, horizon=1, split_fractions=(0.5, 0.25),
-                 columns=reader.Columns(covariates=("temp",)))
+                 covariate_columns=("temp",))
     _, report = splits_of(result)
     # Histories [5, 6] and [6, 7] hold point 6; its target may be missing at the forecast time.
     assert report["dropped_windows"]["incomplete"] == 2
@@ -258,7 +257,7 @@ def test_calendar_features_follow_the_frequency():
 def test_encoded_examples_hold_every_feature(tmp_path):
     path = daily_csv(tmp_path, list(range(10)), extra=[10 * i for i in range(10)])
     splits, _ = splits_of(run(path, history=3, horizon=2, split_fractions=(0.5, 0.25), calendar_features=True,
-                              columns=reader.Columns(covariates=("temp",))))
+                              covariate_columns=("temp",)))
     w = splits["train"]
     records = series_lib.encode_examples(w)
     assert len(records) == len(w)
@@ -275,10 +274,10 @@ def test_encoded_examples_hold_every_feature(tmp_path):
 
 
 def test_options_are_checked_and_survive_json():
-    options = series_lib.WindowingOptions(columns=reader.Columns(series_id="id", covariates=("a", "b")),
-                                          frequency="W-SAT", split_times=("2020-01-01", "2021-01-01"), split_gap=2)
+    options = series_lib.WindowingOptions.of(series_id_column="id", covariate_columns=("a", "b"), frequency="W-SAT",
+                                             split_times=("2020-01-01", "2021-01-01"), split_gap=2)
     assert series_lib.WindowingOptions.from_json(options.to_json()) == options
     for bad in ({"gap_policy": "fill"}, {"duplicates": "median"}, {"history": 0}, {"frequency": "fortnightly"},
                 {"split_fractions": (0.9, 0.2)}, {"split_times": ("2021-01-01", "2020-01-01")}, {"max_gap": 0}):
         with pytest.raises(series_lib.OptionsError):
-            series_lib.WindowingOptions(**bad)
+            series_lib.WindowingOptions.of(**bad)

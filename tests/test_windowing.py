@@ -91,8 +91,8 @@ def test_no_target_leaks_across_splits_and_targets_follow_their_history(
                                // 10**9, frequency)[:n]
     values = np.random.default_rng(seed).normal(size=n)
     values[[m for m in missing if m < n]] = np.nan
-    options = series_lib.WindowingOptions(history=history, horizon=horizon, stride=stride,
-                                          split_fractions=(train, evaluation), split_gap=gap)
+    options = series_lib.WindowingOptions.of(history=history, horizon=horizon, stride=stride,
+                                             split_fractions=(train, evaluation), split_gap=gap)
     series = series_lib.Series("s", frequency, times, values, np.zeros((n, 0)), ("f.csv",),
                                np.zeros(n, np.int32), np.arange(n))
     splits, _ = series_lib.cut_windows(series, options)

@@ -13,9 +13,8 @@ class TimeSeriesExampleGenSpec(types.ComponentSpec):
     """Parameters and output of TimeSeriesExampleGen."""
 
     PARAMETERS = {
-        # A file, a directory of CSV/Parquet files, or a glob.
-        "input_path": ExecutionParameter(type=str),
-        # WindowingOptions as JSON: columns, frequency, policies, L, H, S and the split cuts.
+        # WindowingOptions as JSON: the input path (a file, a directory of CSV/Parquet files, or a
+        # glob), its columns, frequency and policies, L, H, S and the split cuts.
         executor.OPTIONS_KEY: ExecutionParameter(type=str),
     }
     INPUTS = {}
@@ -28,9 +27,8 @@ class TimeSeriesExampleGen(base_beam_component.BaseBeamComponent):
     SPEC_CLASS = TimeSeriesExampleGenSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
-    def __init__(self, input_path: str, options: WindowingOptions):
+    def __init__(self, options: WindowingOptions):
         spec = TimeSeriesExampleGenSpec(
-            input_path=input_path,
             options=options.to_json(),
             examples=types.Channel(type=standard_artifacts.Examples))
         super().__init__(spec=spec)

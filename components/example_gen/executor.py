@@ -154,7 +154,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
            exec_properties: dict[str, Any]) -> None:
         examples = artifact_utils.get_single_instance(output_dict[EXAMPLES_KEY])
         options = series_lib.WindowingOptions.from_json(exec_properties[OPTIONS_KEY])
-        files = reader.match_files(exec_properties["input_path"])
+        files = reader.match_files(options.data.path)
         examples.split_names = artifact_utils.encode_split_names(list(windowing.SPLITS))
         split_uris = {s: artifact_utils.get_split_uri([examples], s) for s in windowing.SPLITS}
         summary_path = os.path.join(examples.uri, SUMMARY_FILE)
@@ -167,7 +167,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         empty = [s for s in (windowing.TRAIN, windowing.EVAL) if not summary["windows"][s]]
         if empty:
             raise reader.DataError(
-                f"{exec_properties['input_path']}: no {' and no '.join(empty)} windows; the data gives:\n"
+                f"{options.data.path}: no {' and no '.join(empty)} windows; the data gives:\n"
                 + series_lib.format_summary(summary))
         examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
         examples_utils.set_file_format(examples, "tfrecords_gzip")

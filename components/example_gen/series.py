@@ -20,6 +20,7 @@ from components import features, windowing
 from components.example_gen import frequency as frequency_lib
 from components.example_gen import reader
 from components.example_gen.reader import Chunk, Columns, DataError, location
+from pipeline import config as config_lib
 
 GAP_POLICIES = ("error", "interpolate", "skip")
 DUPLICATE_POLICIES = ("error", "first", "last", "mean", "sum", "min", "max")
@@ -33,37 +34,15 @@ class OptionsError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class WindowingOptions:
-    """Everything the example generator does to a series, besides reading it.
+    """Everything the example generator does to the data, checked once when it is built.
 
     Attributes:
-      columns: The input columns.
-      frequency: A pandas offset alias, or None to infer it per series.
-      duplicates: ``error``, or how to merge rows of one series that share a timestamp.
-      gap_policy: ``error`` on any missing point, ``interpolate`` runs of at most ``max_gap``
-        missing points linearly (longer ones are skipped), or ``skip`` every window that touches
-        a missing point.
-      max_gap: Longest run of missing points that ``interpolate`` fills.
-      history: History length L.
-      horizon: Horizon H.
-      stride: Step between window starts.
-      split_fractions: Train and eval fractions of each series' span; used unless ``split_times``.
-      split_times: The first timestamps of eval and of test (ISO 8601), the same for every series.
-      split_gap: Grid points left out after each cut (an embargo between splits).
-      calendar_features: Add the calendar features of the forecast origin.
+      data: Where the data is, its columns, its frequency, and the duplicate and gap policies.
+      windows: History, horizon, stride, the split cuts and the calendar features.
     """
 
-    columns: Columns = Columns()
-    frequency: Optional[str] = None
-    duplicates: str = "error"
-    gap_policy: str = "skip"
-    max_gap: int = 3
-    history: int = 52
-    horizon: int = 4
-    stride: int = 1
-    split_fractions: tuple[float, float] = (0.7, 0.15)
-    split_times: Optional[tuple[str, str]] = None
-    split_gap: int = 0
-    calendar_features: bool = True
+    data: config_lib.DataConfig
+    windows: config_lib.WindowConfig = config_lib.WindowConfig()
 
     def __post_init__(self):
         try:
@@ -72,32 +51,46 @@ class WindowingOptions:
             raise OptionsError(str(error)) from error
 
     def _check(self) -> None:
-        if self.gap_policy not in GAP_POLICIES:
-            raise ValueError(f"gap_policy must be one of {GAP_POLICIES}, got '{self.gap_policy}'")
-        if self.duplicates not in DUPLICATE_POLICIES:
-            raise ValueError(f"duplicates must be one of {DUPLICATE_POLICIES}, got '{self.duplicates}'")
-        if self.max_gap < 1 or self.split_gap < 0:
-            raise ValueError(f"max_gap must be >= 1 and split_gap >= 0, got {self.max_gap}, {self.split_gap}")
-        windowing.window_starts(0, self.history, self.horizon, self.stride)  # checks L, H, S
-        if self.frequency:
-            frequency_lib.check_frequency(self.frequency)
-        if self.split_times is None:
-            windowing.check_split_fractions(self.split_fractions)
+        data, windows = self.data, self.windows
+        if data.gap_policy not in GAP_POLICIES:
+            raise ValueError(f"gap_policy must be one of {GAP_POLICIES}, got '{data.gap_policy}'")
+        if data.duplicates not in DUPLICATE_POLICIES:
+            raise ValueError(f"duplicates must be one of {DUPLICATE_POLICIES}, got '{data.duplicates}'")
+        if data.max_gap < 1 or windows.split_gap < 0:
+            raise ValueError(f"max_gap must be >= 1 and split_gap >= 0, got {data.max_gap}, {windows.split_gap}")
+        windowing.window_starts(0, windows.history, windows.horizon, windows.stride)  # checks L, H, S
+        if data.frequency:
+            frequency_lib.check_frequency(data.frequency)
+        if windows.split_times is None:
+            windowing.check_split_fractions(windows.split_fractions)
         else:
-            cuts = parse_split_times(self.split_times)
+            cuts = parse_split_times(windows.split_times)
             if len(cuts) != len(windowing.SPLITS) - 1 or not cuts[0] < cuts[1]:
-                raise ValueError(f"split_times must be two increasing timestamps, got {list(self.split_times)}")
+                raise ValueError(f"split_times must be two increasing timestamps, got {list(windows.split_times)}")
+        _ = self.columns  # Columns checks the names
+
+    @property
+    def columns(self) -> Columns:
+        return Columns(timestamp=self.data.timestamp_column, target=self.data.target_column,
+                       series_id=self.data.series_id_column, covariates=self.data.covariate_columns)
+
+    @classmethod
+    def of(cls, **settings: Any) -> "WindowingOptions":
+        """Options from flat settings, each a field of DataConfig or WindowConfig (``path`` may be left out)."""
+        data_fields = {f.name for f in dataclasses.fields(config_lib.DataConfig)}
+        data = {k: v for k, v in settings.items() if k in data_fields}
+        windows = {k: v for k, v in settings.items() if k not in data_fields}
+        return cls(config_lib.DataConfig(**{"path": "", **data}), config_lib.WindowConfig(**windows))
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return json.dumps({"data": dataclasses.asdict(self.data), "windows": dataclasses.asdict(self.windows)},
+                          sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "WindowingOptions":
         values = json.loads(text)
-        columns = values.pop("columns")
-        columns["covariates"] = tuple(columns["covariates"])
-        return cls(columns=Columns(**columns),
-                   **{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        return cls(config_lib.data_config_from_custom_config(values),
+                   config_lib.window_config_from_custom_config(values))
 
 
 def parse_split_times(split_times: Sequence[str]) -> np.ndarray:
@@ -213,16 +206,16 @@ def assemble(series_id: str, chunks: Iterable[Chunk], options: WindowingOptions)
     merged = 0
     repeated = np.flatnonzero(np.diff(times) == 0)
     if len(repeated):
-        if options.duplicates == "error":
+        if options.data.duplicates == "error":
             i = repeated[0]
             raise DataError(f"{where(i + 1)}: column '{options.columns.timestamp}': timestamp {_stamp(times[i])} "
                             f"of series '{series_id}' repeats {where(i)} (merge repeats with --duplicates)")
         frame = pd.DataFrame(np.column_stack([target, covariates]))
         grouped = frame.groupby(times, sort=True)
-        if options.duplicates == "sum":
+        if options.data.duplicates == "sum":
             values = grouped.sum(min_count=1)
         else:
-            values = getattr(grouped, options.duplicates)()
+            values = getattr(grouped, options.data.duplicates)()
         first = np.unique(times, return_index=True)[1]
         merged = rows - len(first)
         times, file_index, file_rows = times[first], file_index[first], file_rows[first]
@@ -232,7 +225,7 @@ def assemble(series_id: str, chunks: Iterable[Chunk], options: WindowingOptions)
         raise DataError(f"{where(0)}: series '{series_id}' has {len(times)} "
                         f"timestamp(s); at least 2 are needed to place it on a time grid")
     try:
-        freq = options.frequency or frequency_lib.infer_frequency(times)
+        freq = options.data.frequency or frequency_lib.infer_frequency(times)
         grid = frequency_lib.grid(int(times[0]), int(times[-1]), freq)
     except frequency_lib.FrequencyError as error:
         raise DataError(f"{where(0)}: series '{series_id}': {error}") from error
@@ -291,7 +284,7 @@ def interpolate_gaps(values: np.ndarray, max_gap: int) -> tuple[np.ndarray, int]
 
 
 def apply_gap_policy(series: Series, options: WindowingOptions) -> tuple[Series, int]:
-    """Applies ``options.gap_policy`` to the missing points of a series.
+    """Applies ``options.data.gap_policy`` to the missing points of a series.
 
     Returns:
       The series (interpolated where the policy says so) and the number of points filled.
@@ -302,7 +295,7 @@ def apply_gap_policy(series: Series, options: WindowingOptions) -> tuple[Series,
     """
     columns = [(options.columns.target, series.target)] + [
         (name, series.covariates[:, i]) for i, name in enumerate(options.columns.covariates)]
-    if options.gap_policy == "error":
+    if options.data.gap_policy == "error":
         for name, values in columns:
             missing = np.flatnonzero(np.isnan(values))
             if len(missing):
@@ -315,21 +308,21 @@ def apply_gap_policy(series: Series, options: WindowingOptions) -> tuple[Series,
                                 f"{series.frequency} grid, between {series.where(before)} and "
                                 f"{series.where(after)} (gap policy 'error')")
         return series, 0
-    if options.gap_policy == "skip":
+    if options.data.gap_policy == "skip":
         return series, 0
-    target, filled = interpolate_gaps(series.target, options.max_gap)
+    target, filled = interpolate_gaps(series.target, options.data.max_gap)
     covariates = series.covariates.copy()
     for i in range(covariates.shape[1]):
-        covariates[:, i], count = interpolate_gaps(covariates[:, i], options.max_gap)
+        covariates[:, i], count = interpolate_gaps(covariates[:, i], options.data.max_gap)
         filled += count
     return dataclasses.replace(series, target=target, covariates=covariates), filled
 
 
 def cut_times(series: Series, options: WindowingOptions) -> np.ndarray:
     """The split cut times of a series: the given timestamps, or fractions of its span."""
-    if options.split_times is not None:
-        return parse_split_times(options.split_times)
-    return windowing.split_cut_times(series.times[0], series.times[-1], options.split_fractions)
+    if options.windows.split_times is not None:
+        return parse_split_times(options.windows.split_times)
+    return windowing.split_cut_times(series.times[0], series.times[-1], options.windows.split_fractions)
 
 
 def cut_windows(series: Series, options: WindowingOptions) -> tuple[list[SplitWindows], dict[str, int]]:
@@ -344,13 +337,13 @@ def cut_windows(series: Series, options: WindowingOptions) -> tuple[list[SplitWi
       counts of the windows dropped: ``incomplete`` (a missing point), ``straddling`` (targets on
       both sides of a cut) and ``split_gap``.
     """
-    L, H = options.history, options.horizon  # noqa: N806 (the names of the docs)
-    starts = windowing.window_starts(len(series.times), L, H, options.stride)
+    L, H = options.windows.history, options.windows.horizon  # noqa: N806 (the names of the docs)
+    starts = windowing.window_starts(len(series.times), L, H, options.windows.stride)
     complete = windowing.complete_spans(np.isnan(series.target), starts, L + H)
     for i in range(series.covariates.shape[1]):
         complete &= windowing.complete_spans(np.isnan(series.covariates[:, i]), starts, L)
     cuts = windowing.cut_indices(series.times, cut_times(series, options))
-    split_of = windowing.assign_splits(starts + L, starts + L + H - 1, cuts, gap=options.split_gap)
+    split_of = windowing.assign_splits(starts + L, starts + L + H - 1, cuts, gap=options.windows.split_gap)
     dropped = {
         "incomplete": int((~complete).sum()),
         "straddling": int((complete & (split_of == windowing.DROPPED_STRADDLING)).sum()),
@@ -360,7 +353,7 @@ def cut_windows(series: Series, options: WindowingOptions) -> tuple[list[SplitWi
     starts, split_of = starts[keep], split_of[keep]
     origins = series.times[starts + L - 1]
     calendar = frequency_lib.calendar_features(origins, frequency_lib.typical_step(series.times)) \
-        if options.calendar_features else {}
+        if options.windows.calendar_features else {}
     everything = SplitWindows(
         series_id=series.series_id, split="",
         histories=windowing.spans(series.target, starts, L).astype(np.float32),
@@ -384,10 +377,10 @@ def window_series(series_id: str, chunks: Iterable[Chunk],
     """
     series, counts = assemble(series_id, chunks, options)
     report: dict[str, Any] = {"series_id": series_id, "frequency": series.frequency,
-                              "frequency_inferred": options.frequency is None, "points": len(series.times),
+                              "frequency_inferred": options.data.frequency is None, "points": len(series.times),
                               **counts, "interpolated_points": 0, "skipped": None,
                               "windows": dict.fromkeys(windowing.SPLITS, 0)}
-    needed = options.history + options.horizon
+    needed = options.windows.history + options.windows.horizon
     if len(series.times) < needed:
         report["skipped"] = f"{len(series.times)} points, needs at least history + horizon = {needed}"
         return [], report
@@ -460,7 +453,7 @@ def summarize(file_reports: Sequence[dict[str, Any]], series_reports: Sequence[d
         "series_skipped": [{"series_id": r["series_id"], "reason": r["skipped"]}
                            for r in series_reports if r["skipped"]],
         "frequencies": dict(frequencies),
-        "frequency_inferred": options.frequency is None,
+        "frequency_inferred": options.data.frequency is None,
         "rows_merged_as_duplicates": sum(r["duplicates_merged"] for r in series_reports),
         "missing_points": sum(r["missing_points"] for r in series_reports),
         "interpolated_points": sum(r["interpolated_points"] for r in series_reports),
