@@ -74,11 +74,12 @@ def test_windows_command_writes_the_windows_the_per_series_functions_give(tmp_pa
 
     summary = executor.read_summary(examples_uri)
     assert summary["rows_read"] == 110 and summary["files"] == 2 and summary["series"] == 3
-    assert summary["series_skipped"] == [{"series_id": "c", "reason": "5 points, needs at least history + horizon = 8"}]
+    assert summary["series_skipped"] == [{"series_id": "c", "rows": 5,
+                                          "reason": "5 points, needs at least history + horizon = 8"}]
     assert summary["frequencies"] == {"h": 3} and summary["frequency_inferred"]
     assert summary["windows"] == {s: sum(len(w[i]) for w, _ in expected.values() if w)
                                   for i, s in enumerate(windowing.SPLITS)}
-    assert "series           3 (2 windowed, 1 skipped)" in printed
+    assert "series           3 (2 windowed, 1 skipped, holding 5 rows)" in printed
     assert f"windows          train {summary['windows']['train']}, eval {summary['windows']['eval']}" in printed
 
 

@@ -212,10 +212,11 @@ def test_a_series_shorter_than_history_plus_horizon_is_skipped_and_listed(tmp_pa
     result = series_lib.window_files([write(tmp_path, "id,timestamp,value\n" + "\n".join(rows) + "\n")], options)
     assert result["short"] == ([], {**result["short"][1], "skipped": "2 points, needs at least history + horizon = 4"})
     summary = series_lib.summarize([{"file": "x", "rows": 12}], [r for _, r in result.values()], options)
-    assert summary["series_skipped"] == [{"series_id": "short", "reason": "2 points, needs at least history + "
-                                                                        "horizon = 4"}]
+    assert summary["series_skipped"] == [{"series_id": "short", "rows": 2,
+                                          "reason": "2 points, needs at least history + horizon = 4"}]
+    assert summary["rows_in_skipped_series"] == 2
     assert summary["windows"] == {k: len(w) for k, w in zip(("train", "eval", "test"), result["long"][0])}
-    assert "skipped          series 'short'" in series_lib.format_summary(summary)
+    assert "skipped          series 'short' (2 rows)" in series_lib.format_summary(summary)
 
 
 def test_covariate_histories_are_aligned_with_the_target_history(tmp_path):

@@ -450,8 +450,9 @@ def summarize(file_reports: Sequence[dict[str, Any]], series_reports: Sequence[d
         "rows_read": sum(r["rows"] for r in file_reports),
         "series": len(series_reports),
         "series_windowed": sum(1 for r in series_reports if not r["skipped"]),
-        "series_skipped": [{"series_id": r["series_id"], "reason": r["skipped"]}
+        "series_skipped": [{"series_id": r["series_id"], "reason": r["skipped"], "rows": r["rows"]}
                            for r in series_reports if r["skipped"]],
+        "rows_in_skipped_series": sum(r["rows"] for r in series_reports if r["skipped"]),
         "frequencies": dict(frequencies),
         "frequency_inferred": options.data.frequency is None,
         "rows_merged_as_duplicates": sum(r["duplicates_merged"] for r in series_reports),
@@ -470,7 +471,7 @@ def format_summary(summary: dict[str, Any], max_series: int = 10) -> str:
     lines = [
         f"rows read        {summary['rows_read']} from {summary['files']} file(s)",
         f"series           {summary['series']} ({summary['series_windowed']} windowed, "
-        f"{len(summary['series_skipped'])} skipped)",
+        f"{len(summary['series_skipped'])} skipped, holding {summary['rows_in_skipped_series']} rows)",
         f"frequency        {freq or '-'}{' (inferred)' if summary['frequency_inferred'] else ''}",
         f"missing points   {summary['missing_points']} ({summary['interpolated_points']} interpolated); "
         f"rows merged as duplicates: {summary['rows_merged_as_duplicates']}",
@@ -484,7 +485,7 @@ def format_summary(summary: dict[str, Any], max_series: int = 10) -> str:
             f"{r['series_id']}: {r['windows']['train']}/{r['windows']['eval']}/{r['windows']['test']}"
             for r in per_series[:max_series]) + ("; ..." if len(per_series) > max_series else ""))
     for skipped in summary["series_skipped"][:max_series]:
-        lines.append(f"skipped          series '{skipped['series_id']}': {skipped['reason']}")
+        lines.append(f"skipped          series '{skipped['series_id']}' ({skipped['rows']} rows): {skipped['reason']}")
     return "\n".join(lines)
 
 
