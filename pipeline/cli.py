@@ -131,8 +131,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from serving import server as server_lib  # pylint: disable=g-import-not-at-top
+    batching = None
+    if args.enable_batching:
+        batching = server_lib.BatchingOptions(max_batch_size=args.max_batch_size,
+                                              batch_timeout_s=args.batch_timeout_micros / 1e6,
+                                              num_batch_threads=args.num_batch_threads)
     model_server = server_lib.ModelServer(args.model_name, os.path.abspath(args.model_base_path),
-                                          poll_seconds=args.poll_seconds)
+                                          poll_seconds=args.poll_seconds, batching=batching)
     grpc_server, port = server_lib.start_server(model_server, args.port, host=args.host)
     print(f"serving model '{args.model_name}' from {model_server.model_base_path} on {args.host}:{port}",
           flush=True)
@@ -180,6 +185,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                          ready_timeout_s=args.ready_timeout)
 
 
+def serve_batching_defaults() -> dict[str, int]:
+    # The defaults of serving.server.BatchingOptions, without importing TensorFlow for --help.
+    return {"max_batch_size": 256, "batch_timeout_micros": 0, "num_batch_threads": 2}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lstm-forecast", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -198,6 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8500)
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--poll-seconds", type=float, default=1.0, help="how often to look for new versions")
+    batching = serve_batching_defaults()
+    serve.add_argument("--enable-batching", action="store_true", help="batch concurrent requests (as TF Serving)")
+    serve.add_argument("--max-batch-size", type=int, default=batching["max_batch_size"])
+    serve.add_argument("--batch-timeout-micros", type=int, default=batching["batch_timeout_micros"],
+                       help="how long a batch waits for more requests; 0 runs what is queued at once")
+    serve.add_argument("--num-batch-threads", type=int, default=batching["num_batch_threads"])
     serve.set_defaults(func=_cmd_serve)
 
     predict = commands.add_parser("predict", help="forecasts over gRPC for windows in a file")

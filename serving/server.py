@@ -3,17 +3,26 @@
 Production serving is the TensorFlow Serving container; this server exists so the whole loop
 runs where no Docker engine does. It implements ``PredictionService.Predict`` and
 ``GetModelMetadata`` and ``ModelService.GetModelStatus`` over a model base path of numbered
-version directories, loads versions through the SavedModel loader TF Serving uses (a TF1 session,
-signature tensors by name), serves the latest, and picks up newer versions as they appear.
-Bad requests get TF Serving's status codes and the server keeps serving.
+version directories, and behaves as TF Serving does where a client can tell:
+
+* versions load through the SavedModel loader TF Serving uses (a TF1 session, signature tensors by
+  name), with the warmup requests of ``assets.extra`` replayed before a version is AVAILABLE;
+* the latest version is served; a newer one is picked up by polling and swapped in without
+  failing a request in flight; one that fails to load is reported (END, with its error), retried
+  a few times as TF Serving retries, and the old version keeps serving;
+* concurrent requests can be batched (``BatchingOptions``, TF Serving's ``--enable_batching``);
+* bad requests get TF Serving's status codes and messages, and the server keeps serving.
 """
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import logging
 import os
+import queue
 import threading
-from typing import Optional
+import time
+from typing import Iterator, Optional
 
 import grpc
 import numpy as np
@@ -24,6 +33,7 @@ from tensorflow_serving.apis import (
     get_model_status_pb2,
     model_service_pb2_grpc,
     predict_pb2,
+    prediction_log_pb2,
     prediction_service_pb2_grpc,
 )
 
@@ -33,6 +43,8 @@ _log = logging.getLogger(__name__)
 
 # ModelVersionStatus.State values, named as TF Serving names them.
 _State = get_model_status_pb2.ModelVersionStatus.State
+# Where TF Serving looks for the requests it replays while loading a version.
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 
 
 class RequestError(Exception):
@@ -43,17 +55,53 @@ class RequestError(Exception):
         self.code = code
 
 
-@dataclasses.dataclass(frozen=True)
 class LoadedVersion:
-    """One version of the model, loaded into its own graph and session."""
+    """One version of the model, loaded into its own graph and session.
 
-    version: int
-    path: str
-    session: tf.compat.v1.Session
-    signatures: dict[str, meta_graph_pb2.SignatureDef]
+    Requests run inside :meth:`use`; a version replaced by a newer one is closed only when the last
+    request still running on it has finished, so a swap never fails a request in flight.
+    """
 
-    def close(self) -> None:
-        self.session.close()
+    def __init__(self, version: int, path: str, session: tf.compat.v1.Session,
+                 signatures: dict[str, meta_graph_pb2.SignatureDef]):
+        self.version = version
+        self.path = path
+        self.session = session
+        self.signatures = signatures
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._retired = False
+
+    @contextlib.contextmanager
+    def use(self) -> Iterator["LoadedVersion"]:
+        with self._lock:
+            self._in_flight += 1
+        try:
+            yield self
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+                close = self._retired and self._in_flight == 0
+            if close:
+                self.session.close()
+
+    def retire(self) -> None:
+        """Closes the session now, or when the last request running on it ends."""
+        with self._lock:
+            self._retired = True
+            close = self._in_flight == 0
+        if close:
+            self.session.close()
+
+    def run(self, signature: meta_graph_pb2.SignatureDef, inputs: dict[str, np.ndarray],
+            aliases: list[str]) -> dict[str, np.ndarray]:
+        """Runs a signature by tensor names, as TF Serving does."""
+        with self.use():
+            try:
+                return self.session.run({alias: signature.outputs[alias].name for alias in aliases},
+                                        feed_dict={signature.inputs[a].name: v for a, v in inputs.items()})
+            except tf.errors.InvalidArgumentError as error:
+                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, error.message) from error
 
 
 def load_version(path: str, version: int) -> LoadedVersion:
@@ -63,6 +111,19 @@ def load_version(path: str, version: int) -> LoadedVersion:
     meta_graph = tf.compat.v1.saved_model.loader.load(session, [contract.SERVING_TAG], path)
     return LoadedVersion(version=version, path=path, session=session,
                          signatures=dict(meta_graph.signature_def))
+
+
+def warmup_requests(path: str) -> list[predict_pb2.PredictRequest]:
+    """The Predict requests of a SavedModel's warmup file (``assets.extra/tf_serving_warmup_requests``)."""
+    warmup_file = os.path.join(path, WARMUP_FILE)
+    if not tf.io.gfile.exists(warmup_file):
+        return []
+    requests = []
+    for record in tf.data.TFRecordDataset([warmup_file]).as_numpy_iterator():
+        log = prediction_log_pb2.PredictionLog.FromString(record)
+        if log.HasField("predict_log"):
+            requests.append(log.predict_log.request)
+    return requests
 
 
 def list_versions(model_base_path: str) -> list[int]:
@@ -99,23 +160,131 @@ def _check_inputs(signature: meta_graph_pb2.SignatureDef,
                                    f"input '{alias}' has shape {list(value.shape)}, expected {dims} (-1: any)")
 
 
+@dataclasses.dataclass(frozen=True)
+class BatchingOptions:
+    """Batching of concurrent Predict requests, as TF Serving's ``--enable_batching`` does it.
+
+    Attributes:
+      max_batch_size: Most windows run together; a larger request runs alone.
+      batch_timeout_s: How long the first request of a batch waits for others. 0: run whatever
+        is queued at once, which costs a lone request nothing.
+      num_batch_threads: Batches run at the same time.
+    """
+
+    max_batch_size: int = 256
+    batch_timeout_s: float = 0.0
+    num_batch_threads: int = 2
+
+
+@dataclasses.dataclass
+class _Pending:
+    loaded: LoadedVersion
+    signature: meta_graph_pb2.SignatureDef
+    inputs: dict[str, np.ndarray]
+    aliases: list[str]
+    rows: int
+    result: concurrent.futures.Future
+
+    def key(self) -> tuple:
+        shapes = tuple((a, v.dtype.str, v.shape[1:]) for a, v in sorted(self.inputs.items()))
+        return id(self.loaded), id(self.signature), tuple(self.aliases), shapes
+
+
+class _Batcher:
+    """Queues requests and runs compatible ones (same version, signature, input shapes) together."""
+
+    def __init__(self, options: BatchingOptions):
+        self._options = options
+        self._queue: queue.Queue = queue.Queue()
+        self._threads = [threading.Thread(target=self._loop, name=f"batch-{i}", daemon=True)
+                         for i in range(options.num_batch_threads)]
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join()
+
+    def run(self, loaded: LoadedVersion, signature: meta_graph_pb2.SignatureDef,
+            inputs: dict[str, np.ndarray], aliases: list[str]) -> dict[str, np.ndarray]:
+        rows = {len(v) for v in inputs.values()}
+        if len(rows) != 1 or not all(v.ndim >= 1 for v in inputs.values()) or \
+                next(iter(rows)) >= self._options.max_batch_size:
+            return loaded.run(signature, inputs, aliases)
+        pending = _Pending(loaded, signature, inputs, aliases, rows.pop(), concurrent.futures.Future())
+        # The version stays open while the request waits in the queue.
+        with loaded.use():
+            self._queue.put(pending)
+            return pending.result.result()
+
+    def _loop(self) -> None:
+        held: list[_Pending] = []
+        while True:
+            first = held.pop(0) if held else self._queue.get()
+            if first is None:
+                return
+            batch, rows = [first], first.rows
+            deadline = time.monotonic() + self._options.batch_timeout_s
+            while rows < self._options.max_batch_size:
+                try:
+                    timeout = deadline - time.monotonic()
+                    item = self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)  # for this thread's next turn
+                    break
+                if item.key() == first.key() and rows + item.rows <= self._options.max_batch_size:
+                    batch.append(item)
+                    rows += item.rows
+                else:
+                    held.append(item)
+            self._run(batch)
+
+    @staticmethod
+    def _run(batch: list[_Pending]) -> None:
+        first = batch[0]
+        try:
+            inputs = {a: np.concatenate([p.inputs[a] for p in batch]) for a in first.inputs}
+            outputs = first.loaded.run(first.signature, inputs, first.aliases)
+        except Exception as error:  # pylint: disable=broad-except
+            for pending in batch:
+                pending.result.set_exception(error)
+            return
+        start = 0
+        for pending in batch:
+            pending.result.set_result({a: v[start:start + pending.rows] for a, v in outputs.items()})
+            start += pending.rows
+
+
 class ModelServer:
     """Serves the latest version found under one model base path, and reloads when a newer appears.
 
     Args:
       model_name: Name clients put in ``model_spec.name``.
       model_base_path: Directory holding numbered version directories.
-      poll_seconds: How often to look for new versions.
+      poll_seconds: How often to look for new versions (TF Serving's file system poll).
+      batching: Batch concurrent requests, or None to run each alone.
+      max_load_retries: Further tries of a version that failed to load (TF Serving: 5).
+      load_retry_seconds: Time between those tries (TF Serving: 60 s).
     """
 
-    def __init__(self, model_name: str, model_base_path: str, poll_seconds: float = 1.0):
+    def __init__(self, model_name: str, model_base_path: str, poll_seconds: float = 1.0,
+                 batching: Optional[BatchingOptions] = None, max_load_retries: int = 5,
+                 load_retry_seconds: float = 60.0):
         self.model_name = model_name
         self.model_base_path = model_base_path
         self._poll_seconds = poll_seconds
+        self._max_load_retries = max_load_retries
+        self._load_retry_seconds = load_retry_seconds
         self._current: Optional[LoadedVersion] = None
-        self._failed: dict[int, str] = {}
+        # version -> (last error, tries, time of the last try)
+        self._failed: dict[int, tuple[str, int, float]] = {}
         self._stop = threading.Event()
         self._poller: Optional[threading.Thread] = None
+        self._batcher = _Batcher(batching) if batching else None
 
     @property
     def current(self) -> Optional[LoadedVersion]:
@@ -130,27 +299,48 @@ class ModelServer:
         self._stop.set()
         if self._poller is not None:
             self._poller.join()
+        if self._batcher is not None:
+            self._batcher.stop()
         if self._current is not None:
-            self._current.close()
+            self._current.retire()
+
+    def _may_try(self, version: int) -> bool:
+        if version not in self._failed:
+            return True
+        _, tries, last = self._failed[version]
+        return tries <= self._max_load_retries and time.monotonic() - last >= self._load_retry_seconds
 
     def poll_once(self) -> None:
         """Loads the newest version if it is newer than the one being served."""
-        versions = [v for v in list_versions(self.model_base_path) if v not in self._failed]
-        if not versions or (self._current is not None and versions[-1] <= self._current.version):
+        current = self._current
+        versions = [v for v in list_versions(self.model_base_path) if current is None or v > current.version]
+        candidates = [v for v in versions if self._may_try(v)]
+        if not candidates:
             return
-        version = versions[-1]
+        version = candidates[-1]
         path = os.path.join(self.model_base_path, str(version))
         try:
             loaded = load_version(path, version)
+            self._warm_up(loaded)
         except Exception as error:  # pylint: disable=broad-except
             # A version that fails to load is reported; the one being served keeps serving.
-            self._failed[version] = str(error)
-            _log.error("version %d of model %s failed to load from %s: %s", version, self.model_name, path, error)
+            tries = self._failed.get(version, ("", 0, 0.0))[1] + 1
+            self._failed[version] = (str(error).strip().splitlines()[0] if str(error).strip() else repr(error),
+                                     tries, time.monotonic())
+            _log.error("version %d of model %s failed to load from %s (try %d): %s",
+                       version, self.model_name, path, tries, error)
             return
+        self._failed.pop(version, None)
         previous, self._current = self._current, loaded
         _log.info("serving version %d of model %s from %s", version, self.model_name, path)
         if previous is not None:
-            previous.close()
+            previous.retire()
+
+    def _warm_up(self, loaded: LoadedVersion) -> None:
+        # Replayed before the version is AVAILABLE, so that no client pays for the first runs
+        # (graph optimisation, XLA compilation); a warmup request that fails fails the load.
+        for request in warmup_requests(loaded.path):
+            self._run(loaded, request)
 
     def _poll_loop(self) -> None:
         while not self._stop.is_set():
@@ -174,6 +364,18 @@ class ModelServer:
     def predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
         """Runs one Predict request; raises :class:`RequestError` for a bad one."""
         loaded = self.resolve(request.model_spec)
+        signature_name, values = self._run(loaded, request, batcher=self._batcher)
+        response = predict_pb2.PredictResponse()
+        response.model_spec.name = self.model_name
+        response.model_spec.version.value = loaded.version
+        response.model_spec.signature_name = signature_name
+        for alias, value in values.items():
+            response.outputs[alias].CopyFrom(tf.make_tensor_proto(value))
+        return response
+
+    @staticmethod
+    def _run(loaded: LoadedVersion, request: predict_pb2.PredictRequest,
+             batcher: Optional[_Batcher] = None) -> tuple[str, dict[str, np.ndarray]]:
         signature_name = request.model_spec.signature_name or contract.SIGNATURE_NAME
         signature = loaded.signatures.get(signature_name)
         if signature is None:
@@ -189,19 +391,9 @@ class ModelServer:
         if unknown:
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
                                f"output filter {unknown} not in signature '{signature_name}'")
-        try:
-            values = loaded.session.run(
-                {alias: signature.outputs[alias].name for alias in aliases},
-                feed_dict={signature.inputs[alias].name: value for alias, value in inputs.items()})
-        except tf.errors.InvalidArgumentError as error:
-            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, error.message) from error
-        response = predict_pb2.PredictResponse()
-        response.model_spec.name = self.model_name
-        response.model_spec.version.value = loaded.version
-        response.model_spec.signature_name = signature_name
-        for alias, value in values.items():
-            response.outputs[alias].CopyFrom(tf.make_tensor_proto(value))
-        return response
+        if batcher is not None:
+            return signature_name, batcher.run(loaded, signature, inputs, aliases)
+        return signature_name, loaded.run(signature, inputs, aliases)
 
     def metadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest
                  ) -> get_model_metadata_pb2.GetModelMetadataResponse:
@@ -225,7 +417,7 @@ class ModelServer:
                                f"Could not find any versions of model {request.model_spec.name}")
         response = get_model_status_pb2.GetModelStatusResponse()
         current = self._current
-        for version, error in sorted(self._failed.items()):
+        for version, (error, _, _) in sorted(self._failed.items()):
             status = response.model_version_status.add(version=version, state=_State.END)
             status.status.error_code = grpc.StatusCode.UNKNOWN.value[0]
             status.status.error_message = error

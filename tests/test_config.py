@@ -18,3 +18,12 @@ def test_trainer_settings_round_trip_through_json():
 def test_missing_custom_config_gives_the_defaults():
     assert config_lib.model_config_from_custom_config(None) == config_lib.ModelConfig()
     assert config_lib.window_config_from_custom_config({}) == config_lib.WindowConfig()
+
+
+def test_serve_flag_defaults_are_the_server_defaults():
+    from pipeline import cli
+    from serving import server
+    defaults = server.BatchingOptions()
+    assert cli.serve_batching_defaults() == {"max_batch_size": defaults.max_batch_size,
+                                             "batch_timeout_micros": int(defaults.batch_timeout_s * 1e6),
+                                             "num_batch_threads": defaults.num_batch_threads}

@@ -2,7 +2,10 @@
 
 import json
 import shutil
+import threading
 import time
+
+import grpc
 
 import numpy as np
 import pytest
@@ -20,8 +23,9 @@ from tests.conftest import in_process_forecast
 
 @pytest.fixture()
 def served(model_base_path):
-    """A running server on loopback for version 1 of the pushed model, and a client to it."""
-    model_server = server_lib.ModelServer("co2", str(model_base_path), poll_seconds=0.1)
+    """A running server (batching on) on loopback for version 1 of the pushed model, and a client."""
+    model_server = server_lib.ModelServer("co2", str(model_base_path), poll_seconds=0.1,
+                                          batching=server_lib.BatchingOptions(), load_retry_seconds=0.2)
     grpc_server, port = server_lib.start_server(model_server, 0, host="127.0.0.1")
     client = client_lib.ForecastClient(f"127.0.0.1:{port}", "co2", timeout_s=10)
     client.wait_until_ready(60)
@@ -130,3 +134,136 @@ def test_predict_command_prints_the_served_forecasts(served, test_windows, tmp_p
     assert code == 0
     printed = json.loads(capsys.readouterr().out)
     np.testing.assert_allclose(printed["forecast"], client.predict(windows), rtol=1e-6)
+
+
+def _wait_for(condition, seconds=30):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def test_a_version_pushed_during_traffic_fails_no_request_and_takes_over(served, test_windows):
+    client, base, port = served
+    stub = client._predictions  # pylint: disable=protected-access
+    stop, versions, errors = threading.Event(), [], []
+
+    def traffic(rows):
+        request = client_lib.build_predict_request("co2", test_windows.histories[:rows])
+        while not stop.is_set():
+            try:
+                versions.append(stub.Predict(request, timeout=10).model_spec.version.value)
+            except Exception as error:  # pylint: disable=broad-except
+                errors.append(error)
+
+    threads = [threading.Thread(target=traffic, args=(rows,)) for rows in (1, 1, 3, 8)]
+    for thread in threads:
+        thread.start()
+    _wait_for(lambda: len(versions) > 20)
+    staging = base.parent / "staging"
+    shutil.copytree(base / "1", staging)
+    staging.rename(base / "2")
+    _wait_for(lambda: versions and versions[-1] == 2)
+    seen = len(versions)
+    _wait_for(lambda: len(versions) > seen + 20)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert versions[0] == 1 and set(versions[seen:]) == {2}
+
+
+def test_a_corrupt_version_is_reported_retried_and_the_old_one_keeps_serving(served, test_windows):
+    client, base, _ = served
+    expected = client.predict(test_windows.histories[:2])
+    broken = base / "2"
+    broken.mkdir()
+    (broken / "saved_model.pb").write_bytes(b"half a file")
+    _wait_for(lambda: client.status().get(2) == "END")
+    assert client.status() == {1: "AVAILABLE", 2: "END"}
+    np.testing.assert_array_equal(client.predict(test_windows.histories[:2]), expected)
+    # Completed later (TF Serving retries a failed load): version 2 takes over.
+    shutil.rmtree(broken)
+    shutil.copytree(base / "1", base / "staging")
+    (base / "staging").rename(broken)
+    _wait_for(lambda: client.status() == {2: "AVAILABLE"})
+
+
+def test_many_bad_requests_among_good_ones(model_base_path, test_windows):
+    model_server = server_lib.ModelServer("co2", str(model_base_path), batching=server_lib.BatchingOptions())
+    grpc_server, port = server_lib.start_server(model_server, 0, host="127.0.0.1", max_message_bytes=1 << 16)
+    try:
+        with client_lib.ForecastClient(f"127.0.0.1:{port}", "co2", max_message_bytes=1 << 20) as client:
+            client.wait_until_ready(60)
+            stub = client._predictions  # pylint: disable=protected-access
+            good = test_windows.histories[:4]
+            expected = client.predict(good)
+            with_nan = good.copy()
+            with_nan[1, 3] = np.nan
+            oversize = np.repeat(good, 600, axis=0)  # 2,400 windows of 16 floats: over the 64 KiB limit
+            bad = [
+                (client_lib.build_predict_request("co2", good[:, :-2]), "INVALID_ARGUMENT"),
+                (client_lib.build_predict_request("co2", good.reshape(-1)[None, :]), "INVALID_ARGUMENT"),
+                (client_lib.build_predict_request("co2", oversize), "RESOURCE_EXHAUSTED"),
+                (client_lib.build_predict_request("co2", good, signature_name="serving_other"), "INVALID_ARGUMENT"),
+            ]
+            for round_ in range(3):
+                for request, code in bad:
+                    with pytest.raises(grpc.RpcError) as error:
+                        stub.Predict(request, timeout=10)
+                    assert error.value.code().name == code, (round_, code)
+                    np.testing.assert_array_equal(client.predict(good), expected)
+            # NaN is a value, not a malformed request: TF Serving runs it, and so does this server;
+            # only the window that holds it gets NaN forecasts.
+            forecasts = tf.make_ndarray(stub.Predict(client_lib.build_predict_request("co2", with_nan),
+                                                     timeout=10).outputs[contract.OUTPUT_KEY])
+            assert np.isnan(forecasts[1]).all()
+            np.testing.assert_allclose(forecasts[[0, 2, 3]], expected[[0, 2, 3]], rtol=1e-5)
+    finally:
+        grpc_server.stop(grace=None).wait()
+        model_server.stop()
+
+
+def test_the_client_survives_a_server_restart(model_base_path, test_windows):
+    port = free_port()
+    model_server = server_lib.ModelServer("co2", str(model_base_path))
+    grpc_server, _ = server_lib.start_server(model_server, port, host="127.0.0.1")
+    restarted = []
+    try:
+        with client_lib.ForecastClient(f"127.0.0.1:{port}", "co2", timeout_s=30, max_attempts=5) as client:
+            client.wait_until_ready(60)
+            expected = client.predict(test_windows.histories[:2])
+            grpc_server.stop(grace=None).wait()
+            model_server.stop()
+
+            def restart():
+                time.sleep(0.5)
+                server = server_lib.ModelServer("co2", str(model_base_path))
+                server.poll_once()  # loaded before it listens, so the retried call finds it
+                restarted.append((server, server_lib.start_server(server, port, host="127.0.0.1")[0]))
+
+            thread = threading.Thread(target=restart)
+            thread.start()
+            np.testing.assert_array_equal(client.predict(test_windows.histories[:2]), expected)
+            thread.join()
+    finally:
+        for server, grpc_server in restarted:
+            grpc_server.stop(grace=None).wait()
+            server.stop()
+
+
+def test_the_warmup_requests_of_a_version_are_replayed_before_it_is_available(model_base_path, monkeypatch):
+    replayed = []
+    original = server_lib.ModelServer._run  # pylint: disable=protected-access
+
+    def counting_run(loaded, request, batcher=None):
+        replayed.append(request.model_spec.signature_name)
+        return original(loaded, request, batcher)
+
+    monkeypatch.setattr(server_lib.ModelServer, "_run", staticmethod(counting_run))
+    requests = server_lib.warmup_requests(str(model_base_path / "1"))
+    model_server = server_lib.ModelServer("co2", str(model_base_path))
+    model_server.poll_once()
+    assert model_server.current is not None
+    assert len(replayed) == len(requests)
+    model_server.stop()
