@@ -355,6 +355,10 @@ class ModelServer:
         current = self._current
         if current is None:
             raise RequestError(grpc.StatusCode.UNAVAILABLE, f"no version of model {self.model_name} is loaded yet")
+        if model_spec.version_label:
+            # Labels need TF Serving's model config file (version_labels); none are configured here.
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"Unrecognized servable version label: {model_spec.version_label}")
         if model_spec.HasField("version") and model_spec.version.value != current.version:
             raise RequestError(
                 grpc.StatusCode.NOT_FOUND,
@@ -460,7 +464,8 @@ class _ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
 
 def start_server(model_server: ModelServer, port: int, host: str = "0.0.0.0",
-                 max_workers: int = 8, max_message_bytes: int = 64 << 20) -> tuple[grpc.Server, int]:
+                 max_workers: int = 8, max_message_bytes: int = 64 << 20,
+                 tls_key_and_certificate: Optional[tuple[bytes, bytes]] = None) -> tuple[grpc.Server, int]:
     """Starts the gRPC services for ``model_server`` and its version polling.
 
     Args:
@@ -469,6 +474,7 @@ def start_server(model_server: ModelServer, port: int, host: str = "0.0.0.0",
       host: Address to bind.
       max_workers: Threads answering requests.
       max_message_bytes: Largest request and response.
+      tls_key_and_certificate: PEM private key and certificate chain to serve TLS; None: plaintext.
 
     Returns:
       The started server and the port it listens on.
@@ -478,7 +484,11 @@ def start_server(model_server: ModelServer, port: int, host: str = "0.0.0.0",
     server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=max_workers), options=options)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(_PredictionService(model_server), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(_ModelService(model_server), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    if tls_key_and_certificate is None:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    else:
+        credentials = grpc.ssl_server_credentials([tls_key_and_certificate])
+        bound = server.add_secure_port(f"{host}:{port}", credentials)
     if bound == 0:
         raise OSError(f"cannot listen on {host}:{port}")
     server.start()

@@ -266,3 +266,69 @@ def test_the_warmup_requests_of_a_version_are_replayed_before_it_is_available(mo
     assert model_server.current is not None
     assert len(replayed) == len(requests)
     model_server.stop()
+
+
+def test_request_batches_fit_the_message_limit():
+    assert client_lib.request_batches(10, 400, 2000) == [slice(0, 4), slice(4, 8), slice(8, 10)]
+    assert client_lib.request_batches(3, 10, 1 << 20) == [slice(0, 3)]
+    assert client_lib.request_batches(0, 10, 100) == []
+
+
+def test_a_large_batch_is_split_under_the_message_limit(served, test_windows, pushed_model):
+    _, _, port = served
+    windows = np.repeat(test_windows.histories, 20, axis=0)
+    limit = windows[:1].nbytes * 50  # about 45 windows a request
+    with client_lib.ForecastClient(f"127.0.0.1:{port}", "co2", max_message_bytes=limit) as client:
+        forecasts = client.predict(windows)
+    np.testing.assert_allclose(forecasts, in_process_forecast(pushed_model, windows), rtol=1e-5, atol=1e-4)
+
+
+def test_the_client_refuses_nan_and_unknown_labels(served, test_windows):
+    client, _, port = served
+    windows = test_windows.histories[:2].copy()
+    windows[1, 0] = np.nan
+    with pytest.raises(client_lib.InvalidRequestError, match="window 1 holds NaN"):
+        client.predict(windows)
+    with client_lib.ForecastClient(f"127.0.0.1:{port}", "co2", version_label="canary") as labelled:
+        with pytest.raises(client_lib.InvalidRequestError, match="Unrecognized servable version label: canary"):
+            labelled.predict(test_windows.histories[:1])
+
+
+def _self_signed_localhost() -> tuple[bytes, bytes]:
+    import datetime  # pylint: disable=g-import-not-at-top
+
+    from cryptography import x509  # pylint: disable=g-import-not-at-top
+    from cryptography.hazmat.primitives import hashes, serialization  # pylint: disable=g-import-not-at-top
+    from cryptography.hazmat.primitives.asymmetric import ec  # pylint: disable=g-import-not-at-top
+    from cryptography.x509.oid import NameOID  # pylint: disable=g-import-not-at-top
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+                   .not_valid_after(now + datetime.timedelta(hours=1))
+                   .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+                   .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                   .sign(key, hashes.SHA256()))
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return key_pem, certificate.public_bytes(serialization.Encoding.PEM)
+
+
+def test_the_client_speaks_tls(model_base_path, test_windows, pushed_model):
+    key, certificate = _self_signed_localhost()
+    model_server = server_lib.ModelServer("co2", str(model_base_path))
+    grpc_server, port = server_lib.start_server(model_server, 0, host="127.0.0.1",
+                                                tls_key_and_certificate=(key, certificate))
+    try:
+        with client_lib.ForecastClient(f"localhost:{port}", "co2", root_certificates=certificate) as client:
+            client.wait_until_ready(60)
+            np.testing.assert_allclose(client.predict(test_windows.histories[:3]),
+                                       in_process_forecast(pushed_model, test_windows.histories[:3]), rtol=1e-5)
+        # Plaintext to a TLS port fails as unavailable, not with a forecast.
+        with client_lib.ForecastClient(f"localhost:{port}", "co2", max_attempts=2, timeout_s=2) as plain:
+            with pytest.raises(client_lib.ServerUnavailableError):
+                plain.predict(test_windows.histories[:1])
+    finally:
+        grpc_server.stop(grace=None).wait()
+        model_server.stop()
