@@ -12,6 +12,8 @@ import sys
 import threading
 from typing import Optional, Sequence
 
+import numpy as np
+
 from pipeline import config as config_lib
 
 
@@ -151,7 +153,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _read_windows(path: str):
-    import numpy as np  # pylint: disable=g-import-not-at-top
     with open(path) as f:
         text = f.read()
     if path.endswith(".json"):
@@ -165,12 +166,39 @@ def _read_windows(path: str):
     return windows
 
 
+def _series_window(args: argparse.Namespace, history: int):
+    """The last ``history`` points of ``--series``, its origin and the times the forecast covers."""
+    from components.example_gen import frequency, reader, series  # pylint: disable=g-import-not-at-top
+    options = series.WindowingOptions.of(path=args.series, timestamp_column=args.timestamp_column,
+                                         target_column=args.target_column, series_id_column=args.series_id_column,
+                                         frequency=args.frequency)
+    grid, values = series.latest_window(reader.match_files(_data_path(args.series)), options, history, args.series_id)
+    return grid, values, frequency
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from serving import client as client_lib  # pylint: disable=g-import-not-at-top
-    windows = _read_windows(args.input)
+    from serving import contract  # pylint: disable=g-import-not-at-top
     with client_lib.ForecastClient(args.server, args.model_name, version=args.version,
                                    timeout_s=args.timeout) as client:
-        forecasts = client.predict(windows)
+        if args.series:
+            history = client.metadata()[contract.SIGNATURE_NAME]["inputs"][contract.INPUT_KEY][-1]
+            grid, values, frequency = _series_window(args, history)
+            forecast = client.predict(values[None, :])[0]
+            origin = int(grid.times[-1])
+            times = frequency.following(origin, grid.frequency, len(forecast))
+            if args.json:
+                print(json.dumps({"series_id": grid.series_id, "origin_timestamp": origin,
+                                  "target_timestamps": times.tolist(), "forecast": forecast.tolist()}))
+            else:
+                stamp = lambda t: str(np.datetime64(int(t), "s")).replace("T00:00:00", "")  # noqa: E731
+                print(f"series '{grid.series_id}', forecast origin {stamp(origin)} "
+                      f"(from its last {history} points, frequency {grid.frequency})")
+                print(f"{'step':>4}  {'time':<19}  {'forecast':>10}")
+                for step, (t, v) in enumerate(zip(times, forecast), start=1):
+                    print(f"{step:>4}  {stamp(t):<19}  {v:>10.3f}")
+            return 0
+        forecasts = client.predict(_read_windows(args.input))
     if args.json:
         print(json.dumps({"forecast": forecasts.tolist()}))
     else:
@@ -216,12 +244,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--num-batch-threads", type=int, default=batching["num_batch_threads"])
     serve.set_defaults(func=_cmd_serve)
 
-    predict = commands.add_parser("predict", help="forecasts over gRPC for windows in a file")
+    predict = commands.add_parser("predict", help="forecasts over gRPC for windows in a file, or for a series")
     predict.add_argument("--server", default="localhost:8500", help="host:port")
     predict.add_argument("--model-name", default=config_lib.DEFAULT_MODEL_NAME)
     predict.add_argument("--version", type=int, default=None)
-    predict.add_argument("--input", required=True,
-                         help="windows: JSON ([[...], ...] or {\"history\": ...}) or CSV, one window a row")
+    source = predict.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", help="windows: JSON ([[...], ...] or {\"history\": ...}) or CSV, one window a row")
+    source.add_argument("--series", help="a series file (CSV/Parquet): forecast from its last L points")
+    defaults_d = config_lib.DataConfig(path="")
+    predict.add_argument("--timestamp-column", default=defaults_d.timestamp_column, help="with --series")
+    predict.add_argument("--target-column", default=defaults_d.target_column, help="with --series")
+    predict.add_argument("--series-id-column", default=None, help="with --series, when it holds several")
+    predict.add_argument("--series-id", default=None, help="with --series-id-column: which series")
+    predict.add_argument("--frequency", default=None, help="with --series: pandas offset alias (default: inferred)")
     predict.add_argument("--timeout", type=float, default=10.0, help="deadline of each call, seconds")
     predict.add_argument("--json", action="store_true", help="print JSON")
     predict.set_defaults(func=_cmd_predict)

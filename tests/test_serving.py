@@ -332,3 +332,23 @@ def test_the_client_speaks_tls(model_base_path, test_windows, pushed_model):
     finally:
         grpc_server.stop(grace=None).wait()
         model_server.stop()
+
+
+def test_predict_command_forecasts_from_the_last_points_of_a_series(served, pipeline_run, capsys):
+    client, _, port = served
+    config, _ = pipeline_run
+    code = cli.main(["predict", "--server", f"127.0.0.1:{port}", "--model-name", "co2",
+                     "--series", config.data.path, "--json"])
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    values = np.loadtxt(config.data.path, delimiter=",", skiprows=1, usecols=1, dtype=str)
+    last = values[-config.windows.history:].astype(np.float32)
+    np.testing.assert_allclose(printed["forecast"], client.predict(last[None, :])[0], rtol=1e-6)
+    week = 7 * 86400
+    assert printed["target_timestamps"] == [printed["origin_timestamp"] + week * (i + 1)
+                                            for i in range(config.windows.horizon)]
+    # The table names the origin and each forecast week.
+    assert cli.main(["predict", "--server", f"127.0.0.1:{port}", "--model-name", "co2",
+                     "--series", config.data.path]) == 0
+    table = capsys.readouterr().out
+    assert "forecast origin 1971-" in table and "frequency W-SAT" in table

@@ -128,3 +128,10 @@ def calendar_features(origin_times: np.ndarray, step_seconds: float) -> dict[str
             result[f"{name}_sin"] = np.sin(angle).astype(np.float32)
             result[f"{name}_cos"] = np.cos(angle).astype(np.float32)
     return result
+
+
+def following(time: int, frequency: str, steps: int) -> np.ndarray:
+    """The ``steps`` grid points after ``time``: when a forecast from that origin lands."""
+    start = _to_timestamps([time])[0]
+    points = pd.date_range(start, periods=steps + 1, freq=check_frequency(frequency))[1:]
+    return points.as_unit("s").asi8.astype(np.int64)

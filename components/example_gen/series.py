@@ -404,6 +404,40 @@ def window_files(files: Sequence[str], options: WindowingOptions) -> dict[str, t
     return {series_id: window_series(series_id, chunks[series_id], options) for series_id in sorted(chunks)}
 
 
+def latest_window(files: Sequence[str], options: WindowingOptions, history: int,
+                  series_id: Optional[str] = None) -> tuple[Series, np.ndarray]:
+    """The last ``history`` points of one series: the window to forecast from now.
+
+    Args:
+      files: The series' files.
+      options: Its columns and frequency (the gap policy is not applied: the window must be whole).
+      history: Window length L of the served model.
+      series_id: The series, when the files hold several.
+
+    Returns:
+      The series on its grid, and its last ``history`` values.
+
+    Raises:
+      DataError: No such series, fewer than L points, or a missing point among the last L.
+    """
+    chunks = collections.defaultdict(list)
+    for path in files:
+        for sid, chunk in reader.read_chunks(path, options.columns):
+            chunks[sid].append(chunk)
+    if series_id is None and len(chunks) == 1:
+        series_id = next(iter(chunks))
+    if series_id not in chunks:
+        raise DataError(f"{', '.join(files)}: no series '{series_id}' (series: {', '.join(sorted(chunks)[:20])})")
+    series, _ = assemble(series_id, chunks[series_id], options)
+    values = series.target[-history:]
+    if len(values) < history:
+        raise DataError(f"series '{series_id}' has {len(values)} points; the model needs the last {history}")
+    if np.isnan(values).any():
+        missing = series.times[len(series.times) - history + int(np.argmax(np.isnan(values)))]
+        raise DataError(f"series '{series_id}': the point at {_stamp(missing)} is missing among the last {history}")
+    return series, values
+
+
 def batches(windows: SplitWindows, size: int = BATCH_WINDOWS) -> list[SplitWindows]:
     """Splits windows into batches of at most ``size``."""
     return [windows.select(slice(i, i + size)) for i in range(0, len(windows), size)]
