@@ -139,7 +139,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                                               batch_timeout_s=args.batch_timeout_micros / 1e6,
                                               num_batch_threads=args.num_batch_threads)
     model_server = server_lib.ModelServer(args.model_name, os.path.abspath(args.model_base_path),
-                                          poll_seconds=args.poll_seconds, batching=batching)
+                                          poll_seconds=args.poll_seconds, batching=batching,
+                                          num_versions=args.num_versions)
     grpc_server, port = server_lib.start_server(model_server, args.port, host=args.host)
     print(f"serving model '{args.model_name}' from {model_server.model_base_path} on {args.host}:{port}",
           flush=True)
@@ -236,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8500)
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--poll-seconds", type=float, default=1.0, help="how often to look for new versions")
+    serve.add_argument("--num-versions", type=int, default=1,
+                       help="newest versions kept loaded, each addressable by number (TF Serving's latest policy)")
     batching = serve_batching_defaults()
     serve.add_argument("--enable-batching", action="store_true", help="batch concurrent requests (as TF Serving)")
     serve.add_argument("--max-batch-size", type=int, default=batching["max_batch_size"])

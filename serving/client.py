@@ -105,12 +105,16 @@ def build_predict_request(model_name: str, windows: np.ndarray,
     return request
 
 
-def request_batches(rows: int, bytes_per_row: int, max_message_bytes: int) -> list[slice]:
-    """Slices of at most as many rows as fit in one message, with room for the request's framing.
+def request_batches(rows: int, bytes_per_row: int, max_message_bytes: int,
+                    max_rows: Optional[int] = None) -> list[slice]:
+    """Slices of at most as many rows as fit in one message (with room for the request's framing)
+    and at most ``max_rows``.
 
     Example: 10 rows of 400 bytes under a 2,000-byte limit (1,800 usable) give 4, 4 and 2 rows.
     """
     per_request = max(1, int(max_message_bytes * 0.9) // max(bytes_per_row, 1))
+    if max_rows:
+        per_request = min(per_request, max_rows)
     return [slice(start, min(start + per_request, rows)) for start in range(0, rows, per_request)]
 
 
@@ -133,6 +137,9 @@ class ForecastClient:
       timeout_s: Deadline of each call, retries included.
       max_attempts: Tries of a call that fails with UNAVAILABLE.
       max_message_bytes: Largest request and response; ``predict`` splits larger batches.
+      max_windows_per_request: Most windows in one request; ``predict`` splits larger batches.
+        TF Serving with batching refuses a request larger than its ``max_batch_size``
+        (serving/config/batching_parameters_*.txt: 256 on CPU).
       tls: Use TLS (with ``root_certificates``, or the system's roots).
       root_certificates: PEM bytes of the CA that signs the server's certificate.
     """
@@ -140,7 +147,8 @@ class ForecastClient:
     def __init__(self, target: str, model_name: str, version: Optional[int] = None,
                  version_label: Optional[str] = None, signature_name: str = contract.SIGNATURE_NAME,
                  timeout_s: float = 10.0, max_attempts: int = 5, max_message_bytes: int = 64 << 20,
-                 tls: bool = False, root_certificates: Optional[bytes] = None):
+                 max_windows_per_request: int = 256, tls: bool = False,
+                 root_certificates: Optional[bytes] = None):
         if version is not None and version_label is not None:
             raise ValueError("give a version or a version label, not both")
         self.target = target
@@ -150,6 +158,7 @@ class ForecastClient:
         self.signature_name = signature_name
         self.timeout_s = timeout_s
         self.max_message_bytes = max_message_bytes
+        self.max_windows_per_request = max_windows_per_request
         options = [
             ("grpc.enable_retries", 1),
             ("grpc.service_config", _service_config(max_attempts)),
@@ -208,7 +217,8 @@ class ForecastClient:
                 raise InvalidRequestError(f"input '{alias}': window {int(np.argmax(bad))} holds NaN or infinity")
         bytes_per_row = sum(v[:1].nbytes for v in (windows, *extra_inputs.values()))
         forecasts = []
-        for rows in request_batches(len(windows), bytes_per_row, self.max_message_bytes) or [slice(0, 0)]:
+        batches = request_batches(len(windows), bytes_per_row, self.max_message_bytes, self.max_windows_per_request)
+        for rows in batches or [slice(0, 0)]:
             request = build_predict_request(self.model_name, windows[rows], self.signature_name,
                                             extra_inputs={k: v[rows] for k, v in extra_inputs.items()})
             self._model_spec(request.model_spec)

@@ -165,7 +165,7 @@ class BatchingOptions:
     """Batching of concurrent Predict requests, as TF Serving's ``--enable_batching`` does it.
 
     Attributes:
-      max_batch_size: Most windows run together; a larger request runs alone.
+      max_batch_size: Most windows run together; a larger request is refused, as TF Serving does.
       batch_timeout_s: How long the first request of a batch waits for others. 0: run whatever
         is queued at once, which costs a lone request nothing.
       num_batch_threads: Batches run at the same time.
@@ -209,10 +209,14 @@ class _Batcher:
 
     def run(self, loaded: LoadedVersion, signature: meta_graph_pb2.SignatureDef,
             inputs: dict[str, np.ndarray], aliases: list[str]) -> dict[str, np.ndarray]:
-        rows = {len(v) for v in inputs.values()}
-        if len(rows) != 1 or not all(v.ndim >= 1 for v in inputs.values()) or \
-                next(iter(rows)) >= self._options.max_batch_size:
+        rows = {len(v) if v.ndim else 0 for v in inputs.values()}
+        if len(rows) != 1 or not all(v.ndim >= 1 for v in inputs.values()):
             return loaded.run(signature, inputs, aliases)
+        if next(iter(rows)) > self._options.max_batch_size:
+            # TF Serving's batching refuses a request larger than a batch (no splitting).
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"Task size {next(iter(rows))} is larger than maximum input batch size "
+                               f"{self._options.max_batch_size}")
         pending = _Pending(loaded, signature, inputs, aliases, rows.pop(), concurrent.futures.Future())
         # The version stays open while the request waits in the queue.
         with loaded.use():
@@ -269,17 +273,21 @@ class ModelServer:
       batching: Batch concurrent requests, or None to run each alone.
       max_load_retries: Further tries of a version that failed to load (TF Serving: 5).
       load_retry_seconds: Time between those tries (TF Serving: 60 s).
+      num_versions: How many of the newest versions stay loaded, each addressable by number;
+        requests without a version go to the newest (TF Serving's ``latest`` policy).
     """
 
     def __init__(self, model_name: str, model_base_path: str, poll_seconds: float = 1.0,
                  batching: Optional[BatchingOptions] = None, max_load_retries: int = 5,
-                 load_retry_seconds: float = 60.0):
+                 load_retry_seconds: float = 60.0, num_versions: int = 1):
         self.model_name = model_name
         self.model_base_path = model_base_path
         self._poll_seconds = poll_seconds
         self._max_load_retries = max_load_retries
         self._load_retry_seconds = load_retry_seconds
-        self._current: Optional[LoadedVersion] = None
+        self._num_versions = num_versions
+        # Loaded versions, newest last; replaced as a whole so that readers need no lock.
+        self._loaded: tuple[LoadedVersion, ...] = ()
         # version -> (last error, tries, time of the last try)
         self._failed: dict[int, tuple[str, int, float]] = {}
         self._stop = threading.Event()
@@ -288,7 +296,9 @@ class ModelServer:
 
     @property
     def current(self) -> Optional[LoadedVersion]:
-        return self._current
+        """The newest loaded version."""
+        loaded = self._loaded
+        return loaded[-1] if loaded else None
 
     def start_polling(self) -> None:
         """Loads versions in the background, as TF Serving does: the server answers meanwhile."""
@@ -301,8 +311,8 @@ class ModelServer:
             self._poller.join()
         if self._batcher is not None:
             self._batcher.stop()
-        if self._current is not None:
-            self._current.retire()
+        for loaded in self._loaded:
+            loaded.retire()
 
     def _may_try(self, version: int) -> bool:
         if version not in self._failed:
@@ -311,13 +321,21 @@ class ModelServer:
         return tries <= self._max_load_retries and time.monotonic() - last >= self._load_retry_seconds
 
     def poll_once(self) -> None:
-        """Loads the newest version if it is newer than the one being served."""
-        current = self._current
-        versions = [v for v in list_versions(self.model_base_path) if current is None or v > current.version]
-        candidates = [v for v in versions if self._may_try(v)]
-        if not candidates:
-            return
-        version = candidates[-1]
+        """Loads the newest ``num_versions`` versions on disk that are not loaded yet, newest first.
+
+        A new version is loaded and warmed up before it replaces an old one, so that requests
+        always find a version (TF Serving's availability-preserving policy).
+        """
+        wanted = list_versions(self.model_base_path)[-self._num_versions:]
+        for version in reversed(wanted):
+            loaded_versions = [v.version for v in self._loaded]
+            if version in loaded_versions or not self._may_try(version):
+                continue
+            if len(loaded_versions) >= self._num_versions and version < min(loaded_versions):
+                continue
+            self._load(version)
+
+    def _load(self, version: int) -> None:
         path = os.path.join(self.model_base_path, str(version))
         try:
             loaded = load_version(path, version)
@@ -331,10 +349,12 @@ class ModelServer:
                        version, self.model_name, path, tries, error)
             return
         self._failed.pop(version, None)
-        previous, self._current = self._current, loaded
+        kept = tuple(sorted((*self._loaded, loaded), key=lambda v: v.version))[-self._num_versions:]
+        unloaded = [v for v in self._loaded if v not in kept]
+        self._loaded = kept
         _log.info("serving version %d of model %s from %s", version, self.model_name, path)
-        if previous is not None:
-            previous.retire()
+        for old in unloaded:
+            old.retire()
 
     def _warm_up(self, loaded: LoadedVersion) -> None:
         # Replayed before the version is AVAILABLE, so that no client pays for the first runs
@@ -352,18 +372,20 @@ class ModelServer:
         if model_spec.name != self.model_name:
             raise RequestError(grpc.StatusCode.NOT_FOUND,
                                f"Servable not found for request: Latest({model_spec.name})")
-        current = self._current
-        if current is None:
+        loaded = self._loaded
+        if not loaded:
             raise RequestError(grpc.StatusCode.UNAVAILABLE, f"no version of model {self.model_name} is loaded yet")
         if model_spec.version_label:
             # Labels need TF Serving's model config file (version_labels); none are configured here.
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
                                f"Unrecognized servable version label: {model_spec.version_label}")
-        if model_spec.HasField("version") and model_spec.version.value != current.version:
-            raise RequestError(
-                grpc.StatusCode.NOT_FOUND,
-                f"Servable not found for request: Specific({model_spec.name}, {model_spec.version.value})")
-        return current
+        if not model_spec.HasField("version"):
+            return loaded[-1]
+        for version in loaded:
+            if version.version == model_spec.version.value:
+                return version
+        raise RequestError(grpc.StatusCode.NOT_FOUND,
+                           f"Servable not found for request: Specific({model_spec.name}, {model_spec.version.value})")
 
     def predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
         """Runs one Predict request; raises :class:`RequestError` for a bad one."""
@@ -420,14 +442,14 @@ class ModelServer:
             raise RequestError(grpc.StatusCode.NOT_FOUND,
                                f"Could not find any versions of model {request.model_spec.name}")
         response = get_model_status_pb2.GetModelStatusResponse()
-        current = self._current
+        loaded = self._loaded
         for version, (error, _, _) in sorted(self._failed.items()):
             status = response.model_version_status.add(version=version, state=_State.END)
             status.status.error_code = grpc.StatusCode.UNKNOWN.value[0]
             status.status.error_message = error
-        if current is not None:
-            response.model_version_status.add(version=current.version, state=_State.AVAILABLE)
-        else:
+        for version in loaded:
+            response.model_version_status.add(version=version.version, state=_State.AVAILABLE)
+        if not loaded:
             pending = [v for v in list_versions(self.model_base_path) if v not in self._failed]
             if not pending and not self._failed:
                 raise RequestError(grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {self.model_name}")

@@ -272,6 +272,8 @@ def test_request_batches_fit_the_message_limit():
     assert client_lib.request_batches(10, 400, 2000) == [slice(0, 4), slice(4, 8), slice(8, 10)]
     assert client_lib.request_batches(3, 10, 1 << 20) == [slice(0, 3)]
     assert client_lib.request_batches(0, 10, 100) == []
+    assert client_lib.request_batches(600, 10, 1 << 20, max_rows=256) == [slice(0, 256), slice(256, 512),
+                                                                         slice(512, 600)]
 
 
 def test_a_large_batch_is_split_under_the_message_limit(served, test_windows, pushed_model):
@@ -352,3 +354,37 @@ def test_predict_command_forecasts_from_the_last_points_of_a_series(served, pipe
                      "--series", config.data.path]) == 0
     table = capsys.readouterr().out
     assert "forecast origin 1971-" in table and "frequency W-SAT" in table
+
+
+def test_two_newest_versions_stay_addressable_and_the_newest_is_the_default(model_base_path, test_windows):
+    model_server = server_lib.ModelServer("co2", str(model_base_path), poll_seconds=0.1, num_versions=2)
+    grpc_server, port = server_lib.start_server(model_server, 0, host="127.0.0.1")
+    try:
+        with client_lib.ForecastClient(f"127.0.0.1:{port}", "co2") as client:
+            client.wait_until_ready(60)
+            for version in (2, 3):
+                shutil.copytree(model_base_path / "1", model_base_path / "staging")
+                (model_base_path / "staging").rename(model_base_path / str(version))
+            _wait_for(lambda: client.status() == {2: "AVAILABLE", 3: "AVAILABLE"})
+            stub = client._predictions  # pylint: disable=protected-access
+            for version, expected in ((None, 3), (2, 2)):
+                request = client_lib.build_predict_request("co2", test_windows.histories[:1], version=version)
+                assert stub.Predict(request, timeout=10).model_spec.version.value == expected
+            with pytest.raises(grpc.RpcError, match="Specific"):
+                stub.Predict(client_lib.build_predict_request("co2", test_windows.histories[:1], version=1),
+                             timeout=10)
+    finally:
+        grpc_server.stop(grace=None).wait()
+        model_server.stop()
+
+
+def test_with_batching_a_request_larger_than_a_batch_is_refused_as_tf_serving_does(served, test_windows):
+    client, _, _ = served
+    windows = np.repeat(test_windows.histories[:1], server_lib.BatchingOptions().max_batch_size + 1, axis=0)
+    request = client_lib.build_predict_request("co2", windows)
+    with pytest.raises(grpc.RpcError) as error:
+        client._predictions.Predict(request, timeout=10)  # pylint: disable=protected-access
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "Task size 257 is larger than maximum input batch size 256" in error.value.details()
+    # The client splits such a batch itself.
+    assert client.predict(windows).shape == (257, test_windows.targets.shape[1])
