@@ -144,11 +144,17 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     grpc_server, port = server_lib.start_server(model_server, args.port, host=args.host)
     print(f"serving model '{args.model_name}' from {model_server.model_base_path} on {args.host}:{port}",
           flush=True)
+    rest = None
+    if args.rest_port is not None:
+        rest, rest_port = server_lib.start_rest_server(model_server, args.rest_port, host=args.host)
+        print(f"REST API on {args.host}:{rest_port} (/v1/models/{args.model_name})", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
     grpc_server.stop(grace=2).wait()
+    if rest is not None:
+        rest.shutdown()
     model_server.stop()
     return 0
 
@@ -236,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--model-name", default=config_lib.DEFAULT_MODEL_NAME)
     serve.add_argument("--port", type=int, default=8500)
     serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--rest-port", type=int, default=None, help="also serve TF Serving's REST API (8501 in TF "
+                       "Serving's images); off unless given")
     serve.add_argument("--poll-seconds", type=float, default=1.0, help="how often to look for new versions")
     serve.add_argument("--num-versions", type=int, default=1,
                        help="newest versions kept loaded, each addressable by number (TF Serving's latest policy)")

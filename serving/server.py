@@ -11,12 +11,15 @@ version directories, and behaves as TF Serving does where a client can tell:
   failing a request in flight; one that fails to load is reported (END, with its error), retried
   a few times as TF Serving retries, and the old version keeps serving;
 * concurrent requests can be batched (``BatchingOptions``, TF Serving's ``--enable_batching``);
-* bad requests get TF Serving's status codes and messages, and the server keeps serving.
+* bad requests get TF Serving's status codes and messages, and the server keeps serving;
+* optionally, TF Serving's REST API (``/v1/models/NAME[:predict]``) on a second port.
 """
 
 import concurrent.futures
 import contextlib
 import dataclasses
+import http.server
+import json
 import logging
 import os
 import queue
@@ -27,6 +30,7 @@ from typing import Iterator, Optional
 import grpc
 import numpy as np
 import tensorflow as tf
+from google.protobuf import json_format
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
@@ -448,7 +452,8 @@ class ModelServer:
             status.status.error_code = grpc.StatusCode.UNKNOWN.value[0]
             status.status.error_message = error
         for version in loaded:
-            response.model_version_status.add(version=version.version, state=_State.AVAILABLE)
+            # TF Serving sets the status (OK) of an available version too.
+            response.model_version_status.add(version=version.version, state=_State.AVAILABLE).status.SetInParent()
         if not loaded:
             pending = [v for v in list_versions(self.model_base_path) if v not in self._failed]
             if not pending and not self._failed:
@@ -516,3 +521,128 @@ def start_server(model_server: ModelServer, port: int, host: str = "0.0.0.0",
     server.start()
     model_server.start_polling()
     return server, bound
+
+
+_HTTP_STATUS = {grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.NOT_FOUND: 404,
+                grpc.StatusCode.UNAVAILABLE: 503, grpc.StatusCode.FAILED_PRECONDITION: 400}
+
+
+def _rest_model_spec(path: str, model_spec) -> str:
+    """Fills ``model_spec`` from ``/v1/models/NAME[/versions/N|/labels/L][:verb]``; returns the verb."""
+    route, _, verb = path.partition(":")
+    parts = route.strip("/").split("/")
+    if len(parts) < 3 or parts[:2] != ["v1", "models"]:
+        raise RequestError(grpc.StatusCode.NOT_FOUND, f"Malformed request: {path}")
+    model_spec.name = parts[2]
+    rest = parts[3:]
+    if rest[:1] == ["versions"] and len(rest) >= 2:
+        model_spec.version.value = int(rest[1])
+        rest = rest[2:]
+    elif rest[:1] == ["labels"] and len(rest) >= 2:
+        model_spec.version_label = rest[1]
+        rest = rest[2:]
+    if rest == ["metadata"]:
+        return "metadata"
+    if rest:
+        raise RequestError(grpc.StatusCode.NOT_FOUND, f"Malformed request: {path}")
+    return verb
+
+
+def rest_predict_request(path: str, body: dict) -> predict_pb2.PredictRequest:
+    """A Predict request from TF Serving's REST body: ``instances`` (rows) or ``inputs`` (columns)."""
+    request = predict_pb2.PredictRequest()
+    _rest_model_spec(path, request.model_spec)
+    request.model_spec.signature_name = body.get("signature_name", "")
+    if ("instances" in body) == ("inputs" in body):
+        raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                           'JSON body must have exactly one of "instances" (row format) or "inputs" (columnar)')
+    if "instances" in body:
+        rows = body["instances"]
+        if rows and isinstance(rows[0], dict):
+            columns = {key: [row[key] for row in rows] for key in rows[0]}
+        else:
+            columns = {contract.INPUT_KEY: rows}
+    else:
+        columns = body["inputs"] if isinstance(body["inputs"], dict) else {contract.INPUT_KEY: body["inputs"]}
+    for alias, values in columns.items():
+        try:
+            array = np.asarray(values, dtype=contract.INPUT_DTYPE if alias != contract.EXAMPLES_INPUT_KEY else object)
+        except (TypeError, ValueError) as error:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"input '{alias}': {error}") from error
+        request.inputs[alias].CopyFrom(tf.make_tensor_proto(array))
+    return request
+
+
+def _to_json(message) -> dict:
+    # TF Serving's REST answers use the proto field names and print default values ("OK", "").
+    return json_format.MessageToDict(message, preserving_proto_field_name=True,
+                                     always_print_fields_with_no_presence=True)
+
+
+class _RestHandler(http.server.BaseHTTPRequestHandler):
+    """TF Serving's REST API (``/v1/models/...``) over the same ModelServer."""
+
+    model_server: ModelServer
+
+    def log_message(self, format, *args):  # noqa: A002 (the base class's name)
+        _log.debug("rest: " + format, *args)
+
+    def _reply(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _answer(self, work) -> None:
+        try:
+            self._reply(200, work())
+        except RequestError as error:
+            self._reply(_HTTP_STATUS.get(error.code, 500), {"error": str(error)})
+        except (ValueError, KeyError) as error:
+            self._reply(400, {"error": f"Malformed request: {error}"})
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def work() -> dict:
+            spec = get_model_status_pb2.GetModelStatusRequest().model_spec
+            verb = _rest_model_spec(self.path, spec)
+            if verb == "metadata":
+                request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+                request.model_spec.CopyFrom(spec)
+                response = self.model_server.metadata(request)
+                signature_map = get_model_metadata_pb2.SignatureDefMap()
+                response.metadata["signature_def"].Unpack(signature_map)
+                return {"model_spec": _to_json(response.model_spec),
+                        "metadata": {"signature_def": _to_json(signature_map)}}
+            request = get_model_status_pb2.GetModelStatusRequest()
+            request.model_spec.CopyFrom(spec)
+            return _to_json(self.model_server.status(request))
+        self._answer(work)
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        def work() -> dict:
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            request = rest_predict_request(self.path, body)
+            if not self.path.endswith(":predict"):
+                raise RequestError(grpc.StatusCode.NOT_FOUND, f"Malformed request: POST {self.path}")
+            response = self.model_server.predict(request)
+            outputs = {alias: tf.make_ndarray(proto).tolist() for alias, proto in response.outputs.items()}
+            if "instances" in body:
+                return {"predictions": next(iter(outputs.values())) if len(outputs) == 1 else
+                        [dict(zip(outputs, row)) for row in zip(*outputs.values())]}
+            return {"outputs": next(iter(outputs.values())) if len(outputs) == 1 else outputs}
+        self._answer(work)
+
+
+def start_rest_server(model_server: ModelServer, port: int, host: str = "0.0.0.0"
+                      ) -> tuple[http.server.ThreadingHTTPServer, int]:
+    """Serves TF Serving's REST API for ``model_server`` in a background thread.
+
+    Returns:
+      The server (``shutdown()`` stops it) and the port it listens on.
+    """
+    handler = type("RestHandler", (_RestHandler,), {"model_server": model_server})
+    server = http.server.ThreadingHTTPServer((host, port), handler)
+    threading.Thread(target=server.serve_forever, name="rest", daemon=True).start()
+    return server, server.server_address[1]

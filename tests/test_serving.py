@@ -19,6 +19,9 @@ from serving import contract
 from serving import server as server_lib
 from tests.conftest import in_process_forecast
 
+# The ModelServer behind each port the served fixture opened.
+_SERVERS: dict[int, server_lib.ModelServer] = {}
+
 
 @pytest.fixture()
 def served(model_base_path):
@@ -26,9 +29,11 @@ def served(model_base_path):
     model_server = server_lib.ModelServer("co2", str(model_base_path), poll_seconds=0.1,
                                           batching=server_lib.BatchingOptions(), load_retry_seconds=0.2)
     grpc_server, port = server_lib.start_server(model_server, 0, host="127.0.0.1")
+    _SERVERS[port] = model_server
     client = client_lib.ForecastClient(f"127.0.0.1:{port}", "co2", timeout_s=10)
     client.wait_until_ready(60)
     yield client, model_base_path, port
+    _SERVERS.pop(port)
     client.close()
     grpc_server.stop(grace=None).wait()
     model_server.stop()
@@ -388,3 +393,44 @@ def test_with_batching_a_request_larger_than_a_batch_is_refused_as_tf_serving_do
     assert "Task size 257 is larger than maximum input batch size 256" in error.value.details()
     # The client splits such a batch itself.
     assert client.predict(windows).shape == (257, test_windows.targets.shape[1])
+
+
+def test_the_rest_api_answers_as_tf_serving_does(served, test_windows):
+    import urllib.error  # pylint: disable=g-import-not-at-top
+    import urllib.request  # pylint: disable=g-import-not-at-top
+    client, _, _ = served
+    rest, port = server_lib.start_rest_server(client_server(served), 0, host="127.0.0.1")
+    base = f"http://127.0.0.1:{port}/v1/models/co2"
+
+    def call(url, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=10) as reply:
+                return reply.status, json.loads(reply.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    try:
+        windows = test_windows.histories[:3]
+        expected = client.predict(windows)
+        status, body = call(base + ":predict", {"instances": windows.tolist()})
+        assert status == 200
+        np.testing.assert_allclose(body["predictions"], expected, rtol=1e-6)
+        status, body = call(base + "/versions/1:predict", {"inputs": {contract.INPUT_KEY: windows.tolist()}})
+        assert status == 200
+        np.testing.assert_allclose(body["outputs"], expected, rtol=1e-6)
+        assert call(base) == (200, {"model_version_status": [
+            {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]})
+        status, body = call(base + "/metadata")
+        assert status == 200 and contract.SIGNATURE_NAME in body["metadata"]["signature_def"]["signature_def"]
+        assert call(base + ":predict", {"instances": windows[:, :-1].tolist()})[0] == 400
+        assert call(base + "/versions/9:predict", {"instances": windows.tolist()})[0] == 404
+        assert call(base + ":predict", {"rows": []})[0] == 400
+        np.testing.assert_array_equal(client.predict(windows), expected)  # still serving
+    finally:
+        rest.shutdown()
+
+
+def client_server(served_fixture):
+    """The ModelServer behind the ``served`` fixture's port."""
+    return _SERVERS[served_fixture[2]]
