@@ -1,0 +1,97 @@
+"""The client's checks against any server of TF Serving's API: always the local server, and a real
+TensorFlow Serving when ``TF_SERVING_GRPC`` gives its address.
+
+No TF Serving runs on our machines (no Docker engine), so the ``tf_serving`` cases are skipped
+here. To run them against a container:
+
+    docker run -d -p 8500:8500 lstm-forecast-serving:cpu      # built from the Dockerfile
+    TF_SERVING_GRPC=localhost:8500 TF_SERVING_MODEL_DIR=runs/demo/serving_model/lstm_forecast/<v> \\
+        make test PYTEST_ARGS="tests/test_tf_serving_api.py"
+
+``TF_SERVING_MODEL`` names the model (default ``lstm_forecast``); ``TF_SERVING_MODEL_DIR`` is the
+SavedModel the server serves, for comparing forecasts with the in-process call.
+"""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from serving import client as client_lib
+from serving import contract
+from serving import server as server_lib
+from tests.conftest import in_process_forecast
+
+
+@pytest.fixture(params=["local", "tf_serving"], scope="module")
+def target(request, pushed_model):
+    """(address, model name, SavedModel directory or None) of a server to check."""
+    if request.param == "tf_serving":
+        address = os.environ.get("TF_SERVING_GRPC")
+        if not address:
+            pytest.skip("TF_SERVING_GRPC is not set: no real TF Serving to check against")
+        yield address, os.environ.get("TF_SERVING_MODEL", "lstm_forecast"), os.environ.get("TF_SERVING_MODEL_DIR")
+        return
+    base = os.path.dirname(pushed_model)
+    model_server = server_lib.ModelServer("co2", base, batching=server_lib.BatchingOptions())
+    grpc_server, port = server_lib.start_server(model_server, 0, host="127.0.0.1")
+    try:
+        yield f"127.0.0.1:{port}", "co2", pushed_model
+    finally:
+        grpc_server.stop(grace=None).wait()
+        model_server.stop()
+
+
+@pytest.fixture()
+def client(target):
+    address, model_name, _ = target
+    with client_lib.ForecastClient(address, model_name, timeout_s=30) as forecast_client:
+        forecast_client.wait_until_ready(120)
+        yield forecast_client
+
+
+def _windows(client, rows=5):
+    history = client.metadata()[contract.SIGNATURE_NAME]["inputs"][contract.INPUT_KEY][-1]
+    base = np.linspace(330, 340, history, dtype=np.float32)
+    return base + np.random.default_rng(0).normal(0, 0.5, (rows, history)).astype(np.float32)
+
+
+def test_signatures_follow_the_contract(client):
+    signatures = client.metadata()
+    default = signatures[contract.SIGNATURE_NAME]
+    assert list(default["inputs"]) == [contract.INPUT_KEY] and default["inputs"][contract.INPUT_KEY][0] == -1
+    assert list(default["outputs"]) == [contract.OUTPUT_KEY]
+    assert contract.EXAMPLES_SIGNATURE_NAME in signatures
+    assert "AVAILABLE" in client.status().values()
+
+
+def test_forecasts_equal_the_in_process_signature(client, target):
+    windows = _windows(client)
+    forecasts = client.predict(windows)
+    assert forecasts.dtype == np.float32 and forecasts.shape[0] == len(windows)
+    if target[2]:
+        np.testing.assert_allclose(forecasts, in_process_forecast(target[2], windows), rtol=1e-4, atol=1e-3)
+
+
+def test_errors_map_to_the_same_exceptions(client, target):
+    address, model_name, _ = target
+    windows = _windows(client, rows=2)
+    stub = client._predictions  # pylint: disable=protected-access
+    wrong_alias = client_lib.build_predict_request(model_name, windows)
+    wrong_alias.inputs["values"].CopyFrom(wrong_alias.inputs.pop(contract.INPUT_KEY))
+    wrong_dtype = client_lib.build_predict_request(model_name, windows)
+    wrong_dtype.inputs[contract.INPUT_KEY].CopyFrom(tf.make_tensor_proto(windows.astype(np.float64)))
+    for request in (wrong_alias, wrong_dtype, client_lib.build_predict_request(model_name, windows[:, :-1])):
+        with pytest.raises(client_lib.InvalidRequestError):
+            client._call(stub.Predict, request)  # pylint: disable=protected-access
+    with pytest.raises(client_lib.InvalidRequestError, match="not found in signature def"):
+        client._call(stub.Predict, client_lib.build_predict_request(  # pylint: disable=protected-access
+            model_name, windows, signature_name="no_such_signature"))
+    with client_lib.ForecastClient(address, "no_such_model") as other:
+        with pytest.raises(client_lib.ModelNotFoundError):
+            other.predict(windows)
+    with client_lib.ForecastClient(address, model_name, version=987654321) as other:
+        with pytest.raises(client_lib.ModelNotFoundError):
+            other.predict(windows)
+    np.testing.assert_array_equal(client.predict(windows), client.predict(windows))
