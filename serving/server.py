@@ -2,7 +2,8 @@
 
 Production serving is the TensorFlow Serving container; this server exists so the whole loop
 runs where no Docker engine does. It implements ``PredictionService.Predict`` and
-``GetModelMetadata`` and ``ModelService.GetModelStatus`` over a model base path of numbered
+``GetModelMetadata``, ``ModelService.GetModelStatus`` and the standard gRPC health service
+(``grpc.health.v1.Health``, SERVING once a version is loaded) over a model base path of numbered
 version directories, and behaves as TF Serving does where a client can tell:
 
 * versions load through the SavedModel loader TF Serving uses (a TF1 session, signature tensors by
@@ -31,6 +32,7 @@ import grpc
 import numpy as np
 import tensorflow as tf
 from google.protobuf import json_format
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
@@ -49,6 +51,8 @@ _log = logging.getLogger(__name__)
 _State = get_model_status_pb2.ModelVersionStatus.State
 # Where TF Serving looks for the requests it replays while loading a version.
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+# Names the health service answers for: the whole server ("") and the prediction service.
+HEALTH_SERVICES = ("", "tensorflow.serving.PredictionService")
 
 
 class RequestError(Exception):
@@ -297,6 +301,9 @@ class ModelServer:
         self._stop = threading.Event()
         self._poller: Optional[threading.Thread] = None
         self._batcher = _Batcher(batching) if batching else None
+        # The standard gRPC health service: SERVING once a version is loaded.
+        self.health = health.HealthServicer()
+        self._report_health()
 
     @property
     def current(self) -> Optional[LoadedVersion]:
@@ -315,6 +322,7 @@ class ModelServer:
             self._poller.join()
         if self._batcher is not None:
             self._batcher.stop()
+        self.health.enter_graceful_shutdown()
         for loaded in self._loaded:
             loaded.retire()
 
@@ -356,9 +364,15 @@ class ModelServer:
         kept = tuple(sorted((*self._loaded, loaded), key=lambda v: v.version))[-self._num_versions:]
         unloaded = [v for v in self._loaded if v not in kept]
         self._loaded = kept
+        self._report_health()
         _log.info("serving version %d of model %s from %s", version, self.model_name, path)
         for old in unloaded:
             old.retire()
+
+    def _report_health(self) -> None:
+        state = health_pb2.HealthCheckResponse.SERVING if self._loaded else health_pb2.HealthCheckResponse.NOT_SERVING
+        for service in HEALTH_SERVICES:
+            self.health.set(service, state)
 
     def _warm_up(self, loaded: LoadedVersion) -> None:
         # Replayed before the version is AVAILABLE, so that no client pays for the first runs
@@ -511,6 +525,7 @@ def start_server(model_server: ModelServer, port: int, host: str = "0.0.0.0",
     server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=max_workers), options=options)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(_PredictionService(model_server), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(_ModelService(model_server), server)
+    health_pb2_grpc.add_HealthServicer_to_server(model_server.health, server)
     if tls_key_and_certificate is None:
         bound = server.add_insecure_port(f"{host}:{port}")
     else:

@@ -434,3 +434,25 @@ def test_the_rest_api_answers_as_tf_serving_does(served, test_windows):
 def client_server(served_fixture):
     """The ModelServer behind the ``served`` fixture's port."""
     return _SERVERS[served_fixture[2]]
+
+
+def test_the_health_service_says_serving_once_a_version_is_loaded(model_base_path, tmp_path):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc  # pylint: disable=g-import-not-at-top
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    model_server = server_lib.ModelServer("co2", str(empty), poll_seconds=0.1)
+    grpc_server, port = server_lib.start_server(model_server, 0, host="127.0.0.1")
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+
+            def state(service=""):
+                return stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
+
+            assert state() == health_pb2.HealthCheckResponse.NOT_SERVING
+            shutil.copytree(model_base_path / "1", empty / "1")
+            _wait_for(lambda: state() == health_pb2.HealthCheckResponse.SERVING)
+            assert state("tensorflow.serving.PredictionService") == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        grpc_server.stop(grace=None).wait()
+        model_server.stop()
