@@ -26,11 +26,21 @@ def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stride", type=int, default=defaults_w.stride, help="step between windows")
     parser.add_argument("--split-fractions", default=",".join(map(str, defaults_w.split_fractions)),
                         help="train,eval fractions of the time span; test takes the rest")
-    parser.add_argument("--scaling", choices=["global", "last_value"], default=defaults_m.scaling,
-                        help="input scaling, fitted on the training split")
+    parser.add_argument("--scaling", choices=["global", "per_series", "last_value", "window_mean"],
+                        default=defaults_m.scaling, help="input scaling, fitted on the training split")
     parser.add_argument("--lstm-units", default=",".join(map(str, defaults_m.lstm_units)),
                         help="units of each stacked LSTM layer, e.g. 64,64")
     parser.add_argument("--dropout", type=float, default=defaults_m.dropout)
+    parser.add_argument("--recurrent-dropout", type=float, default=defaults_m.recurrent_dropout)
+    parser.add_argument("--loss", choices=["mse", "huber"], default=defaults_m.loss)
+    parser.add_argument("--early-stopping-patience", type=int, default=defaults_m.early_stopping_patience,
+                        help="epochs without a lower eval loss before training stops (0: off)")
+    parser.add_argument("--serving-xla", action=argparse.BooleanOptionalAction, default=defaults_m.serving_xla,
+                        help="compile the model in the serving signatures with XLA "
+                             "(TF Serving then needs --xla_cpu_compilation_enabled=true)")
+    parser.add_argument("--tune", action="store_true",
+                        help="search layers, units, dropout and learning rate with the TFX Tuner first")
+    parser.add_argument("--tuner-trials", type=int, default=defaults_m.tuner_trials)
     parser.add_argument("--learning-rate", type=float, default=defaults_m.learning_rate)
     parser.add_argument("--batch-size", type=int, default=defaults_m.batch_size)
     parser.add_argument("--epochs", type=int, default=defaults_m.epochs)
@@ -56,8 +66,11 @@ def pipeline_config_from_flags(args: argparse.Namespace) -> config_lib.PipelineC
         windows=config_lib.WindowConfig(history=args.history, horizon=args.horizon, stride=args.stride,
                                         split_fractions=_floats(args.split_fractions)),
         model=config_lib.ModelConfig(scaling=args.scaling, lstm_units=tuple(int(u) for u in _floats(args.lstm_units)),
-                                     dropout=args.dropout, learning_rate=args.learning_rate,
-                                     batch_size=args.batch_size, epochs=args.epochs, seed=args.seed),
+                                     dropout=args.dropout, recurrent_dropout=args.recurrent_dropout,
+                                     learning_rate=args.learning_rate, loss=args.loss, batch_size=args.batch_size,
+                                     epochs=args.epochs, early_stopping_patience=args.early_stopping_patience,
+                                     seed=args.seed, serving_xla=args.serving_xla, tune=args.tune,
+                                     tuner_trials=args.tuner_trials),
         model_name=args.model_name,
         max_eval_mae=args.max_eval_mae,
         beam_direct_running_mode=args.beam_mode,
