@@ -34,9 +34,10 @@ _READ_BATCH_SIZE = 1024
 _SHUFFLE_BUFFER = 1 << 17
 
 
-def _model_feature_keys(feature_names: Any) -> list[str]:
+def _model_feature_keys(tft_output: tft.TFTransformOutput) -> list[str]:
     """Transform outputs the model reads, in channel order: the history, then the covariates."""
-    covariates = [transform_lib.scaled_feature(c) for c in transform_lib.covariate_features(feature_names)]
+    raw_names = tft_output.raw_feature_spec()
+    covariates = [transform_lib.scaled_feature(c) for c in transform_lib.covariate_features(raw_names)]
     return [features.HISTORY_SCALED, *covariates]
 
 
@@ -91,7 +92,7 @@ def make_dataset(file_pattern: list[str], data_accessor: tfx.components.DataAcce
       seed: Shuffle seed.
     """
     schema = tft_output.transformed_metadata.schema
-    keys = _model_feature_keys(tft_output.transformed_feature_spec())
+    keys = _model_feature_keys(tft_output)
     options = tfxio.TensorFlowDatasetOptions(batch_size=_READ_BATCH_SIZE, label_key=features.TARGET_SCALED,
                                              num_epochs=1, shuffle=False)
     dataset = data_accessor.tf_dataset_factory(file_pattern, options, schema)
@@ -138,7 +139,7 @@ def export_serving_model(model: keras.Model, tft_output: tft.TFTransformOutput, 
     raw_spec = tft_output.raw_feature_spec()
     covariates = transform_lib.covariate_features(raw_spec)
     per_series = model_config.scaling == "per_series"
-    model_keys = _model_feature_keys(tft_output.transformed_feature_spec())
+    model_keys = _model_feature_keys(tft_output)
 
     # Keras 3 variables must be exported through ExportArchive: a plain tf.saved_model.save of a
     # module holding the model writes each variable twice, and the TF1 session loader that TF

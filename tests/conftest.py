@@ -105,6 +105,7 @@ def run_transform(out_dir: str, splits: dict[str, list[dict]], custom_config: di
     import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
     import tensorflow_transform.beam as tft_beam  # pylint: disable=g-import-not-at-top
     from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=g-import-not-at-top
+    from tensorflow_transform.tf_metadata import metadata_io  # pylint: disable=g-import-not-at-top
 
     from components import transform  # pylint: disable=g-import-not-at-top
 
@@ -122,6 +123,8 @@ def run_transform(out_dir: str, splits: dict[str, list[dict]], custom_config: di
             _ = (data | f"Encode{name}" >> beam.Map(coder.encode)
                  | f"Write{name}" >> beam.io.WriteToTFRecord(
                      os.path.join(out_dir, "transformed", f"Split-{name}", "transformed"), file_name_suffix=".gz"))
+    # The Transform component also keeps the raw schema; raw_feature_spec() reads it.
+    metadata_io.write_metadata(metadata, os.path.join(transform_dir, tft.TFTransformOutput.RAW_METADATA_DIR))
     return transform_dir
 
 
@@ -150,3 +153,16 @@ def two_series_splits(seed: int = 0) -> dict[str, list[dict]]:
     high = 1000 + rng.normal(0, 20, 60)
     return {"train": make_windows(low[:45], "low") + make_windows(high[:45], "high"),
             "eval": make_windows(low[35:] * 7, "low", start=35) + make_windows(high[35:] * 7, "high", start=35)}
+
+
+@pytest.fixture(scope="session")
+def covariate_transform(tmp_path_factory):
+    """Made-up two-series windows with a covariate, transformed with per-series scaling.
+
+    Returns:
+      (directory with ``transform_graph`` and ``transformed``, the raw splits).
+    """
+    out = str(tmp_path_factory.mktemp("covariate_transform"))
+    splits = two_series_splits()
+    run_transform(out, splits, {"scaling": "per_series"})
+    return out, splits

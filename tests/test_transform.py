@@ -42,11 +42,10 @@ def test_pipeline_scaling_statistics_are_those_of_the_train_split_alone(pipeline
 
 
 @pytest.fixture(scope="module")
-def per_series_output(tmp_path_factory):
+def per_series_output(covariate_transform):
     """Two series at levels 10 and 1000, with a covariate and a calendar feature, scaled per series."""
-    out = str(tmp_path_factory.mktemp("per_series"))
-    splits = conftest.two_series_splits()
-    return tft.TFTransformOutput(conftest.run_transform(out, splits, {"scaling": "per_series"})), splits
+    out, splits = covariate_transform
+    return tft.TFTransformOutput(os.path.join(out, "transform_graph")), splits
 
 
 def test_per_series_scaling_uses_each_series_training_statistics(per_series_output):
