@@ -36,8 +36,8 @@ def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--early-stopping-patience", type=int, default=defaults_m.early_stopping_patience,
                         help="epochs without a lower eval loss before training stops (0: off)")
     parser.add_argument("--serving-xla", action=argparse.BooleanOptionalAction, default=defaults_m.serving_xla,
-                        help="compile the model in the serving signatures with XLA "
-                             "(TF Serving then needs --xla_cpu_compilation_enabled=true)")
+                        help="compile the model in the serving signatures with XLA (default on; "
+                             "TF Serving then needs --xla_cpu_compilation_enabled=true)")
     parser.add_argument("--tune", action="store_true",
                         help="search layers, units, dropout and learning rate with the TFX Tuner first")
     parser.add_argument("--tuner-trials", type=int, default=defaults_m.tuner_trials)

@@ -24,10 +24,14 @@ client send a timestamp and the serving graph repeat the example generator's cal
 a second copy of that formula to keep in step. Transform passes them through for a model that
 wants them later.
 
-XLA: with ``ModelConfig.serving_xla`` the model inside the signatures is compiled with XLA
-(``jit_compile``); TF Serving must then run with ``--xla_cpu_compilation_enabled=true`` (default
-false, and the signature fails on first use without it). XLA compiles once per batch size, so
-the warmup file (:data:`WARMUP_FILE`) holds requests of several batch sizes.
+XLA: with ``ModelConfig.serving_xla`` (the default; ``--no-serving-xla`` turns it off) the model
+inside both signatures is compiled with XLA (``jit_compile``). TF Serving must then run with
+``--xla_cpu_compilation_enabled=true``: it defaults to false, and an XLA signature then fails on
+first use. Measured in-process on 2 cores, one window: p50 0.20 ms with XLA, 1.19 ms without.
+XLA compiles once per input shape (about 0.25 s), so the signatures pad each batch up to a power
+of two (at most 1024; larger batches to a multiple of 1024) and the warmup file
+(:data:`WARMUP_FILE`) holds one request per such size: a warmed-up server compiles nothing when
+requests arrive.
 """
 
 from typing import Final

@@ -1,16 +1,22 @@
 """The Trainer module's functions on real transformed windows read through the TFX data accessor."""
 
+import dataclasses
+import glob
+import json
 import os
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 import tensorflow_transform as tft
 
 from components import features
 from components import trainer as trainer_lib
 from components import transform as transform_lib
+from pipeline import cli, local_runner
 from pipeline import config as config_lib
+from pipeline import pipeline as pipeline_lib
 from serving import contract
 from serving import server as server_lib
 from tests import conftest
@@ -98,3 +104,41 @@ def test_constant_series_forecasts_near_the_constant_in_original_units(tmp_path)
     assert forecast.shape == (len(windows), conftest.UNIT_HORIZON)
     assert np.abs(forecast - 500).max() < 3
     assert abs(float(forecast.mean()) - 500) < 1
+
+
+def test_trainer_logs_to_tensorboard_in_the_model_run_directory(pipeline_run):
+    config, _ = pipeline_run
+    events = glob.glob(os.path.join(config.pipeline_root, "Trainer", "model_run", "*", "train", "events.out.*"))
+    assert events and os.path.getsize(events[0]) > 0
+
+
+def test_run_flags_reach_the_model_config():
+    args = cli.build_parser().parse_args([
+        "run", "--data", "d.csv", "--output", "o", "--scaling", "window_mean", "--lstm-units", "32,16",
+        "--recurrent-dropout", "0.1", "--loss", "huber", "--early-stopping-patience", "3", "--no-serving-xla",
+        "--tune", "--tuner-trials", "4"])
+    model = cli.pipeline_config_from_flags(args).model
+    assert (model.scaling, model.lstm_units, model.recurrent_dropout, model.loss) == ("window_mean", (32, 16), 0.1,
+                                                                                     "huber")
+    assert (model.early_stopping_patience, model.serving_xla, model.tune, model.tuner_trials) == (3, False, True, 4)
+
+
+@pytest.mark.slow
+def test_tune_runs_the_tuner_and_its_best_hyperparameters_feed_the_trainer(tmp_path, pipeline_run):
+    config, _ = pipeline_run
+    tuned = dataclasses.replace(config, output_dir=str(tmp_path / "tuned"),
+                                model=dataclasses.replace(config.model, tune=True, tuner_trials=2, epochs=1))
+    assert [type(c).__name__ for c in pipeline_lib.create_pipeline(tuned).components].count("Tuner") == 1
+    assert "Tuner" not in [type(c).__name__ for c in pipeline_lib.create_pipeline(config).components]
+    result = local_runner.run(tuned)
+    assert result.pushed_model is not None
+    best = glob.glob(os.path.join(tuned.pipeline_root, "Tuner", "best_hyperparameters", "*", "*.txt"))
+    with open(best[0]) as f:
+        values = json.load(f)["values"]
+    units = (values["units"],) * values["layers"]
+    signature = server_lib.load_version(result.pushed_model, 1).signatures[contract.SIGNATURE_NAME]
+    assert signature.inputs[contract.INPUT_KEY].tensor_shape.dim[1].size == config.windows.history
+    # The pushed model has the tuned layers: as many LSTM kernels, of the tuned width.
+    kernels = sorted((v.name, v.shape[0]) for v in tf.saved_model.load(result.pushed_model).variables
+                     if v.name.startswith("lstm_") and "recurrent_kernel" in v.name)
+    assert [width for _, width in kernels] == list(units)
