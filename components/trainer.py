@@ -120,13 +120,14 @@ def _portable(model: keras.Model) -> None:
 
 def _padded_to_buckets(fn: Any) -> Any:
     """Wraps ``fn`` (dict of ``[batch, L]`` in, ``[batch, H]`` out) to run on a bucketed batch size."""
+    buckets = tf.constant(XLA_BATCH_BUCKETS, tf.int32)
     largest = XLA_BATCH_BUCKETS[-1]
 
     def padded(inputs: dict[str, tf.Tensor]) -> tf.Tensor:
         n = tf.shape(next(iter(inputs.values())))[0]
-        small = tf.cast(2.0 ** tf.math.ceil(tf.math.log(tf.cast(tf.maximum(n, 1), tf.float32)) / tf.math.log(2.0)),
-                        tf.int32)
-        bucket = tf.where(n <= largest, small, (n + largest - 1) // largest * largest)
+        # The smallest bucket that holds n; past the largest, the next multiple of the largest.
+        index = tf.minimum(tf.searchsorted(buckets, tf.reshape(n, [1]))[0], len(XLA_BATCH_BUCKETS) - 1)
+        bucket = tf.where(n <= largest, tf.gather(buckets, index), (n + largest - 1) // largest * largest)
         return fn({k: tf.pad(v, [[0, bucket - n], [0, 0]]) for k, v in inputs.items()})[:n]
 
     return padded

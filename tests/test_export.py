@@ -188,3 +188,18 @@ def test_export_traced_as_on_a_gpu_holds_no_cudnn_op(monkeypatch, tmp_path, cova
     np.testing.assert_allclose(_session_forecast(server_lib.load_version(export_dir, 1), inputs),
                                _session_forecast(server_lib.load_version(covariate_export[2], 1), inputs),
                                rtol=1e-5, atol=1e-3)
+
+
+def test_xla_batches_are_padded_to_the_warmed_up_buckets():
+    seen = []
+
+    def record(inputs):
+        seen.append(int(inputs["x"].shape[0]))
+        return inputs["x"][:, :2] * 2
+
+    padded = trainer_lib._padded_to_buckets(record)  # pylint: disable=protected-access
+    for n, bucket in [(1, 1), (2, 2), (3, 4), (8, 8), (9, 16), (1000, 1024), (1024, 1024), (1025, 2048)]:
+        x = np.arange(n * 3, dtype=np.float32).reshape(n, 3)
+        np.testing.assert_array_equal(padded({"x": tf.constant(x)}).numpy(), x[:, :2] * 2)
+        assert seen[-1] == bucket, n
+    assert set(seen) - {2048} <= set(trainer_lib.WARMUP_BATCH_SIZES)
