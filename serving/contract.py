@@ -9,7 +9,8 @@ A forecasting SavedModel has two signatures:
   Input :data:`INPUT_KEY` float32 ``[batch, L]``; output :data:`OUTPUT_KEY` float32 ``[batch, H]``.
 * ``serving_examples`` (:data:`EXAMPLES_SIGNATURE_NAME`): serialized ``tf.Example`` protos in (as
   written by the example generator), the same forecasts out. The Evaluator and batch scoring use
-  it.
+  it. The Evaluator reads the raw label (``target``) from the same examples and compares in
+  original units, so no ``transform_features`` signature is exported.
 
 Inputs beyond the history, present only in models that use them:
 

@@ -1,5 +1,6 @@
 """The Transform module through real tf.Transform: train-split statistics, each scaling, covariates."""
 
+import dataclasses
 import glob
 import os
 
@@ -98,3 +99,32 @@ def test_scalings_map_history_and_target_with_one_invertible_map(tmp_path, scali
 def test_unknown_scaling_is_refused():
     with pytest.raises(ValueError, match="scaling must be one of"):
         transform_lib.preprocessing_fn({features.HISTORY: tf.zeros([1, 4])}, {"scaling": "minmax"})
+
+
+@pytest.mark.slow
+def test_changing_eval_and_test_values_leaves_the_statistics_unchanged(tmp_path, pipeline_run):
+    """The whole pipeline again on the same series with everything after the train cut raised by 40."""
+    import pandas as pd  # pylint: disable=g-import-not-at-top
+
+    from pipeline import local_runner  # pylint: disable=g-import-not-at-top
+
+    config, result = pipeline_run
+    frame = pd.read_csv(config.data.path)
+    seconds = pd.to_datetime(frame["timestamp"]).astype("int64") // 10**9
+    cut = windowing.split_cut_times(seconds.min(), seconds.max(), config.windows.split_fractions)[0]
+    frame.loc[seconds > cut, "value"] += 40
+    changed_csv = tmp_path / "changed.csv"
+    frame.to_csv(changed_csv, index=False)
+    changed = dataclasses.replace(config, output_dir=str(tmp_path / "run"),
+                                  data=dataclasses.replace(config.data, path=str(changed_csv)))
+    changed_result = local_runner.run(changed)
+
+    def graph(cfg) -> tft.TFTransformOutput:
+        return tft.TFTransformOutput(glob.glob(os.path.join(cfg.pipeline_root, "Transform", "transform_graph", "*"))[0])
+
+    before = series_lib.read_split_windows(result.examples_uri, windowing.EVAL)
+    after = series_lib.read_split_windows(changed_result.examples_uri, windowing.EVAL)
+    assert np.all(after.targets > before.targets + 30), "the eval values did not change"
+    probe = {features.HISTORY: before.histories[:5]}
+    for key, value in _apply(graph(config), probe).items():
+        np.testing.assert_array_equal(_apply(graph(changed), probe)[key], value, err_msg=key)
