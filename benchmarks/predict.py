@@ -65,7 +65,7 @@ def main() -> None:
 
     def measure(name: str, call_one, call_big, repeats: int) -> None:
         lat = benchmarks.latencies_ms(call_one, repeats)
-        batch_ms = benchmarks.median(benchmarks.latencies_ms(call_big, 10, warmup=2))
+        batch_ms = benchmarks.median(benchmarks.latencies_ms(call_big, 20, warmup=3))
         entry = {"p50_ms": round(benchmarks.percentile(lat, 50), 3),
                  "p99_ms": round(benchmarks.percentile(lat, 99), 3),
                  "batch1024_windows_per_s": round(BATCH / batch_ms * 1000)}
