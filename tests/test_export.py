@@ -203,3 +203,19 @@ def test_xla_batches_are_padded_to_the_warmed_up_buckets():
         np.testing.assert_array_equal(padded({"x": tf.constant(x)}).numpy(), x[:, :2] * 2)
         assert seen[-1] == bucket, n
     assert set(seen) - {2048} <= set(trainer_lib.WARMUP_BATCH_SIZES)
+
+
+def test_examples_signature_reads_covariates_and_series_id_from_the_examples(covariate_export):
+    _, _, export_dir, _, inputs = covariate_export
+    serialized = []
+    for history, covariate, series in zip(inputs[contract.INPUT_KEY], inputs[conftest.COVARIATE],
+                                          inputs[contract.SERIES_ID_INPUT_KEY]):
+        feature = {features.HISTORY: tf.train.Feature(float_list=tf.train.FloatList(value=history)),
+                   conftest.COVARIATE: tf.train.Feature(float_list=tf.train.FloatList(value=covariate)),
+                   features.SERIES_ID: tf.train.Feature(bytes_list=tf.train.BytesList(value=[series]))}
+        serialized.append(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    loaded = server_lib.load_version(export_dir, 1)
+    signature = loaded.signatures[contract.EXAMPLES_SIGNATURE_NAME]
+    from_examples = loaded.session.run(signature.outputs[contract.OUTPUT_KEY].name,
+                                       {signature.inputs[contract.EXAMPLES_INPUT_KEY].name: serialized})
+    np.testing.assert_allclose(from_examples, _session_forecast(loaded, inputs), rtol=1e-6, atol=1e-5)
