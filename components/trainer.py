@@ -26,10 +26,14 @@ from serving import contract
 LOSSES = ("mse", "huber")
 # XLA compiles once per input shape (about 0.25 s for this model on 2 cores). The XLA signatures
 # pad each batch up to the next of these sizes (beyond the largest, to a multiple of it), so a
-# server compiles at most these shapes, and the warmup requests (one per size) compile them all
+# server compiles at most these shapes, and the warmup requests (one per size) compile them
 # before the first real request.
 XLA_BATCH_BUCKETS = tuple(2 ** i for i in range(11))
-WARMUP_BATCH_SIZES = XLA_BATCH_BUCKETS
+# With server-side batching TF Serving replays warmup requests through the batching layer, which
+# rejects a request above max_batch_size (256 in the CPU image's batching parameters), and a
+# failed warmup request fails the load: the warmup stops at 256. Larger buckets compile on first use.
+WARMUP_MAX_BATCH_SIZE = 256
+WARMUP_BATCH_SIZES = tuple(b for b in XLA_BATCH_BUCKETS if b <= WARMUP_MAX_BATCH_SIZE)
 # Windows read for the warmup requests; the larger requests repeat them.
 _WARMUP_WINDOWS = 64
 # Windows read from the files per step of the first pass; the cache holds them afterwards.

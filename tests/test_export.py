@@ -202,7 +202,9 @@ def test_xla_batches_are_padded_to_the_warmed_up_buckets():
         x = np.arange(n * 3, dtype=np.float32).reshape(n, 3)
         np.testing.assert_array_equal(padded({"x": tf.constant(x)}).numpy(), x[:, :2] * 2)
         assert seen[-1] == bucket, n
-    assert set(seen) - {2048} <= set(trainer_lib.WARMUP_BATCH_SIZES)
+    assert set(seen) - {2048} <= set(trainer_lib.XLA_BATCH_BUCKETS)
+    assert set(trainer_lib.WARMUP_BATCH_SIZES) <= set(trainer_lib.XLA_BATCH_BUCKETS)
+    assert max(trainer_lib.WARMUP_BATCH_SIZES) == trainer_lib.WARMUP_MAX_BATCH_SIZE
 
 
 def test_examples_signature_reads_covariates_and_series_id_from_the_examples(covariate_export):
