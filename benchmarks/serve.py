@@ -40,7 +40,7 @@ def _percentiles(seconds: list[float]) -> dict[str, float]:
 
 def in_process(model_dir: str, history: int, calls: int, batch: int) -> dict:
     """The served signature in this process, through the server's own loader."""
-    loaded = server_lib.load_version(model_dir, 1)
+    loaded = server_lib.load_version(model_dir, 1, xla_cpu_compilation_enabled=True)
     signature = loaded.signatures[contract.SIGNATURE_NAME]
     fetch = signature.outputs[contract.OUTPUT_KEY].name
     feed = signature.inputs[contract.INPUT_KEY].name
@@ -68,7 +68,7 @@ def in_process(model_dir: str, history: int, calls: int, batch: int) -> dict:
 @contextlib.contextmanager
 def serving(model_base_path: str, port: int, batching: bool):
     command = [sys.executable, "-m", "pipeline", "serve", "--model-base-path", model_base_path,
-               "--model-name", MODEL_NAME, "--port", str(port), "--host", "127.0.0.1"]
+               "--model-name", MODEL_NAME, "--port", str(port), "--host", "127.0.0.1", "--xla-cpu-compilation-enabled"]
     if batching:
         command.append("--enable-batching")
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -137,7 +137,7 @@ def main() -> None:
     if not versions:
         sys.exit(f"no model version under {args.model_base_path}: run 'make demo' (or lstm-forecast run) first")
     model_dir = os.path.join(args.model_base_path, str(versions[-1]))
-    loaded = server_lib.load_version(model_dir, versions[-1])
+    loaded = server_lib.load_version(model_dir, versions[-1], xla_cpu_compilation_enabled=True)
     history = loaded.signatures[contract.SIGNATURE_NAME].inputs[contract.INPUT_KEY].tensor_shape.dim[-1].size
     loaded.retire()
 

@@ -54,11 +54,21 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
 def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
     _add_data_flags(parser)
     defaults_m = config_lib.ModelConfig()
-    parser.add_argument("--scaling", choices=["global", "last_value"], default=defaults_m.scaling,
-                        help="input scaling, fitted on the training split")
+    parser.add_argument("--scaling", choices=["global", "per_series", "last_value", "window_mean"],
+                        default=defaults_m.scaling, help="input scaling, fitted on the training split")
     parser.add_argument("--lstm-units", default=",".join(map(str, defaults_m.lstm_units)),
                         help="units of each stacked LSTM layer, e.g. 64,64")
     parser.add_argument("--dropout", type=float, default=defaults_m.dropout)
+    parser.add_argument("--recurrent-dropout", type=float, default=defaults_m.recurrent_dropout)
+    parser.add_argument("--loss", choices=["mse", "huber"], default=defaults_m.loss)
+    parser.add_argument("--early-stopping-patience", type=int, default=defaults_m.early_stopping_patience,
+                        help="epochs without a lower eval loss before training stops (0: off)")
+    parser.add_argument("--serving-xla", action=argparse.BooleanOptionalAction, default=defaults_m.serving_xla,
+                        help="compile the model in the serving signatures with XLA (default on; "
+                             "TF Serving then needs --xla_cpu_compilation_enabled=true)")
+    parser.add_argument("--tune", action="store_true",
+                        help="search layers, units, dropout and learning rate with the TFX Tuner first")
+    parser.add_argument("--tuner-trials", type=int, default=defaults_m.tuner_trials)
     parser.add_argument("--learning-rate", type=float, default=defaults_m.learning_rate)
     parser.add_argument("--batch-size", type=int, default=defaults_m.batch_size)
     parser.add_argument("--epochs", type=int, default=defaults_m.epochs)
@@ -87,8 +97,10 @@ def pipeline_config_from_flags(args: argparse.Namespace) -> config_lib.PipelineC
     if hasattr(args, "scaling"):  # run and demo train a model; windows does not
         model = config_lib.ModelConfig(
             scaling=args.scaling, lstm_units=tuple(int(u) for u in _floats(args.lstm_units)),
-            dropout=args.dropout, learning_rate=args.learning_rate, batch_size=args.batch_size,
-            epochs=args.epochs, seed=args.seed)
+            dropout=args.dropout, recurrent_dropout=args.recurrent_dropout, learning_rate=args.learning_rate,
+            loss=args.loss, batch_size=args.batch_size, epochs=args.epochs,
+            early_stopping_patience=args.early_stopping_patience, seed=args.seed, serving_xla=args.serving_xla,
+            tune=args.tune, tuner_trials=args.tuner_trials)
     split_times = _names(args.split_times) if args.split_times else None
     return config_lib.PipelineConfig(
         data=config_lib.DataConfig(
@@ -140,7 +152,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                                               num_batch_threads=args.num_batch_threads)
     model_server = server_lib.ModelServer(args.model_name, os.path.abspath(args.model_base_path),
                                           poll_seconds=args.poll_seconds, batching=batching,
-                                          num_versions=args.num_versions)
+                                          num_versions=args.num_versions,
+                                          xla_cpu_compilation_enabled=args.xla_cpu_compilation_enabled)
     grpc_server, port = server_lib.start_server(model_server, args.port, host=args.host)
     print(f"serving model '{args.model_name}' from {model_server.model_base_path} on {args.host}:{port}",
           flush=True)
@@ -245,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--rest-port", type=int, default=None, help="also serve TF Serving's REST API (8501 in TF "
                        "Serving's images); off unless given")
     serve.add_argument("--poll-seconds", type=float, default=1.0, help="how often to look for new versions")
+    serve.add_argument("--xla-cpu-compilation-enabled", action="store_true",
+                       help="run XLA-compiled signatures (the default export); as in TF Serving, off unless given")
     serve.add_argument("--num-versions", type=int, default=1,
                        help="newest versions kept loaded, each addressable by number (TF Serving's latest policy)")
     batching = serve_batching_defaults()

@@ -40,7 +40,8 @@ def serving_process(model_base_path: str, model_name: str, port: int, log_path: 
     with open(log_path, "w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "pipeline", "serve", "--model-base-path", model_base_path,
-             "--model-name", model_name, "--port", str(port), "--host", "127.0.0.1"],
+             "--model-name", model_name, "--port", str(port), "--host", "127.0.0.1",
+             "--xla-cpu-compilation-enabled", "--enable-batching"],
             stdout=log, stderr=subprocess.STDOUT)
         try:
             yield process

@@ -1,7 +1,7 @@
 """The forecasting pipeline: ``create_pipeline(config) -> tfx.dsl.Pipeline``, pure and runner-free.
 
 Components, in order: TimeSeriesExampleGen, StatisticsGen, SchemaGen, ExampleValidator,
-Transform, Trainer, Evaluator, Pusher.
+Transform, Tuner (only with ``ModelConfig.tune``), Trainer, Evaluator, Pusher.
 """
 
 import os
@@ -86,11 +86,23 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         custom_config={"scaling": config.model.scaling},
         # Scaling statistics come from the training split alone.
         splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "eval"]))
+    tuner = None
+    if config.model.tune:
+        # KerasTuner searches on the same transformed splits; its best hyperparameters feed the Trainer.
+        tuner = tfx.components.Tuner(
+            module_file=TRAINER_MODULE,
+            examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            schema=schema_gen.outputs["schema"],
+            train_args=tfx.proto.TrainArgs(splits=["train"]),
+            eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+            custom_config=config.trainer_config())
     trainer = tfx.components.Trainer(
         module_file=TRAINER_MODULE,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
+        hyperparameters=tuner.outputs["best_hyperparameters"] if tuner is not None else None,
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         custom_config=config.trainer_config())
@@ -108,5 +120,5 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=[examples, statistics_gen, schema_gen, example_validator, transform,
-                    trainer, evaluator, pusher],
+                    *([tuner] if tuner is not None else []), trainer, evaluator, pusher],
         **_metadata_and_beam(config))

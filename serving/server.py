@@ -112,11 +112,32 @@ class LoadedVersion:
                 raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, error.message) from error
 
 
-def load_version(path: str, version: int) -> LoadedVersion:
-    """Loads a SavedModel the way TF Serving does: the ``serve`` MetaGraph into a TF1 session."""
+def xla_functions(meta_graph: meta_graph_pb2.MetaGraphDef) -> list[str]:
+    """Functions of a graph that must be compiled with XLA (``jit_compile=True`` when traced)."""
+    return [f.signature.name for f in meta_graph.graph_def.library.function
+            if "_XlaMustCompile" in f.attr and f.attr["_XlaMustCompile"].b]
+
+
+def load_version(path: str, version: int, xla_cpu_compilation_enabled: bool = True) -> LoadedVersion:
+    """Loads a SavedModel the way TF Serving does: the ``serve`` MetaGraph into a TF1 session.
+
+    Args:
+      path: The version's directory.
+      version: Its number.
+      xla_cpu_compilation_enabled: TF Serving's ``--xla_cpu_compilation_enabled`` (false by default
+        in TF Serving and in :class:`ModelServer`). Without it TF Serving cannot run an
+        XLA-compiled signature and the warmup replay fails the load; this loader refuses such a
+        graph at once, with a message that names the flag.
+    """
     graph = tf.Graph()
     session = tf.compat.v1.Session(graph=graph)
     meta_graph = tf.compat.v1.saved_model.loader.load(session, [contract.SERVING_TAG], path)
+    compiled = xla_functions(meta_graph)
+    if compiled and not xla_cpu_compilation_enabled:
+        session.close()
+        raise RuntimeError(f"{path}: {len(compiled)} function(s) must be compiled with XLA (jit_compile), and XLA "
+                           f"CPU compilation is disabled; start the server with --xla_cpu_compilation_enabled=true "
+                           f"(or export the model without XLA)")
     return LoadedVersion(version=version, path=path, session=session,
                          signatures=dict(meta_graph.signature_def))
 
@@ -283,17 +304,21 @@ class ModelServer:
       load_retry_seconds: Time between those tries (TF Serving: 60 s).
       num_versions: How many of the newest versions stay loaded, each addressable by number;
         requests without a version go to the newest (TF Serving's ``latest`` policy).
+      xla_cpu_compilation_enabled: Run XLA-compiled signatures (TF Serving's flag of that name,
+        false by default there and here); without it a version that uses XLA fails to load.
     """
 
     def __init__(self, model_name: str, model_base_path: str, poll_seconds: float = 1.0,
                  batching: Optional[BatchingOptions] = None, max_load_retries: int = 5,
-                 load_retry_seconds: float = 60.0, num_versions: int = 1):
+                 load_retry_seconds: float = 60.0, num_versions: int = 1,
+                 xla_cpu_compilation_enabled: bool = False):
         self.model_name = model_name
         self.model_base_path = model_base_path
         self._poll_seconds = poll_seconds
         self._max_load_retries = max_load_retries
         self._load_retry_seconds = load_retry_seconds
         self._num_versions = num_versions
+        self._xla = xla_cpu_compilation_enabled
         # Loaded versions, newest last; replaced as a whole so that readers need no lock.
         self._loaded: tuple[LoadedVersion, ...] = ()
         # version -> (last error, tries, time of the last try)
@@ -350,7 +375,7 @@ class ModelServer:
     def _load(self, version: int) -> None:
         path = os.path.join(self.model_base_path, str(version))
         try:
-            loaded = load_version(path, version)
+            loaded = load_version(path, version, self._xla)
             self._warm_up(loaded)
         except Exception as error:  # pylint: disable=broad-except
             # A version that fails to load is reported; the one being served keeps serving.

@@ -34,7 +34,8 @@ def target(request, pushed_model):
         yield address, os.environ.get("TF_SERVING_MODEL", "lstm_forecast"), os.environ.get("TF_SERVING_MODEL_DIR")
         return
     base = os.path.dirname(pushed_model)
-    model_server = server_lib.ModelServer("co2", base, batching=server_lib.BatchingOptions())
+    model_server = server_lib.ModelServer("co2", base, batching=server_lib.BatchingOptions(),
+                                          xla_cpu_compilation_enabled=True)
     grpc_server, port = server_lib.start_server(model_server, 0, host="127.0.0.1")
     try:
         yield f"127.0.0.1:{port}", "co2", pushed_model

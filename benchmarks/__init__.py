@@ -1,0 +1,84 @@
+"""Benchmarks of the Trainer and the exported model (scripts, not tests); shared set-up here.
+
+Each script prints a table and one JSON line, the baseline and the candidate measured in the
+same run. The CPU may be shared: note ``uptime`` next to the figures.
+"""
+
+import glob
+import json
+import os
+import statistics
+import time
+from typing import Callable
+
+from pipeline import config as config_lib
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA = os.path.join(REPO, "data", "co2_weekly_mlo.csv")
+
+
+def transform_outputs(run_dir: str) -> tuple[str, str]:
+    """The Transform graph and transformed examples of a pipeline run on the bundled data.
+
+    Runs the pipeline (1 epoch; only its Transform outputs are used) unless ``run_dir`` holds one.
+
+    Returns:
+      (transform graph directory, transformed examples directory with ``Split-*`` below it).
+    """
+    root = os.path.join(run_dir, "pipeline_root", "Transform")
+    if not glob.glob(os.path.join(root, "transform_graph", "*")):
+        from pipeline import local_runner  # pylint: disable=g-import-not-at-top
+        config = config_lib.PipelineConfig(
+            data=config_lib.DataConfig(path=DATA), output_dir=run_dir,
+            model=config_lib.ModelConfig(epochs=1), max_eval_mae=1e9)
+        local_runner.run(config)
+    newest = lambda pattern: max(glob.glob(os.path.join(root, pattern, "*")), key=os.path.getmtime)
+    return newest("transform_graph"), newest("transformed_examples")
+
+
+def data_accessor(examples_dir: str, splits: tuple[str, ...] = ("train", "eval")):
+    """The DataAccessor TFX's Trainer builds for an Examples artifact at ``examples_dir``."""
+    from tfx.components.trainer import fn_args_utils  # pylint: disable=g-import-not-at-top
+    from tfx.components.util import tfxio_utils  # pylint: disable=g-import-not-at-top
+    from tfx.types import artifact_utils, standard_artifacts  # pylint: disable=g-import-not-at-top
+
+    examples = standard_artifacts.Examples()
+    examples.uri = examples_dir
+    examples.split_names = artifact_utils.encode_split_names(list(splits))
+    return fn_args_utils.DataAccessor(
+        tf_dataset_factory=tfxio_utils.get_tf_dataset_factory_from_artifact([examples], []),
+        record_batch_factory=None, data_view_decode_fn=None)
+
+
+def split_files(examples_dir: str, split: str) -> list[str]:
+    return sorted(glob.glob(os.path.join(examples_dir, f"Split-{split}", "*")))
+
+
+def latencies_ms(call: Callable[[], object], repeats: int, warmup: int = 10) -> list[float]:
+    """Wall time of each of ``repeats`` calls, in ms, after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def print_report(title: str, header: list[str], rows: list[list[object]], result: dict) -> None:
+    """The table, then the JSON line."""
+    print(f"\n{title}  (load average: {os.getloadavg()[0]:.2f}, CPUs: {os.cpu_count()})")
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
+    for line in [header, ["-" * w for w in widths], *rows]:
+        print("  ".join(str(x).ljust(w) for x, w in zip(line, widths)))
+    print(json.dumps(result, sort_keys=True))

@@ -1,0 +1,223 @@
+"""The exported SavedModel against the serving contract, through the loader TF Serving uses."""
+
+import dataclasses
+import os
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_transform as tft
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow_serving.apis import prediction_log_pb2
+
+from components import features
+from components import trainer as trainer_lib
+from components import transform as transform_lib
+from pipeline import config as config_lib
+from serving import contract
+from serving import server as server_lib
+from tests import conftest
+
+MODEL = config_lib.ModelConfig(scaling="per_series", lstm_units=(6, 4), epochs=2, batch_size=16,
+                               early_stopping_patience=0, seed=3, serving_xla=False)
+
+
+def _ops(saved_model_dir: str) -> set[str]:
+    """Every op type in the SavedModel's graphs, the function library included."""
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(saved_model_dir, "saved_model.pb"), "rb") as f:
+        proto.ParseFromString(f.read())
+    ops = set()
+    for meta_graph in proto.meta_graphs:
+        ops.update(node.op for node in meta_graph.graph_def.node)
+        for function in meta_graph.graph_def.library.function:
+            ops.update(node.op for node in function.node_def)
+    return ops
+
+
+def _xla_functions(saved_model_dir: str) -> int:
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(saved_model_dir, "saved_model.pb"), "rb") as f:
+        proto.ParseFromString(f.read())
+    return sum(1 for mg in proto.meta_graphs for fn in mg.graph_def.library.function
+               if fn.attr.get("_XlaMustCompile") is not None and fn.attr["_XlaMustCompile"].b)
+
+
+def _session_forecast(loaded: server_lib.LoadedVersion, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    signature = loaded.signatures[contract.SIGNATURE_NAME]
+    return loaded.session.run(signature.outputs[contract.OUTPUT_KEY].name,
+                              {signature.inputs[k].name: v for k, v in inputs.items()})
+
+
+@pytest.fixture(scope="module")
+def covariate_export(covariate_transform, tmp_path_factory):
+    """A tiny model with a covariate and per-series scaling, trained and exported as the Trainer does.
+
+    Returns:
+      (model, tft_output, export dir, XLA export dir, raw eval inputs of serving_default).
+    """
+    out, splits = covariate_transform
+    tft_output = tft.TFTransformOutput(os.path.join(out, "transform_graph"))
+    accessor = conftest.data_accessor(out)
+    eval_files = conftest.transformed_files(out, "eval")
+    model = trainer_lib.train(conftest.transformed_files(out, "train"), eval_files, accessor, tft_output,
+                              conftest.UNIT_HISTORY, conftest.UNIT_HORIZON, MODEL)
+    warmup = trainer_lib.warmup_inputs_from(eval_files, accessor, tft_output, per_series=True)
+    root = tmp_path_factory.mktemp("covariate_export")
+    export_dir, xla_dir = str(root / "plain"), str(root / "xla")
+    trainer_lib.export_serving_model(model, tft_output, export_dir, conftest.UNIT_HISTORY, MODEL, warmup)
+    trainer_lib.export_serving_model(model, tft_output, xla_dir, conftest.UNIT_HISTORY,
+                                     dataclasses.replace(MODEL, serving_xla=True), warmup)
+    rows = splits["eval"]
+    inputs = {contract.INPUT_KEY: np.stack([r["history"] for r in rows]),
+              conftest.COVARIATE: np.stack([r[conftest.COVARIATE] for r in rows]),
+              contract.SERIES_ID_INPUT_KEY: np.array([r["series_id"][0] for r in rows], dtype=object)}
+    return model, tft_output, export_dir, xla_dir, inputs
+
+
+def _assert_tensor(info, dtype: tf.DType, shape: list[int]) -> None:
+    assert tf.dtypes.as_dtype(info.dtype) == dtype
+    assert [d.size for d in info.tensor_shape.dim] == shape
+
+
+def test_pushed_model_signatures_follow_the_contract(pipeline_run, pushed_model):
+    config, _ = pipeline_run
+    signatures = server_lib.load_version(pushed_model, 1).signatures
+    assert {contract.SIGNATURE_NAME, contract.EXAMPLES_SIGNATURE_NAME} <= set(signatures)
+    default = signatures[contract.SIGNATURE_NAME]
+    assert default.method_name == contract.PREDICT_METHOD_NAME
+    assert set(default.inputs) == {contract.INPUT_KEY}
+    _assert_tensor(default.inputs[contract.INPUT_KEY], tf.float32, [-1, config.windows.history])
+    assert set(default.outputs) == {contract.OUTPUT_KEY}
+    _assert_tensor(default.outputs[contract.OUTPUT_KEY], tf.float32, [-1, config.windows.horizon])
+    examples = signatures[contract.EXAMPLES_SIGNATURE_NAME]
+    _assert_tensor(examples.inputs[contract.EXAMPLES_INPUT_KEY], tf.string, [-1])
+    _assert_tensor(examples.outputs[contract.OUTPUT_KEY], tf.float32, [-1, config.windows.horizon])
+
+
+def test_covariate_model_takes_each_covariate_and_the_series_id(covariate_export):
+    _, _, export_dir, _, _ = covariate_export
+    default = server_lib.load_version(export_dir, 1).signatures[contract.SIGNATURE_NAME]
+    assert set(default.inputs) == {contract.INPUT_KEY, contract.covariate_input_key("temperature"),
+                                   contract.SERIES_ID_INPUT_KEY}
+    _assert_tensor(default.inputs[conftest.COVARIATE], tf.float32, [-1, conftest.UNIT_HISTORY])
+    _assert_tensor(default.inputs[contract.SERIES_ID_INPUT_KEY], tf.string, [-1])
+    _assert_tensor(default.outputs[contract.OUTPUT_KEY], tf.float32, [-1, conftest.UNIT_HORIZON])
+
+
+def test_session_loader_gives_the_keras_forecasts(covariate_export):
+    model, tft_output, export_dir, _, inputs = covariate_export
+    raw = {features.HISTORY: tf.constant(inputs[contract.INPUT_KEY]),
+           conftest.COVARIATE: tf.constant(inputs[conftest.COVARIATE]),
+           features.SERIES_ID: tf.constant(inputs[contract.SERIES_ID_INPUT_KEY].reshape(-1, 1))}
+    transformed = tft_output.transform_raw_features(raw)
+    keys = [features.HISTORY_SCALED, transform_lib.scaled_feature(conftest.COVARIATE)]
+    scaled = model.predict({k: transformed[k].numpy() for k in keys}, verbose=0)
+    through_keras = scaled * transformed[features.SCALE].numpy() + transformed[features.LOC].numpy()
+    through_session = _session_forecast(server_lib.load_version(export_dir, 1), inputs)
+    np.testing.assert_allclose(through_session, through_keras, rtol=1e-5, atol=1e-3)
+    # Original units of each series: the level-1000 series is forecast near 7000 (its eval level
+    # is 7 times the training one), the level-10 one near 70, not near 0.
+    high = inputs[contract.SERIES_ID_INPUT_KEY] == b"high"
+    assert np.all(through_session[high] > 1000) and np.all(through_session[~high] < 1000)
+
+
+@pytest.mark.parametrize("rows", [None, 3, 1])
+def test_xla_signature_gives_the_same_forecasts(covariate_export, rows):
+    """Also at batch sizes that the XLA signature pads up to a bucket (3 -> 4)."""
+    _, _, export_dir, xla_dir, inputs = covariate_export
+    inputs = {k: v[:rows] for k, v in inputs.items()}
+    assert _xla_functions(xla_dir) >= 1 and _xla_functions(export_dir) == 0
+    with_xla = _session_forecast(server_lib.load_version(xla_dir, 1), inputs)
+    assert with_xla.shape == (len(inputs[contract.INPUT_KEY]), conftest.UNIT_HORIZON)
+    np.testing.assert_allclose(with_xla, _session_forecast(server_lib.load_version(export_dir, 1), inputs),
+                               rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("which", ["pushed", "covariate"])
+def test_warmup_requests_parse_and_the_signature_accepts_them(which, pushed_model, covariate_export):
+    export_dir = pushed_model if which == "pushed" else covariate_export[2]
+    loaded = server_lib.load_version(export_dir, 1)
+    path = os.path.join(export_dir, contract.WARMUP_FILE)
+    sizes = []
+    for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
+        request = prediction_log_pb2.PredictionLog.FromString(record).predict_log.request
+        assert request.model_spec.signature_name == contract.SIGNATURE_NAME
+        inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+        assert set(inputs) == set(loaded.signatures[contract.SIGNATURE_NAME].inputs)
+        forecast = _session_forecast(loaded, inputs)
+        assert forecast.shape[0] == len(inputs[contract.INPUT_KEY]) and np.isfinite(forecast).all()
+        sizes.append(len(inputs[contract.INPUT_KEY]))
+    assert sizes == list(trainer_lib.WARMUP_BATCH_SIZES)
+
+
+def test_warmup_windows_are_real_eval_windows(covariate_export):
+    _, _, export_dir, _, inputs = covariate_export
+    record = next(tf.data.TFRecordDataset(os.path.join(export_dir, contract.WARMUP_FILE)).as_numpy_iterator())
+    request = prediction_log_pb2.PredictionLog.FromString(record).predict_log.request
+    history = tf.make_ndarray(request.inputs[contract.INPUT_KEY])[0]
+    covariate = tf.make_ndarray(request.inputs[conftest.COVARIATE])[0]
+    match = np.abs(inputs[contract.INPUT_KEY] - history).max(axis=1).argmin()
+    np.testing.assert_allclose(history, inputs[contract.INPUT_KEY][match], rtol=1e-5)
+    np.testing.assert_allclose(covariate, inputs[conftest.COVARIATE][match], rtol=1e-4)
+
+
+def test_no_cudnn_op_in_the_pushed_model(pushed_model):
+    ops = _ops(pushed_model)
+    assert "PartitionedCall" in ops or "StatefulPartitionedCall" in ops, "the op listing found no functions"
+    assert not [op for op in ops if op.startswith("CudnnRNN")]
+
+
+def test_export_traced_as_on_a_gpu_holds_no_cudnn_op(monkeypatch, tmp_path, covariate_export):
+    """Keras picks cuDNN when it sees a GPU at trace time; the export must not, whatever the device."""
+    model, tft_output, _, _, inputs = covariate_export
+    rnn = sys.modules["keras.src.backend.tensorflow.rnn"]
+    monkeypatch.setattr(rnn, "_is_gpu_available", lambda: True)
+    fresh = trainer_lib.build_model(conftest.UNIT_HISTORY, conftest.UNIT_HORIZON, MODEL, (conftest.COVARIATE,))
+    fresh.set_weights(model.get_weights())
+    # The check can fail: traced plainly under the same conditions, the model holds cuDNN ops.
+    traced = tf.function(lambda x: fresh(x, training=False)).get_concrete_function(
+        {k: tf.TensorSpec([None, conftest.UNIT_HISTORY]) for k in fresh.input})
+    graph_ops = {node.op for f in traced.graph.as_graph_def().library.function for node in f.node_def}
+    graph_ops |= {node.op for node in traced.graph.as_graph_def().node}
+    assert any(op.startswith("CudnnRNN") for op in graph_ops)
+    export_dir = str(tmp_path / "gpu_traced")
+    trainer_lib.export_serving_model(fresh, tft_output, export_dir, conftest.UNIT_HISTORY, MODEL)
+    assert not [op for op in _ops(export_dir) if op.startswith("CudnnRNN")]
+    np.testing.assert_allclose(_session_forecast(server_lib.load_version(export_dir, 1), inputs),
+                               _session_forecast(server_lib.load_version(covariate_export[2], 1), inputs),
+                               rtol=1e-5, atol=1e-3)
+
+
+def test_xla_batches_are_padded_to_the_warmed_up_buckets():
+    seen = []
+
+    def record(inputs):
+        seen.append(int(inputs["x"].shape[0]))
+        return inputs["x"][:, :2] * 2
+
+    padded = trainer_lib._padded_to_buckets(record)  # pylint: disable=protected-access
+    for n, bucket in [(1, 1), (2, 2), (3, 4), (8, 8), (9, 16), (1000, 1024), (1024, 1024), (1025, 2048)]:
+        x = np.arange(n * 3, dtype=np.float32).reshape(n, 3)
+        np.testing.assert_array_equal(padded({"x": tf.constant(x)}).numpy(), x[:, :2] * 2)
+        assert seen[-1] == bucket, n
+    assert set(seen) - {2048} <= set(trainer_lib.XLA_BATCH_BUCKETS)
+    assert set(trainer_lib.WARMUP_BATCH_SIZES) <= set(trainer_lib.XLA_BATCH_BUCKETS)
+    assert max(trainer_lib.WARMUP_BATCH_SIZES) == trainer_lib.WARMUP_MAX_BATCH_SIZE
+
+
+def test_examples_signature_reads_covariates_and_series_id_from_the_examples(covariate_export):
+    _, _, export_dir, _, inputs = covariate_export
+    serialized = []
+    for history, covariate, series in zip(inputs[contract.INPUT_KEY], inputs[conftest.COVARIATE],
+                                          inputs[contract.SERIES_ID_INPUT_KEY]):
+        feature = {features.HISTORY: tf.train.Feature(float_list=tf.train.FloatList(value=history)),
+                   conftest.COVARIATE: tf.train.Feature(float_list=tf.train.FloatList(value=covariate)),
+                   features.SERIES_ID: tf.train.Feature(bytes_list=tf.train.BytesList(value=[series]))}
+        serialized.append(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    loaded = server_lib.load_version(export_dir, 1)
+    signature = loaded.signatures[contract.EXAMPLES_SIGNATURE_NAME]
+    from_examples = loaded.session.run(signature.outputs[contract.OUTPUT_KEY].name,
+                                       {signature.inputs[contract.EXAMPLES_INPUT_KEY].name: serialized})
+    np.testing.assert_allclose(from_examples, _session_forecast(loaded, inputs), rtol=1e-6, atol=1e-5)

@@ -1,0 +1,144 @@
+"""The Trainer module's functions on real transformed windows read through the TFX data accessor."""
+
+import dataclasses
+import glob
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from components import features
+from components import trainer as trainer_lib
+from components import transform as transform_lib
+from pipeline import cli, local_runner
+from pipeline import config as config_lib
+from pipeline import pipeline as pipeline_lib
+from serving import contract
+from serving import server as server_lib
+from tests import conftest
+
+TINY = config_lib.ModelConfig(scaling="per_series", lstm_units=(4,), epochs=2, batch_size=16,
+                              early_stopping_patience=0, seed=7)
+
+
+def _train(out_dir: str, model_config: config_lib.ModelConfig) -> keras.Model:
+    return trainer_lib.train(
+        conftest.transformed_files(out_dir, "train"), conftest.transformed_files(out_dir, "eval"),
+        conftest.data_accessor(out_dir), tft.TFTransformOutput(os.path.join(out_dir, "transform_graph")),
+        conftest.UNIT_HISTORY, conftest.UNIT_HORIZON, model_config)
+
+
+def test_two_trainings_with_one_seed_give_the_same_weights(covariate_transform):
+    out, _ = covariate_transform
+    first, second = _train(out, TINY), _train(out, TINY)
+    other_seed = _train(out, config_lib.ModelConfig(**{**TINY.__dict__, "seed": 8}))
+    for a, b in zip(first.get_weights(), second.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(first.get_weights(), other_seed.get_weights()))
+
+
+def test_input_pipeline_reshuffles_every_epoch_and_keeps_every_window(covariate_transform):
+    out, splits = covariate_transform
+    tft_output = tft.TFTransformOutput(os.path.join(out, "transform_graph"))
+    dataset = trainer_lib.make_dataset(conftest.transformed_files(out, "train"), conftest.data_accessor(out),
+                                       tft_output, batch_size=16, shuffle=True, seed=1)
+    epochs = [np.concatenate([x[features.HISTORY_SCALED].numpy() for x, _ in dataset]) for _ in range(2)]
+    assert len(epochs[0]) == len(splits["train"])
+    assert not np.array_equal(epochs[0], epochs[1])
+    np.testing.assert_array_equal(np.sort(epochs[0], axis=0), np.sort(epochs[1], axis=0))
+    features_, _ = next(iter(dataset))
+    assert set(features_) == {features.HISTORY_SCALED, transform_lib.scaled_feature(conftest.COVARIATE)}
+
+
+def test_model_follows_the_config():
+    model_config = config_lib.ModelConfig(lstm_units=(8, 6, 4), dropout=0.3, recurrent_dropout=0.1, loss="huber",
+                                          learning_rate=0.01)
+    model = trainer_lib.build_model(12, 3, model_config, covariates=(conftest.COVARIATE,))
+    lstms = [layer for layer in model.layers if isinstance(layer, keras.layers.LSTM)]
+    assert [layer.units for layer in lstms] == [8, 6, 4]
+    assert all(layer.cell.recurrent_dropout == 0.1 for layer in lstms)
+    assert [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)] == [0.3] * 3
+    assert isinstance(model.loss, keras.losses.Huber)
+    assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(0.01)
+    assert model.output_shape == (None, 3)
+    assert set(model.input) == {features.HISTORY_SCALED, transform_lib.scaled_feature(conftest.COVARIATE)}
+    with pytest.raises(ValueError, match="loss"):
+        trainer_lib.build_model(12, 3, config_lib.ModelConfig(loss="mae"))
+
+
+def test_tuner_hyperparameters_replace_the_configured_ones():
+    import keras_tuner  # pylint: disable=g-import-not-at-top
+    hp = keras_tuner.HyperParameters()
+    hp.Fixed("layers", 3)
+    hp.Fixed("units", 32)
+    hp.Fixed("dropout", 0.1)
+    hp.Fixed("learning_rate", 0.005)
+    fn_args = type("FnArgs", (), {"custom_config": {"model": {"epochs": 7}}, "hyperparameters": hp.get_config()})
+    tuned = trainer_lib._model_config(fn_args)  # pylint: disable=protected-access
+    assert (tuned.lstm_units, tuned.dropout, tuned.learning_rate, tuned.epochs) == ((32, 32, 32), 0.1, 0.005, 7)
+
+
+def test_constant_series_forecasts_near_the_constant_in_original_units(tmp_path):
+    rng = np.random.default_rng(0)
+    values = 500 + rng.normal(0, 2, 200)
+    splits = {"train": conftest.make_windows(values[:150], "s", covariate=False),
+              "eval": conftest.make_windows(values[150:], "s", covariate=False)}
+    out = str(tmp_path)
+    conftest.run_transform(out, splits, {"scaling": "global"}, covariate=False)
+    model_config = config_lib.ModelConfig(scaling="global", lstm_units=(8,), epochs=5, batch_size=16, seed=1)
+    model = _train(out, model_config)
+    export_dir = str(tmp_path / "export")
+    trainer_lib.export_serving_model(model, tft.TFTransformOutput(os.path.join(out, "transform_graph")),
+                                     export_dir, conftest.UNIT_HISTORY, model_config)
+    loaded = server_lib.load_version(export_dir, 1)
+    signature = loaded.signatures[contract.SIGNATURE_NAME]
+    windows = np.stack([r["history"] for r in splits["eval"]])
+    forecast = loaded.session.run(signature.outputs[contract.OUTPUT_KEY].name,
+                                  {signature.inputs[contract.INPUT_KEY].name: windows})
+    # Scaled outputs would sit near 0; in original units the forecasts sit near 500, well within
+    # the noise (std 2) of the series.
+    assert forecast.shape == (len(windows), conftest.UNIT_HORIZON)
+    assert np.abs(forecast - 500).max() < 3
+    assert abs(float(forecast.mean()) - 500) < 1
+
+
+def test_trainer_logs_to_tensorboard_in_the_model_run_directory(pipeline_run):
+    config, _ = pipeline_run
+    events = glob.glob(os.path.join(config.pipeline_root, "Trainer", "model_run", "*", "train", "events.out.*"))
+    assert events and os.path.getsize(events[0]) > 0
+
+
+def test_run_flags_reach_the_model_config():
+    args = cli.build_parser().parse_args([
+        "run", "--data", "d.csv", "--output", "o", "--scaling", "window_mean", "--lstm-units", "32,16",
+        "--recurrent-dropout", "0.1", "--loss", "huber", "--early-stopping-patience", "3", "--no-serving-xla",
+        "--tune", "--tuner-trials", "4"])
+    model = cli.pipeline_config_from_flags(args).model
+    assert (model.scaling, model.lstm_units, model.recurrent_dropout, model.loss) == ("window_mean", (32, 16), 0.1,
+                                                                                     "huber")
+    assert (model.early_stopping_patience, model.serving_xla, model.tune, model.tuner_trials) == (3, False, True, 4)
+
+
+@pytest.mark.slow
+def test_tune_runs_the_tuner_and_its_best_hyperparameters_feed_the_trainer(tmp_path, pipeline_run):
+    config, _ = pipeline_run
+    tuned = dataclasses.replace(config, output_dir=str(tmp_path / "tuned"),
+                                model=dataclasses.replace(config.model, tune=True, tuner_trials=2, epochs=1))
+    assert [type(c).__name__ for c in pipeline_lib.create_pipeline(tuned).components].count("Tuner") == 1
+    assert "Tuner" not in [type(c).__name__ for c in pipeline_lib.create_pipeline(config).components]
+    result = local_runner.run(tuned)
+    assert result.pushed_model is not None
+    best = glob.glob(os.path.join(tuned.pipeline_root, "Tuner", "best_hyperparameters", "*", "*.txt"))
+    with open(best[0]) as f:
+        values = json.load(f)["values"]
+    units = (values["units"],) * values["layers"]
+    signature = server_lib.load_version(result.pushed_model, 1).signatures[contract.SIGNATURE_NAME]
+    assert signature.inputs[contract.INPUT_KEY].tensor_shape.dim[1].size == config.windows.history
+    # The pushed model has the tuned layers: as many LSTM kernels, of the tuned width.
+    kernels = sorted((v.name, v.shape[0]) for v in tf.saved_model.load(result.pushed_model).variables
+                     if v.name.startswith("lstm_") and "recurrent_kernel" in v.name)
+    assert [width for _, width in kernels] == list(units)
