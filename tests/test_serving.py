@@ -231,6 +231,16 @@ def test_many_bad_requests_among_good_ones(model_base_path, test_windows):
                         stub.Predict(request, timeout=10)
                     assert error.value.code().name == code, (round_, code)
                     np.testing.assert_array_equal(client.predict(good), expected)
+            # An empty request (no inputs) is malformed; zero windows is a valid, empty batch.
+            empty = client_lib.build_predict_request("co2", good)
+            del empty.inputs[contract.INPUT_KEY]
+            with pytest.raises(grpc.RpcError) as error:
+                stub.Predict(empty, timeout=10)
+            assert error.value.code().name == "INVALID_ARGUMENT" and "missing input" in error.value.details()
+            none = tf.make_ndarray(stub.Predict(client_lib.build_predict_request("co2", good[:0]),
+                                                timeout=10).outputs[contract.OUTPUT_KEY])
+            assert none.shape == (0, expected.shape[1])
+            np.testing.assert_array_equal(client.predict(good), expected)
             # NaN is a value, not a malformed request: TF Serving runs it, and so does this server;
             # only the window that holds it gets NaN forecasts.
             forecasts = tf.make_ndarray(stub.Predict(client_lib.build_predict_request("co2", with_nan),
