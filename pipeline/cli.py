@@ -187,23 +187,23 @@ def _read_windows(path: str):
 
 
 def _series_window(args: argparse.Namespace, history: int):
-    """The last ``history`` points of ``--series``, its origin and the times the forecast covers."""
-    from components.example_gen import frequency, reader, series  # pylint: disable=g-import-not-at-top
+    """``--series`` on its grid, and its last ``history`` points."""
+    from components.example_gen import reader, series  # pylint: disable=g-import-not-at-top
     options = series.WindowingOptions.of(path=args.series, timestamp_column=args.timestamp_column,
                                          target_column=args.target_column, series_id_column=args.series_id_column,
                                          frequency=args.frequency)
-    grid, values = series.latest_window(reader.match_files(_data_path(args.series)), options, history, args.series_id)
-    return grid, values, frequency
+    return series.latest_window(reader.match_files(_data_path(args.series)), options, history, args.series_id)
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from components.example_gen import frequency  # pylint: disable=g-import-not-at-top
     from serving import client as client_lib  # pylint: disable=g-import-not-at-top
     from serving import contract  # pylint: disable=g-import-not-at-top
     with client_lib.ForecastClient(args.server, args.model_name, version=args.version,
                                    timeout_s=args.timeout) as client:
         if args.series:
             history = client.metadata()[contract.SIGNATURE_NAME]["inputs"][contract.INPUT_KEY][-1]
-            grid, values, frequency = _series_window(args, history)
+            grid, values = _series_window(args, history)
             forecast = client.predict(values[None, :])[0]
             origin = int(grid.times[-1])
             times = frequency.following(origin, grid.frequency, len(forecast))

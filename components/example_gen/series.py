@@ -392,15 +392,21 @@ def window_series(series_id: str, chunks: Iterable[Chunk],
     return splits, report
 
 
+def chunks_by_series(files: Sequence[str], columns: Columns) -> dict[str, list[Chunk]]:
+    """Every row of ``files``, read in this process and grouped per series (small data only)."""
+    chunks = collections.defaultdict(list)
+    for path in files:
+        for series_id, chunk in reader.read_chunks(path, columns):
+            chunks[series_id].append(chunk)
+    return chunks
+
+
 def window_files(files: Sequence[str], options: WindowingOptions) -> dict[str, tuple[list[SplitWindows], dict]]:
     """The whole example generation in this process, without Beam: ``{series_id: window_series(...)}``.
 
     For small data, checks and tests; the component runs the same functions on Beam.
     """
-    chunks = collections.defaultdict(list)
-    for path in files:
-        for series_id, chunk in reader.read_chunks(path, options.columns):
-            chunks[series_id].append(chunk)
+    chunks = chunks_by_series(files, options.columns)
     return {series_id: window_series(series_id, chunks[series_id], options) for series_id in sorted(chunks)}
 
 
@@ -420,10 +426,7 @@ def latest_window(files: Sequence[str], options: WindowingOptions, history: int,
     Raises:
       DataError: No such series, fewer than L points, or a missing point among the last L.
     """
-    chunks = collections.defaultdict(list)
-    for path in files:
-        for sid, chunk in reader.read_chunks(path, options.columns):
-            chunks[sid].append(chunk)
+    chunks = chunks_by_series(files, options.columns)
     if series_id is None and len(chunks) == 1:
         series_id = next(iter(chunks))
     if series_id not in chunks:
