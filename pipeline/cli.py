@@ -76,6 +76,8 @@ def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-name", default=config_lib.DEFAULT_MODEL_NAME)
     parser.add_argument("--max-eval-mae", type=float, default=config_lib.PipelineConfig.max_eval_mae,
                         help="bless the model only if its eval MAE (original units) is below this")
+    parser.add_argument("--keep-versions", type=int, default=config_lib.PipelineConfig.keep_versions,
+                        help="newest pushed versions kept under the serving directory")
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -115,6 +117,7 @@ def pipeline_config_from_flags(args: argparse.Namespace) -> config_lib.PipelineC
         model=model,
         model_name=getattr(args, "model_name", config_lib.DEFAULT_MODEL_NAME),
         max_eval_mae=getattr(args, "max_eval_mae", config_lib.PipelineConfig.max_eval_mae),
+        keep_versions=getattr(args, "keep_versions", config_lib.PipelineConfig.keep_versions),
         beam_direct_running_mode=args.beam_mode,
         beam_num_workers=args.beam_workers)
 

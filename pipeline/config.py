@@ -116,6 +116,7 @@ class PipelineConfig:
       pipeline_name: Name of the TFX pipeline (and of its ML Metadata context).
       model_name: Name under which the model is served.
       max_eval_mae: The Evaluator blesses a model only if its eval MAE (original units) is below.
+      keep_versions: Newest pushed versions kept under the model base path; older ones are deleted.
       beam_direct_running_mode: ``in_memory`` or ``multi_processing`` for Beam's DirectRunner.
       beam_num_workers: Workers of the DirectRunner (0: one per CPU).
       enable_cache: Reuse component outputs whose inputs and settings are unchanged.
@@ -128,6 +129,7 @@ class PipelineConfig:
     pipeline_name: str = "lstm_forecast"
     model_name: str = DEFAULT_MODEL_NAME
     max_eval_mae: float = 1.0
+    keep_versions: int = 5
     beam_direct_running_mode: str = "in_memory"
     beam_num_workers: int = 1
     enable_cache: bool = False

@@ -10,6 +10,7 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 from components.example_gen.component import TimeSeriesExampleGen
+from components.pusher import AtomicPusher
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import create_pipeline, create_windows_pipeline
 
@@ -51,7 +52,7 @@ def run(config: PipelineConfig, windows_only: bool = False) -> RunResult:
     examples = _output_artifact(store, TimeSeriesExampleGen, "examples", since_ms)
     if examples is None:
         raise RuntimeError(f"the run recorded no examples in {config.metadata_path}")
-    pushed = None if windows_only else _output_artifact(store, tfx.components.Pusher, "pushed_model", since_ms)
+    pushed = None if windows_only else _output_artifact(store, AtomicPusher, "pushed_model", since_ms)
     pushed_dir = None
     if pushed is not None and pushed.custom_properties["pushed"].int_value:
         pushed_dir = pushed.custom_properties["pushed_destination"].string_value

@@ -13,6 +13,7 @@ import components
 from components import features
 from components.example_gen.component import TimeSeriesExampleGen
 from components.example_gen.series import WindowingOptions
+from components.pusher import KEEP_VERSIONS_KEY, AtomicPusher
 from pipeline.config import PipelineConfig
 from serving import contract
 
@@ -111,11 +112,12 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         model=trainer.outputs["model"],
         eval_config=eval_config(config),
         example_splits=["eval"])
-    pusher = tfx.components.Pusher(
+    pusher = AtomicPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_model_dir)))
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_model_dir)),
+        custom_config={KEEP_VERSIONS_KEY: config.keep_versions})
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,

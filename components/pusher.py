@@ -1,0 +1,97 @@
+"""AtomicPusher: TFX's Pusher, except that a version directory appears complete or not at all.
+
+TF Serving (and the local server) load a numbered version directory as soon as it appears under the
+model base path; TFX's own Pusher copies into that directory file by file, so a server can find
+it half-written (tensorflow/serving#631). Here the model is copied beside it, under a name no
+server takes for a version, and renamed into place; the newest ``keep_versions`` versions are kept.
+"""
+
+import json
+import os
+import time
+from typing import Any
+
+import tensorflow as tf
+from tfx import types
+from tfx.components.pusher import executor as pusher_executor
+from tfx.dsl.components.base import executor_spec
+from tfx.proto import pusher_pb2
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import io_utils, proto_utils
+from tfx.v1.components import Pusher
+
+# Where a version is assembled: a dot name, not a number, so servers skip it while it is written.
+STAGING_PREFIX = ".staging-"
+KEEP_VERSIONS_KEY = "keep_versions"
+
+
+def numbered_versions(base_directory: str) -> list[int]:
+    """The numbered version directories under ``base_directory``, ascending."""
+    if not tf.io.gfile.isdir(base_directory):
+        return []
+    return sorted(int(n.rstrip("/")) for n in tf.io.gfile.listdir(base_directory) if n.rstrip("/").isdigit())
+
+
+def push_atomically(model_path: str, base_directory: str, version: int, keep_versions: int) -> str:
+    """Copies a SavedModel to ``base_directory/version`` in one rename, then prunes old versions.
+
+    Args:
+      model_path: The SavedModel to push.
+      base_directory: The model base path servers watch.
+      version: The new version's number (a new version must be larger than those there).
+      keep_versions: How many of the newest versions to keep (>= 1); older ones are deleted.
+
+    Returns:
+      The new version's directory.
+
+    Raises:
+      FileExistsError: The version is already there (nothing is changed).
+    """
+    if keep_versions < 1:
+        raise ValueError(f"keep_versions must be >= 1, got {keep_versions}")
+    target = os.path.join(base_directory, str(version))
+    if tf.io.gfile.exists(target):
+        raise FileExistsError(f"{target} exists already")
+    tf.io.gfile.makedirs(base_directory)
+    staging = os.path.join(base_directory, f"{STAGING_PREFIX}{version}-{os.getpid()}")
+    if tf.io.gfile.exists(staging):
+        tf.io.gfile.rmtree(staging)
+    try:
+        io_utils.copy_dir(model_path, staging)
+        # One rename on a local or POSIX file system: the version appears whole. (On object
+        # stores such as GCS a rename is a copy; serve from a file system, or a mounted bucket.)
+        tf.io.gfile.rename(staging, target)
+    finally:
+        if tf.io.gfile.exists(staging):
+            tf.io.gfile.rmtree(staging)
+    for old in numbered_versions(base_directory)[:-keep_versions]:
+        tf.io.gfile.rmtree(os.path.join(base_directory, str(old)))
+    return target
+
+
+class AtomicPushExecutor(pusher_executor.Executor):
+    """Pushes a blessed model with :func:`push_atomically` (filesystem destinations)."""
+
+    def Do(self, input_dict: dict[str, list[types.Artifact]], output_dict: dict[str, list[types.Artifact]],
+           exec_properties: dict[str, Any]) -> None:
+        model_push = artifact_utils.get_single_instance(output_dict[standard_component_specs.PUSHED_MODEL_KEY])
+        if not self.CheckBlessing(input_dict):
+            self._MarkNotPushed(model_push)
+            return
+        model_path = self.GetModelPath(input_dict)
+        destination = pusher_pb2.PushDestination()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], destination)
+        custom_config = json.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "null") or {}
+        keep = int(custom_config.get(KEEP_VERSIONS_KEY, 5))
+        base = destination.filesystem.base_directory
+        # Seconds since the epoch, as TFX's Pusher numbers versions, but always above the newest.
+        version = max([int(time.time()), *(v + 1 for v in numbered_versions(base))])
+        serving_path = push_atomically(model_path, base, version, keep)
+        io_utils.copy_dir(model_path, model_push.uri)
+        self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=str(version))
+
+
+class AtomicPusher(Pusher):
+    """TFX's Pusher with :class:`AtomicPushExecutor`; ``custom_config={"keep_versions": N}``."""
+
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(AtomicPushExecutor)

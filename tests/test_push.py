@@ -1,0 +1,52 @@
+"""Pushing versions atomically: a server never sees a half-written version, and old ones are pruned."""
+
+import os
+
+import pytest
+from tfx.utils import io_utils
+
+from components import pusher
+from serving import server as server_lib
+
+
+def saved_model(tmp_path, name="model"):
+    model = tmp_path / name
+    (model / "variables").mkdir(parents=True)
+    (model / "saved_model.pb").write_bytes(b"graph")
+    (model / "variables" / "variables.index").write_bytes(b"index")
+    return str(model)
+
+
+def test_a_push_lands_whole_and_keeps_the_newest_versions(tmp_path):
+    model, base = saved_model(tmp_path), str(tmp_path / "serving" / "m")
+    for version in (10, 11, 12):
+        target = pusher.push_atomically(model, base, version, keep_versions=2)
+        assert sorted(os.listdir(target)) == ["saved_model.pb", "variables"]
+    assert sorted(os.listdir(base)) == ["11", "12"]
+    with pytest.raises(FileExistsError):
+        pusher.push_atomically(model, base, 12, keep_versions=2)
+    assert server_lib.list_versions(base) == [11, 12]
+
+
+def test_an_interrupted_push_leaves_no_version_a_server_would_load(tmp_path, monkeypatch):
+    model, base = saved_model(tmp_path), str(tmp_path / "serving" / "m")
+    pusher.push_atomically(model, base, 1, keep_versions=3)
+    real_copy = io_utils.copy_dir
+
+    def copy_then_fail(source, destination, **kwargs):
+        real_copy(source, destination, **kwargs)  # the copy is written, then the process "dies"
+        raise OSError("disk full")
+
+    monkeypatch.setattr(io_utils, "copy_dir", copy_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        pusher.push_atomically(model, base, 2, keep_versions=3)
+    assert os.listdir(base) == ["1"]
+    assert server_lib.list_versions(base) == [1]
+
+
+def test_a_staging_directory_is_not_a_version_to_servers(tmp_path):
+    base = tmp_path / "m"
+    (base / f"{pusher.STAGING_PREFIX}7-123").mkdir(parents=True)
+    (base / "3").mkdir()
+    assert server_lib.list_versions(str(base)) == [3]
+    assert pusher.numbered_versions(str(base)) == [3]
