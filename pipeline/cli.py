@@ -49,6 +49,10 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--beam-mode", choices=["in_memory", "multi_processing"], default="in_memory",
                         help="Beam DirectRunner running mode")
     parser.add_argument("--beam-workers", type=int, default=1, help="DirectRunner workers (0: one per CPU)")
+    parser.add_argument("--beam-preset", choices=sorted(config_lib.BEAM_PRESETS), default="direct",
+                        help="where Beam runs: here (direct), Dataflow, Flink or Spark")
+    parser.add_argument("--beam-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a Beam option, repeatable: project=, region=, temp_location=, flink_master=, ...")
 
 
 def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
@@ -93,6 +97,7 @@ def _data_path(path: str) -> str:
     return path if "://" in path else os.path.abspath(path)
 
 
+
 def pipeline_config_from_flags(args: argparse.Namespace) -> config_lib.PipelineConfig:
     """The :class:`PipelineConfig` that the flags of ``run``, ``windows`` and ``demo`` describe."""
     model = config_lib.ModelConfig()
@@ -109,7 +114,7 @@ def pipeline_config_from_flags(args: argparse.Namespace) -> config_lib.PipelineC
             path=_data_path(args.data), timestamp_column=args.timestamp_column, target_column=args.target_column,
             series_id_column=args.series_id_column, covariate_columns=_names(args.covariate_columns),
             frequency=args.frequency, duplicates=args.duplicates, gap_policy=args.gap_policy, max_gap=args.max_gap),
-        output_dir=os.path.abspath(args.output),
+        output_dir=_data_path(args.output),
         windows=config_lib.WindowConfig(history=args.history, horizon=args.horizon, stride=args.stride,
                                         split_fractions=_floats(args.split_fractions), split_times=split_times,
                                         split_gap=args.split_gap,
@@ -119,7 +124,9 @@ def pipeline_config_from_flags(args: argparse.Namespace) -> config_lib.PipelineC
         max_eval_mae=getattr(args, "max_eval_mae", config_lib.PipelineConfig.max_eval_mae),
         keep_versions=getattr(args, "keep_versions", config_lib.PipelineConfig.keep_versions),
         beam_direct_running_mode=args.beam_mode,
-        beam_num_workers=args.beam_workers)
+        beam_num_workers=args.beam_workers,
+        beam_preset=args.beam_preset,
+        beam_options=tuple(args.beam_option))
 
 
 def _print_windows_summary(examples_uri: str) -> None:
@@ -230,6 +237,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compile_kubeflow(args: argparse.Namespace) -> int:
+    from pipeline import kubeflow_runner  # pylint: disable=g-import-not-at-top
+    spec = kubeflow_runner.compile_pipeline(pipeline_config_from_flags(args), args.image, args.pipeline_json)
+    tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
+    print(f"wrote {args.pipeline_json}: {len(tasks)} components ({', '.join(tasks)}) in image {args.image}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from pipeline import demo  # pylint: disable=g-import-not-at-top
     return demo.run_demo(pipeline_config_from_flags(args), windows=args.windows,
@@ -290,6 +305,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="print JSON")
     predict.set_defaults(func=_cmd_predict)
 
+    kubeflow = commands.add_parser("compile-kubeflow",
+                                   help="compile the pipeline for Kubeflow Pipelines / Vertex AI (offline)")
+    _add_pipeline_flags(kubeflow)
+    kubeflow.add_argument("--image", required=True, help="container image of the components (Dockerfile: pipeline)")
+    kubeflow.add_argument("--pipeline-json", required=True, help="the pipeline spec to write")
+    kubeflow.set_defaults(func=_cmd_compile_kubeflow)
+
     demo = commands.add_parser("demo", help="run the pipeline, serve the model, forecast over gRPC")
     _add_pipeline_flags(demo)
     demo.add_argument("--windows", type=int, default=6, help="last test windows to forecast")
@@ -313,7 +335,7 @@ def _known_errors() -> tuple[type[Exception], ...]:
     from components.example_gen.series import DataError, OptionsError  # pylint: disable=g-import-not-at-top
     from pipeline.demo import DemoError  # pylint: disable=g-import-not-at-top
     from serving.client import ForecastError  # pylint: disable=g-import-not-at-top
-    return (DataError, OptionsError, DemoError, ForecastError, TimeoutError, FileNotFoundError)
+    return (DataError, OptionsError, config_lib.ConfigError, DemoError, ForecastError, TimeoutError, FileNotFoundError)
 
 if __name__ == "__main__":
     sys.exit(main())

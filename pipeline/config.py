@@ -11,6 +11,24 @@ from typing import Any, Optional
 DEFAULT_MODEL_NAME = "lstm_forecast"
 
 
+class ConfigError(ValueError):
+    """Settings that cannot work together; the message says which and why."""
+
+
+# Beam presets: the options each needs from --beam-option KEY=VALUE, and the ones it sets. The
+# runner is always named, so that Beam does not first try PrismRunner (which downloads a binary).
+BEAM_PRESETS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "direct": ((), ("--runner=DirectRunner",)),
+    # Dataflow: the workers need this package; build them from the Dockerfile's pipeline image
+    # (sdk_container_image=...) or ship it with setup_file=./setup.py.
+    "dataflow": (("project", "region", "temp_location"), ("--runner=DataflowRunner",)),
+    # Flink and Spark run the Python workers beside the task managers (environment_type=PROCESS or
+    # DOCKER with the pipeline image); LOOPBACK runs them in this process, for a local cluster.
+    "flink": (("flink_master",), ("--runner=FlinkRunner",)),
+    "spark": (("spark_master_url",), ("--runner=SparkRunner",)),
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     """Where the series are, which columns hold what, and how to treat flawed data.
@@ -119,6 +137,8 @@ class PipelineConfig:
       keep_versions: Newest pushed versions kept under the model base path; older ones are deleted.
       beam_direct_running_mode: ``in_memory`` or ``multi_processing`` for Beam's DirectRunner.
       beam_num_workers: Workers of the DirectRunner (0: one per CPU).
+      beam_preset: ``direct`` (here), ``dataflow``, ``flink`` or ``spark`` (see :data:`BEAM_PRESETS`).
+      beam_options: Further Beam options as ``KEY=VALUE`` (``project=...``, ``flink_master=...``).
       enable_cache: Reuse component outputs whose inputs and settings are unchanged.
     """
 
@@ -126,12 +146,14 @@ class PipelineConfig:
     output_dir: str
     windows: WindowConfig = WindowConfig()
     model: ModelConfig = ModelConfig()
-    pipeline_name: str = "lstm_forecast"
+    pipeline_name: str = "lstm-forecast"
     model_name: str = DEFAULT_MODEL_NAME
     max_eval_mae: float = 1.0
     keep_versions: int = 5
     beam_direct_running_mode: str = "in_memory"
     beam_num_workers: int = 1
+    beam_preset: str = "direct"
+    beam_options: tuple[str, ...] = ()
     enable_cache: bool = False
 
     @property
@@ -148,11 +170,28 @@ class PipelineConfig:
         return os.path.join(self.output_dir, "serving_model", self.model_name)
 
     def beam_pipeline_args(self) -> list[str]:
-        # The runner is named so that Beam does not first try PrismRunner, which downloads a binary.
-        args = ["--runner=DirectRunner", f"--direct_running_mode={self.beam_direct_running_mode}"]
-        if self.beam_num_workers:
-            args.append(f"--direct_num_workers={self.beam_num_workers}")
-        return args
+        """The Beam options of every Beam-based component, from :attr:`beam_preset`.
+
+        Raises:
+          ConfigError: An unknown preset, or a preset without the options it needs.
+        """
+        malformed = [option for option in self.beam_options if "=" not in option]
+        if malformed:
+            raise ConfigError(f"beam options must be KEY=VALUE, got {malformed}")
+        options = dict(option.split("=", 1) for option in self.beam_options)
+        if self.beam_preset not in BEAM_PRESETS:
+            raise ConfigError(f"beam preset must be one of {sorted(BEAM_PRESETS)}, got '{self.beam_preset}'")
+        required, fixed = BEAM_PRESETS[self.beam_preset]
+        missing = [key for key in required if key not in options]
+        if missing:
+            raise ConfigError(f"beam preset '{self.beam_preset}' needs --beam-option "
+                             + " ".join(f"{key}=..." for key in missing))
+        args = list(fixed)
+        if self.beam_preset == "direct":
+            args.append(f"--direct_running_mode={self.beam_direct_running_mode}")
+            if self.beam_num_workers:
+                args.append(f"--direct_num_workers={self.beam_num_workers}")
+        return args + [f"--{key}={value}" for key, value in options.items()]
 
     def trainer_config(self) -> dict[str, Any]:
         """The settings the Trainer module reads from ``fn_args.custom_config`` (JSON-safe)."""
@@ -166,7 +205,7 @@ def from_json(text: str) -> PipelineConfig:
     """The :class:`PipelineConfig` that :meth:`PipelineConfig.to_json` wrote."""
     values = json.loads(text)
     nested = {"data": DataConfig, "windows": WindowConfig, "model": ModelConfig}
-    return PipelineConfig(**{k: _from_json(nested[k], v) if k in nested else v for k, v in values.items()})
+    return _from_json(PipelineConfig, {k: _from_json(nested[k], v) if k in nested else v for k, v in values.items()})
 
 
 def _from_json(cls: type, values: dict[str, Any]) -> Any:

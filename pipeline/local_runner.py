@@ -43,11 +43,11 @@ def run(config: PipelineConfig, windows_only: bool = False) -> RunResult:
     """
     os.makedirs(config.output_dir, exist_ok=True)
     started = time.time()
-    tfx.orchestration.LocalDagRunner().run(
-        create_windows_pipeline(config) if windows_only else create_pipeline(config))
+    metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
+    create = create_windows_pipeline if windows_only else create_pipeline
+    tfx.orchestration.LocalDagRunner().run(create(config, metadata))
     seconds = time.time() - started
-    store = metadata_store.MetadataStore(
-        tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path))
+    store = metadata_store.MetadataStore(metadata)
     since_ms = int(started * 1000)
     examples = _output_artifact(store, TimeSeriesExampleGen, "examples", since_ms)
     if examples is None:

@@ -5,8 +5,10 @@ Transform, Tuner (only with ``ModelConfig.tune``), Trainer, Evaluator, Pusher.
 """
 
 import os
+from typing import Optional
 
 import tensorflow_model_analysis as tfma
+from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 import components
@@ -50,26 +52,25 @@ def example_gen(config: PipelineConfig) -> TimeSeriesExampleGen:
     return TimeSeriesExampleGen(windowing_options(config))
 
 
-def _metadata_and_beam(config: PipelineConfig) -> dict:
-    return {
-        "enable_cache": config.enable_cache,
-        "metadata_connection_config": tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            config.metadata_path),
-        "beam_pipeline_args": config.beam_pipeline_args(),
-    }
+def _runtime(config: PipelineConfig, metadata: Optional[metadata_store_pb2.ConnectionConfig]) -> dict:
+    return {"enable_cache": config.enable_cache, "metadata_connection_config": metadata,
+            "beam_pipeline_args": config.beam_pipeline_args()}
 
 
-def create_windows_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
+def create_windows_pipeline(config: PipelineConfig,
+                            metadata: Optional[metadata_store_pb2.ConnectionConfig] = None) -> tfx.dsl.Pipeline:
     """A pipeline of the example generator alone: checks the data and writes the windows."""
     return tfx.dsl.Pipeline(pipeline_name=config.pipeline_name, pipeline_root=config.pipeline_root,
-                            components=[example_gen(config)], **_metadata_and_beam(config))
+                            components=[example_gen(config)], **_runtime(config, metadata))
 
 
-def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
+def create_pipeline(config: PipelineConfig,
+                    metadata: Optional[metadata_store_pb2.ConnectionConfig] = None) -> tfx.dsl.Pipeline:
     """Builds the TFX pipeline for ``config``; runs nothing.
 
     Args:
       config: All settings of the run.
+      metadata: ML Metadata connection, from the runner (Kubeflow and Vertex AI bring their own).
 
     Returns:
       The logical pipeline, for any TFX runner.
@@ -123,4 +124,4 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         pipeline_root=config.pipeline_root,
         components=[examples, statistics_gen, schema_gen, example_validator, transform,
                     *([tuner] if tuner is not None else []), trainer, evaluator, pusher],
-        **_metadata_and_beam(config))
+        **_runtime(config, metadata))

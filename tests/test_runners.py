@@ -1,0 +1,68 @@
+"""The same pipeline for other orchestrators and Beam runners: Kubeflow/Vertex compile, Beam presets."""
+
+import json
+
+import pytest
+from apache_beam.options import pipeline_options
+
+from pipeline import cli
+from pipeline import config as config_lib
+
+IMAGE = "europe-docker.pkg.dev/project/repo/lstm-forecast-pipeline:1"
+
+
+def test_compile_kubeflow_writes_the_component_graph(tmp_path, capsys):
+    spec_path = tmp_path / "pipeline.json"
+    # The output is local here: compiling uploads the Transform and Trainer modules (as a wheel)
+    # into the pipeline root, which needs credentials for a gs:// root and none is reachable.
+    output = tmp_path / "runs" / "co2"
+    code = cli.main(["compile-kubeflow", "--data", "gs://bucket/co2.csv", "--output", str(output),
+                     "--image", IMAGE, "--pipeline-json", str(spec_path), "--beam-preset", "dataflow",
+                     "--beam-option", "project=p", "--beam-option", "region=europe-west4",
+                     "--beam-option", "temp_location=gs://bucket/tmp"])
+    assert code == 0
+    assert "8 components" in capsys.readouterr().out
+    spec = json.loads(spec_path.read_text())
+    tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
+    depends = {name: sorted(task.get("dependentTasks", [])) for name, task in tasks.items()}
+    assert depends == {
+        "TimeSeriesExampleGen": [],
+        "StatisticsGen": ["TimeSeriesExampleGen"],
+        "SchemaGen": ["StatisticsGen"],
+        "ExampleValidator": ["SchemaGen", "StatisticsGen"],
+        "Transform": ["SchemaGen", "TimeSeriesExampleGen"],
+        "Trainer": ["SchemaGen", "Transform"],
+        "Evaluator": ["TimeSeriesExampleGen", "Trainer"],
+        "AtomicPusher": ["Evaluator", "Trainer"],
+    }
+    assert spec["runtimeConfig"]["gcsOutputDirectory"] == str(output / "pipeline_root")
+    executors = spec["pipelineSpec"]["deploymentSpec"]["executors"]
+    example_gen = executors["TimeSeriesExampleGen_executor"]["container"]
+    assert example_gen["image"] == IMAGE
+    assert "--runner=DataflowRunner" in example_gen["args"] and "--project=p" in example_gen["args"]
+    assert all(e["container"]["image"] == IMAGE for e in executors.values() if "container" in e)
+
+
+@pytest.mark.parametrize("preset, options, runner, check", [
+    ("direct", (), "DirectRunner", lambda o: o.view_as(pipeline_options.DirectOptions).direct_running_mode
+     == "in_memory"),
+    ("dataflow", ("project=p", "region=europe-west4", "temp_location=gs://b/tmp"), "DataflowRunner",
+     lambda o: o.view_as(pipeline_options.GoogleCloudOptions).region == "europe-west4"),
+    ("flink", ("flink_master=localhost:8081", "environment_type=LOOPBACK"), "FlinkRunner",
+     lambda o: o.view_as(pipeline_options.FlinkRunnerOptions).flink_master == "localhost:8081"),
+    ("spark", ("spark_master_url=spark://host:7077",), "SparkRunner",
+     lambda o: o.view_as(pipeline_options.SparkRunnerOptions).spark_master_url == "spark://host:7077"),
+])
+def test_beam_presets_parse_as_beam_options(preset, options, runner, check):
+    config = config_lib.PipelineConfig(data=config_lib.DataConfig(path="x"), output_dir="o",
+                                       beam_preset=preset, beam_options=options)
+    parsed = pipeline_options.PipelineOptions(config.beam_pipeline_args())
+    assert parsed.view_as(pipeline_options.StandardOptions).runner == runner
+    assert check(parsed)
+
+
+def test_a_preset_without_its_options_is_refused_with_what_it_needs(tmp_path, capsys):
+    code = cli.main(["run", "--data", "x.csv", "--output", str(tmp_path), "--beam-preset", "dataflow",
+                     "--beam-option", "project=p"])
+    assert code == 1
+    assert "beam preset 'dataflow' needs --beam-option region=... temp_location=..." in capsys.readouterr().err
