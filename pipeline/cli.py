@@ -49,6 +49,8 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--beam-mode", choices=["in_memory", "multi_processing"], default="in_memory",
                         help="Beam DirectRunner running mode")
     parser.add_argument("--beam-workers", type=int, default=1, help="DirectRunner workers (0: one per CPU)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="run every component again, even where its inputs and settings are unchanged")
     parser.add_argument("--beam-preset", choices=sorted(config_lib.BEAM_PRESETS), default="direct",
                         help="where Beam runs: here (direct), Dataflow, Flink or Spark")
     parser.add_argument("--beam-option", action="append", default=[], metavar="KEY=VALUE",
@@ -125,6 +127,7 @@ def pipeline_config_from_flags(args: argparse.Namespace) -> config_lib.PipelineC
         keep_versions=getattr(args, "keep_versions", config_lib.PipelineConfig.keep_versions),
         beam_direct_running_mode=args.beam_mode,
         beam_num_workers=args.beam_workers,
+        enable_cache=not args.no_cache,
         beam_preset=args.beam_preset,
         beam_options=tuple(args.beam_option))
 

@@ -154,7 +154,7 @@ class PipelineConfig:
     beam_num_workers: int = 1
     beam_preset: str = "direct"
     beam_options: tuple[str, ...] = ()
-    enable_cache: bool = False
+    enable_cache: bool = True
 
     @property
     def pipeline_root(self) -> str:

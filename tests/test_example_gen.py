@@ -135,3 +135,27 @@ def test_config_round_trips_through_json():
         output_dir="o", windows=config_lib.WindowConfig(split_times=("2024-01-01", "2024-02-01"), split_gap=2))
     assert config_lib.from_json(config.to_json()) == config
     assert json.loads(config.to_json())["data"]["covariate_columns"] == ["t"]
+
+
+def _example_gen_states(output):
+    store = metadata_store.MetadataStore(tfx.orchestration.metadata.sqlite_metadata_connection_config(
+        str(output / "metadata.sqlite")))
+    executions = store.get_executions_by_type("components.example_gen.component.TimeSeriesExampleGen")
+    return [metadata_store_pb2.Execution.State.Name(e.last_known_state)
+            for e in sorted(executions, key=lambda e: e.id)]
+
+
+def test_a_rerun_is_cached_until_the_data_changes(tmp_path, capsys):
+    data = tmp_path / "s.csv"
+    data.write_text("timestamp,value\n" + "".join(f"2024-01-{d + 1:02d},{d}\n" for d in range(20)))
+    output = tmp_path / "run"
+    flags = ["windows", "--data", str(data), "--output", str(output), "--history", "3", "--horizon", "1"]
+    assert cli.main(flags) == 0
+    assert cli.main(flags) == 0
+    assert _example_gen_states(output) == ["COMPLETE", "CACHED"]
+    with open(data, "a") as f:
+        f.write("2024-01-21,20\n")
+    os.utime(data, (1, 1))  # the same second as nothing before: the size alone tells the change
+    assert cli.main(flags) == 0
+    assert cli.main(flags + ["--no-cache"]) == 0
+    assert _example_gen_states(output) == ["COMPLETE", "CACHED", "COMPLETE", "COMPLETE"]

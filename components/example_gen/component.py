@@ -5,7 +5,7 @@ from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
-from components.example_gen import executor
+from components.example_gen import driver, executor
 from components.example_gen.series import WindowingOptions
 
 
@@ -26,6 +26,8 @@ class TimeSeriesExampleGen(base_beam_component.BaseBeamComponent):
 
     SPEC_CLASS = TimeSeriesExampleGenSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
+    # Fingerprints the input files, so that a cached run is reused only while they are unchanged.
+    DRIVER_CLASS = driver.InputFingerprintDriver
 
     def __init__(self, options: WindowingOptions):
         spec = TimeSeriesExampleGenSpec(
