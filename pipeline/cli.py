@@ -150,6 +150,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from pipeline import local_runner  # pylint: disable=g-import-not-at-top
     result = local_runner.run(pipeline_config_from_flags(args))
     _print_windows_summary(result.examples_uri)
+    print(local_runner.format_component_runs(result.components))
     print(f"pipeline finished in {result.seconds:.1f} s")
     print(f"examples: {result.examples_uri}")
     print(f"pushed model: {result.pushed_model or 'none (the model was not blessed)'}")

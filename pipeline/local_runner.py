@@ -29,6 +29,22 @@ class RunResult:
     seconds: float
     examples_uri: str
     pushed_model: Optional[str]
+    components: tuple["ComponentRun", ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class ComponentRun:
+    """One component's execution in a run, from ML Metadata.
+
+    Attributes:
+      name: The component's class name.
+      state: ``COMPLETE``, ``CACHED``, ``FAILED``, ...
+      seconds: From its registration to its last update (the driver's work comes before).
+    """
+
+    name: str
+    state: str
+    seconds: float
 
 
 def run(config: PipelineConfig, windows_only: bool = False) -> RunResult:
@@ -39,7 +55,7 @@ def run(config: PipelineConfig, windows_only: bool = False) -> RunResult:
       windows_only: Run the example generator alone (check the data, write the windows).
 
     Returns:
-      Where the run's examples and pushed model are.
+      Where the run's examples and pushed model are, and each component's state and time.
     """
     os.makedirs(config.output_dir, exist_ok=True)
     started = time.time()
@@ -56,7 +72,26 @@ def run(config: PipelineConfig, windows_only: bool = False) -> RunResult:
     pushed_dir = None
     if pushed is not None and pushed.custom_properties["pushed"].int_value:
         pushed_dir = pushed.custom_properties["pushed_destination"].string_value
-    return RunResult(seconds=seconds, examples_uri=examples.uri, pushed_model=pushed_dir)
+    return RunResult(seconds=seconds, examples_uri=examples.uri, pushed_model=pushed_dir,
+                     components=component_runs(store, since_ms))
+
+
+def component_runs(store: metadata_store.MetadataStore, since_ms: int) -> tuple[ComponentRun, ...]:
+    """The executions registered since ``since_ms``, in order."""
+    types = {t.id: t.name.rsplit(".", 1)[-1] for t in store.get_execution_types()}
+    executions = sorted((e for e in store.get_executions() if e.create_time_since_epoch >= since_ms),
+                        key=lambda e: e.id)
+    return tuple(ComponentRun(name=types.get(e.type_id, str(e.type_id)),
+                              state=metadata_store_pb2.Execution.State.Name(e.last_known_state),
+                              seconds=(e.last_update_time_since_epoch - e.create_time_since_epoch) / 1000)
+                 for e in executions)
+
+
+def format_component_runs(runs: tuple[ComponentRun, ...]) -> str:
+    """A table of the components of a run: name, state, seconds."""
+    lines = [f"{'component':<22} {'state':<9} {'seconds':>8}"]
+    lines += [f"{r.name:<22} {r.state:<9} {r.seconds:>8.1f}" for r in runs]
+    return "\n".join(lines)
 
 
 def _output_artifact(store: metadata_store.MetadataStore, component: type, output_key: str,

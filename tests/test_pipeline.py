@@ -71,3 +71,13 @@ def test_the_whole_pipeline_runs_on_the_whole_bundled_data(tmp_path):
     assert summary["windows"] == {"train": 1058, "eval": 339, "test": 340}
     assert summary["frequencies"] == {"W-SAT": 1} and summary["missing_points"] == 59
     assert result.pushed_model is not None
+
+
+def test_the_run_reports_each_component_state_and_time(pipeline_run):
+    _, result = pipeline_run
+    assert [c.name for c in result.components] == [
+        "TimeSeriesExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer",
+        "Evaluator", "AtomicPusher"]
+    assert {c.state for c in result.components} == {"COMPLETE"}
+    assert 0 < sum(c.seconds for c in result.components) <= result.seconds
+    assert "Trainer" in local_runner.format_component_runs(result.components)
