@@ -140,7 +140,7 @@ def _print_windows_summary(examples_uri: str) -> None:
 
 def _cmd_windows(args: argparse.Namespace) -> int:
     from pipeline import local_runner  # pylint: disable=g-import-not-at-top
-    result = local_runner.run(pipeline_config_from_flags(args), windows_only=True)
+    result = local_runner.run(pipeline_config_from_flags(args), windows_only=True, progress=sys.stdout)
     print(f"windows written in {result.seconds:.1f} s to {result.examples_uri}")
     _print_windows_summary(result.examples_uri)
     return 0
@@ -148,7 +148,7 @@ def _cmd_windows(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from pipeline import local_runner  # pylint: disable=g-import-not-at-top
-    result = local_runner.run(pipeline_config_from_flags(args))
+    result = local_runner.run(pipeline_config_from_flags(args), progress=sys.stdout)
     _print_windows_summary(result.examples_uri)
     print(local_runner.format_component_runs(result.components))
     print(f"pipeline finished in {result.seconds:.1f} s")

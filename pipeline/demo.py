@@ -69,7 +69,7 @@ def format_forecasts(origins: np.ndarray, target_times: np.ndarray, forecasts: n
 def run_demo(config: PipelineConfig, windows: int = 6, ready_timeout_s: float = 120.0) -> int:
     """Runs the demo end to end and prints what it does; returns the process exit code."""
     print(f"[1/3] running the pipeline on {config.data.path} into {config.output_dir}", flush=True)
-    result = local_runner.run(config)
+    result = local_runner.run(config, progress=sys.stdout)
     print(f"      pipeline finished in {result.seconds:.1f} s; pushed {result.pushed_model}", flush=True)
     if result.pushed_model is None:
         raise DemoError(f"the model was not blessed (eval MAE above {config.max_eval_mae}); nothing to serve")

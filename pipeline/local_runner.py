@@ -1,9 +1,11 @@
 """Runs the pipeline here: LocalDagRunner, Beam's DirectRunner, ML Metadata in SQLite."""
 
+import contextlib
 import dataclasses
+import logging
 import os
 import time
-from typing import Optional
+from typing import Iterator, Optional, TextIO
 
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
@@ -47,12 +49,48 @@ class ComponentRun:
     seconds: float
 
 
-def run(config: PipelineConfig, windows_only: bool = False) -> RunResult:
+class _Progress(logging.Handler):
+    """Prints each component as LocalDagRunner starts and finishes it, with its seconds."""
+
+    def __init__(self, stream: TextIO):
+        super().__init__(logging.INFO)
+        self._stream = stream
+        self._started: dict[str, float] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg == "Component %s is running.":
+            self._started[record.args[0]] = time.monotonic()
+            print(f"  {record.args[0]:<22} running", file=self._stream, flush=True)
+        elif record.msg == "Component %s is finished.":
+            seconds = time.monotonic() - self._started.pop(record.args[0], time.monotonic())
+            print(f"  {record.args[0]:<22} finished in {seconds:.1f} s", file=self._stream, flush=True)
+
+
+@contextlib.contextmanager
+def printed_progress(stream: Optional[TextIO]) -> Iterator[None]:
+    """Prints component progress to ``stream`` (None: nothing) while the block runs."""
+    if stream is None:
+        yield
+        return
+    # LocalDagRunner reports each component through absl's logger at INFO.
+    logger = logging.getLogger("absl")
+    handler, level = _Progress(stream), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(min(level or logging.INFO, logging.INFO))
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def run(config: PipelineConfig, windows_only: bool = False, progress: Optional[TextIO] = None) -> RunResult:
     """Runs the whole pipeline, or only its example generator, to completion.
 
     Args:
       config: The run's settings; ``output_dir`` is created if needed.
       windows_only: Run the example generator alone (check the data, write the windows).
+      progress: Where to print each component as it starts and finishes (None: nowhere).
 
     Returns:
       Where the run's examples and pushed model are, and each component's state and time.
@@ -61,7 +99,8 @@ def run(config: PipelineConfig, windows_only: bool = False) -> RunResult:
     started = time.time()
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
     create = create_windows_pipeline if windows_only else create_pipeline
-    tfx.orchestration.LocalDagRunner().run(create(config, metadata))
+    with printed_progress(progress):
+        tfx.orchestration.LocalDagRunner().run(create(config, metadata))
     seconds = time.time() - started
     store = metadata_store.MetadataStore(metadata)
     since_ms = int(started * 1000)

@@ -3,6 +3,7 @@ DirectRunner and ML Metadata in SQLite, on several files and series with covaria
 
 import json
 import os
+import re
 
 import numpy as np
 import pandas as pd
@@ -80,6 +81,9 @@ def test_windows_command_writes_the_windows_the_per_series_functions_give(tmp_pa
     assert summary["windows"] == {s: sum(len(w[i]) for w, _ in expected.values() if w)
                                   for i, s in enumerate(windowing.SPLITS)}
     assert "series           3 (2 windowed, 1 skipped, holding 5 rows)" in printed
+    # Progress as LocalDagRunner goes.
+    assert "  TimeSeriesExampleGen   running" in printed
+    assert re.search(r"  TimeSeriesExampleGen   finished in \d+\.\d s", printed)
     assert f"windows          train {summary['windows']['train']}, eval {summary['windows']['eval']}" in printed
 
 
