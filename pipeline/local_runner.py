@@ -2,8 +2,8 @@
 
 import contextlib
 import dataclasses
-import logging
 import os
+import threading
 import time
 from typing import Iterator, Optional, TextIO
 
@@ -49,39 +49,41 @@ class ComponentRun:
     seconds: float
 
 
-class _Progress(logging.Handler):
-    """Prints each component as LocalDagRunner starts and finishes it, with its seconds."""
-
-    def __init__(self, stream: TextIO):
-        super().__init__(logging.INFO)
-        self._stream = stream
-        self._started: dict[str, float] = {}
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.msg == "Component %s is running.":
-            self._started[record.args[0]] = time.monotonic()
-            print(f"  {record.args[0]:<22} running", file=self._stream, flush=True)
-        elif record.msg == "Component %s is finished.":
-            seconds = time.monotonic() - self._started.pop(record.args[0], time.monotonic())
-            print(f"  {record.args[0]:<22} finished in {seconds:.1f} s", file=self._stream, flush=True)
-
-
 @contextlib.contextmanager
-def printed_progress(stream: Optional[TextIO]) -> Iterator[None]:
-    """Prints component progress to ``stream`` (None: nothing) while the block runs."""
+def printed_progress(stream: Optional[TextIO], metadata: metadata_store_pb2.ConnectionConfig,
+                     poll_seconds: float = 0.5) -> Iterator[None]:
+    """Prints each component as it starts and ends, read from ML Metadata while the block runs.
+
+    ML Metadata is what every TFX orchestrator records executions in, so this needs no hook into
+    the runner: each execution appears when its component starts and gets its final state
+    (COMPLETE, CACHED, FAILED) when it ends.
+    """
     if stream is None:
         yield
         return
-    # LocalDagRunner reports each component through absl's logger at INFO.
-    logger = logging.getLogger("absl")
-    handler, level = _Progress(stream), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(min(level or logging.INFO, logging.INFO))
+    since_ms, stop, seen = int(time.time() * 1000), threading.Event(), {}
+
+    def report() -> None:
+        for component in component_runs(metadata_store.MetadataStore(metadata), since_ms):
+            key = (component.name, component.state)
+            if seen.get(component.name) == key:
+                continue
+            seen[component.name] = key
+            ended = "" if component.state in ("NEW", "RUNNING") else f" in {component.seconds:.1f} s"
+            print(f"  {component.name:<22} {component.state.lower()}{ended}", file=stream, flush=True)
+
+    def watch() -> None:
+        while not stop.wait(poll_seconds):
+            report()
+
+    thread = threading.Thread(target=watch, name="progress", daemon=True)
+    thread.start()
     try:
         yield
     finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+        stop.set()
+        thread.join()
+        report()
 
 
 def run(config: PipelineConfig, windows_only: bool = False, progress: Optional[TextIO] = None) -> RunResult:
@@ -99,7 +101,7 @@ def run(config: PipelineConfig, windows_only: bool = False, progress: Optional[T
     started = time.time()
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
     create = create_windows_pipeline if windows_only else create_pipeline
-    with printed_progress(progress):
+    with printed_progress(progress, metadata):
         tfx.orchestration.LocalDagRunner().run(create(config, metadata))
     seconds = time.time() - started
     store = metadata_store.MetadataStore(metadata)
