@@ -101,8 +101,10 @@ def run(config: PipelineConfig, windows_only: bool = False, progress: Optional[T
     started = time.time()
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
     create = create_windows_pipeline if windows_only else create_pipeline
+    # Built first: bad settings fail here, before ML Metadata or any output is touched.
+    pipeline = create(config, metadata)
     with printed_progress(progress, metadata):
-        tfx.orchestration.LocalDagRunner().run(create(config, metadata))
+        tfx.orchestration.LocalDagRunner().run(pipeline)
     seconds = time.time() - started
     store = metadata_store.MetadataStore(metadata)
     since_ms = int(started * 1000)
