@@ -20,16 +20,11 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 from tfx.v1.components import Pusher
 
+from serving.server import list_versions
+
 # Where a version is assembled: a dot name, not a number, so servers skip it while it is written.
 STAGING_PREFIX = ".staging-"
 KEEP_VERSIONS_KEY = "keep_versions"
-
-
-def numbered_versions(base_directory: str) -> list[int]:
-    """The numbered version directories under ``base_directory``, ascending."""
-    if not tf.io.gfile.isdir(base_directory):
-        return []
-    return sorted(int(n.rstrip("/")) for n in tf.io.gfile.listdir(base_directory) if n.rstrip("/").isdigit())
 
 
 def push_atomically(model_path: str, base_directory: str, version: int, keep_versions: int) -> str:
@@ -64,7 +59,7 @@ def push_atomically(model_path: str, base_directory: str, version: int, keep_ver
     finally:
         if tf.io.gfile.exists(staging):
             tf.io.gfile.rmtree(staging)
-    for old in numbered_versions(base_directory)[:-keep_versions]:
+    for old in list_versions(base_directory)[:-keep_versions]:
         tf.io.gfile.rmtree(os.path.join(base_directory, str(old)))
     return target
 
@@ -85,7 +80,7 @@ class AtomicPushExecutor(pusher_executor.Executor):
         keep = int(custom_config.get(KEEP_VERSIONS_KEY, 5))
         base = destination.filesystem.base_directory
         # Seconds since the epoch, as TFX's Pusher numbers versions, but always above the newest.
-        version = max([int(time.time()), *(v + 1 for v in numbered_versions(base))])
+        version = max([int(time.time()), *(v + 1 for v in list_versions(base))])
         serving_path = push_atomically(model_path, base, version, keep)
         io_utils.copy_dir(model_path, model_push.uri)
         self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=str(version))

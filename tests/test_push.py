@@ -49,4 +49,3 @@ def test_a_staging_directory_is_not_a_version_to_servers(tmp_path):
     (base / f"{pusher.STAGING_PREFIX}7-123").mkdir(parents=True)
     (base / "3").mkdir()
     assert server_lib.list_versions(str(base)) == [3]
-    assert pusher.numbered_versions(str(base)) == [3]
