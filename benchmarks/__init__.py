@@ -30,7 +30,8 @@ def transform_outputs(run_dir: str) -> tuple[str, str]:
         from pipeline import local_runner  # pylint: disable=g-import-not-at-top
         config = config_lib.PipelineConfig(
             data=config_lib.DataConfig(path=DATA), output_dir=run_dir,
-            model=config_lib.ModelConfig(epochs=1), max_eval_mae=1e9)
+            model=config_lib.ModelConfig(epochs=1),
+            evaluation=config_lib.EvaluationConfig(max_skill=1e9))
         local_runner.run(config)
     newest = lambda pattern: max(glob.glob(os.path.join(root, pattern, "*")), key=os.path.getmtime)
     return newest("transform_graph"), newest("transformed_examples")

@@ -4,6 +4,7 @@ TF Serving (and the local server) load a numbered version directory as soon as i
 model base path; TFX's own Pusher copies into that directory file by file, so a server can find
 it half-written (tensorflow/serving#631). Here the model is copied beside it, under a name no
 server takes for a version, and renamed into place; the newest ``keep_versions`` versions are kept.
+A model that is already the newest version (the same TensorFlow fingerprint) is not pushed again.
 """
 
 import json
@@ -12,6 +13,7 @@ import time
 from typing import Any
 
 import tensorflow as tf
+from absl import logging
 from tfx import types
 from tfx.components.pusher import executor as pusher_executor
 from tfx.dsl.components.base import executor_spec
@@ -64,6 +66,23 @@ def push_atomically(model_path: str, base_directory: str, version: int, keep_ver
     return target
 
 
+# Written by TensorFlow into every SavedModel: hashes of its graph, signatures and checkpoint.
+_FINGERPRINT_FILE = "fingerprint.pb"
+
+
+def same_saved_model(path: str, other: str) -> bool:
+    """Whether two SavedModel directories hold the same model, by their TensorFlow fingerprints.
+
+    False when either lacks a fingerprint (a SavedModel from before TF 2.12), so that the model
+    is pushed rather than wrongly taken for one already served.
+    """
+    files = [os.path.join(p, _FINGERPRINT_FILE) for p in (path, other)]
+    if not all(tf.io.gfile.exists(f) for f in files):
+        return False
+    with tf.io.gfile.GFile(files[0], "rb") as a, tf.io.gfile.GFile(files[1], "rb") as b:
+        return a.read() == b.read()
+
+
 class AtomicPushExecutor(pusher_executor.Executor):
     """Pushes a blessed model with :func:`push_atomically` (filesystem destinations)."""
 
@@ -79,8 +98,17 @@ class AtomicPushExecutor(pusher_executor.Executor):
         custom_config = json.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "null") or {}
         keep = int(custom_config.get(KEEP_VERSIONS_KEY, 5))
         base = destination.filesystem.base_directory
+        versions = list_versions(base)
+        newest = os.path.join(base, str(versions[-1])) if versions else None
+        if newest and same_saved_model(model_path, newest):
+            # A re-run blessing the model already served (its first comparison with itself as the
+            # latest blessed model) must not make servers reload it as a new version.
+            logging.info("AtomicPusher: %s is already served as %s; nothing pushed", model_path, newest)
+            io_utils.copy_dir(model_path, model_push.uri)
+            self._MarkPushed(model_push, pushed_destination=newest, pushed_version=str(versions[-1]))
+            return
         # Seconds since the epoch, as TFX's Pusher numbers versions, but always above the newest.
-        version = max([int(time.time()), *(v + 1 for v in list_versions(base))])
+        version = max([int(time.time()), *(v + 1 for v in versions)])
         serving_path = push_atomically(model_path, base, version, keep)
         io_utils.copy_dir(model_path, model_push.uri)
         self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=str(version))

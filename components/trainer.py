@@ -24,6 +24,8 @@ from pipeline import config as config_lib
 from serving import contract
 
 LOSSES = ("mse", "huber")
+# Loss and eval loss per epoch (Keras' CSVLogger), in the Trainer's model_run directory.
+TRAINING_LOG_FILE = "training_log.csv"
 # XLA compiles once per input shape (about 0.25 s for this model on 2 cores). The XLA signatures
 # pad each batch up to the next of these sizes (beyond the largest, to a multiple of it), so a
 # server compiles at most these shapes, and the warmup requests (one per size) compile them
@@ -287,7 +289,7 @@ def train(train_files: list[str], eval_files: list[str], data_accessor: tfx.comp
       history: Window length L.
       horizon: Horizon H.
       model_config: Model and training settings; ``seed`` fixes weights, dropout and shuffling.
-      log_dir: TensorBoard log directory, or None for no logs.
+      log_dir: Where TensorBoard's logs and :data:`TRAINING_LOG_FILE` go, or None for no logs.
 
     Returns:
       The trained model (the best eval-loss weights when early stopping is on).
@@ -303,7 +305,9 @@ def train(train_files: list[str], eval_files: list[str], data_accessor: tfx.comp
     model = build_model(history, horizon, model_config, covariates)
     callbacks = _callbacks(model_config)
     if log_dir:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir))
+        callbacks += [keras.callbacks.TensorBoard(log_dir=log_dir),
+                      # Loss per epoch as CSV, for the run's report (TensorBoard's files need TensorBoard).
+                      keras.callbacks.CSVLogger(os.path.join(log_dir, TRAINING_LOG_FILE))]
     model.fit(train_data, validation_data=eval_data, epochs=model_config.epochs, verbose=2, callbacks=callbacks)
     return model
 

@@ -80,8 +80,16 @@ def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=defaults_m.epochs)
     parser.add_argument("--seed", type=int, default=defaults_m.seed)
     parser.add_argument("--model-name", default=config_lib.DEFAULT_MODEL_NAME)
-    parser.add_argument("--max-eval-mae", type=float, default=config_lib.PipelineConfig.max_eval_mae,
-                        help="bless the model only if its eval MAE (original units) is below this")
+    defaults_e = config_lib.EvaluationConfig()
+    parser.add_argument("--season-length", type=int, default=defaults_e.season_length,
+                        help="points per season of the seasonal naive baseline (at most --history)")
+    parser.add_argument("--max-skill", type=float, default=defaults_e.max_skill,
+                        help="bless the model only if its eval MAE over the best naive MAE is below this")
+    parser.add_argument("--regression-tolerance", type=float, default=defaults_e.regression_tolerance,
+                        help="bless the model only if its eval MAE is at most this fraction above the "
+                             "latest blessed model's")
+    parser.add_argument("--report-series", type=int, default=defaults_e.report_series,
+                        help="series drawn in the report's forecast plots")
     parser.add_argument("--keep-versions", type=int, default=config_lib.PipelineConfig.keep_versions,
                         help="newest pushed versions kept under the serving directory")
 
@@ -123,13 +131,21 @@ def pipeline_config_from_flags(args: argparse.Namespace) -> config_lib.PipelineC
                                         calendar_features=not args.no_calendar_features),
         model=model,
         model_name=getattr(args, "model_name", config_lib.DEFAULT_MODEL_NAME),
-        max_eval_mae=getattr(args, "max_eval_mae", config_lib.PipelineConfig.max_eval_mae),
+        evaluation=_evaluation_config(args),
         keep_versions=getattr(args, "keep_versions", config_lib.PipelineConfig.keep_versions),
         beam_direct_running_mode=args.beam_mode,
         beam_num_workers=args.beam_workers,
         enable_cache=not args.no_cache,
         beam_preset=args.beam_preset,
         beam_options=tuple(args.beam_option))
+
+
+def _evaluation_config(args: argparse.Namespace) -> config_lib.EvaluationConfig:
+    if not hasattr(args, "season_length"):  # windows evaluates nothing: any valid season will do
+        return config_lib.EvaluationConfig(season_length=min(args.history, config_lib.EvaluationConfig.season_length))
+    return config_lib.EvaluationConfig(season_length=args.season_length, max_skill=args.max_skill,
+                                       regression_tolerance=args.regression_tolerance,
+                                       report_series=args.report_series)
 
 
 def _print_windows_summary(examples_uri: str) -> None:
@@ -148,12 +164,17 @@ def _cmd_windows(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from pipeline import local_runner  # pylint: disable=g-import-not-at-top
-    result = local_runner.run(pipeline_config_from_flags(args), progress=sys.stdout)
+    from pipeline import report as report_lib  # pylint: disable=g-import-not-at-top
+    config = pipeline_config_from_flags(args)
+    result = local_runner.run(config, progress=sys.stdout)
     _print_windows_summary(result.examples_uri)
     print(local_runner.format_component_runs(result.components))
-    print(f"pipeline finished in {result.seconds:.1f} s")
-    print(f"examples: {result.examples_uri}")
-    print(f"pushed model: {result.pushed_model or 'none (the model was not blessed)'}")
+    print(f"pipeline finished in {result.seconds:.1f} s; examples: {result.examples_uri}\n")
+    report = report_lib.collect(config, result)
+    report_dir = report_lib.write(config, result, report)
+    print(report_lib.format_report(report))
+    print(f"report           {os.path.join(report_dir, report_lib.HTML_FILE)}")
+    # A run whose model is not blessed did its job, but a script chaining on it must know.
     return 0 if result.pushed_model else 2
 
 

@@ -123,6 +123,31 @@ class ModelConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class EvaluationConfig:
+    """How a model earns its blessing, and what the run's report shows.
+
+    The Evaluator scores the model and two naive forecasts (persistence and seasonal naive) on
+    the eval windows (see :mod:`components.forecast_metrics`); the test windows are scored the
+    same way for the report only.
+
+    Attributes:
+      season_length: Points per season of the seasonal naive forecast, at most the history
+        length. The default fits weekly data with a yearly cycle (the bundled CO2 series).
+      max_skill: The model is blessed only if its eval MAE over the best naive MAE is strictly
+        below this (1.0: it must beat both naive forecasts).
+      regression_tolerance: The model is blessed only if its eval MAE is at most this fraction
+        above the latest blessed model's MAE on the same windows (0.05: up to 5% worse). The
+        first run has no blessed model to compare with, so only ``max_skill`` applies.
+      report_series: Series drawn in the report's forecast plots.
+    """
+
+    season_length: int = 52
+    max_skill: float = 1.0
+    regression_tolerance: float = 0.05
+    report_series: int = 3
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     """Everything a pipeline run needs.
 
@@ -133,7 +158,7 @@ class PipelineConfig:
       model: Model and training settings.
       pipeline_name: Name of the TFX pipeline (and of its ML Metadata context).
       model_name: Name under which the model is served.
-      max_eval_mae: The Evaluator blesses a model only if its eval MAE (original units) is below.
+      evaluation: The blessing gate and the report.
       keep_versions: Newest pushed versions kept under the model base path; older ones are deleted.
       beam_direct_running_mode: ``in_memory`` or ``multi_processing`` for Beam's DirectRunner.
       beam_num_workers: Workers of the DirectRunner (0: one per CPU).
@@ -148,13 +173,26 @@ class PipelineConfig:
     model: ModelConfig = ModelConfig()
     pipeline_name: str = "lstm-forecast"
     model_name: str = DEFAULT_MODEL_NAME
-    max_eval_mae: float = 1.0
+    evaluation: EvaluationConfig = EvaluationConfig()
     keep_versions: int = 5
     beam_direct_running_mode: str = "in_memory"
     beam_num_workers: int = 1
     beam_preset: str = "direct"
     beam_options: tuple[str, ...] = ()
     enable_cache: bool = True
+
+    def __post_init__(self) -> None:
+        season, history = self.evaluation.season_length, self.windows.history
+        if not 1 <= season <= history:
+            raise ConfigError(f"season length {season} must be between 1 and the history length {history} "
+                              "(the seasonal naive forecast looks one season back within the history)")
+        if self.evaluation.regression_tolerance < 0:
+            raise ConfigError(f"regression tolerance must be >= 0, got {self.evaluation.regression_tolerance}")
+
+    @property
+    def report_dir(self) -> str:
+        """Where the run's report goes: ``summary.json``, ``index.html`` and its plots."""
+        return os.path.join(self.output_dir, "report")
 
     @property
     def pipeline_root(self) -> str:
@@ -204,7 +242,7 @@ class PipelineConfig:
 def from_json(text: str) -> PipelineConfig:
     """The :class:`PipelineConfig` that :meth:`PipelineConfig.to_json` wrote."""
     values = json.loads(text)
-    nested = {"data": DataConfig, "windows": WindowConfig, "model": ModelConfig}
+    nested = {"data": DataConfig, "windows": WindowConfig, "model": ModelConfig, "evaluation": EvaluationConfig}
     return _from_json(PipelineConfig, {k: _from_json(nested[k], v) if k in nested else v for k, v in values.items()})
 
 

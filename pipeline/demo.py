@@ -1,5 +1,8 @@
 """The demo: run the pipeline, serve the pushed model, forecast the last test windows over gRPC.
 
+The run's report (metrics against the naive forecasts, the skill, why the model was blessed) is
+printed and written to ``OUTPUT/report/``, as ``lstm-forecast run`` does.
+
 It starts ``lstm-forecast serve`` as a separate process, as a user would, waits until the model is
 AVAILABLE (failing loudly if it never is), prints each forecast next to the actual value, and
 stops the server.
@@ -19,6 +22,7 @@ from components import windowing
 from components.example_gen import executor as example_gen_executor
 from components.example_gen import series as series_lib
 from pipeline import local_runner
+from pipeline import report as report_lib
 from pipeline.config import PipelineConfig
 from serving import client as client_lib
 
@@ -70,12 +74,17 @@ def run_demo(config: PipelineConfig, windows: int = 6, ready_timeout_s: float = 
     """Runs the demo end to end and prints what it does; returns the process exit code."""
     print(f"[1/3] running the pipeline on {config.data.path} into {config.output_dir}", flush=True)
     result = local_runner.run(config, progress=sys.stdout)
-    print(f"      pipeline finished in {result.seconds:.1f} s; pushed {result.pushed_model}", flush=True)
-    if result.pushed_model is None:
-        raise DemoError(f"the model was not blessed (eval MAE above {config.max_eval_mae}); nothing to serve")
-
+    print(f"      pipeline finished in {result.seconds:.1f} s", flush=True)
     summary = example_gen_executor.read_summary(result.examples_uri)
     print("      " + series_lib.format_summary(summary).replace("\n", "\n      "), flush=True)
+    report = report_lib.collect(config, result)
+    report_dir = report_lib.write(config, result, report)
+    print("      " + report_lib.format_report(report).replace("\n", "\n      "), flush=True)
+    print(f"      report: {os.path.join(report_dir, report_lib.HTML_FILE)}", flush=True)
+    print(f"      skill reached: {report.skill[windowing.EVAL]:.3f} on eval (the gate: below "
+          f"{config.evaluation.max_skill:g}), {report.skill[windowing.TEST]:.3f} on test", flush=True)
+    if result.pushed_model is None:
+        raise DemoError("the model was not blessed, so nothing was pushed to serve: " + "; ".join(report.reasons))
     with_test = [r["series_id"] for r in summary["per_series"] if r["windows"][windowing.TEST]]
     if not with_test:
         raise DemoError("the test split has no windows")

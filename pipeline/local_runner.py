@@ -26,12 +26,15 @@ class RunResult:
       examples_uri: The Examples artifact of this run.
       pushed_model: Directory of the version pushed by this run, or None if the model was not
         blessed.
+      components: Each component's execution, in order.
+      since_ms: When the run started (ML Metadata time): its executions are the ones after.
     """
 
     seconds: float
     examples_uri: str
     pushed_model: Optional[str]
     components: tuple["ComponentRun", ...] = ()
+    since_ms: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +42,7 @@ class ComponentRun:
     """One component's execution in a run, from ML Metadata.
 
     Attributes:
-      name: The component's class name.
+      name: The component's id in the pipeline (its class name unless given another).
       state: ``COMPLETE``, ``CACHED``, ``FAILED``, ...
       seconds: From its registration to its last update (the driver's work comes before).
     """
@@ -51,7 +54,7 @@ class ComponentRun:
 
 @contextlib.contextmanager
 def printed_progress(stream: Optional[TextIO], metadata: metadata_store_pb2.ConnectionConfig,
-                     poll_seconds: float = 0.5) -> Iterator[None]:
+                     pipeline_name: str, poll_seconds: float = 0.5) -> Iterator[None]:
     """Prints each component as it starts and ends, read from ML Metadata while the block runs.
 
     ML Metadata is what every TFX orchestrator records executions in, so this needs no hook into
@@ -64,7 +67,7 @@ def printed_progress(stream: Optional[TextIO], metadata: metadata_store_pb2.Conn
     since_ms, stop, seen = int(time.time() * 1000), threading.Event(), {}
 
     def report() -> None:
-        for component in component_runs(metadata_store.MetadataStore(metadata), since_ms):
+        for component in component_runs(metadata_store.MetadataStore(metadata), pipeline_name, since_ms):
             key = (component.name, component.state)
             if seen.get(component.name) == key:
                 continue
@@ -103,31 +106,43 @@ def run(config: PipelineConfig, windows_only: bool = False, progress: Optional[T
     create = create_windows_pipeline if windows_only else create_pipeline
     # Built first: bad settings fail here, before ML Metadata or any output is touched.
     pipeline = create(config, metadata)
-    with printed_progress(progress, metadata):
+    with printed_progress(progress, metadata, config.pipeline_name):
         tfx.orchestration.LocalDagRunner().run(pipeline)
     seconds = time.time() - started
     store = metadata_store.MetadataStore(metadata)
     since_ms = int(started * 1000)
-    examples = _output_artifact(store, TimeSeriesExampleGen, "examples", since_ms)
+    examples = output_artifact(store, config.pipeline_name, TimeSeriesExampleGen.__name__, "examples", since_ms)
     if examples is None:
         raise RuntimeError(f"the run recorded no examples in {config.metadata_path}")
-    pushed = None if windows_only else _output_artifact(store, AtomicPusher, "pushed_model", since_ms)
+    pushed = None if windows_only else output_artifact(store, config.pipeline_name, AtomicPusher.__name__,
+                                                       "pushed_model", since_ms)
     pushed_dir = None
     if pushed is not None and pushed.custom_properties["pushed"].int_value:
         pushed_dir = pushed.custom_properties["pushed_destination"].string_value
     return RunResult(seconds=seconds, examples_uri=examples.uri, pushed_model=pushed_dir,
-                     components=component_runs(store, since_ms))
+                     components=component_runs(store, config.pipeline_name, since_ms), since_ms=since_ms)
 
 
-def component_runs(store: metadata_store.MetadataStore, since_ms: int) -> tuple[ComponentRun, ...]:
-    """The executions registered since ``since_ms``, in order."""
-    types = {t.id: t.name.rsplit(".", 1)[-1] for t in store.get_execution_types()}
-    executions = sorted((e for e in store.get_executions() if e.create_time_since_epoch >= since_ms),
-                        key=lambda e: e.id)
-    return tuple(ComponentRun(name=types.get(e.type_id, str(e.type_id)),
+def _node_executions(store: metadata_store.MetadataStore, pipeline_name: str,
+                     since_ms: int) -> list[tuple[str, metadata_store_pb2.Execution]]:
+    """(node id, execution) of each execution of ``pipeline_name`` since ``since_ms``, in order."""
+    # TFX records each node's executions under a context named "<pipeline>.<node id>".
+    prefix = f"{pipeline_name}."
+    found = []
+    for context in store.get_contexts_by_type("node"):
+        if context.name.startswith(prefix):
+            found += [(context.name[len(prefix):], e) for e in store.get_executions_by_context(context.id)
+                      if e.create_time_since_epoch >= since_ms]
+    return sorted(found, key=lambda pair: pair[1].id)
+
+
+def component_runs(store: metadata_store.MetadataStore, pipeline_name: str,
+                   since_ms: int) -> tuple[ComponentRun, ...]:
+    """The executions of ``pipeline_name``'s components since ``since_ms``, in order."""
+    return tuple(ComponentRun(name=node,
                               state=metadata_store_pb2.Execution.State.Name(e.last_known_state),
                               seconds=(e.last_update_time_since_epoch - e.create_time_since_epoch) / 1000)
-                 for e in executions)
+                 for node, e in _node_executions(store, pipeline_name, since_ms))
 
 
 def format_component_runs(runs: tuple[ComponentRun, ...]) -> str:
@@ -137,15 +152,15 @@ def format_component_runs(runs: tuple[ComponentRun, ...]) -> str:
     return "\n".join(lines)
 
 
-def _output_artifact(store: metadata_store.MetadataStore, component: type, output_key: str,
-                     since_ms: int) -> Optional[metadata_store_pb2.Artifact]:
-    """The artifact under ``output_key`` of the newest run of ``component`` since ``since_ms``."""
-    type_name = f"{component.__module__}.{component.__name__}"
-    executions = [e for e in store.get_executions_by_type(type_name)
-                  if e.create_time_since_epoch >= since_ms]
+def output_artifact(store: metadata_store.MetadataStore, pipeline_name: str, node_id: str, output_key: str,
+                    since_ms: int) -> Optional[metadata_store_pb2.Artifact]:
+    """The artifact under ``output_key`` of the newest execution of ``node_id`` since ``since_ms``.
+
+    A cached execution counts: it records the outputs it reused.
+    """
+    executions = [e for node, e in _node_executions(store, pipeline_name, since_ms) if node == node_id]
     if not executions:
         return None
-    latest = max(executions, key=lambda e: e.create_time_since_epoch)
-    ids = [event.artifact_id for event in store.get_events_by_execution_ids([latest.id])
+    ids = [event.artifact_id for event in store.get_events_by_execution_ids([executions[-1].id])
            if event.type == metadata_store_pb2.Event.OUTPUT and event.path.steps[0].key == output_key]
     return store.get_artifacts_by_id(ids)[0] if ids else None

@@ -1,18 +1,22 @@
 """The forecasting pipeline: ``create_pipeline(config) -> tfx.dsl.Pipeline``, pure and runner-free.
 
 Components, in order: TimeSeriesExampleGen, StatisticsGen, SchemaGen, ExampleValidator,
-Transform, Tuner (only with ``ModelConfig.tune``), Trainer, Evaluator, Pusher.
+Transform, Tuner (only with ``ModelConfig.tune``), Trainer, the latest blessed model's resolver,
+Evaluator (eval split: the blessing), TestEvaluator (test split: reported only), Pusher.
 """
 
+import json
 import os
 from typing import Optional
 
+import numpy as np
 import tensorflow_model_analysis as tfma
+from tensorflow_model_analysis.proto import config_pb2 as tfma_config
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 import components
-from components import features
+from components import features, forecast_metrics
 from components.example_gen.component import TimeSeriesExampleGen
 from components.example_gen.series import WindowingOptions
 from components.pusher import KEEP_VERSIONS_KEY, AtomicPusher
@@ -24,22 +28,60 @@ TRANSFORM_MODULE = os.path.join(_COMPONENTS_DIR, "transform.py")
 TRAINER_MODULE = os.path.join(_COMPONENTS_DIR, "trainer.py")
 
 
-def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
-    """MAE and RMSE of the forecasts in original units on the eval split, with the blessing bound."""
+CANDIDATE, BASELINE = "candidate", "baseline"
+LATEST_BLESSED_RESOLVER = "LatestBlessedModelResolver"
+TEST_EVALUATOR = "TestEvaluator"
+
+
+def eval_config(config: PipelineConfig, gate: bool = True) -> tfma.EvalConfig:
+    """The forecasting EvalConfig: the model and the naive forecasts, overall, per step, per series.
+
+    Every metric of :mod:`components.forecast_metrics` (MAE, RMSE, MAPE, sMAPE of the model, of
+    persistence and of seasonal naive, each overall and per horizon step, and the skill), on the
+    whole split and sliced by series id.
+
+    Args:
+      config: The run's settings (horizon, season length, the bounds).
+      gate: With the blessing thresholds, which hold on the whole split only: skill strictly below
+        ``max_skill``, and MAE at most ``regression_tolerance`` above the latest blessed model's
+        (TFX drops this change threshold when there is no blessed model yet). Without: metrics only.
+    """
+    evaluation = config.evaluation
+    overall = tfma.SlicingSpec()
+
+    def on_whole_split(threshold: tfma.MetricThreshold) -> list:
+        return [tfma_config.PerSliceMetricThreshold(slicing_specs=[overall], threshold=threshold)]
+
+    metrics = [tfma.MetricConfig(class_name="ExampleCount")]
+    for forecaster in forecast_metrics.FORECASTERS:
+        for error in forecast_metrics.ERRORS:
+            metric = tfma.MetricConfig(
+                class_name=forecast_metrics.ForecastError.__name__, module=forecast_metrics.__name__,
+                config=json.dumps({"error": error, "forecaster": forecaster, "horizon": config.windows.horizon,
+                                   "season_length": evaluation.season_length}))
+            if gate and forecaster == forecast_metrics.MODEL and error == "mae":
+                metric.per_slice_thresholds.extend(on_whole_split(tfma.MetricThreshold(
+                    change_threshold=tfma.GenericChangeThreshold(
+                        direction=tfma.MetricDirection.LOWER_IS_BETTER,
+                        relative={"value": evaluation.regression_tolerance}))))
+            metrics.append(metric)
+    skill = tfma.MetricConfig(class_name=forecast_metrics.ForecastSkill.__name__, module=forecast_metrics.__name__,
+                              config=json.dumps({"season_length": evaluation.season_length}))
+    if gate:
+        # TFMA's bounds are inclusive; the next float below makes "strictly below" exact.
+        skill.per_slice_thresholds.extend(on_whole_split(tfma.MetricThreshold(
+            value_threshold=tfma.GenericValueThreshold(
+                upper_bound={"value": float(np.nextafter(evaluation.max_skill, -np.inf))}))))
+    metrics.append(skill)
+
+    def model_spec(name: str, is_baseline: bool = False) -> tfma.ModelSpec:
+        return tfma.ModelSpec(name=name, signature_name=contract.EXAMPLES_SIGNATURE_NAME, label_key=features.TARGET,
+                              prediction_key=contract.OUTPUT_KEY, is_baseline=is_baseline)
+
     return tfma.EvalConfig(
-        model_specs=[tfma.ModelSpec(
-            signature_name=contract.EXAMPLES_SIGNATURE_NAME,
-            label_key=features.TARGET,
-            prediction_key=contract.OUTPUT_KEY)],
-        slicing_specs=[tfma.SlicingSpec()],
-        metrics_specs=[tfma.MetricsSpec(metrics=[
-            tfma.MetricConfig(class_name="ExampleCount"),
-            tfma.MetricConfig(
-                class_name="MeanAbsoluteError",
-                threshold=tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(
-                    upper_bound={"value": config.max_eval_mae}))),
-            tfma.MetricConfig(class_name="MeanSquaredError"),
-        ])])
+        model_specs=[model_spec(CANDIDATE)] + ([model_spec(BASELINE, is_baseline=True)] if gate else []),
+        slicing_specs=[overall, tfma.SlicingSpec(feature_keys=[features.SERIES_ID])],
+        metrics_specs=[tfma.MetricsSpec(metrics=metrics)])
 
 
 def windowing_options(config: PipelineConfig) -> WindowingOptions:
@@ -108,11 +150,24 @@ def create_pipeline(config: PipelineConfig,
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         custom_config=config.trainer_config())
+    # The model to beat besides the naive forecasts: the newest one the Evaluator blessed.
+    latest_blessed = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id(LATEST_BLESSED_RESOLVER)
     evaluator = tfx.components.Evaluator(
         examples=examples.outputs["examples"],
         model=trainer.outputs["model"],
+        baseline_model=latest_blessed.outputs["model"],
         eval_config=eval_config(config),
         example_splits=["eval"])
+    # The same metrics on the test split, for the report; no thresholds, so it blesses nothing.
+    test_evaluator = tfx.components.Evaluator(
+        examples=examples.outputs["examples"],
+        model=trainer.outputs["model"],
+        eval_config=eval_config(config, gate=False),
+        example_splits=["test"]).with_id(TEST_EVALUATOR)
     pusher = AtomicPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
@@ -123,5 +178,6 @@ def create_pipeline(config: PipelineConfig,
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=[examples, statistics_gen, schema_gen, example_validator, transform,
-                    *([tuner] if tuner is not None else []), trainer, evaluator, pusher],
+                    *([tuner] if tuner is not None else []), trainer, latest_blessed, evaluator,
+                    test_evaluator, pusher],
         **_runtime(config, metadata))

@@ -12,11 +12,12 @@ from pipeline import local_runner
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(REPO, "data", "co2_weekly_mlo.csv")
-# Fast settings: a slice of the series, a small model, few epochs. The bound is loose on purpose:
-# these tests check plumbing and numbers, not accuracy.
+# Fast settings: a slice of the series, a small model, few epochs. The skill bound is loose on
+# purpose: these tests check plumbing and numbers, not accuracy (tests/test_blessing.py does).
 SLICE_ROWS = 700
 FAST_WINDOWS = config_lib.WindowConfig(history=16, horizon=3, stride=1, split_fractions=(0.6, 0.2))
 FAST_MODEL = config_lib.ModelConfig(lstm_units=(16, 16), epochs=2, batch_size=32)
+FAST_EVALUATION = config_lib.EvaluationConfig(season_length=8, max_skill=1e6)
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +29,7 @@ def pipeline_run(tmp_path_factory):
         data.write_text("".join(line for _, line in zip(range(SLICE_ROWS + 1), f)))
     config = config_lib.PipelineConfig(
         data=config_lib.DataConfig(path=str(data)), output_dir=str(root / "run"),
-        windows=FAST_WINDOWS, model=FAST_MODEL, max_eval_mae=1e6)
+        windows=FAST_WINDOWS, model=FAST_MODEL, evaluation=FAST_EVALUATION)
     return config, local_runner.run(config)
 
 

@@ -1,16 +1,21 @@
 """One full TFX pipeline run (real components, Beam, ML Metadata in SQLite) and what it pushed."""
 
+import dataclasses
+import json
 import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow_model_analysis.proto import config_pb2 as tfma_config
 
 from components import windowing
 from components.example_gen import executor as example_gen_executor
 from components.example_gen import series as series_lib
 from pipeline import config as config_lib
 from pipeline import local_runner
+from pipeline import pipeline as pipeline_lib
+from pipeline import report as report_lib
 from pipeline.pipeline import windowing_options
 from serving import contract
 from serving import server as server_lib
@@ -76,8 +81,51 @@ def test_the_whole_pipeline_runs_on_the_whole_bundled_data(tmp_path):
 def test_the_run_reports_each_component_state_and_time(pipeline_run):
     _, result = pipeline_run
     assert [c.name for c in result.components] == [
-        "TimeSeriesExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer",
-        "Evaluator", "AtomicPusher"]
+        "LatestBlessedModelResolver", "TimeSeriesExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator",
+        "Transform", "Trainer", "Evaluator", "TestEvaluator", "AtomicPusher"]
     assert {c.state for c in result.components} == {"COMPLETE"}
     assert 0 < sum(c.seconds for c in result.components) <= result.seconds
     assert "Trainer" in local_runner.format_component_runs(result.components)
+
+
+def test_the_gate_holds_on_the_whole_eval_split_and_the_test_split_has_none():
+    config = config_lib.PipelineConfig(data=config_lib.DataConfig(path=DATA), output_dir="out",
+                                       evaluation=config_lib.EvaluationConfig(max_skill=0.9, regression_tolerance=0.1))
+    gate = pipeline_lib.eval_config(config)
+    assert [(m.name, m.is_baseline) for m in gate.model_specs] == [("candidate", False), ("baseline", True)]
+    thresholds = {json.loads(m.config).get("error", m.class_name): m.per_slice_thresholds
+                  for m in gate.metrics_specs[0].metrics if m.per_slice_thresholds}
+    assert set(thresholds) == {"mae", "ForecastSkill"}
+    for per_slice in thresholds.values():
+        (threshold,) = per_slice
+        assert list(threshold.slicing_specs) == [tfma_config.SlicingSpec()]  # not per series
+    skill_bound = thresholds["ForecastSkill"][0].threshold.value_threshold.upper_bound.value
+    assert skill_bound < 0.9 and skill_bound == pytest.approx(0.9, abs=1e-12)  # strictly below
+    change = thresholds["mae"][0].threshold.change_threshold
+    assert change.relative.value == pytest.approx(0.1) and change.direction == tfma_config.MetricDirection.LOWER_IS_BETTER
+    report_only = pipeline_lib.eval_config(config, gate=False)
+    assert len(report_only.model_specs) == 1
+    assert not any(m.per_slice_thresholds or m.HasField("threshold") for m in report_only.metrics_specs[0].metrics)
+    assert [list(s.feature_keys) for s in report_only.slicing_specs] == [[], ["series_id"]]
+
+
+def test_a_failed_report_rewrite_leaves_the_previous_report_whole(pipeline_run, monkeypatch):
+    config, result = pipeline_run
+    report = report_lib.collect(config, result)
+    assert report.blessed and len(report.per_step["eval"]["model"]) == config.windows.horizon
+    report_lib.write(config, result, report)
+    summary_path = os.path.join(config.report_dir, report_lib.SUMMARY_FILE)
+    with open(summary_path) as f:
+        before = f.read()
+
+    def broken(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(report_lib, "_html", broken)
+    with pytest.raises(OSError, match="disk full"):
+        report_lib.write(config, result, dataclasses.replace(report, blessed=False))
+    with open(summary_path) as f:
+        assert f.read() == before
+    assert sorted(os.listdir(config.report_dir)) == sorted(
+        ["forecast_0.png", report_lib.HTML_FILE, report_lib.SUMMARY_FILE, report_lib.TRAINING_PLOT])
+    assert not [name for name in os.listdir(config.output_dir) if name.startswith(".report-")]

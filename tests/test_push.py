@@ -49,3 +49,13 @@ def test_a_staging_directory_is_not_a_version_to_servers(tmp_path):
     (base / f"{pusher.STAGING_PREFIX}7-123").mkdir(parents=True)
     (base / "3").mkdir()
     assert server_lib.list_versions(str(base)) == [3]
+
+
+def test_the_same_saved_model_is_known_by_its_fingerprint(tmp_path):
+    first, copy, other, old = (saved_model(tmp_path, name) for name in ("first", "copy", "other", "old"))
+    for path, fingerprint in ((first, b"hash-a"), (copy, b"hash-a"), (other, b"hash-b")):
+        with open(os.path.join(path, "fingerprint.pb"), "wb") as f:
+            f.write(fingerprint)
+    assert pusher.same_saved_model(first, copy)
+    assert not pusher.same_saved_model(first, other)
+    assert not pusher.same_saved_model(first, old)  # no fingerprint: never taken for the same

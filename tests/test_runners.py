@@ -21,7 +21,7 @@ def test_compile_kubeflow_writes_the_component_graph(tmp_path, capsys):
                      "--beam-option", "project=p", "--beam-option", "region=europe-west4",
                      "--beam-option", "temp_location=gs://bucket/tmp"])
     assert code == 0
-    assert "8 components" in capsys.readouterr().out
+    assert "11 components" in capsys.readouterr().out
     spec = json.loads(spec_path.read_text())
     tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
     depends = {name: sorted(task.get("dependentTasks", [])) for name, task in tasks.items()}
@@ -32,9 +32,18 @@ def test_compile_kubeflow_writes_the_component_graph(tmp_path, capsys):
         "ExampleValidator": ["SchemaGen", "StatisticsGen"],
         "Transform": ["SchemaGen", "TimeSeriesExampleGen"],
         "Trainer": ["SchemaGen", "Transform"],
-        "Evaluator": ["TimeSeriesExampleGen", "Trainer"],
+        # KubeflowV2DagRunner compiles the LatestBlessedModelStrategy resolver into two tasks.
+        "LatestBlessedModelResolver-model-blessing-resolver": [],
+        "LatestBlessedModelResolver-model-resolver": [],
+        "Evaluator": ["LatestBlessedModelResolver-model-resolver", "TimeSeriesExampleGen", "Trainer"],
+        "TestEvaluator": ["TimeSeriesExampleGen", "Trainer"],
         "AtomicPusher": ["Evaluator", "Trainer"],
     }
+    baseline = tasks["Evaluator"]["inputs"]["artifacts"]["baseline_model"]["taskOutputArtifact"]
+    assert baseline["producerTask"] == "LatestBlessedModelResolver-model-resolver"
+    queries = spec["pipelineSpec"]["deploymentSpec"]["executors"][
+        "LatestBlessedModelResolver-model-blessing-resolver_executor"]["resolver"]["outputArtifactQueries"]
+    assert "metadata.blessed.number_value=1" in queries["model_blessing"]["filter"]
     assert spec["runtimeConfig"]["gcsOutputDirectory"] == str(output / "pipeline_root")
     executors = spec["pipelineSpec"]["deploymentSpec"]["executors"]
     example_gen = executors["TimeSeriesExampleGen_executor"]["container"]

@@ -529,7 +529,9 @@ def format_summary(summary: dict[str, Any], max_series: int = 10) -> str:
 def read_split_windows(examples_uri: str, split: str, series_id: Optional[str] = None) -> SplitWindows:
     """Reads back the windows of one series in one split of an Examples artifact, ordered by origin.
 
-    Covariates and calendar features are left out; this is for small checks and the demo.
+    Everything an example holds comes back, so :func:`encode_examples` re-encodes the windows as
+    the model's ``serving_examples`` signature expects them. This reads the whole split into
+    memory: it is for checks, the demo and the report, not for large data.
 
     Args:
       examples_uri: The Examples artifact's directory.
@@ -552,10 +554,14 @@ def read_split_windows(examples_uri: str, split: str, series_id: Optional[str] =
     def column(name: str, kind: str, dtype: type) -> np.ndarray:
         return np.asarray([list(getattr(f[name], kind).value) for f in rows], dtype)
 
+    names = rows[0].keys() if rows else ()
     return SplitWindows(
         series_id=series_id, split=split,
         histories=column(features.HISTORY, "float_list", np.float32),
         targets=column(features.TARGET, "float_list", np.float32),
         origin_times=column(features.ORIGIN_TIMESTAMP, "int64_list", np.int64).reshape(-1),
         target_times=column(features.TARGET_TIMESTAMPS, "int64_list", np.int64),
-        covariates={}, calendar={})
+        covariates={name[len(features.COVARIATE_PREFIX):]: column(name, "float_list", np.float32)
+                    for name in names if name.startswith(features.COVARIATE_PREFIX)},
+        calendar={name: column(name, "float_list", np.float32).reshape(-1)
+                  for name in features.CALENDAR_FEATURES if name in names})

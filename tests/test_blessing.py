@@ -1,0 +1,147 @@
+"""The gate, for real: three pipeline runs on the bundled data into one output directory.
+
+1. A crippled model (one epoch at 500 times the learning rate: skill about 3.9), run as the
+   ``lstm-forecast run`` command, on the first run: no blessed
+   model exists yet, so only the skill bound applies, and it fails: nothing is pushed.
+2. The default model: it beats the naive forecasts and there is still no blessed model, so it is
+   blessed and pushed as the first version.
+3. A weaker model (two epochs): it still beats naive, but its eval MAE is far above the blessed
+   model's on the same windows, so it is not blessed and the served version stays the same.
+4. The default model again: blessed against itself, and already served, so no new version.
+
+The runs share the data and windowing settings, so the second and third reuse the cached
+examples, statistics, schema and transform graph of the first: only training and evaluation run.
+The report's numbers are checked against numpy on the windows the examples hold.
+"""
+
+import contextlib
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+
+from components import windowing
+from components.example_gen import series as series_lib
+from pipeline import cli
+from pipeline import config as config_lib
+from pipeline import local_runner
+from pipeline import report as report_lib
+from serving import server as server_lib
+from tests.conftest import DATA, in_process_forecast
+
+CRIPPLED = config_lib.ModelConfig(epochs=1, learning_rate=0.5, early_stopping_patience=0)
+GOOD = config_lib.ModelConfig()
+WEAKER = config_lib.ModelConfig(epochs=2)
+
+
+def _run(output_dir: str, model: config_lib.ModelConfig):
+    config = config_lib.PipelineConfig(data=config_lib.DataConfig(path=DATA), output_dir=output_dir, model=model)
+    result = local_runner.run(config)
+    report_lib.write(config, result, report_lib.collect(config, result))
+    with open(os.path.join(config.report_dir, report_lib.SUMMARY_FILE)) as f:
+        summary = json.load(f)
+    return config, result, summary, server_lib.list_versions(config.serving_model_dir)
+
+
+def _run_command(output_dir: str, model: config_lib.ModelConfig):
+    """``lstm-forecast run`` as a user types it: (exit code, what it printed, summary.json, versions)."""
+    flags = ["run", "--data", DATA, "--output", output_dir, "--epochs", str(model.epochs),
+             "--learning-rate", str(model.learning_rate),
+             "--early-stopping-patience", str(model.early_stopping_patience)]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = cli.main(flags)
+    config = cli.pipeline_config_from_flags(cli.build_parser().parse_args(flags))
+    with open(os.path.join(config.report_dir, report_lib.SUMMARY_FILE)) as f:
+        summary = json.load(f)
+    return code, printed.getvalue(), summary, server_lib.list_versions(config.serving_model_dir)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    output = str(tmp_path_factory.mktemp("gate") / "run")
+    return {"crippled": _run_command(output, CRIPPLED), "good": _run(output, GOOD), "weaker": _run(output, WEAKER),
+            "good again": _run(output, GOOD)}
+
+
+def test_a_crippled_model_is_not_blessed_and_nothing_is_pushed(runs):
+    code, printed, summary, versions = runs["crippled"]
+    assert code == 2
+    assert summary["blessed"] is False and summary["pushed_model"] is None
+    assert summary["skill"] >= 1.0
+    assert versions == []
+    assert any("is not below 1" in reason for reason in summary["reasons"]), summary["reasons"]
+    # What the command printed: the metrics table, the verdict and its reasons, where the report is.
+    assert "blessed          no" in printed and f"skill {summary['skill']:.3f} is not below 1" in printed
+    model_row = next(line for line in printed.splitlines() if line.startswith("model "))
+    assert f"{summary['metrics']['eval']['model']['mae']:.4g}" in model_row
+    assert "pushed           nothing" in printed and "report/index.html" in printed
+
+
+def test_a_good_model_is_blessed_and_pushed_as_the_first_version(runs):
+    config, result, summary, versions = runs["good"]
+    assert summary["blessed"] is True and summary["skill"] < 1.0
+    assert summary["pushed_model"] == result.pushed_model
+    assert versions == [int(os.path.basename(result.pushed_model))]
+    assert any("no earlier blessed model" in reason for reason in summary["reasons"])
+    # The cached components of the first run were reused.
+    states = {c.name: c.state for c in result.components}
+    assert states["Transform"] == "CACHED" and states["Trainer"] == "COMPLETE"
+    html = open(os.path.join(config.report_dir, report_lib.HTML_FILE)).read()
+    assert "forecast_0.png" in html and os.path.getsize(os.path.join(config.report_dir, "forecast_0.png")) > 1000
+    assert os.path.exists(os.path.join(config.report_dir, report_lib.TRAINING_PLOT))
+
+
+def test_a_weaker_second_model_does_not_replace_the_blessed_one(runs):
+    _, _, good, good_versions = runs["good"]
+    _, result, summary, versions = runs["weaker"]
+    assert summary["skill"] < 1.0, "the weaker model should still beat naive, so that the regression check decides"
+    assert summary["blessed"] is False and result.pushed_model is None
+    assert summary["baseline_mae"] == pytest.approx(good["metrics"]["eval"]["model"]["mae"])
+    assert summary["metrics"]["eval"]["model"]["mae"] > summary["baseline_mae"] * 1.05
+    assert any("more than the 5% tolerance" in reason for reason in summary["reasons"]), summary["reasons"]
+    assert versions == good_versions
+
+
+def test_re_running_the_good_model_serves_it_without_a_new_version(runs):
+    _, good, _, good_versions = runs["good"]
+    _, result, summary, versions = runs["good again"]
+    states = {c.name: c.state for c in result.components}
+    assert states["Trainer"] == "CACHED"
+    # The Evaluator runs again: its baseline input is now the good model itself (change 0).
+    assert states["Evaluator"] == "COMPLETE" and summary["blessed"] is True
+    assert summary["baseline_mae"] == pytest.approx(summary["metrics"]["eval"]["model"]["mae"])
+    assert versions == good_versions and result.pushed_model == good.pushed_model
+
+
+@pytest.mark.parametrize("split", [windowing.EVAL, windowing.TEST])
+def test_report_metrics_equal_numpy_on_the_same_windows(runs, split):
+    config, result, summary, _ = runs["good"]
+    windows = series_lib.read_split_windows(result.examples_uri, split)
+    assert summary["windows"][split] == len(windows)
+    forecast = in_process_forecast(result.pushed_model, windows.histories).astype(np.float64)
+    actual = windows.targets.astype(np.float64)
+    history = windows.histories.astype(np.float64)
+    season = config.evaluation.season_length
+    naive = {"model": forecast,
+             "persistence": np.repeat(history[:, -1:], actual.shape[1], axis=1),
+             "seasonal_naive": history[:, [history.shape[1] - season + h for h in range(actual.shape[1])]]}
+    metrics = summary["metrics"][split]
+    for name, prediction in naive.items():
+        error = actual - prediction
+        expected = {"mae": np.mean(np.abs(error)), "rmse": np.sqrt(np.mean(error ** 2)),
+                    "mape": 100 * np.mean(np.abs(error / actual)),
+                    "smape": 100 * np.mean(2 * np.abs(error) / (np.abs(actual) + np.abs(prediction)))}
+        for metric, value in expected.items():
+            # The model's forecasts here come from TF2 in this process, TFMA's from its own session.
+            assert metrics[name][metric] == pytest.approx(value, rel=1e-4), (split, name, metric)
+        step_mae = np.mean(np.abs(error), axis=0)
+        assert [s["mae"] for s in summary["per_step"][split][name]] == pytest.approx(step_mae, rel=1e-4)
+    best_naive = min(metrics["persistence"]["mae"], metrics["seasonal_naive"]["mae"])
+    skill = summary["skill"] if split == windowing.EVAL else summary["test_skill"]
+    assert skill == pytest.approx(metrics["model"]["mae"] / best_naive, rel=1e-6)
+    (series_id, per_series), = summary["per_series"][split].items()
+    assert series_id == windows.series_id and per_series["windows"] == len(windows)
+    assert per_series["model"]["mae"] == pytest.approx(metrics["model"]["mae"], rel=1e-6)
