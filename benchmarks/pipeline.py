@@ -51,7 +51,8 @@ def main() -> None:
     ratios = {k: runs[k].seconds / runs["fresh"].seconds for k in RUNS[1:]}
     print("re-run / fresh: " + ", ".join(f"{k} {r:.3f}" for k, r in ratios.items()))
     print(json.dumps({"benchmark": "pipeline", "data": args.data, "goals_s": GOALS_S, "ratio_to_fresh": ratios,
-                      "runs": {k: {"seconds": r.seconds, "report_seconds": report_s[k], "components": [dataclasses.asdict(c) for c in r.components]}
+                      "runs": {k: {"seconds": r.seconds, "report_seconds": report_s[k],
+                                  "components": [dataclasses.asdict(c) for c in r.components]}
                                for k, r in runs.items()}}))
 
 

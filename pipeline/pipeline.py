@@ -11,8 +11,8 @@ from typing import Optional
 
 import numpy as np
 import tensorflow_model_analysis as tfma
-from tensorflow_model_analysis.proto import config_pb2 as tfma_config
 from ml_metadata.proto import metadata_store_pb2
+from tensorflow_model_analysis.proto import config_pb2 as tfma_config
 from tfx import v1 as tfx
 
 import components

@@ -40,6 +40,9 @@ SUMMARY_FILE = "summary.json"
 HTML_FILE = "index.html"
 TRAINING_PLOT = "training.png"
 SPLITS = (windowing.EVAL, windowing.TEST)
+# Node ids in the pipeline: TFX names a component by its class unless given an id.
+_EVALUATOR = tfx.components.Evaluator.__name__
+_TRAINER = tfx.components.Trainer.__name__
 _ERROR_LABELS = {"mae": "MAE", "rmse": "RMSE", "mape": "MAPE%", "smape": "sMAPE%"}
 _FORECASTER_LABELS = {forecast_metrics.MODEL: "model", forecast_metrics.PERSISTENCE: "persistence",
                       forecast_metrics.SEASONAL_NAIVE: "seasonal naive"}
@@ -180,7 +183,7 @@ def _store(config: PipelineConfig) -> metadata_store.MetadataStore:
         tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path))
 
 
-def collect(config: PipelineConfig, result: "local_runner.RunResult") -> Report:
+def collect(config: PipelineConfig, result: local_runner.RunResult) -> Report:
     """The report of the run ``result`` of ``config``, from ML Metadata and the run's artifacts.
 
     Raises:
@@ -197,8 +200,8 @@ def collect(config: PipelineConfig, result: "local_runner.RunResult") -> Report:
     horizon = config.windows.horizon
     summary = example_gen_executor.read_summary(result.examples_uri)
     metrics, per_step, per_series, skill = {}, {}, {}, {}
-    eval_uri = artifact("Evaluator", "evaluation").uri
-    for split, node in ((windowing.EVAL, "Evaluator"), (windowing.TEST, pipeline_lib.TEST_EVALUATOR)):
+    eval_uri = artifact(_EVALUATOR, "evaluation").uri
+    for split, node in ((windowing.EVAL, _EVALUATOR), (windowing.TEST, pipeline_lib.TEST_EVALUATOR)):
         slices = _slice_metrics(artifact(node, "evaluation").uri)
         overall = slices.get((), {}).get("candidate", {})
         metrics[split], per_step[split] = _by_forecaster(overall, horizon)
@@ -213,8 +216,9 @@ def collect(config: PipelineConfig, result: "local_runner.RunResult") -> Report:
     eval_slices = _slice_metrics(eval_uri)
     eval_named = eval_slices.get((), {}).get("candidate", {})
     baseline_mae = eval_slices.get((), {}).get("baseline", {}).get("mae")
-    blessing = artifact("Evaluator", "blessing")
-    blessed = bool(blessing.custom_properties["blessed"].int_value) if "blessed" in blessing.custom_properties else False
+    blessing = artifact(_EVALUATOR, "blessing")
+    properties = blessing.custom_properties
+    blessed = bool(properties["blessed"].int_value) if "blessed" in properties else False
     with _quiet_tensorflow():
         validation = tfma.load_validation_result(eval_uri)
     failures = [f for per_slice in validation.metric_validations_per_slice for f in per_slice.failures]
@@ -222,7 +226,7 @@ def collect(config: PipelineConfig, result: "local_runner.RunResult") -> Report:
         blessed=blessed, reasons=_reasons(config, blessed, eval_named, baseline_mae, failures),
         pushed_model=result.pushed_model, windows=dict(summary["windows"]), metrics=metrics,
         per_step=per_step, per_series=per_series, skill=skill, baseline_mae=baseline_mae,
-        training=_training_log(artifact("Trainer", "model_run").uri))
+        training=_training_log(artifact(_TRAINER, "model_run").uri))
 
 
 def _cell(value: Optional[float], digits: int = 4) -> str:
@@ -249,7 +253,7 @@ def format_report(report: Report) -> str:
     return "\n".join(lines)
 
 
-def _forecast_plots(config: PipelineConfig, result: "local_runner.RunResult", model_dir: str,
+def _forecast_plots(config: PipelineConfig, result: local_runner.RunResult, model_dir: str,
                     directory: str) -> list[tuple[str, str]]:
     """PNGs of forecast against actual on the test split, one per series: ``[(file, series id)]``."""
     import matplotlib  # pylint: disable=g-import-not-at-top
@@ -353,12 +357,12 @@ def _html(report: Report, plots: list[tuple[str, str]], training_plot: Optional[
     return "\n".join(parts)
 
 
-def write(config: PipelineConfig, result: "local_runner.RunResult", report: Report) -> str:
+def write(config: PipelineConfig, result: local_runner.RunResult, report: Report) -> str:
     """Writes ``summary.json``, ``index.html`` and the plots to ``config.report_dir``; returns it.
 
     The new report is written beside the old one and swapped in by renames.
     """
-    model = local_runner.output_artifact(_store(config), config.pipeline_name, "Trainer", "model", result.since_ms)
+    model = local_runner.output_artifact(_store(config), config.pipeline_name, _TRAINER, "model", result.since_ms)
     staging = tempfile.mkdtemp(prefix=".report-", dir=config.output_dir)
     try:
         with open(os.path.join(staging, SUMMARY_FILE), "w") as f:

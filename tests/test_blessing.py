@@ -24,9 +24,8 @@ import pytest
 
 from components import windowing
 from components.example_gen import series as series_lib
-from pipeline import cli
+from pipeline import cli, local_runner
 from pipeline import config as config_lib
-from pipeline import local_runner
 from pipeline import report as report_lib
 from serving import server as server_lib
 from tests.conftest import DATA, in_process_forecast

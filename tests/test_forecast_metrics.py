@@ -98,7 +98,7 @@ def test_the_tfma_metrics_give_the_numpy_values_per_model():
     derived = [c for c in computations if isinstance(c, metric_types.DerivedMetricComputation)]
     assert len(combiners) == 2  # one shared sums computation per model, whatever the metrics
     results = {}
-    for key, computation in combiners.items():
+    for computation in combiners.values():
         accumulator = computation.combiner.create_accumulator()
         for i in range(len(actual)):
             element = metric_types.StandardMetricInputs(

@@ -102,7 +102,8 @@ def test_the_gate_holds_on_the_whole_eval_split_and_the_test_split_has_none():
     skill_bound = thresholds["ForecastSkill"][0].threshold.value_threshold.upper_bound.value
     assert skill_bound < 0.9 and skill_bound == pytest.approx(0.9, abs=1e-12)  # strictly below
     change = thresholds["mae"][0].threshold.change_threshold
-    assert change.relative.value == pytest.approx(0.1) and change.direction == tfma_config.MetricDirection.LOWER_IS_BETTER
+    assert change.relative.value == pytest.approx(0.1)
+    assert change.direction == tfma_config.MetricDirection.LOWER_IS_BETTER
     report_only = pipeline_lib.eval_config(config, gate=False)
     assert len(report_only.model_specs) == 1
     assert not any(m.per_slice_thresholds or m.HasField("threshold") for m in report_only.metrics_specs[0].metrics)

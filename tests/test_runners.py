@@ -7,9 +7,8 @@ import tensorflow as tf
 from apache_beam.options import pipeline_options
 
 from components import features, windowing
-from pipeline import cli
+from pipeline import cli, local_runner
 from pipeline import config as config_lib
-from pipeline import local_runner
 from tests.conftest import DATA
 
 IMAGE = "europe-docker.pkg.dev/project/repo/lstm-forecast-pipeline:1"
