@@ -224,7 +224,7 @@ def collect(config: PipelineConfig, result: local_runner.RunResult) -> Report:
     failures = [f for per_slice in validation.metric_validations_per_slice for f in per_slice.failures]
     return Report(
         blessed=blessed, reasons=_reasons(config, blessed, eval_named, baseline_mae, failures),
-        pushed_model=result.pushed_model, windows=dict(summary["windows"]), metrics=metrics,
+        pushed_model=result.pushed_model, windows={split: summary["windows"].get(split, 0) for split in windowing.SPLITS}, metrics=metrics,
         per_step=per_step, per_series=per_series, skill=skill, baseline_mae=baseline_mae,
         training=_training_log(artifact(_TRAINER, "model_run").uri))
 
