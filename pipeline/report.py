@@ -199,13 +199,15 @@ def collect(config: PipelineConfig, result: local_runner.RunResult) -> Report:
 
     horizon = config.windows.horizon
     summary = example_gen_executor.read_summary(result.examples_uri)
-    metrics, per_step, per_series, skill = {}, {}, {}, {}
-    eval_uri = artifact(_EVALUATOR, "evaluation").uri
-    for split, node in ((windowing.EVAL, _EVALUATOR), (windowing.TEST, pipeline_lib.TEST_EVALUATOR)):
-        slices = _slice_metrics(artifact(node, "evaluation").uri)
-        overall = slices.get((), {}).get("candidate", {})
-        metrics[split], per_step[split] = _by_forecaster(overall, horizon)
-        skill[split] = overall.get(forecast_metrics.SKILL, float("nan"))
+    metrics, per_step, per_series, skill, overall = {}, {}, {}, {}, {}
+    uris = {windowing.EVAL: artifact(_EVALUATOR, "evaluation").uri,
+            windowing.TEST: artifact(pipeline_lib.TEST_EVALUATOR, "evaluation").uri}
+    for split, uri in uris.items():
+        slices = _slice_metrics(uri)
+        overall[split] = slices.get((), {})
+        candidate = overall[split].get("candidate", {})
+        metrics[split], per_step[split] = _by_forecaster(candidate, horizon)
+        skill[split] = candidate.get(forecast_metrics.SKILL, float("nan"))
         per_series[split] = {}
         for key, by_model in slices.items():
             if len(key) == 1 and key[0][0] == "series_id":
@@ -213,19 +215,19 @@ def collect(config: PipelineConfig, result: local_runner.RunResult) -> Report:
                 per_series[split][key[0][1]] = {**_by_forecaster(named, horizon)[0],
                                                 "skill": named.get(forecast_metrics.SKILL, float("nan")),
                                                 "windows": int(named.get("example_count", 0))}
-    eval_slices = _slice_metrics(eval_uri)
-    eval_named = eval_slices.get((), {}).get("candidate", {})
-    baseline_mae = eval_slices.get((), {}).get("baseline", {}).get("mae")
+    eval_named = overall[windowing.EVAL].get("candidate", {})
+    baseline_mae = overall[windowing.EVAL].get("baseline", {}).get("mae")
     blessing = artifact(_EVALUATOR, "blessing")
     properties = blessing.custom_properties
     blessed = bool(properties["blessed"].int_value) if "blessed" in properties else False
     with _quiet_tensorflow():
-        validation = tfma.load_validation_result(eval_uri)
+        validation = tfma.load_validation_result(uris[windowing.EVAL])
     failures = [f for per_slice in validation.metric_validations_per_slice for f in per_slice.failures]
     return Report(
         blessed=blessed, reasons=_reasons(config, blessed, eval_named, baseline_mae, failures),
-        pushed_model=result.pushed_model, windows={split: summary["windows"].get(split, 0) for split in windowing.SPLITS}, metrics=metrics,
-        per_step=per_step, per_series=per_series, skill=skill, baseline_mae=baseline_mae,
+        pushed_model=result.pushed_model,
+        windows={split: summary["windows"].get(split, 0) for split in windowing.SPLITS},
+        metrics=metrics, per_step=per_step, per_series=per_series, skill=skill, baseline_mae=baseline_mae,
         training=_training_log(artifact(_TRAINER, "model_run").uri))
 
 
