@@ -38,7 +38,7 @@ def main() -> None:
         for kind in RUNS:
             runs[kind] = local_runner.run(config)
             started = time.perf_counter()
-            report_lib.write(config, runs[kind], report_lib.collect(config, runs[kind]))
+            report_lib.make(config, runs[kind])
             report_s[kind] = time.perf_counter() - started
     names = [c.name for c in runs["fresh"].components]
     print(f"{'component':<22} " + " ".join(f"{k + ' s':>10} {k + ' state':>14}" for k in runs))

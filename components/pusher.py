@@ -104,12 +104,11 @@ class AtomicPushExecutor(pusher_executor.Executor):
             # A re-run blessing the model already served (its first comparison with itself as the
             # latest blessed model) must not make servers reload it as a new version.
             logging.info("AtomicPusher: %s is already served as %s; nothing pushed", model_path, newest)
-            io_utils.copy_dir(model_path, model_push.uri)
-            self._MarkPushed(model_push, pushed_destination=newest, pushed_version=str(versions[-1]))
-            return
-        # Seconds since the epoch, as TFX's Pusher numbers versions, but always above the newest.
-        version = max([int(time.time()), *(v + 1 for v in versions)])
-        serving_path = push_atomically(model_path, base, version, keep)
+            version, serving_path = versions[-1], newest
+        else:
+            # Seconds since the epoch, as TFX's Pusher numbers versions, but always above the newest.
+            version = max([int(time.time()), *(v + 1 for v in versions)])
+            serving_path = push_atomically(model_path, base, version, keep)
         io_utils.copy_dir(model_path, model_push.uri)
         self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=str(version))
 

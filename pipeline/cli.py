@@ -170,8 +170,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _print_windows_summary(result.examples_uri)
     print(local_runner.format_component_runs(result.components))
     print(f"pipeline finished in {result.seconds:.1f} s; examples: {result.examples_uri}\n")
-    report = report_lib.collect(config, result)
-    report_dir = report_lib.write(config, result, report)
+    report, report_dir = report_lib.make(config, result)
     print(report_lib.format_report(report))
     print(f"report           {os.path.join(report_dir, report_lib.HTML_FILE)}")
     # A run whose model is not blessed did its job, but a script chaining on it must know.

@@ -77,8 +77,7 @@ def run_demo(config: PipelineConfig, windows: int = 6, ready_timeout_s: float = 
     print(f"      pipeline finished in {result.seconds:.1f} s", flush=True)
     summary = example_gen_executor.read_summary(result.examples_uri)
     print("      " + series_lib.format_summary(summary).replace("\n", "\n      "), flush=True)
-    report = report_lib.collect(config, result)
-    report_dir = report_lib.write(config, result, report)
+    report, report_dir = report_lib.make(config, result)
     print("      " + report_lib.format_report(report).replace("\n", "\n      "), flush=True)
     print(f"      report: {os.path.join(report_dir, report_lib.HTML_FILE)}", flush=True)
     print(f"      skill reached: {report.skill[windowing.EVAL]:.3f} on eval (the gate: below "

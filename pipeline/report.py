@@ -385,3 +385,9 @@ def write(config: PipelineConfig, result: local_runner.RunResult, report: Report
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return config.report_dir
+
+
+def make(config: PipelineConfig, result: local_runner.RunResult) -> tuple[Report, str]:
+    """Collects the report of a run and writes it: what ``run`` and the demo do after the pipeline."""
+    report = collect(config, result)
+    return report, write(config, result, report)

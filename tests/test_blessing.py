@@ -38,7 +38,7 @@ WEAKER = config_lib.ModelConfig(epochs=2)
 def _run(output_dir: str, model: config_lib.ModelConfig):
     config = config_lib.PipelineConfig(data=config_lib.DataConfig(path=DATA), output_dir=output_dir, model=model)
     result = local_runner.run(config)
-    report_lib.write(config, result, report_lib.collect(config, result))
+    report_lib.make(config, result)
     with open(os.path.join(config.report_dir, report_lib.SUMMARY_FILE)) as f:
         summary = json.load(f)
     return config, result, summary, server_lib.list_versions(config.serving_model_dir)
