@@ -17,31 +17,34 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(REPO, "data", "co2_weekly_mlo.csv")
 
 
+def bundled_config(run_dir: str) -> config_lib.PipelineConfig:
+    """The demo's settings on the bundled data, resolved against it (1 epoch: only Transform outputs are used)."""
+    return config_lib.resolve_from_data(config_lib.PipelineConfig(
+        data=config_lib.DataConfig(path=DATA), output_dir=run_dir,
+        model=config_lib.ModelConfig(epochs=1), evaluation=config_lib.EvaluationConfig(max_skill=1e9)))
+
+
 def transform_outputs(run_dir: str) -> tuple[str, str]:
     """The Transform graph and transformed examples of a pipeline run on the bundled data.
 
-    Runs the pipeline (1 epoch; only its Transform outputs are used) unless ``run_dir`` holds one.
+    Runs the pipeline (:func:`bundled_config`) unless ``run_dir`` holds one.
 
     Returns:
       (transform graph directory, transformed examples directory with ``Split-*`` below it).
     """
     root = os.path.join(run_dir, "pipeline_root", "Transform")
     if not glob.glob(os.path.join(root, "transform_graph", "*")):
-        from pipeline import local_runner  # pylint: disable=g-import-not-at-top
-        config = config_lib.PipelineConfig(
-            data=config_lib.DataConfig(path=DATA), output_dir=run_dir,
-            model=config_lib.ModelConfig(epochs=1),
-            evaluation=config_lib.EvaluationConfig(max_skill=1e9))
-        local_runner.run(config)
+        from pipeline import local_runner
+        local_runner.run(bundled_config(run_dir))
     newest = lambda pattern: max(glob.glob(os.path.join(root, pattern, "*")), key=os.path.getmtime)
     return newest("transform_graph"), newest("transformed_examples")
 
 
 def data_accessor(examples_dir: str, splits: tuple[str, ...] = ("train", "eval")):
     """The DataAccessor TFX's Trainer builds for an Examples artifact at ``examples_dir``."""
-    from tfx.components.trainer import fn_args_utils  # pylint: disable=g-import-not-at-top
-    from tfx.components.util import tfxio_utils  # pylint: disable=g-import-not-at-top
-    from tfx.types import artifact_utils, standard_artifacts  # pylint: disable=g-import-not-at-top
+    from tfx.components.trainer import fn_args_utils
+    from tfx.components.util import tfxio_utils
+    from tfx.types import artifact_utils, standard_artifacts
 
     examples = standard_artifacts.Examples()
     examples.uri = examples_dir

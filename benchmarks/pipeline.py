@@ -32,8 +32,8 @@ def main() -> None:
     parser.add_argument("--data", default=os.path.join("data", "co2_weekly_mlo.csv"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as output:
-        config = config_lib.PipelineConfig(data=config_lib.DataConfig(path=os.path.abspath(args.data)),
-                                           output_dir=output)
+        config = config_lib.resolve_from_data(config_lib.PipelineConfig(
+            data=config_lib.DataConfig(path=os.path.abspath(args.data)), output_dir=output))
         runs, report_s = {}, {}
         for kind in RUNS:
             runs[kind] = local_runner.run(config)

@@ -39,7 +39,7 @@ def main() -> None:
 
     transform_dir, examples_dir = benchmarks.transform_outputs(args.run_dir)
     tft_output = tft.TFTransformOutput(transform_dir)
-    windows = config_lib.WindowConfig()
+    windows = benchmarks.bundled_config(args.run_dir).windows
     model_config = dataclasses.replace(config_lib.ModelConfig(), epochs=2)
     accessor = benchmarks.data_accessor(examples_dir)
     train_files, eval_files = (benchmarks.split_files(examples_dir, s) for s in ("train", "eval"))
@@ -50,16 +50,22 @@ def main() -> None:
     exports = {}
     for xla in (False, True):
         exports[xla] = os.path.join(export_root, "xla" if xla else "plain")
-        trainer_lib.export_serving_model(model, tft_output, exports[xla], windows.history,
+        trainer_lib.export_serving_model(model, tft_output, exports[xla],
                                          dataclasses.replace(model_config, serving_xla=xla), warmup)
 
     rng = np.random.default_rng(0)
-    history = warmup[contract.INPUT_KEY]
-    big = history[rng.integers(0, len(history), BATCH)]
-    one = history[:1]
-    scaled = lambda x: tft_output.transform_raw_features({features.HISTORY: tf.constant(x)})[features.HISTORY_SCALED]
-    one_scaled = {features.HISTORY_SCALED: scaled(one).numpy()}
-    big_scaled = {features.HISTORY_SCALED: scaled(big).numpy()}
+    rows_big = rng.integers(0, len(warmup[contract.INPUT_KEY]), BATCH)
+    one = {k: v[:1] for k, v in warmup.items()}
+    big = {k: v[rows_big] for k, v in warmup.items()}
+    keys = list(trainer_lib.model_inputs(tft_output))
+    to_feature = {contract.ORIGIN_TIMESTAMP_INPUT_KEY: features.ORIGIN_TIMESTAMP}
+
+    def scaled(inputs: dict) -> dict:
+        raw = {to_feature.get(k, k): tf.constant(v.reshape(-1, 1) if v.ndim == 1 else v) for k, v in inputs.items()}
+        transformed = tft_output.transform_raw_features(raw)
+        return {k: transformed[k].numpy() for k in keys}
+
+    one_scaled, big_scaled = scaled(one), scaled(big)
 
     rows, result = [], {}
 
@@ -78,17 +84,19 @@ def main() -> None:
     for xla in (False, True):
         label = "xla" if xla else "no_xla"
         signature = tf.saved_model.load(exports[xla]).signatures[contract.SIGNATURE_NAME]
-        one_t, big_t = tf.constant(one), tf.constant(big)
-        measure(f"serving_default TF2 in-process, {label}", lambda s=signature, x=one_t: s(history=x),
-                lambda s=signature, x=big_t: s(history=x), args.repeats)
+        one_t = {k: tf.constant(v) for k, v in one.items()}
+        big_t = {k: tf.constant(v) for k, v in big.items()}
+        measure(f"serving_default TF2 in-process, {label}", lambda s=signature, x=one_t: s(**x),
+                lambda s=signature, x=big_t: s(**x), args.repeats)
         loaded = server_lib.load_version(exports[xla], 1)
         sig = loaded.signatures[contract.SIGNATURE_NAME]
-        feed, fetch = sig.inputs[contract.INPUT_KEY].name, sig.outputs[contract.OUTPUT_KEY].name
-        run = lambda x, s=loaded.session, feed=feed, fetch=fetch: s.run(fetch, {feed: x})
+        fetch = sig.outputs[contract.OUTPUT_KEY].name
+        run = lambda x, s=loaded.session, sig=sig, fetch=fetch: s.run(
+            fetch, {sig.inputs[k].name: v for k, v in x.items()})
         measure(f"serving_default TF1 session, {label}", lambda r=run: r(one), lambda r=run: r(big), args.repeats)
         # A batch size the process has not run yet: XLA compiles here.
         start = time.perf_counter()
-        run(history[:7])
+        run({k: v[:7] for k, v in warmup.items()})
         first_call_ms[label] = round((time.perf_counter() - start) * 1000, 1)
 
     goals = {"p50_ms_one_window": 1.0, "batch1024_windows_per_s": 12000}

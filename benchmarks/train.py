@@ -44,13 +44,14 @@ def main() -> None:
 
     transform_dir, examples_dir = benchmarks.transform_outputs(args.run_dir)
     tft_output = tft.TFTransformOutput(transform_dir)
-    windows, model_config = config_lib.WindowConfig(), config_lib.ModelConfig()
+    windows, model_config = benchmarks.bundled_config(args.run_dir).windows, config_lib.ModelConfig()
     accessor = benchmarks.data_accessor(examples_dir)
     train_files = benchmarks.split_files(examples_dir, "train")
 
     def fit(x, y=None, **kwargs) -> list[float]:
         keras.utils.set_random_seed(model_config.seed)
-        model = trainer_lib.build_model(windows.history, windows.horizon, model_config)
+        model = trainer_lib.build_model(trainer_lib.model_inputs(tft_output), windows.history, windows.horizon,
+                                        model_config)
         timer = _EpochTimer()
         model.fit(x, y, epochs=args.epochs, verbose=0, callbacks=[timer], **kwargs)
         return timer.seconds

@@ -34,7 +34,7 @@ FILES = 4
 
 def generate(directory: str, rows: int, seed: int = 0) -> None:
     """Writes ``rows`` rows of ``SERIES`` hourly series as CSV files split by time."""
-    import pandas as pd  # pylint: disable=g-import-not-at-top
+    import pandas as pd
     per_series = rows // SERIES
     rng = np.random.default_rng(seed)
     hours = pd.date_range("2020-01-01", periods=per_series, freq="h").strftime("%Y-%m-%dT%H:%M:%S").to_numpy()
@@ -58,7 +58,7 @@ def _peak_mb() -> float:
 
 def run_numpy(directory: str, history: int, horizon: int) -> dict:
     """Sliding windows over arrays already in memory: the arithmetic alone."""
-    import pandas as pd  # pylint: disable=g-import-not-at-top
+    import pandas as pd
     frames = [pd.read_csv(os.path.join(directory, f)) for f in sorted(os.listdir(directory))]
     data = pd.concat(frames)
     arrays = [g["value"].to_numpy(np.float32) for _, g in data.groupby("series", sort=True)]
@@ -74,7 +74,7 @@ def run_numpy(directory: str, history: int, horizon: int) -> dict:
 
 def run_pandas(directory: str, history: int, horizon: int) -> dict:
     """Read everything with pandas and build every window in memory, as a notebook does."""
-    import pandas as pd  # pylint: disable=g-import-not-at-top
+    import pandas as pd
     started = time.perf_counter()
     data = pd.concat([pd.read_csv(os.path.join(directory, f)) for f in sorted(os.listdir(directory))])
     data["timestamp"] = pd.to_datetime(data["timestamp"], format="ISO8601", utc=True)
@@ -88,13 +88,14 @@ def run_pandas(directory: str, history: int, horizon: int) -> dict:
 
 def run_beam(directory: str, history: int, horizon: int, mode: str, workers: int) -> dict:
     """The example generator's Beam graph on DirectRunner, as the component runs it."""
-    import apache_beam as beam  # pylint: disable=g-import-not-at-top
+    import apache_beam as beam
 
-    from components import windowing  # pylint: disable=g-import-not-at-top
-    from components.example_gen import executor, reader  # pylint: disable=g-import-not-at-top
-    from components.example_gen import series as series_lib  # pylint: disable=g-import-not-at-top
-    options = series_lib.WindowingOptions.of(path=directory, series_id_column="series", history=history,
-                                             horizon=horizon)
+    from components import windowing
+    from components.example_gen import executor, reader
+    from components.example_gen.options import WindowingOptions
+    # No seasonal periods: the windows are L + H long, as the numpy baseline's.
+    options = WindowingOptions.of(frequency="h", path=directory, series_id_column="series", history=history,
+                                  horizon=horizon, seasonal_periods=(2,))
     output = tempfile.mkdtemp(prefix="windows-bench-out-")
     imported_mb = _peak_mb()
     try:

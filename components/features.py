@@ -2,20 +2,34 @@
 
 Each ``tf.Example`` written by :mod:`components.example_gen` is one window of one series:
 
-* :data:`HISTORY` float ``[L]``: the L observed values up to and including the forecast origin.
+* :data:`HISTORY` float ``[C]``: the C observed values up to and including the forecast origin,
+  C = max(L, longest seasonal period): the model's recurrence reads the last L, the seasonal lags
+  and the seasonal naive forecasts read one season back.
 * :data:`TARGET` float ``[H]``: the H values that follow, the label.
 * :data:`SERIES_ID` bytes: which series the window comes from.
 * :data:`ORIGIN_TIMESTAMP` int64: epoch seconds of the last history point (the forecast origin).
 * :data:`TARGET_TIMESTAMPS` int64 ``[H]``: epoch seconds of each target step.
-* ``covariate_<column>`` float ``[L]`` (:func:`covariate_feature`): the history of each numeric
-  covariate column the user named, aligned with :data:`HISTORY`.
-* The calendar features of the forecast origin in :data:`CALENDAR_FEATURES`, float ``[1]`` each,
-  only those whose cycle is longer than the series' time step (weekly data gets day of year only):
-  ``hour_of_day_{sin,cos}``, ``day_of_week_{sin,cos}``, ``day_of_year_{sin,cos}``.
+* ``covariate_<column>`` float ``[C]`` (:func:`covariate_feature`): the history of each numeric
+  covariate column the user named (past-only and known-future alike), aligned with :data:`HISTORY`.
+* ``future_<column>`` float ``[H]`` (:func:`future_feature`): each known-future covariate at the
+  target steps.
+* :data:`MASE_SCALE` float ``[1]``: the series' in-sample seasonal naive MAE on its training part.
+
+Calendar features are not stored: Transform computes them from :data:`ORIGIN_TIMESTAMP` inside
+the served graph (:data:`CALENDAR_HISTORY`, :data:`CALENDAR_FUTURE`), so a client sends a timestamp.
 
 Transform outputs (the model's inputs and label, in scaled units):
 
 * :data:`HISTORY_SCALED` ``[L]`` and :data:`TARGET_SCALED` ``[H]``.
+* :data:`CALENDAR_HISTORY` ``[L * K]`` and :data:`CALENDAR_FUTURE` ``[H * K]``: sin and cos of the
+  K/2 calendar cycles longer than the step (:data:`CALENDAR_CYCLES`) at every history and target
+  step, step-major.
+* ``lag_<m>_scaled`` ``[H]`` (:func:`lag_feature`): for each seasonal period m, each target step's
+  value one season earlier (:func:`components.windowing.seasonal_lag_offsets`), computed from the
+  history in the graph.
+* ``future_<column>_scaled`` ``[H]`` and, per seasonal period m, ``future_<column>_lag_<m>_scaled``
+  ``[H]``: the covariate where the seasonal lag of each target step was read (was last week's
+  value a holiday?); ``covariate_<column>_scaled`` ``[L]``.
 * :data:`LOC` and :data:`SCALE` ``[1]``: the affine map back to original units,
   ``original = scaled * SCALE + LOC``, carried per example so that per-series or per-window scaling
   changes only the transform.
@@ -31,13 +45,17 @@ SERIES_ID: Final = "series_id"
 ORIGIN_TIMESTAMP: Final = "origin_timestamp"
 TARGET_TIMESTAMPS: Final = "target_timestamps"
 COVARIATE_PREFIX: Final = "covariate_"
+FUTURE_PREFIX: Final = "future_"
+LAG_PREFIX: Final = "lag_"
+MASE_SCALE: Final = "mase_scale"
 
 # Calendar cycles: name and period in seconds (the day of year uses 365.2425 days).
 CALENDAR_CYCLES: Final = (("hour_of_day", 86_400), ("day_of_week", 7 * 86_400),
                           ("day_of_year", 31_556_952))
-CALENDAR_FEATURES: Final = tuple(f"{name}_{part}" for name, _ in CALENDAR_CYCLES for part in ("sin", "cos"))
+CALENDAR_HISTORY: Final = "calendar_history"
+CALENDAR_FUTURE: Final = "calendar_future"
 
-HISTORY_SCALED: Final = "history_scaled"
+HISTORY_SCALED: Final = "history_scaled"  # the last L points of the history, scaled
 TARGET_SCALED: Final = "target_scaled"
 LOC: Final = "loc"
 SCALE: Final = "scale"
@@ -46,3 +64,14 @@ SCALE: Final = "scale"
 def covariate_feature(column: str) -> str:
     """Name of the example feature that holds the history of covariate ``column``."""
     return COVARIATE_PREFIX + column
+
+
+def future_feature(column: str) -> str:
+    """Name of the example feature (and serving input) that holds covariate ``column``'s future values."""
+    return FUTURE_PREFIX + column
+
+
+def lag_feature(period: int) -> str:
+    """Name of the Transform output that holds the (scaled) seasonal lags of ``period``."""
+    return f"{LAG_PREFIX}{period}"
+

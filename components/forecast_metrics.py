@@ -1,40 +1,60 @@
-"""Forecast accuracy: MAE, RMSE, MAPE and sMAPE of the model and of two naive forecasts, for TFMA.
+"""Forecast accuracy: MAE, RMSE, MAPE, sMAPE and MASE of the model and of the naive forecasts, for TFMA.
 
 The Evaluator computes every metric here from one pass over the eval windows. For each window it
-takes the target ``[H]`` (the label), the model's forecast ``[H]`` (the prediction) and the
-history ``[L]`` (a feature), from which it builds the naive forecasts itself, so the model and
-the baselines are scored on the very same windows:
+takes the target ``[H]`` (the label), the model's forecast ``[H]`` (the prediction), the history
+``[C]`` and the series' MASE scale (features), and builds the naive forecasts itself, so the model
+and the baselines are scored on the very same windows:
 
 * persistence: the last history value, repeated over the horizon;
-* seasonal naive: the value one season earlier (season length ``m <= L``).
+* seasonal naive of period m, for every seasonal period: the value one season before each target
+  step (:func:`components.windowing.seasonal_lag_offsets`); the history holds C >= m points, so
+  each reads as far back as its period needs;
+* ``seasonal_naive``: whichever seasonal naive forecast has the lowest MAE on the slice.
 
-Metrics are named ``mae``, ``rmse``, ``mape`` and ``smape`` for the model, with the forecaster
-in front for the baselines (``persistence_mae``, ``seasonal_naive_smape``), and ``/step_h`` after
-for horizon step ``h`` (1-based). ``skill`` is the model's MAE over the best naive MAE: below 1
-means the model beats both naive forecasts. MAPE leaves out targets equal to zero and sMAPE
-points where target and forecast are both zero, so neither divides by zero; both are percentages.
+Metrics are named ``mae``, ``rmse``, ``mape``, ``smape`` and ``mase`` for the model, with the
+forecaster in front for the baselines (``persistence_mae``, ``seasonal_naive_48_smape``), and
+``/step_h`` after for horizon step ``h`` (1-based). ``skill`` is the model's MAE over the best naive
+MAE: below 1 means the model beats persistence and every seasonal naive forecast. MAPE leaves out
+targets equal to zero and sMAPE points where target and forecast are both zero, so neither divides
+by zero; both are percentages. MASE is the mean of ``|error| / scale``, the scale being the series'
+in-sample MAE of the seasonal naive forecast at the primary period on its training part (written by
+the example generator); windows of a series without a scale are left out of it.
 
 The arithmetic is in pure numpy functions (:class:`ErrorSums`), which the run's report and the
 tests use too; the TFMA classes only feed them.
 """
 
 import dataclasses
-from typing import Any, Iterable, Optional
+import json
+from typing import Any, Iterable, Optional, Sequence
 
 import apache_beam as beam
 import numpy as np
 from tensorflow_model_analysis.metrics import metric_types, metric_util
 from tensorflow_model_analysis.proto import config_pb2
 
-from components import features
+from components import features, windowing
 
 MODEL = "model"
 PERSISTENCE = "persistence"
 SEASONAL_NAIVE = "seasonal_naive"
-FORECASTERS = (MODEL, PERSISTENCE, SEASONAL_NAIVE)
-NAIVE_FORECASTERS = (PERSISTENCE, SEASONAL_NAIVE)
-ERRORS = ("mae", "rmse", "mape", "smape")
+ERRORS = ("mae", "rmse", "mape", "smape", "mase")
 SKILL = "skill"
+
+
+def seasonal_naive(period: int) -> str:
+    """The forecaster name of the seasonal naive forecast of ``period``: ``seasonal_naive_48``."""
+    return f"{SEASONAL_NAIVE}_{period}"
+
+
+def naive_forecasters(periods: Sequence[int]) -> tuple[str, ...]:
+    """The naive forecasters scored for ``periods``: persistence, each seasonal naive, and the best of those."""
+    return (PERSISTENCE, *(seasonal_naive(m) for m in periods), *((SEASONAL_NAIVE,) if periods else ()))
+
+
+def forecasters(periods: Sequence[int]) -> tuple[str, ...]:
+    """Every forecaster scored for ``periods``, the model first."""
+    return (MODEL, *naive_forecasters(periods))
 
 
 def metric_name(error: str, forecaster: str = MODEL, step: Optional[int] = None) -> str:
@@ -44,33 +64,32 @@ def metric_name(error: str, forecaster: str = MODEL, step: Optional[int] = None)
 
 
 def persistence_forecast(history: np.ndarray, horizon: int) -> np.ndarray:
-    """The last history value repeated: ``[..., L] -> [..., H]``."""
+    """The last history value repeated: ``[..., C] -> [..., H]``."""
     history = np.asarray(history, dtype=np.float64)
     return np.repeat(history[..., -1:], horizon, axis=-1)
 
 
 def seasonal_naive_forecast(history: np.ndarray, horizon: int, season_length: int) -> np.ndarray:
-    """The value one season before each target: ``[..., L] -> [..., H]``.
+    """The value one season before each target: ``[..., C] -> [..., H]``.
 
-    Step ``h`` (1-based) takes ``history[L - m + (h - 1) % m]``: the last full season, repeated
-    as often as the horizon needs. For example, with ``L = 6``, ``m = 4`` and ``H = 5``, the
-    history ``[a, b, c, d, e, f]`` gives ``[c, d, e, f, c]``.
+    Step ``h`` (1-based) takes ``history[C - 1 + h - m * ceil(h / m)]``: the last full season,
+    repeated as often as the horizon needs. For example, with ``C = 6``, ``m = 4`` and ``H = 5``,
+    the history ``[a, b, c, d, e, f]`` gives ``[c, d, e, f, c]``.
 
     Raises:
-      ValueError: ``season_length`` not in ``1..L``.
+      ValueError: ``season_length`` not in ``1..C``.
     """
     history = np.asarray(history, dtype=np.float64)
     length = history.shape[-1]
     if not 1 <= season_length <= length:
         raise ValueError(f"season length must be in 1..{length} (the history length), got {season_length}")
-    steps = np.arange(horizon)
-    return history[..., length - season_length + steps % season_length]
+    return history[..., length - 1 + windowing.seasonal_lag_offsets(horizon, season_length)]
 
 
-def naive_forecasts(history: np.ndarray, horizon: int, season_length: int) -> dict[str, np.ndarray]:
-    """Both naive forecasts of ``history``, by forecaster name."""
+def naive_forecasts(history: np.ndarray, horizon: int, periods: Sequence[int]) -> dict[str, np.ndarray]:
+    """Persistence and the seasonal naive forecast of each period, by forecaster name."""
     return {PERSISTENCE: persistence_forecast(history, horizon),
-            SEASONAL_NAIVE: seasonal_naive_forecast(history, horizon, season_length)}
+            **{seasonal_naive(m): seasonal_naive_forecast(history, horizon, m) for m in periods}}
 
 
 @dataclasses.dataclass
@@ -85,6 +104,8 @@ class ErrorSums:
       percentage_count: Points with ``y != 0``.
       symmetric: Sum of ``200 |y - f| / (|y| + |f|)`` over points where ``|y| + |f| > 0``.
       symmetric_count: Points with ``|y| + |f| > 0``.
+      scaled: Sum of ``|y - f| / scale`` over windows with a finite, positive MASE scale.
+      scaled_count: Points of those windows.
     """
 
     count: np.ndarray
@@ -94,14 +115,16 @@ class ErrorSums:
     percentage_count: np.ndarray
     symmetric: np.ndarray
     symmetric_count: np.ndarray
+    scaled: np.ndarray
+    scaled_count: np.ndarray
 
     @classmethod
     def zeros(cls, horizon: int) -> "ErrorSums":
         return cls(*(np.zeros(horizon) for _ in dataclasses.fields(cls)))
 
     @classmethod
-    def of(cls, actual: np.ndarray, forecast: np.ndarray) -> "ErrorSums":
-        """The sums over windows ``[N, H]`` (or one window ``[H]``)."""
+    def of(cls, actual: np.ndarray, forecast: np.ndarray, scale: Any = np.nan) -> "ErrorSums":
+        """The sums over windows ``[N, H]`` (or one window ``[H]``), with each window's MASE scale ``[N]``."""
         actual = np.atleast_2d(np.asarray(actual, dtype=np.float64))
         forecast = np.atleast_2d(np.asarray(forecast, dtype=np.float64))
         if actual.shape != forecast.shape:
@@ -113,16 +136,21 @@ class ErrorSums:
         with np.errstate(divide="ignore", invalid="ignore"):
             percentage = np.where(nonzero, 100 * error / np.abs(actual), 0.0)
             sym = np.where(symmetric, 200 * error / denominator, 0.0)
+        scale = np.broadcast_to(np.asarray(scale, dtype=np.float64).reshape(-1, 1), actual.shape)
+        scaled = np.isfinite(scale) & (scale > 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scaled_error = np.where(scaled, error / scale, 0.0)
         return cls(count=np.full(actual.shape[1], float(actual.shape[0])), absolute=error.sum(0),
                    squared=(error ** 2).sum(0), percentage=percentage.sum(0),
                    percentage_count=nonzero.sum(0).astype(np.float64), symmetric=sym.sum(0),
-                   symmetric_count=symmetric.sum(0).astype(np.float64))
+                   symmetric_count=symmetric.sum(0).astype(np.float64), scaled=scaled_error.sum(0),
+                   scaled_count=scaled.sum(0).astype(np.float64))
 
     def __add__(self, other: "ErrorSums") -> "ErrorSums":
         return ErrorSums(*(getattr(self, f.name) + getattr(other, f.name) for f in dataclasses.fields(self)))
 
     def metrics(self) -> dict[str, float]:
-        """MAE, RMSE, MAPE and sMAPE over all steps (NaN where nothing was counted)."""
+        """MAE, RMSE, MAPE, sMAPE and MASE over all steps (NaN where nothing was counted)."""
         return _metrics(*(getattr(self, f.name).sum() for f in dataclasses.fields(self)))
 
     def metrics_per_step(self) -> list[dict[str, float]]:
@@ -136,13 +164,14 @@ def _ratio(total: float, count: float) -> float:
 
 
 def _metrics(count: float, absolute: float, squared: float, percentage: float, percentage_count: float,
-             symmetric: float, symmetric_count: float) -> dict[str, float]:
+             symmetric: float, symmetric_count: float, scaled: float, scaled_count: float) -> dict[str, float]:
     return {"mae": _ratio(absolute, count), "rmse": float(np.sqrt(_ratio(squared, count))),
-            "mape": _ratio(percentage, percentage_count), "smape": _ratio(symmetric, symmetric_count)}
+            "mape": _ratio(percentage, percentage_count), "smape": _ratio(symmetric, symmetric_count),
+            "mase": _ratio(scaled, scaled_count)}
 
 
 def skill(model_mae: float, naive_maes: Iterable[float]) -> float:
-    """The model's MAE over the best naive MAE: below 1 beats naive; NaN when a naive MAE is 0."""
+    """The model's MAE over the best naive MAE: below 1 beats naive; NaN when a naive MAE is 0 or NaN."""
     best = min(naive_maes)
     return float(model_mae / best) if best > 0 else float("nan")
 
@@ -154,30 +183,40 @@ class ForecastErrorSums:
     sums: dict[str, ErrorSums]
 
     @classmethod
-    def of(cls, history: np.ndarray, actual: np.ndarray, forecast: np.ndarray,
-           season_length: int) -> "ForecastErrorSums":
-        """From histories ``[N, L]``, targets ``[N, H]`` and the model's forecasts ``[N, H]``."""
+    def of(cls, history: np.ndarray, actual: np.ndarray, forecast: np.ndarray, periods: Sequence[int],
+           scale: Any = np.nan) -> "ForecastErrorSums":
+        """From histories ``[N, C]``, targets ``[N, H]``, the model's forecasts ``[N, H]`` and MASE scales ``[N]``."""
         actual = np.atleast_2d(np.asarray(actual, dtype=np.float64))
-        naive = naive_forecasts(np.atleast_2d(history), actual.shape[-1], season_length)
-        return cls({MODEL: ErrorSums.of(actual, forecast),
-                    **{name: ErrorSums.of(actual, values) for name, values in naive.items()}})
+        naive = naive_forecasts(np.atleast_2d(history), actual.shape[-1], periods)
+        return cls({MODEL: ErrorSums.of(actual, forecast, scale),
+                    **{name: ErrorSums.of(actual, values, scale) for name, values in naive.items()}})
 
     def __add__(self, other: "ForecastErrorSums") -> "ForecastErrorSums":
         return ForecastErrorSums({name: self.sums[name] + other.sums[name] for name in self.sums})
 
+    @property
+    def periods(self) -> list[int]:
+        prefix = SEASONAL_NAIVE + "_"
+        return sorted(int(name[len(prefix):]) for name in self.sums if name.startswith(prefix))
+
     def report(self) -> dict[str, Any]:
-        """Every metric by forecaster (overall and ``per_step``), and the skill: JSON-safe."""
+        """Every metric by forecaster (overall and ``per_step``), the best seasonal naive, and the skill."""
         result: dict[str, Any] = {}
-        for name in FORECASTERS:
-            result[name] = {**self.sums[name].metrics(), "per_step": self.sums[name].metrics_per_step()}
-        result[SKILL] = skill(result[MODEL]["mae"], (result[name]["mae"] for name in NAIVE_FORECASTERS))
+        for name, sums in self.sums.items():
+            result[name] = {**sums.metrics(), "per_step": sums.metrics_per_step()}
+        seasonal = [seasonal_naive(m) for m in self.periods]
+        if seasonal:
+            # NaN MAEs (nothing counted) sort last.
+            best = min(seasonal, key=lambda n: (np.isnan(result[n]["mae"]), result[n]["mae"]))
+            result[SEASONAL_NAIVE] = {**result[best], "period": int(best[len(SEASONAL_NAIVE) + 1:])}
+        result[SKILL] = skill(result[MODEL]["mae"], (result[name]["mae"] for name in self.sums if name != MODEL))
         return result
 
     def named_metrics(self) -> dict[str, float]:
         """Every metric under its TFMA name (see :func:`metric_name`)."""
         report = self.report()
         named = {SKILL: report[SKILL]}
-        for forecaster in FORECASTERS:
+        for forecaster in forecasters(self.periods):
             for error in ERRORS:
                 named[metric_name(error, forecaster)] = report[forecaster][error]
                 for step, values in enumerate(report[forecaster]["per_step"], start=1):
@@ -197,10 +236,10 @@ class _ForecastErrorSumsCombiner(beam.CombineFn):
     """Sums the errors of the model and the naive forecasts over a slice's windows."""
 
     def __init__(self, key: metric_types.MetricKey, eval_config: Optional[config_pb2.EvalConfig],
-                 season_length: int):
+                 periods: Sequence[int]):
         self._key = key
         self._eval_config = eval_config
-        self._season_length = season_length
+        self._periods = tuple(periods)
 
     def create_accumulator(self) -> Optional[ForecastErrorSums]:
         return None
@@ -208,12 +247,13 @@ class _ForecastErrorSumsCombiner(beam.CombineFn):
     def add_input(self, accumulator: Optional[ForecastErrorSums],
                   element: metric_types.StandardMetricInputs) -> ForecastErrorSums:
         history = np.asarray(element.features[features.HISTORY], dtype=np.float64).reshape(-1)
+        scale = np.asarray(element.features.get(features.MASE_SCALE, np.nan), dtype=np.float64).reshape(-1)[:1]
         for label, prediction, _ in metric_util.to_label_prediction_example_weight(
                 element, eval_config=self._eval_config, model_name=self._key.model_name,
                 output_name=self._key.output_name, example_weighted=self._key.example_weighted,
                 flatten=False, squeeze=False):
             sums = ForecastErrorSums.of(history, np.reshape(label, (1, -1)),
-                                        np.reshape(prediction, (1, -1)), self._season_length)
+                                        np.reshape(prediction, (1, -1)), self._periods, scale)
             accumulator = sums if accumulator is None else accumulator + sums
         return accumulator
 
@@ -229,23 +269,23 @@ class _ForecastErrorSumsCombiner(beam.CombineFn):
 
 
 def _sums_key(model_name: str, output_name: str, example_weighted: bool,
-              season_length: int) -> metric_types.MetricKey:
-    return metric_types.MetricKey(name=f"{_SUMS_NAME}_m{season_length}", model_name=model_name,
+              periods: Sequence[int]) -> metric_types.MetricKey:
+    return metric_types.MetricKey(name=f"{_SUMS_NAME}_m{'_'.join(map(str, periods))}", model_name=model_name,
                                   output_name=output_name, example_weighted=example_weighted)
 
 
 def _sums_computation(key: metric_types.MetricKey, eval_config: Optional[config_pb2.EvalConfig],
-                      season_length: int) -> metric_types.MetricComputation:
+                      periods: Sequence[int]) -> metric_types.MetricComputation:
     return metric_types.MetricComputation(
         keys=[key],
-        preprocessors=[metric_types.FeaturePreprocessor(feature_keys=[features.HISTORY])],
-        combiner=_ForecastErrorSumsCombiner(key, eval_config, season_length))
+        preprocessors=[metric_types.FeaturePreprocessor(feature_keys=[features.HISTORY, features.MASE_SCALE])],
+        combiner=_ForecastErrorSumsCombiner(key, eval_config, periods))
 
 
 def _derived(names: list[str], eval_config: Optional[config_pb2.EvalConfig], model_name: str,
-             output_name: str, example_weighted: bool, season_length: int) -> metric_types.MetricComputations:
+             output_name: str, example_weighted: bool, periods: Sequence[int]) -> metric_types.MetricComputations:
     """The computations giving ``names`` (as in :meth:`ForecastErrorSums.named_metrics`)."""
-    sums_key = _sums_key(model_name, output_name, example_weighted, season_length)
+    sums_key = _sums_key(model_name, output_name, example_weighted, periods)
     keys = {name: metric_types.MetricKey(name=name, model_name=model_name, output_name=output_name,
                                          example_weighted=example_weighted) for name in names}
 
@@ -254,7 +294,7 @@ def _derived(names: list[str], eval_config: Optional[config_pb2.EvalConfig], mod
         values = sums.named_metrics() if sums is not None else {}
         return {key: values.get(name, float("nan")) for name, key in keys.items()}
 
-    return [_sums_computation(sums_key, eval_config, season_length),
+    return [_sums_computation(sums_key, eval_config, periods),
             metric_types.DerivedMetricComputation(keys=list(keys.values()), result=result)]
 
 
@@ -262,44 +302,50 @@ class ForecastError(metric_types.Metric):
     """One error of one forecaster, over all horizon steps and per step (``mae``, ``mae/step_1``..).
 
     Args:
-      error: ``mae``, ``rmse``, ``mape`` or ``smape``.
-      forecaster: ``model``, ``persistence`` or ``seasonal_naive``.
+      error: One of :data:`ERRORS`.
+      forecaster: One of :func:`forecasters` of ``periods``.
       horizon: H, for the per-step names.
-      season_length: m of the seasonal naive forecast (``1 <= m <= L``).
+      periods: The seasonal periods (each at most the history length C).
     """
 
     def __init__(self, error: str = "mae", forecaster: str = MODEL, horizon: int = 1,
-                 season_length: int = 1, name: Optional[str] = None):
-        if error not in ERRORS or forecaster not in FORECASTERS:
+                 periods: Sequence[int] = (), name: Optional[str] = None):
+        periods = tuple(int(m) for m in periods)
+        if error not in ERRORS or forecaster not in forecasters(periods):
             raise ValueError(f"unknown forecast error {error!r} of {forecaster!r}")
         super().__init__(metric_util.merge_per_key_computations(self._computations),
                          name=name or metric_name(error, forecaster), error=error,
-                         forecaster=forecaster, horizon=horizon, season_length=season_length)
+                         forecaster=forecaster, horizon=horizon, periods=periods)
 
     @staticmethod
-    def _computations(name: str, error: str, forecaster: str, horizon: int, season_length: int,
+    def _computations(name: str, error: str, forecaster: str, horizon: int, periods: Sequence[int],
                       eval_config: Optional[config_pb2.EvalConfig] = None, model_name: str = "",
                       output_name: str = "", example_weighted: bool = False) -> metric_types.MetricComputations:
         names = [name] + [metric_name(error, forecaster, step) for step in range(1, horizon + 1)]
-        return _derived(names, eval_config, model_name, output_name, example_weighted, season_length)
+        return _derived(names, eval_config, model_name, output_name, example_weighted, periods)
 
 
 class ForecastSkill(metric_types.Metric):
     """The model's MAE over the best naive forecast's MAE, on the same windows (below 1 beats naive).
 
     Args:
-      season_length: m of the seasonal naive forecast (``1 <= m <= L``).
+      periods: The seasonal periods.
     """
 
-    def __init__(self, season_length: int = 1, name: str = SKILL):
+    def __init__(self, periods: Sequence[int] = (), name: str = SKILL):
         super().__init__(metric_util.merge_per_key_computations(self._computations), name=name,
-                         season_length=season_length)
+                         periods=tuple(int(m) for m in periods))
 
     @staticmethod
-    def _computations(name: str, season_length: int, eval_config: Optional[config_pb2.EvalConfig] = None,
+    def _computations(name: str, periods: Sequence[int], eval_config: Optional[config_pb2.EvalConfig] = None,
                       model_name: str = "", output_name: str = "",
                       example_weighted: bool = False) -> metric_types.MetricComputations:
-        return _derived([name], eval_config, model_name, output_name, example_weighted, season_length)
+        return _derived([name], eval_config, model_name, output_name, example_weighted, periods)
+
+
+def metric_config_json(**values: Any) -> str:
+    """The ``config`` JSON of a :class:`ForecastError` or :class:`ForecastSkill` metric config."""
+    return json.dumps(values, sort_keys=True)
 
 
 metric_types.register_metric(ForecastError)

@@ -18,14 +18,13 @@ from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from components import features
+from components import features, trainer_options
 from components import transform as transform_lib
-from pipeline import config as config_lib
+from components.trainer_options import TRAINING_LOG_FILE
 from serving import contract
 
-LOSSES = ("mse", "huber")
-# Loss and eval loss per epoch (Keras' CSVLogger), in the Trainer's model_run directory.
-TRAINING_LOG_FILE = "training_log.csv"
+__all__ = ["TRAINING_LOG_FILE", "build_model", "export_serving_model", "make_dataset", "model_inputs", "run_fn",
+           "serving_inputs", "train", "tuner_fn", "warmup_inputs_from", "write_warmup_requests"]
 # XLA compiles once per input shape (about 0.25 s for this model on 2 cores). The XLA signatures
 # pad each batch up to the next of these sizes (beyond the largest, to a multiple of it), so a
 # server compiles at most these shapes, and the warmup requests (one per size) compile them
@@ -45,43 +44,65 @@ _READ_BATCH_SIZE = 1024
 _SHUFFLE_BUFFER = 1 << 17
 
 
-def _model_feature_keys(tft_output: tft.TFTransformOutput) -> list[str]:
-    """Transform outputs the model reads, in channel order: the history, then the covariates."""
-    raw_names = tft_output.raw_feature_spec()
-    covariates = [transform_lib.scaled_feature(c) for c in transform_lib.covariate_features(raw_names)]
-    return [features.HISTORY_SCALED, *covariates]
+def model_inputs(tft_output: tft.TFTransformOutput) -> dict[str, int]:
+    """The Transform outputs the model reads, with their widths: sequence inputs, then per-step future inputs."""
+    spec = tft_output.transformed_feature_spec()
+    names = [n for n in sorted(spec) if _is_sequence_input(n) or _is_future_input(n)]
+    names.sort(key=lambda n: (not _is_sequence_input(n), n != features.HISTORY_SCALED, n))
+    return {n: int(spec[n].shape[0]) for n in names}
 
 
-def build_model(history: int, horizon: int, model_config: config_lib.ModelConfig,
-                covariates: tuple[str, ...] = ()) -> keras.Model:
-    """Stacked LSTM: one LSTM per entry of ``lstm_units``, dropout after each, a Dense head of H.
+def _is_sequence_input(name: str) -> bool:
+    # One value per history step: the scaled history, the past covariates, the history's calendar.
+    return name == features.HISTORY_SCALED or name == features.CALENDAR_HISTORY or (
+        name.startswith(features.COVARIATE_PREFIX) and name.endswith(transform_lib.SCALED_SUFFIX))
+
+
+def _is_future_input(name: str) -> bool:
+    # One value per target step, known at the origin: seasonal lags, future covariates, the calendar.
+    return name == features.CALENDAR_FUTURE or (
+        name.startswith((features.LAG_PREFIX, features.FUTURE_PREFIX)) and name.endswith(transform_lib.SCALED_SUFFIX))
+
+
+def build_model(inputs_spec: dict[str, int], history: int, horizon: int,
+                model_config: trainer_options.ModelConfig) -> keras.Model:
+    """Stacked dropout LSTM over the history, with the known future of each target step beside it.
+
+    The sequence inputs (the scaled history, past covariates, the calendar of each history step)
+    are stacked as channels of one ``[L, channels]`` sequence and read by one LSTM per entry of
+    ``lstm_units``, dropout after each. The LSTM's last state, concatenated with the per-step
+    future inputs (seasonal lags, future covariates, the calendar of each target step), feeds a
+    head of H outputs with a linear path (a lag can pass straight through: the seasonal naive
+    forecast is one setting of the weights) and a ReLU path.
 
     Args:
-      history: Window length L.
-      horizon: Forecast horizon H (the output is ``[batch, H]`` scaled values).
+      inputs_spec: Transform output name -> width (see :func:`model_inputs`); sequence inputs
+        are ``[L * k]``, future inputs ``[H * k]``.
+      history: L.
+      horizon: H (the output is ``[batch, H]`` scaled values).
       model_config: Layers, units, dropout, recurrent dropout, learning rate and loss.
-      covariates: Names of the raw covariate features (``covariate_<column>``); each becomes one
-        more input channel next to the history.
 
     Returns:
-      The compiled model. Its input is a dict of ``[batch, L]`` scaled values keyed by Transform
-      output name (:data:`features.HISTORY_SCALED` and one per covariate).
+      The compiled model; its input is a dict keyed by Transform output name.
     """
-    if model_config.loss not in LOSSES:
-        raise ValueError(f"loss must be one of {LOSSES}, got '{model_config.loss}'")
-    names = [features.HISTORY_SCALED, *(transform_lib.scaled_feature(c) for c in covariates)]
-    inputs = {name: keras.Input(shape=(history,), name=name) for name in names}
-    channels = [keras.layers.Reshape((history, 1), name=f"channel_{i}")(inputs[n]) for i, n in enumerate(names)]
-    x = channels[0] if len(channels) == 1 else keras.layers.Concatenate(axis=-1, name="channels")(channels)
+    inputs = {name: keras.Input(shape=(width,), name=name) for name, width in inputs_spec.items()}
+    sequence = [keras.layers.Reshape((history, inputs_spec[n] // history), name=f"steps_{n}")(inputs[n])
+                for n in inputs_spec if _is_sequence_input(n)]
+    x = sequence[0] if len(sequence) == 1 else keras.layers.Concatenate(axis=-1, name="channels")(sequence)
     for i, units in enumerate(model_config.lstm_units):
         last = i == len(model_config.lstm_units) - 1
         x = keras.layers.LSTM(units, return_sequences=not last, recurrent_dropout=model_config.recurrent_dropout,
                               name=f"lstm_{i}")(x)
         x = keras.layers.Dropout(model_config.dropout, name=f"dropout_{i}")(x)
-    outputs = keras.layers.Dense(horizon, name="forecast_scaled")(x)
+    future = [inputs[n] for n in inputs_spec if _is_future_input(n)]
+    if future:
+        x = keras.layers.Concatenate(name="state_and_future")([x, *future])
+    hidden = keras.layers.Dense(model_config.lstm_units[-1], activation="relu", name="head_hidden")(x)
+    hidden = keras.layers.Dropout(model_config.dropout, name="head_dropout")(hidden)
+    outputs = keras.layers.Dense(horizon, name="forecast_scaled")(keras.layers.Concatenate(name="head")([x, hidden]))
     model = keras.Model(inputs, outputs, name="stacked_lstm")
-    loss = keras.losses.Huber() if model_config.loss == "huber" else "mse"
-    model.compile(optimizer=keras.optimizers.Adam(model_config.learning_rate), loss=loss,
+    losses = {"huber": keras.losses.Huber(), "mse": "mse", "mae": "mae"}
+    model.compile(optimizer=keras.optimizers.Adam(model_config.learning_rate), loss=losses[model_config.loss],
                   metrics=[keras.metrics.MeanAbsoluteError(name="mae")])
     return model
 
@@ -103,7 +124,7 @@ def make_dataset(file_pattern: list[str], data_accessor: tfx.components.DataAcce
       seed: Shuffle seed.
     """
     schema = tft_output.transformed_metadata.schema
-    keys = _model_feature_keys(tft_output)
+    keys = list(model_inputs(tft_output))
     options = tfxio.TensorFlowDatasetOptions(batch_size=_READ_BATCH_SIZE, label_key=features.TARGET_SCALED,
                                              num_epochs=1, shuffle=False)
     dataset = data_accessor.tf_dataset_factory(file_pattern, options, schema)
@@ -139,33 +160,38 @@ def _padded_to_buckets(fn: Any) -> Any:
     return padded
 
 
-def _serving_inputs(history: int, covariates: list[str], per_series: bool) -> list[tf.TensorSpec]:
-    specs = [tf.TensorSpec([None, history], tf.float32, name=contract.INPUT_KEY)]
-    specs += [tf.TensorSpec([None, history], tf.float32, name=c) for c in covariates]
+def serving_inputs(tft_output: tft.TFTransformOutput, per_series: bool) -> list[tf.TensorSpec]:
+    """The inputs of ``serving_default``, in order (see :mod:`serving.contract`)."""
+    raw = tft_output.raw_feature_spec()
+    transformed = tft_output.transformed_feature_spec()
+    specs = [tf.TensorSpec([None, raw[features.HISTORY].shape[0]], tf.float32, name=contract.INPUT_KEY)]
+    for name in transform_lib.covariate_features(raw) + transform_lib.future_features(raw):
+        specs.append(tf.TensorSpec([None, raw[name].shape[0]], tf.float32, name=name))
+    if features.CALENDAR_HISTORY in transformed:
+        specs.append(tf.TensorSpec([None], tf.int64, name=contract.ORIGIN_TIMESTAMP_INPUT_KEY))
     if per_series:
         specs.append(tf.TensorSpec([None], tf.string, name=contract.SERIES_ID_INPUT_KEY))
     return specs
 
 
 def export_serving_model(model: keras.Model, tft_output: tft.TFTransformOutput, export_dir: str,
-                         history: int, model_config: config_lib.ModelConfig,
+                         model_config: trainer_options.ModelConfig,
                          warmup_inputs: Optional[dict[str, np.ndarray]] = None) -> None:
     """Saves the model with the Transform graph and the signatures of :mod:`serving.contract`.
 
     Args:
       model: The trained model on scaled values (from :func:`build_model`).
-      tft_output: Output of the Transform component (its graph does the scaling).
+      tft_output: Output of the Transform component (its graph does the scaling, lags and calendar).
       export_dir: Where to write the SavedModel.
-      history: Window length L, fixed in the signatures' input shape.
       model_config: Its ``scaling`` (``per_series`` adds the series id input) and ``serving_xla``.
       warmup_inputs: Raw ``serving_default`` inputs keyed by input name, rows aligned, written as
         TF Serving warmup requests (:func:`write_warmup_requests`); None writes none.
     """
     _portable(model)
     raw_spec = tft_output.raw_feature_spec()
-    covariates = transform_lib.covariate_features(raw_spec)
     per_series = model_config.scaling == "per_series"
-    model_keys = _model_feature_keys(tft_output)
+    model_keys = list(model_inputs(tft_output))
+    input_specs = serving_inputs(tft_output, per_series)
 
     # Keras 3 variables must be exported through ExportArchive: a plain tf.saved_model.save of a
     # module holding the model writes each variable twice, and the TF1 session loader that TF
@@ -186,20 +212,21 @@ def export_serving_model(model: keras.Model, tft_output: tft.TFTransformOutput, 
         scaled = predict_scaled({k: transformed[k] for k in model_keys})
         return {contract.OUTPUT_KEY: scaled * transformed[features.SCALE] + transformed[features.LOC]}
 
+    # Serving input name -> raw feature name (the timestamp and the series id are [batch] inputs
+    # of features stored as [batch, 1]).
+    to_feature = {contract.ORIGIN_TIMESTAMP_INPUT_KEY: features.ORIGIN_TIMESTAMP,
+                  contract.SERIES_ID_INPUT_KEY: features.SERIES_ID}
+
     def from_inputs(*values: tf.Tensor) -> dict[str, tf.Tensor]:
-        raw = dict(zip([features.HISTORY, *covariates], values))
-        if per_series:
-            # The serving input is [batch]; the raw feature may be [batch, 1].
-            shape = [-1, *raw_spec[features.SERIES_ID].shape]
-            raw[features.SERIES_ID] = tf.reshape(values[-1], shape)
+        raw = {}
+        for spec, value in zip(input_specs, values):
+            name = to_feature.get(spec.name, spec.name)
+            raw[name] = tf.reshape(value, [-1, *raw_spec[name].shape]) if name in to_feature.values() else value
         return forecast(raw)
 
-    parse_spec = {name: raw_spec[name] for name in [features.HISTORY, *covariates]}
-    if per_series:
-        parse_spec[features.SERIES_ID] = raw_spec[features.SERIES_ID]
-
-    archive.add_endpoint(name=contract.SIGNATURE_NAME, fn=from_inputs,
-                         input_signature=_serving_inputs(history, covariates, per_series))
+    parse_spec = {to_feature.get(spec.name, spec.name): raw_spec[to_feature.get(spec.name, spec.name)]
+                  for spec in input_specs}
+    archive.add_endpoint(name=contract.SIGNATURE_NAME, fn=from_inputs, input_signature=input_specs)
     archive.add_endpoint(
         name=contract.EXAMPLES_SIGNATURE_NAME,
         fn=lambda serialized: forecast(tf.io.parse_example(serialized, parse_spec)),
@@ -237,29 +264,29 @@ def write_warmup_requests(export_dir: str, inputs: dict[str, np.ndarray]) -> str
 
 def warmup_inputs_from(file_pattern: list[str], data_accessor: tfx.components.DataAccessor,
                        tft_output: tft.TFTransformOutput, per_series: bool) -> dict[str, np.ndarray]:
-    """Raw ``serving_default`` inputs rebuilt from the first transformed windows of ``file_pattern``.
+    """Raw ``serving_default`` inputs of the first transformed windows of ``file_pattern``.
 
-    The history comes back exactly through the per-example map (``scaled * scale + loc``); each
-    covariate through its affine Transform map, read off the Transform graph at 0 and 1.
+    Transform passes the raw inputs through (:func:`components.transform.preprocessing_fn`), so
+    they are read back as they were.
     """
     options = tfxio.TensorFlowDatasetOptions(batch_size=_WARMUP_WINDOWS, num_epochs=1, shuffle=False)
     batch = next(iter(data_accessor.tf_dataset_factory(file_pattern, options,
                                                         tft_output.transformed_metadata.schema)))
-    history = batch[features.HISTORY_SCALED] * batch[features.SCALE] + batch[features.LOC]
-    inputs = {contract.INPUT_KEY: history.numpy().astype(np.float32)}
-    for name in transform_lib.covariate_features(tft_output.raw_feature_spec()):
-        probe = tf.stack([tf.zeros_like(history[0]), tf.ones_like(history[0])])
-        at = tft_output.transform_raw_features({name: probe})[transform_lib.scaled_feature(name)]
-        scale = 1.0 / (at[1] - at[0])
-        inputs[name] = (batch[transform_lib.scaled_feature(name)] * scale - at[0] * scale).numpy().astype(np.float32)
-    if per_series:
-        inputs[contract.SERIES_ID_INPUT_KEY] = np.reshape(batch[features.SERIES_ID].numpy(), [-1]).astype(object)
+    inputs = {}
+    for spec in serving_inputs(tft_output, per_series):
+        feature = {contract.ORIGIN_TIMESTAMP_INPUT_KEY: features.ORIGIN_TIMESTAMP,
+                   contract.SERIES_ID_INPUT_KEY: features.SERIES_ID}.get(spec.name, spec.name)
+        values = batch[feature].numpy()
+        if spec.shape.rank == 1:
+            values = values.reshape(-1)
+        dtype = object if spec.dtype == tf.string else spec.dtype.as_numpy_dtype
+        inputs[spec.name] = values.astype(dtype)
     return inputs
 
 
-def _model_config(fn_args: Any) -> config_lib.ModelConfig:
+def _model_config(fn_args: Any) -> trainer_options.ModelConfig:
     """The model settings of the pipeline, with the Tuner's best hyperparameters when it ran."""
-    model_config = config_lib.model_config_from_custom_config(fn_args.custom_config)
+    model_config = trainer_options.model_config_from_dict((fn_args.custom_config or {}).get("model"))
     hyperparameters = getattr(fn_args, "hyperparameters", None)
     if hyperparameters:
         values = keras_tuner.HyperParameters.from_config(hyperparameters).values
@@ -269,7 +296,12 @@ def _model_config(fn_args: Any) -> config_lib.ModelConfig:
     return model_config
 
 
-def _callbacks(model_config: config_lib.ModelConfig) -> list[keras.callbacks.Callback]:
+def _history_horizon(custom_config: Optional[dict[str, Any]]) -> tuple[int, int]:
+    windows = (custom_config or {})["windows"]
+    return int(windows["history"]), int(windows["horizon"])
+
+
+def _callbacks(model_config: trainer_options.ModelConfig) -> list[keras.callbacks.Callback]:
     if model_config.early_stopping_patience <= 0:
         return []
     return [keras.callbacks.EarlyStopping(monitor="val_loss", patience=model_config.early_stopping_patience,
@@ -277,7 +309,7 @@ def _callbacks(model_config: config_lib.ModelConfig) -> list[keras.callbacks.Cal
 
 
 def train(train_files: list[str], eval_files: list[str], data_accessor: tfx.components.DataAccessor,
-          tft_output: tft.TFTransformOutput, history: int, horizon: int, model_config: config_lib.ModelConfig,
+          tft_output: tft.TFTransformOutput, history: int, horizon: int, model_config: trainer_options.ModelConfig,
           log_dir: Optional[str] = None) -> keras.Model:
     """Trains the model on transformed windows: seeded, early stopping on the eval loss.
 
@@ -299,10 +331,9 @@ def train(train_files: list[str], eval_files: list[str], data_accessor: tfx.comp
     keras.utils.set_random_seed(model_config.seed)
     if tf.config.list_physical_devices("GPU"):
         tf.config.experimental.enable_op_determinism()
-    covariates = tuple(transform_lib.covariate_features(tft_output.raw_feature_spec()))
     train_data = make_dataset(train_files, data_accessor, tft_output, model_config.batch_size, True, model_config.seed)
     eval_data = make_dataset(eval_files, data_accessor, tft_output, model_config.batch_size, False, model_config.seed)
-    model = build_model(history, horizon, model_config, covariates)
+    model = build_model(model_inputs(tft_output), history, horizon, model_config)
     callbacks = _callbacks(model_config)
     if log_dir:
         callbacks += [keras.callbacks.TensorBoard(log_dir=log_dir),
@@ -314,19 +345,17 @@ def train(train_files: list[str], eval_files: list[str], data_accessor: tfx.comp
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """Trains the model on the transformed windows and exports it (called by TFX's Trainer)."""
-    custom_config: dict[str, Any] = fn_args.custom_config or {}
     model_config = _model_config(fn_args)
-    window_config = config_lib.window_config_from_custom_config(custom_config)
+    history, horizon = _history_horizon(fn_args.custom_config)
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     model = train(fn_args.train_files, fn_args.eval_files, fn_args.data_accessor, tft_output,
-                  window_config.history, window_config.horizon, model_config, log_dir=fn_args.model_run_dir)
+                  history, horizon, model_config, log_dir=fn_args.model_run_dir)
     warmup = warmup_inputs_from(fn_args.eval_files, fn_args.data_accessor, tft_output,
                                 model_config.scaling == "per_series")
-    export_serving_model(model, tft_output, fn_args.serving_model_dir, window_config.history, model_config,
-                         warmup_inputs=warmup)
+    export_serving_model(model, tft_output, fn_args.serving_model_dir, model_config, warmup_inputs=warmup)
 
 
-def _hypermodel(history: int, horizon: int, model_config: config_lib.ModelConfig, covariates: tuple[str, ...]):
+def _hypermodel(inputs_spec: dict[str, int], history: int, horizon: int, model_config: trainer_options.ModelConfig):
     def build(hp: keras_tuner.HyperParameters) -> keras.Model:
         layers = hp.Int("layers", 1, 3, default=len(model_config.lstm_units))
         units = hp.Choice("units", [16, 32, 64, 128], default=64)
@@ -334,21 +363,19 @@ def _hypermodel(history: int, horizon: int, model_config: config_lib.ModelConfig
             model_config, lstm_units=(units,) * layers,
             dropout=hp.Float("dropout", 0.0, 0.5, step=0.1, default=model_config.dropout),
             learning_rate=hp.Float("learning_rate", 1e-4, 1e-2, sampling="log", default=model_config.learning_rate))
-        return build_model(history, horizon, tuned, covariates)
+        return build_model(inputs_spec, history, horizon, tuned)
 
     return build
 
 
 def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
     """KerasTuner random search over layers, units, dropout and learning rate (called by TFX's Tuner)."""
-    custom_config: dict[str, Any] = fn_args.custom_config or {}
-    model_config = config_lib.model_config_from_custom_config(custom_config)
-    window_config = config_lib.window_config_from_custom_config(custom_config)
+    model_config = trainer_options.model_config_from_dict((fn_args.custom_config or {}).get("model"))
+    history, horizon = _history_horizon(fn_args.custom_config)
     keras.utils.set_random_seed(model_config.seed)
     tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)
-    covariates = tuple(transform_lib.covariate_features(tft_output.raw_feature_spec()))
     tuner = keras_tuner.RandomSearch(
-        _hypermodel(window_config.history, window_config.horizon, model_config, covariates),
+        _hypermodel(model_inputs(tft_output), history, horizon, model_config),
         objective="val_loss", max_trials=model_config.tuner_trials, seed=model_config.seed,
         directory=fn_args.working_dir, project_name="lstm_forecast_tuning", overwrite=True)
     train_data = make_dataset(fn_args.train_files, fn_args.data_accessor, tft_output, model_config.batch_size,

@@ -29,6 +29,7 @@ present in the schema) are already in [-1, 1] and pass through unchanged.
 
 from typing import Any, Optional
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
@@ -38,27 +39,78 @@ import tensorflow_transform as tft
 from tensorflow_transform import analyzers as tft_analyzers
 from tensorflow_transform import tf_utils as tft_tf_utils
 
-from components import features
+from components import features, trainer_options, windowing
 
-SCALINGS = ("global", "per_series", "last_value", "window_mean")
-DEFAULT_SCALING = "last_value"
+DEFAULT_SCALING = trainer_options.ModelConfig().scaling
 SCALED_SUFFIX = "_scaled"
+# Calendar cycles longer than the step carry information; one no longer than it (weekday of
+# weekly data) is the same at every point and is left out.
+_DAY = 86_400.0
 
 
 def scaled_feature(name: str) -> str:
-    """Name of the Transform output that holds raw feature ``name`` scaled (covariates)."""
+    """Name of the Transform output that holds raw feature ``name`` scaled."""
     return name + SCALED_SUFFIX
 
 
 def covariate_features(feature_names: Any) -> list[str]:
-    """The covariate features among ``feature_names``, sorted (the model's channel order)."""
+    """The past covariate features among ``feature_names``, sorted (the model's channel order)."""
     return sorted(n for n in feature_names if n.startswith(features.COVARIATE_PREFIX) and not n.endswith(SCALED_SUFFIX))
 
 
-def calendar_features(feature_names: Any) -> list[str]:
-    """The calendar features among ``feature_names``, in :data:`features.CALENDAR_FEATURES` order."""
-    names = set(feature_names)
-    return [n for n in features.CALENDAR_FEATURES if n in names]
+def future_features(feature_names: Any) -> list[str]:
+    """The known-future covariate features among ``feature_names``, sorted."""
+    return sorted(n for n in feature_names if n.startswith(features.FUTURE_PREFIX) and not n.endswith(SCALED_SUFFIX))
+
+
+def calendar_cycles(step_seconds: float) -> list[tuple[str, float]]:
+    """The calendar cycles (name, seconds) longer than the step: those a model can use."""
+    return [(name, float(period)) for name, period in features.CALENDAR_CYCLES if period > step_seconds]
+
+
+def calendar_phases(times: tf.Tensor, cycles: list[tuple[str, float]]) -> tf.Tensor:
+    """Sin and cos of each cycle's phase at epoch seconds ``times`` ``[batch, T]`` -> ``[batch, T, 2K]``.
+
+    Phases in UTC: hour of day, day of week (Monday 0; the epoch was a Thursday) and the fraction
+    of the mean Gregorian year since the epoch (within a day of the calendar's day of year). The
+    same graph computes them in training and serving, so the two always agree.
+    """
+    t = tf.cast(times, tf.float64)
+    phases = {
+        "hour_of_day": tf.math.floormod(t, _DAY) / _DAY,
+        "day_of_week": tf.math.floormod(t / _DAY + 3.0, 7.0) / 7.0,
+        "day_of_year": tf.math.floormod(t, 31_556_952.0) / 31_556_952.0,
+    }
+    parts = []
+    for name, _ in cycles:
+        angle = 2.0 * np.pi * phases[name]
+        parts += [tf.sin(angle), tf.cos(angle)]
+    return tf.cast(tf.stack(parts, axis=-1), tf.float32)
+
+
+def calendar_features(origin: tf.Tensor, history: int, horizon: int,
+                      step_seconds: float) -> dict[str, tf.Tensor]:
+    """The calendar of every history and target step, from the origin's timestamp ``[batch, 1]`` int64.
+
+    Step i of the history lies ``(L - 1 - i)`` steps before the origin, target step h ``h`` steps
+    after it (a month is a twelfth of the mean year, so monthly steps land within a day of the
+    month start they stand for).
+
+    Returns:
+      :data:`features.CALENDAR_HISTORY` ``[batch, L * 2K]`` and :data:`features.CALENDAR_FUTURE`
+      ``[batch, H * 2K]``, step-major; empty when no cycle is longer than the step.
+    """
+    cycles = calendar_cycles(step_seconds)
+    if not cycles:
+        return {}
+    origin = tf.cast(tf.reshape(origin, [-1, 1]), tf.float64)
+    past = tf.constant(np.arange(-(history - 1), 1) * step_seconds, tf.float64)
+    future = tf.constant(np.arange(1, horizon + 1) * step_seconds, tf.float64)
+    flat = len(cycles) * 2
+    return {
+        features.CALENDAR_HISTORY: tf.reshape(calendar_phases(origin + past, cycles), [-1, history * flat]),
+        features.CALENDAR_FUTURE: tf.reshape(calendar_phases(origin + future, cycles), [-1, horizon * flat]),
+    }
 
 
 def _positive(std: tf.Tensor) -> tf.Tensor:
@@ -73,7 +125,7 @@ def _safe_std(values: tf.Tensor) -> tf.Tensor:
 def _per_series_loc_scale(history: tf.Tensor, series_id: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """Mean and std of each series' training histories, mapped onto each example ``[batch, 1]``."""
     key = tf.reshape(series_id, [-1])
-    vocab, means, variances = tft_analyzers._mean_and_var_per_key(history, key)  # pylint: disable=protected-access
+    vocab, means, variances = tft_analyzers._mean_and_var_per_key(history, key)
     known = tf.ones_like(means)
     mean, var, is_known = tft_tf_utils.map_per_key_reductions((means, variances, known), key, vocab, history, True)
     # Unseen series map to 0 for all three; they get the global statistics instead.
@@ -82,37 +134,68 @@ def _per_series_loc_scale(history: tf.Tensor, series_id: tf.Tensor) -> tuple[tf.
     return tf.reshape(mean, [-1, 1]), tf.reshape(std, [-1, 1])
 
 
-def preprocessing_fn(inputs: dict[str, tf.Tensor],
-                     custom_config: Optional[dict[str, Any]] = None) -> dict[str, tf.Tensor]:
-    """Scales history and target with one per-example affine map; scales covariates on their own.
+def _window_std_loc_scale(history: tf.Tensor, context: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """The history's mean, and the std of the whole context (a season or more: steadier than the
+    history's alone, so an additive effect keeps one size in scaled units); the std floored at 1%
+    of the context's mean magnitude (a flat window)."""
+    loc = tf.reduce_mean(history, axis=1, keepdims=True)
+    std = tf.math.reduce_std(context, axis=1, keepdims=True)
+    floor = 0.01 * tf.reduce_mean(tf.abs(context), axis=1, keepdims=True)
+    return loc, _positive(tf.maximum(std, floor))
 
-    Args:
-      inputs: Raw features; :data:`features.HISTORY` float ``[batch, L]``, and, when present,
-        :data:`features.TARGET` float ``[batch, H]`` (absent at serving time),
-        :data:`features.SERIES_ID` (needed by ``per_series``), ``covariate_<column>`` float
-        ``[batch, L]`` and calendar features float ``[batch, 1]``.
-      custom_config: ``{"scaling": one of SCALINGS}``.
 
-    Returns:
-      The scaled history and target, the per-example ``loc`` and ``scale`` ``[batch, 1]``, each
-      covariate scaled (:func:`scaled_feature`), and the calendar features and the series id
-      unchanged.
-    """
-    scaling = (custom_config or {}).get("scaling", DEFAULT_SCALING)
-    history = inputs[features.HISTORY]
+def loc_scale(history: tf.Tensor, context: tf.Tensor, series_id: Optional[tf.Tensor],
+              scaling: str) -> tuple[tf.Tensor, tf.Tensor]:
+    """The per-example affine map ``[batch, 1]`` of a scaling (see the module docstring)."""
     ones = tf.ones_like(history[:, :1])
     if scaling == "global":
         loc = ones * tft.mean(history)
-        scale = ones * _safe_std(history - loc)
-    elif scaling == "per_series":
-        if features.SERIES_ID not in inputs:
+        return loc, ones * _safe_std(history - loc)
+    if scaling == "per_series":
+        if series_id is None:
             raise ValueError(f"scaling 'per_series' needs the feature '{features.SERIES_ID}'")
-        loc, scale = _per_series_loc_scale(history, inputs[features.SERIES_ID])
-    elif scaling in ("last_value", "window_mean"):
-        loc = history[:, -1:] if scaling == "last_value" else tf.reduce_mean(history, axis=1, keepdims=True)
-        scale = ones * _safe_std(history - loc)
-    else:
-        raise ValueError(f"scaling must be one of {SCALINGS}, got '{scaling}'")
+        return _per_series_loc_scale(history, series_id)
+    if scaling == "window_std":
+        return _window_std_loc_scale(history, context)
+    loc = history[:, -1:] if scaling == "last_value" else tf.reduce_mean(history, axis=1, keepdims=True)
+    return loc, ones * _safe_std(history - loc)
+
+
+def transform_config(windows: dict[str, Any], scaling: str) -> dict[str, Any]:
+    """The ``custom_config`` of :func:`preprocessing_fn` from the window settings (``asdict`` of WindowConfig)."""
+    return {"scaling": scaling, "history": windows["history"], "horizon": windows["horizon"],
+            "seasonal_lags": windows["seasonal_lags"], "seasonal_periods": list(windows["seasonal_periods"]),
+            "calendar": windows["calendar_features"], "step_seconds": windows["step_seconds"]}
+
+
+def preprocessing_fn(inputs: dict[str, tf.Tensor],
+                     custom_config: Optional[dict[str, Any]] = None) -> dict[str, tf.Tensor]:
+    """Scales the target's history, lags and future with one per-example affine map; scales covariates.
+
+    Args:
+      inputs: Raw features; :data:`features.HISTORY` float ``[batch, C]`` (the context: the model
+        reads its last L points, the seasonal lags read further back), and, when present,
+        :data:`features.TARGET` float ``[batch, H]`` (absent at serving time),
+        :data:`features.SERIES_ID` (needed by ``per_series``), ``lag_<m>`` ``[batch, H]``,
+        ``covariate_<column>`` ``[batch, C]``, ``future_<column>`` ``[batch, H]`` (a known-future
+        covariate has both) and
+        :data:`features.ORIGIN_TIMESTAMP` int64 ``[batch, 1]`` (for the calendar).
+      custom_config: :func:`transform_config`: ``scaling`` (one of SCALINGS), ``history`` L,
+        ``horizon`` H, ``seasonal_lags`` and ``seasonal_periods``, ``calendar`` and ``step_seconds``.
+
+    Returns:
+      The scaled history, target and lags, the per-example ``loc`` and ``scale`` ``[batch, 1]``,
+      each covariate scaled (:func:`scaled_feature`), the calendar of every step, and the series id.
+    """
+    config = custom_config or {}
+    scaling = config.get("scaling", DEFAULT_SCALING)
+    if scaling not in trainer_options.SCALINGS:
+        raise ValueError(f"scaling must be one of {trainer_options.SCALINGS}, got '{scaling}'")
+    context = inputs[features.HISTORY]
+    width = context.shape[1]
+    history_length = int(config.get("history") or width)
+    history = context[:, width - history_length:]
+    loc, scale = loc_scale(history, context, inputs.get(features.SERIES_ID), scaling)
     outputs = {
         features.HISTORY_SCALED: (history - loc) / scale,
         features.LOC: loc,
@@ -120,13 +203,32 @@ def preprocessing_fn(inputs: dict[str, tf.Tensor],
     }
     if features.TARGET in inputs:
         outputs[features.TARGET_SCALED] = (inputs[features.TARGET] - loc) / scale
+    if config.get("seasonal_lags"):
+        for period in config.get("seasonal_periods", ()):
+            # The value of each target step one season earlier, read from the context.
+            index = width - 1 + windowing.seasonal_lag_offsets(int(config["horizon"]), int(period))
+            outputs[scaled_feature(features.lag_feature(int(period)))] = (
+                tf.gather(context, index, axis=1) - loc) / scale
+    lag_index = {int(m): width - 1 + windowing.seasonal_lag_offsets(int(config["horizon"]), int(m))
+                 for m in config.get("seasonal_periods", ())} if config.get("seasonal_lags") else {}
     for name in covariate_features(inputs):
-        # Covariates have their own units; a global z-score over the training split suits them.
+        # Covariates have their own units; a z-score with the training split's statistics suits them.
         values = tf.cast(inputs[name], tf.float32)
-        outputs[scaled_feature(name)] = (values - tft.mean(values)) / _safe_std(values)
-    for name in calendar_features(inputs):
-        outputs[name] = tf.cast(inputs[name], tf.float32)
-    if features.SERIES_ID in inputs:
-        # Carried so the Trainer can write per-series warmup requests with real ids.
-        outputs[features.SERIES_ID] = inputs[features.SERIES_ID]
+        mean, std = tft.mean(values), _safe_std(values)
+        outputs[scaled_feature(name)] = (values[:, width - history_length:] - mean) / std
+        future = features.future_feature(name[len(features.COVARIATE_PREFIX):])
+        if future in inputs:
+            # Known-future covariates: their values at the target steps, and where each seasonal
+            # lag was read, in the units of the history's.
+            outputs[scaled_feature(future)] = (tf.cast(inputs[future], tf.float32) - mean) / std
+            for period, index in lag_index.items():
+                outputs[scaled_feature(f"{future}_{features.lag_feature(period)}")] = (
+                    tf.gather(values, index, axis=1) - mean) / std
+    if config.get("calendar") and features.ORIGIN_TIMESTAMP in inputs:
+        outputs.update(calendar_features(inputs[features.ORIGIN_TIMESTAMP], history_length,
+                                         int(config["horizon"]), float(config["step_seconds"])))
+    # The raw serving inputs pass through, so the Trainer writes warmup requests from them as they were.
+    passthrough = [features.HISTORY, features.ORIGIN_TIMESTAMP, features.SERIES_ID,
+                   *covariate_features(inputs), *future_features(inputs)]
+    outputs.update({name: inputs[name] for name in passthrough if name in inputs})
     return outputs

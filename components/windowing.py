@@ -12,6 +12,11 @@ Example: n = 7, L = 3, H = 2, S = 2 gives starts [0, 2]::
     k = 0   h  h  h  t  t
     k = 1         h  h  h  t  t
 
+A window may read further back than its history: with seasonal lags of period m, its *context*
+is ``C = max(L, m)`` points ending at the origin, window k then starts at ``s = k * S`` with
+``history = v[s + C - L : s + C]`` and ``target = v[s + C : s + C + H]``, and the lag of each
+target step is read at :func:`seasonal_lag_offsets` from the origin ``s + C - 1``.
+
 Splits are cut in time. A cut index ``c`` is the first grid point of the later split; a window
 belongs to the split that holds all of its target steps (see :func:`assign_splits`). With cut
 indices ``[4]`` in the example above, window 0 (targets 3, 4) straddles the cut and is dropped,
@@ -67,22 +72,24 @@ def spans(values: np.ndarray, firsts: np.ndarray, length: int) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(values, length)[firsts]
 
 
-def make_windows(
-    values: np.ndarray, history: int, horizon: int, stride: int = 1
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cuts a 1-D series into (history, target) windows, vectorised.
+def seasonal_lag_offsets(horizon: int, period: int) -> np.ndarray:
+    """For each target step h = 1..H, the offset from the origin of its value one season earlier.
+
+    The value of step h a season back is ``v[origin + h - m * ceil(h / m)]``: a whole number of
+    seasons back, the nearest already observed at the origin (this is also the seasonal naive
+    forecast of step h). Example: m = 4, H = 6 gives ``[-3, -2, -1, 0, -3, -2]``: steps 5 and 6
+    reuse the values that steps 1 and 2 do. Offsets are in ``[-(m - 1), 0]``, so a window whose
+    context holds the ``m`` points up to the origin can read them.
 
     Args:
-      values: The series, shape ``[n]``.
-      history: History length L.
-      horizon: Forecast horizon H.
-      stride: Step between window starts.
+      horizon: H.
+      period: Season length m in steps (>= 1).
 
     Returns:
-      ``(histories [N, L], targets [N, H], starts [N])`` as copies (not views of ``values``).
+      int64 ``[H]``.
     """
-    starts = window_starts(len(values), history, horizon, stride)
-    return spans(values, starts, history), spans(values, starts + history, horizon), starts
+    h = np.arange(1, horizon + 1, dtype=np.int64)
+    return h - period * ((h + period - 1) // period)
 
 
 def complete_spans(missing: np.ndarray, firsts: np.ndarray, length: int) -> np.ndarray:

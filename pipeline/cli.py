@@ -5,6 +5,7 @@ TensorFlow is imported inside the subcommands so that ``--help`` answers at once
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
@@ -14,92 +15,96 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from components import settings
 from pipeline import config as config_lib
-
-
-def _add_data_flags(parser: argparse.ArgumentParser) -> None:
-    defaults_d, defaults_w = config_lib.DataConfig(path=""), config_lib.WindowConfig()
-    parser.add_argument("--data", required=True,
-                        help="the series: a CSV or Parquet file, a directory of them, or a glob (quote it)")
-    parser.add_argument("--output", required=True, help="run directory: artifacts, metadata, pushed models")
-    parser.add_argument("--timestamp-column", default=defaults_d.timestamp_column,
-                        help="ISO 8601 timestamps (with or without zone) or epoch seconds")
-    parser.add_argument("--target-column", default=defaults_d.target_column)
-    parser.add_argument("--series-id-column", default=None, help="column naming the series of each row")
-    parser.add_argument("--covariate-columns", default="", help="numeric covariate columns, comma-separated")
-    parser.add_argument("--frequency", default=None,
-                        help="pandas offset alias, e.g. 30min, 1h, 1D, W-SAT, MS (default: inferred per series)")
-    parser.add_argument("--duplicates", choices=["error", "first", "last", "mean", "sum", "min", "max"],
-                        default=defaults_d.duplicates, help="repeated timestamps in a series: error, or merge")
-    parser.add_argument("--gap-policy", choices=["error", "interpolate", "skip"], default=defaults_d.gap_policy,
-                        help="missing points: error; interpolate runs up to --max-gap; skip windows that touch one")
-    parser.add_argument("--max-gap", type=int, default=defaults_d.max_gap,
-                        help="longest run of missing points that --gap-policy interpolate fills")
-    parser.add_argument("--history", type=int, default=defaults_w.history, help="window length L")
-    parser.add_argument("--horizon", type=int, default=defaults_w.horizon, help="forecast steps H")
-    parser.add_argument("--stride", type=int, default=defaults_w.stride, help="step between windows")
-    parser.add_argument("--split-fractions", default=",".join(map(str, defaults_w.split_fractions)),
-                        help="train,eval fractions of each series' time span; test takes the rest")
-    parser.add_argument("--split-times", default=None,
-                        help="EVAL_START,TEST_START timestamps (ISO 8601), in place of --split-fractions")
-    parser.add_argument("--split-gap", type=int, default=defaults_w.split_gap,
-                        help="grid points left out after each split cut")
-    parser.add_argument("--no-calendar-features", action="store_true",
-                        help="leave out the calendar features of the forecast origin")
-    parser.add_argument("--beam-mode", choices=["in_memory", "multi_processing"], default="in_memory",
-                        help="Beam DirectRunner running mode")
-    parser.add_argument("--beam-workers", type=int, default=1, help="DirectRunner workers (0: one per CPU)")
-    parser.add_argument("--no-cache", action="store_true",
-                        help="run every component again, even where its inputs and settings are unchanged")
-    parser.add_argument("--beam-preset", choices=sorted(config_lib.BEAM_PRESETS), default="direct",
-                        help="where Beam runs: here (direct), Dataflow, Flink or Spark")
-    parser.add_argument("--beam-option", action="append", default=[], metavar="KEY=VALUE",
-                        help="a Beam option, repeatable: project=, region=, temp_location=, flink_master=, ...")
-
-
-def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
-    _add_data_flags(parser)
-    defaults_m = config_lib.ModelConfig()
-    parser.add_argument("--scaling", choices=["global", "per_series", "last_value", "window_mean"],
-                        default=defaults_m.scaling, help="input scaling, fitted on the training split")
-    parser.add_argument("--lstm-units", default=",".join(map(str, defaults_m.lstm_units)),
-                        help="units of each stacked LSTM layer, e.g. 64,64")
-    parser.add_argument("--dropout", type=float, default=defaults_m.dropout)
-    parser.add_argument("--recurrent-dropout", type=float, default=defaults_m.recurrent_dropout)
-    parser.add_argument("--loss", choices=["mse", "huber"], default=defaults_m.loss)
-    parser.add_argument("--early-stopping-patience", type=int, default=defaults_m.early_stopping_patience,
-                        help="epochs without a lower eval loss before training stops (0: off)")
-    parser.add_argument("--serving-xla", action=argparse.BooleanOptionalAction, default=defaults_m.serving_xla,
-                        help="compile the model in the serving signatures with XLA (default on; "
-                             "TF Serving then needs --xla_cpu_compilation_enabled=true)")
-    parser.add_argument("--tune", action="store_true",
-                        help="search layers, units, dropout and learning rate with the TFX Tuner first")
-    parser.add_argument("--tuner-trials", type=int, default=defaults_m.tuner_trials)
-    parser.add_argument("--learning-rate", type=float, default=defaults_m.learning_rate)
-    parser.add_argument("--batch-size", type=int, default=defaults_m.batch_size)
-    parser.add_argument("--epochs", type=int, default=defaults_m.epochs)
-    parser.add_argument("--seed", type=int, default=defaults_m.seed)
-    parser.add_argument("--model-name", default=config_lib.DEFAULT_MODEL_NAME)
-    defaults_e = config_lib.EvaluationConfig()
-    parser.add_argument("--season-length", type=int, default=defaults_e.season_length,
-                        help="points per season of the seasonal naive baseline (at most --history)")
-    parser.add_argument("--max-skill", type=float, default=defaults_e.max_skill,
-                        help="bless the model only if its eval MAE over the best naive MAE is below this")
-    parser.add_argument("--regression-tolerance", type=float, default=defaults_e.regression_tolerance,
-                        help="bless the model only if its eval MAE is at most this fraction above the "
-                             "latest blessed model's")
-    parser.add_argument("--report-series", type=int, default=defaults_e.report_series,
-                        help="series drawn in the report's forecast plots")
-    parser.add_argument("--keep-versions", type=int, default=config_lib.PipelineConfig.keep_versions,
-                        help="newest pushed versions kept under the serving directory")
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    return tuple(float(x) for x in text.split(",") if x.strip())
 
 
 def _names(text: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(x) for x in _names(text))
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in _names(text))
+
+
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each flag's default, unless its help already says it or there is none to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "(default" in text or action.default in (None, "", [], (), argparse.SUPPRESS) or action.required:
+            return text
+        if isinstance(action.default, tuple):
+            return f"{text} (default: {','.join(map(str, action.default))})"
+        return super()._get_help_string(action)
+
+
+# How a flag's text becomes a setting's value, by the kind of value.
+_PARSERS = {"names": _names, "floats": _floats, "ints": _ints, "int": int, "float": float, "str": str}
+
+
+def _add(parser: argparse.ArgumentParser, cls: type, name: str, kind: str = "str", **extra) -> None:
+    """Adds the flag of setting ``name`` of ``cls`` with its declared help, choices and default."""
+    flag, default = settings.flag_of(cls, name), settings.default_of(cls, name)
+    if default is dataclasses.MISSING:
+        extra.setdefault("required", True)
+    if kind == "bool":
+        parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=default,
+                            help=settings.help_of(cls, name), **extra)
+        return
+    choices = settings.choices_of(cls, name)
+    metavar = None if choices else flag[2:].upper().replace("-", "_")
+    parser.add_argument(flag, dest=name, type=_PARSERS[kind], choices=choices, metavar=metavar,
+                        default=None if default is dataclasses.MISSING else default,
+                        help=settings.help_of(cls, name), **extra)
+
+
+def _add_data_flags(parser: argparse.ArgumentParser) -> None:
+    D, W, P = config_lib.DataConfig, config_lib.WindowConfig, config_lib.PipelineConfig  # noqa: N806
+    _add(parser, D, "path")
+    _add(parser, P, "output_dir")
+    for name in ("timestamp_column", "target_column", "series_id_column", "frequency", "duplicates", "gap_policy"):
+        _add(parser, D, name)
+    _add(parser, D, "max_gap", "int")
+    _add(parser, D, "covariate_columns", "names")
+    _add(parser, D, "future_covariate_columns", "names")
+    for name in ("history", "horizon", "stride", "split_gap"):
+        _add(parser, W, name, "int")
+    _add(parser, W, "seasonal_periods", "ints")
+    _add(parser, W, "seasonal_lags", "bool")
+    _add(parser, W, "split_fractions", "floats")
+    _add(parser, W, "split_times", "names")
+    _add(parser, W, "split_scope")
+    _add(parser, W, "calendar_features", "bool")
+    _add(parser, P, "beam_direct_running_mode")
+    _add(parser, P, "beam_num_workers", "int")
+    _add(parser, P, "enable_cache", "bool")
+    _add(parser, P, "beam_preset")
+    parser.add_argument(settings.flag_of(P, "beam_options"), dest="beam_options", action="append", default=[],
+                        metavar="KEY=VALUE", help=settings.help_of(P, "beam_options"))
+
+
+def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
+    _add_data_flags(parser)
+    M, E, P = config_lib.ModelConfig, config_lib.EvaluationConfig, config_lib.PipelineConfig  # noqa: N806
+    for name in ("scaling", "loss"):
+        _add(parser, M, name)
+    _add(parser, M, "lstm_units", "ints")
+    for name in ("dropout", "recurrent_dropout", "learning_rate"):
+        _add(parser, M, name, "float")
+    for name in ("batch_size", "epochs", "early_stopping_patience", "seed", "tuner_trials"):
+        _add(parser, M, name, "int")
+    for name in ("serving_xla", "tune"):
+        _add(parser, M, name, "bool")
+    _add(parser, P, "model_name")
+    for name in ("max_skill", "regression_tolerance"):
+        _add(parser, E, name, "float")
+    _add(parser, E, "report_series", "int")
+    _add(parser, P, "keep_versions", "int")
 
 
 def _data_path(path: str) -> str:
@@ -107,65 +112,56 @@ def _data_path(path: str) -> str:
     return path if "://" in path else os.path.abspath(path)
 
 
+def _values(args: argparse.Namespace, cls: type, **fixed) -> dict:
+    """The fields of settings class ``cls`` that the flags set, with ``fixed`` ones."""
+    return {**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}, **fixed}
+
 
 def pipeline_config_from_flags(args: argparse.Namespace) -> config_lib.PipelineConfig:
-    """The :class:`PipelineConfig` that the flags of ``run``, ``windows`` and ``demo`` describe."""
-    model = config_lib.ModelConfig()
-    if hasattr(args, "scaling"):  # run and demo train a model; windows does not
-        model = config_lib.ModelConfig(
-            scaling=args.scaling, lstm_units=tuple(int(u) for u in _floats(args.lstm_units)),
-            dropout=args.dropout, recurrent_dropout=args.recurrent_dropout, learning_rate=args.learning_rate,
-            loss=args.loss, batch_size=args.batch_size, epochs=args.epochs,
-            early_stopping_patience=args.early_stopping_patience, seed=args.seed, serving_xla=args.serving_xla,
-            tune=args.tune, tuner_trials=args.tuner_trials)
-    split_times = _names(args.split_times) if args.split_times else None
-    return config_lib.PipelineConfig(
-        data=config_lib.DataConfig(
-            path=_data_path(args.data), timestamp_column=args.timestamp_column, target_column=args.target_column,
-            series_id_column=args.series_id_column, covariate_columns=_names(args.covariate_columns),
-            frequency=args.frequency, duplicates=args.duplicates, gap_policy=args.gap_policy, max_gap=args.max_gap),
-        output_dir=_data_path(args.output),
-        windows=config_lib.WindowConfig(history=args.history, horizon=args.horizon, stride=args.stride,
-                                        split_fractions=_floats(args.split_fractions), split_times=split_times,
-                                        split_gap=args.split_gap,
-                                        calendar_features=not args.no_calendar_features),
-        model=model,
-        model_name=getattr(args, "model_name", config_lib.DEFAULT_MODEL_NAME),
-        evaluation=_evaluation_config(args),
-        keep_versions=getattr(args, "keep_versions", config_lib.PipelineConfig.keep_versions),
-        beam_direct_running_mode=args.beam_mode,
-        beam_num_workers=args.beam_workers,
-        enable_cache=not args.no_cache,
-        beam_preset=args.beam_preset,
-        beam_options=tuple(args.beam_option))
+    """The :class:`PipelineConfig` that the flags of ``run``, ``windows`` and ``demo`` describe (not yet resolved).
+
+    Raises:
+      ConfigError: A setting out of its range or choices, naming its flag.
+    """
+    data = config_lib.DataConfig(**_values(args, config_lib.DataConfig, path=_data_path(args.path)))
+    windows = config_lib.WindowConfig(**_values(args, config_lib.WindowConfig,
+                                                split_times=args.split_times or None))
+    model = config_lib.ModelConfig(**_values(args, config_lib.ModelConfig))
+    evaluation = config_lib.EvaluationConfig(**_values(args, config_lib.EvaluationConfig))
+    run_fields = {f.name for f in dataclasses.fields(config_lib.PipelineConfig)} - {
+        "data", "windows", "model", "evaluation", "output_dir", "pipeline_name"}
+    run = {name: getattr(args, name) for name in run_fields if hasattr(args, name)}
+    return config_lib.PipelineConfig(data=data, output_dir=_data_path(args.output_dir), windows=windows, model=model,
+                                     evaluation=evaluation, **{**run, "beam_options": tuple(run["beam_options"])})
 
 
-def _evaluation_config(args: argparse.Namespace) -> config_lib.EvaluationConfig:
-    if not hasattr(args, "season_length"):  # windows evaluates nothing: any valid season will do
-        return config_lib.EvaluationConfig(season_length=min(args.history, config_lib.EvaluationConfig.season_length))
-    return config_lib.EvaluationConfig(season_length=args.season_length, max_skill=args.max_skill,
-                                       regression_tolerance=args.regression_tolerance,
-                                       report_series=args.report_series)
+def _resolved_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
+    """The flags' settings, with what they leave to the data (history, seasonal periods) read from it."""
+    config = config_lib.resolve_from_data(pipeline_config_from_flags(args))
+    w = config.windows
+    print(f"windows          history {w.history}, horizon {w.horizon}, seasonal periods "
+          f"{', '.join(map(str, w.seasonal_periods)) or 'none'} (context {w.context})", flush=True)
+    return config
 
 
 def _print_windows_summary(examples_uri: str) -> None:
-    from components.example_gen import executor, series  # pylint: disable=g-import-not-at-top
-    print(series.format_summary(executor.read_summary(examples_uri)))
+    from components.example_gen import executor, summary
+    print(summary.format_summary(executor.read_summary(examples_uri)))
     print(f"summary JSON: {os.path.join(examples_uri, executor.SUMMARY_FILE)}")
 
 
 def _cmd_windows(args: argparse.Namespace) -> int:
-    from pipeline import local_runner  # pylint: disable=g-import-not-at-top
-    result = local_runner.run(pipeline_config_from_flags(args), windows_only=True, progress=sys.stdout)
+    from pipeline import local_runner
+    result = local_runner.run(_resolved_config(args), windows_only=True, progress=sys.stdout)
     print(f"windows written in {result.seconds:.1f} s to {result.examples_uri}")
     _print_windows_summary(result.examples_uri)
     return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from pipeline import local_runner  # pylint: disable=g-import-not-at-top
-    from pipeline import report as report_lib  # pylint: disable=g-import-not-at-top
-    config = pipeline_config_from_flags(args)
+    from pipeline import local_runner
+    from pipeline import report as report_lib
+    config = _resolved_config(args)
     result = local_runner.run(config, progress=sys.stdout)
     _print_windows_summary(result.examples_uri)
     print(local_runner.format_component_runs(result.components))
@@ -178,7 +174,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from serving import server as server_lib  # pylint: disable=g-import-not-at-top
+    from serving import server as server_lib
     batching = None
     if args.enable_batching:
         batching = server_lib.BatchingOptions(max_batch_size=args.max_batch_size,
@@ -206,40 +202,52 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_windows(path: str):
+def _read_windows(path: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Windows ``[N, C]`` and further inputs by name from a JSON or CSV file (see ``predict --help``)."""
     with open(path) as f:
         text = f.read()
+    extra = {}
     if path.endswith(".json"):
         data = json.loads(text)
-        data = data.get("history", data) if isinstance(data, dict) else data
+        if isinstance(data, dict):
+            extra = {k: np.asarray(v) for k, v in data.items() if k != "history"}
+            data = data.get("history", [])
         windows = np.asarray(data, dtype=np.float32)
     else:
         windows = np.loadtxt(path, delimiter=",", dtype=np.float32, ndmin=2)
     if windows.ndim == 1:
         windows = windows[None, :]
-    return windows
+    return windows, extra
 
 
-def _series_window(args: argparse.Namespace, history: int):
-    """``--series`` on its grid, and its last ``history`` points."""
-    from components.example_gen import reader, series  # pylint: disable=g-import-not-at-top
-    options = series.WindowingOptions.of(path=args.series, timestamp_column=args.timestamp_column,
-                                         target_column=args.target_column, series_id_column=args.series_id_column,
-                                         frequency=args.frequency)
-    return series.latest_window(reader.match_files(_data_path(args.series)), options, history, args.series_id)
+def _series_window(args: argparse.Namespace, context: int):
+    """``--series`` on its grid, and its last ``context`` points."""
+    from components.example_gen import reader
+    from components.example_gen.options import DataConfig
+    from pipeline import local_data
+    data = DataConfig(path=args.series, timestamp_column=args.timestamp_column, target_column=args.target_column,
+                      series_id_column=args.series_id_column, frequency=args.frequency)
+    return local_data.latest_window(reader.match_files(_data_path(args.series)), data, context, args.series_id)
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from components.example_gen import frequency  # pylint: disable=g-import-not-at-top
-    from serving import client as client_lib  # pylint: disable=g-import-not-at-top
-    from serving import contract  # pylint: disable=g-import-not-at-top
+    from components.example_gen import frequency
+    from serving import client as client_lib
+    from serving import contract
     with client_lib.ForecastClient(args.server, args.model_name, version=args.version,
                                    timeout_s=args.timeout) as client:
+        inputs = client.metadata()[contract.SIGNATURE_NAME]["inputs"]
         if args.series:
-            history = client.metadata()[contract.SIGNATURE_NAME]["inputs"][contract.INPUT_KEY][-1]
-            grid, values = _series_window(args, history)
-            forecast = client.predict(values[None, :])[0]
+            future = sorted(k for k in inputs if k.startswith(contract.FUTURE_INPUT_PREFIX))
+            if future:
+                raise client_lib.ForecastError(
+                    f"the model needs the future values of {', '.join(future)}; give windows with --input")
+            context = inputs[contract.INPUT_KEY][-1]
+            grid, values = _series_window(args, context)
             origin = int(grid.times[-1])
+            extra = {contract.ORIGIN_TIMESTAMP_INPUT_KEY: [origin]} if contract.ORIGIN_TIMESTAMP_INPUT_KEY in inputs \
+                else {}
+            forecast = client.predict(values[None, :], extra_inputs=extra)[0]
             times = frequency.following(origin, grid.frequency, len(forecast))
             if args.json:
                 print(json.dumps({"series_id": grid.series_id, "origin_timestamp": origin,
@@ -247,12 +255,18 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             else:
                 stamp = lambda t: str(np.datetime64(int(t), "s")).replace("T00:00:00", "")  # noqa: E731
                 print(f"series '{grid.series_id}', forecast origin {stamp(origin)} "
-                      f"(from its last {history} points, frequency {grid.frequency})")
+                      f"(from its last {context} points, frequency {grid.frequency})")
                 print(f"{'step':>4}  {'time':<19}  {'forecast':>10}")
                 for step, (t, v) in enumerate(zip(times, forecast), start=1):
                     print(f"{step:>4}  {stamp(t):<19}  {v:>10.3f}")
             return 0
-        forecasts = client.predict(_read_windows(args.input))
+        windows, extra = _read_windows(args.input)
+        missing = sorted(set(inputs) - {contract.INPUT_KEY} - set(extra))
+        if missing:
+            raise client_lib.ForecastError(
+                f"{args.input}: the model also needs {', '.join(missing)} (give them as JSON keys beside "
+                f"\"history\"; {contract.ORIGIN_TIMESTAMP_INPUT_KEY}: epoch seconds of each window's last point)")
+        forecasts = client.predict(windows, extra_inputs=extra)
     if args.json:
         print(json.dumps({"forecast": forecasts.tolist()}))
     else:
@@ -262,16 +276,16 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_compile_kubeflow(args: argparse.Namespace) -> int:
-    from pipeline import kubeflow_runner  # pylint: disable=g-import-not-at-top
-    spec = kubeflow_runner.compile_pipeline(pipeline_config_from_flags(args), args.image, args.pipeline_json)
+    from pipeline import kubeflow_runner
+    spec = kubeflow_runner.compile_pipeline(_resolved_config(args), args.image, args.pipeline_json)
     tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
     print(f"wrote {args.pipeline_json}: {len(tasks)} components ({', '.join(tasks)}) in image {args.image}")
     return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from pipeline import demo  # pylint: disable=g-import-not-at-top
-    return demo.run_demo(pipeline_config_from_flags(args), windows=args.windows,
+    from pipeline import demo
+    return demo.run_demo(_resolved_config(args), windows=args.windows,
                          ready_timeout_s=args.ready_timeout)
 
 
@@ -283,16 +297,19 @@ def serve_batching_defaults() -> dict[str, int]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lstm-forecast", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
+    # Every --help shows every default.
+    formatter = {"formatter_class": _DefaultsFormatter}
 
-    run = commands.add_parser("run", help="run the TFX pipeline and push a blessed model")
+    run = commands.add_parser("run", **formatter, help="run the TFX pipeline and push a blessed model")
     _add_pipeline_flags(run)
     run.set_defaults(func=_cmd_run)
 
-    windows = commands.add_parser("windows", help="check the data and write the windows only; print a summary")
+    windows = commands.add_parser("windows", **formatter,
+                                  help="check the data and write the windows only; print a summary")
     _add_data_flags(windows)
     windows.set_defaults(func=_cmd_windows)
 
-    serve = commands.add_parser("serve", help="serve pushed versions over TF Serving's gRPC API")
+    serve = commands.add_parser("serve", **formatter, help="serve pushed versions over TF Serving's gRPC API")
     serve.add_argument("--model-base-path", required=True, help="directory of numbered versions")
     serve.add_argument("--model-name", default=config_lib.DEFAULT_MODEL_NAME)
     serve.add_argument("--port", type=int, default=8500)
@@ -312,12 +329,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--num-batch-threads", type=int, default=batching["num_batch_threads"])
     serve.set_defaults(func=_cmd_serve)
 
-    predict = commands.add_parser("predict", help="forecasts over gRPC for windows in a file, or for a series")
+    predict = commands.add_parser("predict", **formatter,
+                                  help="forecasts over gRPC for windows in a file, or for a series")
     predict.add_argument("--server", default="localhost:8500", help="host:port")
     predict.add_argument("--model-name", default=config_lib.DEFAULT_MODEL_NAME)
     predict.add_argument("--version", type=int, default=None)
     source = predict.add_mutually_exclusive_group(required=True)
-    source.add_argument("--input", help="windows: JSON ([[...], ...] or {\"history\": ...}) or CSV, one window a row")
+    source.add_argument("--input", help="windows: JSON ([[...], ...], or {\"history\": [[...]], and any further "
+                        "input: \"origin_timestamp\": [...], \"future_<column>\": [[...]]}) or CSV, one window a row")
     source.add_argument("--series", help="a series file (CSV/Parquet): forecast from its last L points")
     defaults_d = config_lib.DataConfig(path="")
     predict.add_argument("--timestamp-column", default=defaults_d.timestamp_column, help="with --series")
@@ -329,14 +348,14 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="print JSON")
     predict.set_defaults(func=_cmd_predict)
 
-    kubeflow = commands.add_parser("compile-kubeflow",
+    kubeflow = commands.add_parser("compile-kubeflow", **formatter,
                                    help="compile the pipeline for Kubeflow Pipelines / Vertex AI (offline)")
     _add_pipeline_flags(kubeflow)
     kubeflow.add_argument("--image", required=True, help="container image of the components (Dockerfile: pipeline)")
     kubeflow.add_argument("--pipeline-json", required=True, help="the pipeline spec to write")
     kubeflow.set_defaults(func=_cmd_compile_kubeflow)
 
-    demo = commands.add_parser("demo", help="run the pipeline, serve the model, forecast over gRPC")
+    demo = commands.add_parser("demo", **formatter, help="run the pipeline, serve the model, forecast over gRPC")
     _add_pipeline_flags(demo)
     demo.add_argument("--windows", type=int, default=6, help="last test windows to forecast")
     demo.add_argument("--ready-timeout", type=float, default=120.0, help="seconds to wait for the server")
@@ -356,10 +375,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _known_errors() -> tuple[type[Exception], ...]:
-    from components.example_gen.series import DataError, OptionsError  # pylint: disable=g-import-not-at-top
-    from pipeline.demo import DemoError  # pylint: disable=g-import-not-at-top
-    from serving.client import ForecastError  # pylint: disable=g-import-not-at-top
-    return (DataError, OptionsError, config_lib.ConfigError, DemoError, ForecastError, TimeoutError, FileNotFoundError)
+    from components.example_gen.columns import DataError
+    from pipeline.demo import DemoError
+    from serving.client import ForecastError
+    return (DataError, config_lib.ConfigError, DemoError, ForecastError, TimeoutError, FileNotFoundError)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,18 +1,27 @@
 """Settings of a forecasting pipeline: one frozen dataclass, built once at the entry point.
 
-``create_pipeline`` and the components read only this object; the CLI builds it from flags.
+It composes the settings each component owns (:mod:`components.example_gen.options`,
+:mod:`components.trainer_options`) with the run's own (evaluation, pushing, Beam). Every value is
+checked when the object is built, so a bad flag fails before any work (:mod:`components.settings`);
+the CLI builds its flags from the same declarations. ``create_pipeline`` reads only this object.
 """
 
 import dataclasses
 import json
 import os
-from typing import Any, Optional
+from typing import Any
+
+from components import settings
+from components.example_gen import options
+from components.example_gen.options import DataConfig, WindowConfig, settings_from_dict
+from components.settings import ConfigError, setting
+from components.trainer_options import ModelConfig
+
+__all__ = ["BEAM_PRESETS", "ConfigError", "DataConfig", "EvaluationConfig", "ModelConfig", "PipelineConfig",
+           "WindowConfig", "from_json", "resolve", "resolve_from_data"]
 
 DEFAULT_MODEL_NAME = "lstm_forecast"
-
-
-class ConfigError(ValueError):
-    """Settings that cannot work together; the message says which and why."""
+BEAM_DIRECT_MODES = ("in_memory", "multi_processing")
 
 
 # Beam presets: the options each needs from --beam-option KEY=VALUE, and the ones it sets. The
@@ -30,164 +39,54 @@ BEAM_PRESETS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 
 
 @dataclasses.dataclass(frozen=True)
-class DataConfig:
-    """Where the series are, which columns hold what, and how to treat flawed data.
-
-    Attributes:
-      path: A CSV or Parquet file, a directory of them, or a glob.
-      timestamp_column: ISO 8601 timestamps (with or without zone) or epoch seconds.
-      target_column: The value to forecast.
-      series_id_column: Names the series of each row (many series, one model); None: one series.
-      covariate_columns: Numeric columns whose histories go with each window.
-      frequency: A pandas offset alias (``30min``, ``1h``, ``1D``, ``W-SAT``, ``MS``); None: inferred
-        per series and reported.
-      duplicates: ``error`` on a repeated timestamp within a series, or merge the rows by
-        ``first``, ``last``, ``mean``, ``sum``, ``min`` or ``max``.
-      gap_policy: ``error`` on a missing point, ``interpolate`` runs of up to ``max_gap`` missing
-        points linearly, or ``skip`` (no window crosses a missing point).
-      max_gap: The longest run of missing points that ``interpolate`` fills.
-    """
-
-    path: str
-    timestamp_column: str = "timestamp"
-    target_column: str = "value"
-    series_id_column: Optional[str] = None
-    covariate_columns: tuple[str, ...] = ()
-    frequency: Optional[str] = None
-    duplicates: str = "error"
-    gap_policy: str = "skip"
-    max_gap: int = 3
-
-
-@dataclasses.dataclass(frozen=True)
-class WindowConfig:
-    """How series become examples: window lengths and the split of time.
-
-    Attributes:
-      history: History length L, points fed to the model.
-      horizon: Forecast horizon H, points predicted (direct multi-step).
-      stride: Step between window starts.
-      split_fractions: Fractions of each series' span for train and eval; test takes the rest.
-      split_times: The first timestamps of eval and of test (ISO 8601), in place of the fractions.
-      split_gap: Grid points left out after each cut, so that train and eval targets are apart.
-      calendar_features: Add sin/cos calendar features of each forecast origin.
-    """
-
-    history: int = 52
-    horizon: int = 4
-    stride: int = 1
-    split_fractions: tuple[float, float] = (0.7, 0.15)
-    split_times: Optional[tuple[str, str]] = None
-    split_gap: int = 0
-    calendar_features: bool = True
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    """The stacked LSTM, its input scaling, its training and its export.
-
-    Attributes:
-      scaling: ``global``, ``per_series``, ``last_value`` or ``window_mean`` (see
-        :mod:`components.transform`).
-      lstm_units: Units of each stacked LSTM layer.
-      dropout: Dropout rate after each LSTM layer.
-      recurrent_dropout: Dropout on the LSTMs' recurrent state (0: none; > 0 rules out cuDNN).
-      learning_rate: Adam's learning rate.
-      loss: ``mse`` or ``huber``.
-      batch_size: Windows per training step.
-      epochs: Most epochs; early stopping may end training sooner.
-      early_stopping_patience: Epochs without a lower eval loss before training stops (the best
-        weights are restored); 0 turns early stopping off.
-      seed: Seed of weights, dropout and shuffling: the same seed and data give the same model.
-      serving_xla: Compile the model inside the serving signatures with XLA (needs TF Serving's
-        ``--xla_cpu_compilation_enabled=true``; see :mod:`serving.contract`). On by default:
-        measured (benchmarks/predict.py, 2 cores) one window p50 0.20 ms with XLA against 1.19 ms
-        without, batch 1024 30k against 19k windows/s.
-      tune: Search units, layers, dropout and learning rate with the TFX Tuner first.
-      tuner_trials: Trials of the search when ``tune`` is on.
-    """
-
-    scaling: str = "last_value"
-    lstm_units: tuple[int, ...] = (64, 64)
-    dropout: float = 0.2
-    recurrent_dropout: float = 0.0
-    learning_rate: float = 1e-3
-    loss: str = "mse"
-    batch_size: int = 64
-    epochs: int = 20
-    early_stopping_patience: int = 5
-    seed: int = 42
-    serving_xla: bool = True
-    tune: bool = False
-    tuner_trials: int = 8
-
-
-@dataclasses.dataclass(frozen=True)
 class EvaluationConfig:
     """How a model earns its blessing, and what the run's report shows.
 
-    The Evaluator scores the model and two naive forecasts (persistence and seasonal naive) on
-    the eval windows (see :mod:`components.forecast_metrics`); the test windows are scored the
-    same way for the report only.
-
-    Attributes:
-      season_length: Points per season of the seasonal naive forecast, at most the history
-        length. The default fits weekly data with a yearly cycle (the bundled CO2 series).
-      max_skill: The model is blessed only if its eval MAE over the best naive MAE is strictly
-        below this (1.0: it must beat both naive forecasts).
-      regression_tolerance: The model is blessed only if its eval MAE is at most this fraction
-        above the latest blessed model's MAE on the same windows (0.05: up to 5% worse). The
-        first run has no blessed model to compare with, so only ``max_skill`` applies.
-      report_series: Series drawn in the report's forecast plots.
+    The Evaluator scores the model, persistence and the seasonal naive forecast of every seasonal
+    period on the eval windows (see :mod:`components.forecast_metrics`); the test windows are
+    scored the same way for the report only.
     """
 
-    season_length: int = 52
-    max_skill: float = 1.0
-    regression_tolerance: float = 0.05
-    report_series: int = 3
+    max_skill: float = setting(
+        1.0, above=0.0, help="bless the model only if its eval MAE over the best naive forecast's MAE is strictly "
+                             "below this (1: it must beat every naive forecast)")
+    regression_tolerance: float = setting(
+        0.05, minimum=0.0, help="bless the model only if its eval MAE is at most this fraction above the latest "
+                                "blessed model's (the first run has none to compare with)")
+    report_series: int = setting(3, minimum=0, help="series drawn in the report's forecast plots")
+
+    def __post_init__(self) -> None:
+        settings.check_fields(self)
 
 
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
-    """Everything a pipeline run needs.
-
-    Attributes:
-      data: The input series.
-      output_dir: Root of the run: pipeline artifacts, ML Metadata and the pushed models.
-      windows: Windowing and splits.
-      model: Model and training settings.
-      pipeline_name: Name of the TFX pipeline (and of its ML Metadata context).
-      model_name: Name under which the model is served.
-      evaluation: The blessing gate and the report.
-      keep_versions: Newest pushed versions kept under the model base path; older ones are deleted.
-      beam_direct_running_mode: ``in_memory`` or ``multi_processing`` for Beam's DirectRunner.
-      beam_num_workers: Workers of the DirectRunner (0: one per CPU).
-      beam_preset: ``direct`` (here), ``dataflow``, ``flink`` or ``spark`` (see :data:`BEAM_PRESETS`).
-      beam_options: Further Beam options as ``KEY=VALUE`` (``project=...``, ``flink_master=...``).
-      enable_cache: Reuse component outputs whose inputs and settings are unchanged.
-    """
+    """Everything a pipeline run needs: the components' settings and the run's own."""
 
     data: DataConfig
-    output_dir: str
+    output_dir: str = setting(help="run directory: artifacts, ML Metadata, the report and the pushed models",
+                              flag="--output")
     windows: WindowConfig = WindowConfig()
     model: ModelConfig = ModelConfig()
     pipeline_name: str = "lstm-forecast"
-    model_name: str = DEFAULT_MODEL_NAME
+    model_name: str = setting(DEFAULT_MODEL_NAME, help="name under which the model is served")
     evaluation: EvaluationConfig = EvaluationConfig()
-    keep_versions: int = 5
-    beam_direct_running_mode: str = "in_memory"
-    beam_num_workers: int = 1
-    beam_preset: str = "direct"
-    beam_options: tuple[str, ...] = ()
-    enable_cache: bool = True
+    keep_versions: int = setting(5, minimum=1, help="newest pushed versions kept under the serving directory")
+    beam_direct_running_mode: str = setting("in_memory", choices=BEAM_DIRECT_MODES, flag="--beam-mode",
+                                            help="Beam DirectRunner running mode")
+    beam_num_workers: int = setting(1, minimum=0, flag="--beam-workers",
+                                    help="DirectRunner workers (0: one per CPU)")
+    beam_preset: str = setting("direct", choices=tuple(sorted(BEAM_PRESETS)),
+                               help="where Beam runs: here (direct), Dataflow, Flink or Spark")
+    beam_options: tuple[str, ...] = setting((), flag="--beam-option",
+                                            help="a Beam option KEY=VALUE, repeatable: project=, region=, "
+                                                 "temp_location=, flink_master=, ...")
+    enable_cache: bool = setting(True, flag="--cache",
+                                 help="reuse component outputs whose inputs and settings are unchanged")
 
     def __post_init__(self) -> None:
-        season, history = self.evaluation.season_length, self.windows.history
-        if not 1 <= season <= history:
-            raise ConfigError(f"season length {season} must be between 1 and the history length {history} "
-                              "(the seasonal naive forecast looks one season back within the history)")
-        if self.evaluation.regression_tolerance < 0:
-            raise ConfigError(f"regression tolerance must be >= 0, got {self.evaluation.regression_tolerance}")
+        settings.check_fields(self)
+        self.beam_pipeline_args()  # refuses a preset without the options it needs, before any work
 
     @property
     def report_dir(self) -> str:
@@ -215,21 +114,19 @@ class PipelineConfig:
         """
         malformed = [option for option in self.beam_options if "=" not in option]
         if malformed:
-            raise ConfigError(f"beam options must be KEY=VALUE, got {malformed}")
-        options = dict(option.split("=", 1) for option in self.beam_options)
-        if self.beam_preset not in BEAM_PRESETS:
-            raise ConfigError(f"beam preset must be one of {sorted(BEAM_PRESETS)}, got '{self.beam_preset}'")
+            raise settings.fail(PipelineConfig, "beam_options", f"must be KEY=VALUE, got {', '.join(malformed)}")
+        values = dict(option.split("=", 1) for option in self.beam_options)
         required, fixed = BEAM_PRESETS[self.beam_preset]
-        missing = [key for key in required if key not in options]
+        missing = [key for key in required if key not in values]
         if missing:
-            raise ConfigError(f"beam preset '{self.beam_preset}' needs --beam-option "
-                             + " ".join(f"{key}=..." for key in missing))
+            raise ConfigError(f"--beam-preset {self.beam_preset} needs --beam-option "
+                              + " ".join(f"{key}=..." for key in missing))
         args = list(fixed)
         if self.beam_preset == "direct":
             args.append(f"--direct_running_mode={self.beam_direct_running_mode}")
             if self.beam_num_workers:
                 args.append(f"--direct_num_workers={self.beam_num_workers}")
-        return args + [f"--{key}={value}" for key, value in options.items()]
+        return args + [f"--{key}={value}" for key, value in values.items()]
 
     def trainer_config(self) -> dict[str, Any]:
         """The settings the Trainer module reads from ``fn_args.custom_config`` (JSON-safe)."""
@@ -243,24 +140,25 @@ def from_json(text: str) -> PipelineConfig:
     """The :class:`PipelineConfig` that :meth:`PipelineConfig.to_json` wrote."""
     values = json.loads(text)
     nested = {"data": DataConfig, "windows": WindowConfig, "model": ModelConfig, "evaluation": EvaluationConfig}
-    return _from_json(PipelineConfig, {k: _from_json(nested[k], v) if k in nested else v for k, v in values.items()})
+    return settings_from_dict(PipelineConfig, {
+        k: settings_from_dict(nested[k], v) if k in nested else v for k, v in values.items()})
 
 
-def _from_json(cls: type, values: dict[str, Any]) -> Any:
-    # JSON has no tuples: the tuple fields of the frozen dataclasses come back as lists.
-    return cls(**{name: tuple(v) if isinstance(v, list) else v for name, v in values.items()})
+def resolve(config: PipelineConfig, frequency: str, points: int) -> PipelineConfig:
+    """``config`` with the window settings it leaves to the data filled in (:func:`options.resolve`)."""
+    return dataclasses.replace(config, windows=options.resolve(config.windows, frequency, points))
 
 
-def model_config_from_custom_config(custom_config: Optional[dict[str, Any]]) -> ModelConfig:
-    """Rebuilds the :class:`ModelConfig` the Trainer was given by :meth:`PipelineConfig.trainer_config`."""
-    return _from_json(ModelConfig, (custom_config or {}).get("model", {}))
+def resolve_from_data(config: PipelineConfig) -> PipelineConfig:
+    """``config`` resolved against the frequency and length of the first series of its data.
 
+    Raises:
+      DataError: The data cannot be read or its frequency not inferred (the message names the file).
+    """
+    if config.windows.resolved and config.windows.step_seconds:
+        return config
+    # Reading the data needs TensorFlow's file systems; settings alone do not, so --help stays fast.
+    from components.example_gen import grid
 
-def data_config_from_custom_config(custom_config: Optional[dict[str, Any]]) -> DataConfig:
-    """The :class:`DataConfig` under ``"data"`` of a JSON settings dictionary."""
-    return _from_json(DataConfig, (custom_config or {}).get("data", {"path": ""}))
-
-
-def window_config_from_custom_config(custom_config: Optional[dict[str, Any]]) -> WindowConfig:
-    """Rebuilds the :class:`WindowConfig` the Trainer was given by :meth:`PipelineConfig.trainer_config`."""
-    return _from_json(WindowConfig, (custom_config or {}).get("windows", {}))
+    frequency, points = grid.probe(config.data)
+    return resolve(config, frequency, points)

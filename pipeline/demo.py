@@ -20,11 +20,12 @@ import numpy as np
 
 from components import windowing
 from components.example_gen import executor as example_gen_executor
-from components.example_gen import series as series_lib
-from pipeline import local_runner
+from components.example_gen import summary as summary_lib
+from pipeline import local_data, local_runner
 from pipeline import report as report_lib
 from pipeline.config import PipelineConfig
 from serving import client as client_lib
+from serving import contract
 
 
 class DemoError(RuntimeError):
@@ -74,9 +75,10 @@ def run_demo(config: PipelineConfig, windows: int = 6, ready_timeout_s: float = 
     """Runs the demo end to end and prints what it does; returns the process exit code."""
     print(f"[1/3] running the pipeline on {config.data.path} into {config.output_dir}", flush=True)
     result = local_runner.run(config, progress=sys.stdout)
+    config = result.config
     print(f"      pipeline finished in {result.seconds:.1f} s", flush=True)
     summary = example_gen_executor.read_summary(result.examples_uri)
-    print("      " + series_lib.format_summary(summary).replace("\n", "\n      "), flush=True)
+    print("      " + summary_lib.format_summary(summary).replace("\n", "\n      "), flush=True)
     report, report_dir = report_lib.make(config, result)
     print("      " + report_lib.format_report(report).replace("\n", "\n      "), flush=True)
     print(f"      report: {os.path.join(report_dir, report_lib.HTML_FILE)}", flush=True)
@@ -87,7 +89,7 @@ def run_demo(config: PipelineConfig, windows: int = 6, ready_timeout_s: float = 
     with_test = [r["series_id"] for r in summary["per_series"] if r["windows"][windowing.TEST]]
     if not with_test:
         raise DemoError("the test split has no windows")
-    test = series_lib.read_split_windows(result.examples_uri, windowing.TEST, with_test[0])
+    test = local_data.read_split_windows(result.examples_uri, windowing.TEST, with_test[0])
     last = slice(max(len(test.histories) - windows, 0), None)
 
     port = free_port()
@@ -103,7 +105,10 @@ def run_demo(config: PipelineConfig, windows: int = 6, ready_timeout_s: float = 
         print(f"      version {version} AVAILABLE after {time.monotonic() - started:.1f} s", flush=True)
         print(f"[3/3] forecasting the last {len(test.histories[last])} test windows of series '{test.series_id}' "
           f"over gRPC", flush=True)
-        forecasts = client.predict(test.histories[last])
+        extra = {contract.ORIGIN_TIMESTAMP_INPUT_KEY: test.origin_times[last]} if config.windows.calendar_features \
+            else {}
+        extra.update({contract.future_input_key(c): v[last] for c, v in test.future_covariates.items()})
+        forecasts = client.predict(test.histories[last], extra_inputs=extra)
     actuals = test.targets[last]
     print(format_forecasts(test.origin_times[last], test.target_times[last], forecasts, actuals))
     print(f"MAE over these windows: {np.mean(np.abs(forecasts - actuals)):.3f} "

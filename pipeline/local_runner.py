@@ -13,7 +13,7 @@ from tfx import v1 as tfx
 
 from components.example_gen.component import TimeSeriesExampleGen
 from components.pusher import AtomicPusher
-from pipeline.config import PipelineConfig
+from pipeline.config import PipelineConfig, resolve_from_data
 from pipeline.pipeline import create_pipeline, create_windows_pipeline
 
 
@@ -28,6 +28,7 @@ class RunResult:
         blessed.
       components: Each component's execution, in order.
       since_ms: When the run started (ML Metadata time): its executions are the ones after.
+      config: The settings the run used, resolved against the data.
     """
 
     seconds: float
@@ -35,6 +36,7 @@ class RunResult:
     pushed_model: Optional[str]
     components: tuple["ComponentRun", ...] = ()
     since_ms: int = 0
+    config: Optional[PipelineConfig] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,13 +95,16 @@ def run(config: PipelineConfig, windows_only: bool = False, progress: Optional[T
     """Runs the whole pipeline, or only its example generator, to completion.
 
     Args:
-      config: The run's settings; ``output_dir`` is created if needed.
+      config: The run's settings; ``output_dir`` is created if needed. Settings left to the data
+        (history, seasonal periods) are resolved from it first (:func:`config.resolve_from_data`);
+        the result's ``config`` holds them.
       windows_only: Run the example generator alone (check the data, write the windows).
       progress: Where to print each component as it starts and finishes (None: nowhere).
 
     Returns:
       Where the run's examples and pushed model are, and each component's state and time.
     """
+    config = resolve_from_data(config)
     os.makedirs(config.output_dir, exist_ok=True)
     started = time.time()
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
@@ -120,7 +125,8 @@ def run(config: PipelineConfig, windows_only: bool = False, progress: Optional[T
     if pushed is not None and pushed.custom_properties["pushed"].int_value:
         pushed_dir = pushed.custom_properties["pushed_destination"].string_value
     return RunResult(seconds=seconds, examples_uri=examples.uri, pushed_model=pushed_dir,
-                     components=component_runs(store, config.pipeline_name, since_ms), since_ms=since_ms)
+                     components=component_runs(store, config.pipeline_name, since_ms), since_ms=since_ms,
+                     config=config)
 
 
 def _node_executions(store: metadata_store.MetadataStore, pipeline_name: str,

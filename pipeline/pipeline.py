@@ -5,7 +5,7 @@ Transform, Tuner (only with ``ModelConfig.tune``), Trainer, the latest blessed m
 Evaluator (eval split: the blessing), TestEvaluator (test split: reported only), Pusher.
 """
 
-import json
+import dataclasses
 import os
 from typing import Optional
 
@@ -18,8 +18,9 @@ from tfx import v1 as tfx
 import components
 from components import features, forecast_metrics
 from components.example_gen.component import TimeSeriesExampleGen
-from components.example_gen.series import WindowingOptions
+from components.example_gen.options import WindowingOptions
 from components.pusher import KEEP_VERSIONS_KEY, AtomicPusher
+from components.transform import transform_config
 from pipeline.config import PipelineConfig
 from serving import contract
 
@@ -36,29 +37,30 @@ TEST_EVALUATOR = "TestEvaluator"
 def eval_config(config: PipelineConfig, gate: bool = True) -> tfma.EvalConfig:
     """The forecasting EvalConfig: the model and the naive forecasts, overall, per step, per series.
 
-    Every metric of :mod:`components.forecast_metrics` (MAE, RMSE, MAPE, sMAPE of the model, of
-    persistence and of seasonal naive, each overall and per horizon step, and the skill), on the
-    whole split and sliced by series id.
+    Every metric of :mod:`components.forecast_metrics` (MAE, RMSE, MAPE, sMAPE and MASE of the
+    model, of persistence and of the seasonal naive forecast of every seasonal period, each overall
+    and per horizon step, and the skill), on the whole split and sliced by series id.
 
     Args:
-      config: The run's settings (horizon, season length, the bounds).
+      config: The run's settings (horizon, seasonal periods, the bounds), resolved.
       gate: With the blessing thresholds, which hold on the whole split only: skill strictly below
         ``max_skill``, and MAE at most ``regression_tolerance`` above the latest blessed model's
         (TFX drops this change threshold when there is no blessed model yet). Without: metrics only.
     """
     evaluation = config.evaluation
+    periods = list(config.windows.seasonal_periods)
     overall = tfma.SlicingSpec()
 
     def on_whole_split(threshold: tfma.MetricThreshold) -> list:
         return [tfma_config.PerSliceMetricThreshold(slicing_specs=[overall], threshold=threshold)]
 
     metrics = [tfma.MetricConfig(class_name="ExampleCount")]
-    for forecaster in forecast_metrics.FORECASTERS:
+    for forecaster in forecast_metrics.forecasters(periods):
         for error in forecast_metrics.ERRORS:
             metric = tfma.MetricConfig(
                 class_name=forecast_metrics.ForecastError.__name__, module=forecast_metrics.__name__,
-                config=json.dumps({"error": error, "forecaster": forecaster, "horizon": config.windows.horizon,
-                                   "season_length": evaluation.season_length}))
+                config=forecast_metrics.metric_config_json(error=error, forecaster=forecaster,
+                                                           horizon=config.windows.horizon, periods=periods))
             if gate and forecaster == forecast_metrics.MODEL and error == "mae":
                 metric.per_slice_thresholds.extend(on_whole_split(tfma.MetricThreshold(
                     change_threshold=tfma.GenericChangeThreshold(
@@ -66,7 +68,7 @@ def eval_config(config: PipelineConfig, gate: bool = True) -> tfma.EvalConfig:
                         relative={"value": evaluation.regression_tolerance}))))
             metrics.append(metric)
     skill = tfma.MetricConfig(class_name=forecast_metrics.ForecastSkill.__name__, module=forecast_metrics.__name__,
-                              config=json.dumps({"season_length": evaluation.season_length}))
+                              config=forecast_metrics.metric_config_json(periods=periods))
     if gate:
         # TFMA's bounds are inclusive; the next float below makes "strictly below" exact.
         skill.per_slice_thresholds.extend(on_whole_split(tfma.MetricThreshold(
@@ -85,7 +87,7 @@ def eval_config(config: PipelineConfig, gate: bool = True) -> tfma.EvalConfig:
 
 
 def windowing_options(config: PipelineConfig) -> WindowingOptions:
-    """What the example generator does to the data (checked here, before anything runs)."""
+    """What the example generator does to the data; ``config`` must be resolved (:func:`config.resolve_from_data`)."""
     return WindowingOptions(config.data, config.windows)
 
 
@@ -127,7 +129,7 @@ def create_pipeline(config: PipelineConfig,
         examples=examples.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         module_file=TRANSFORM_MODULE,
-        custom_config={"scaling": config.model.scaling},
+        custom_config=transform_config(dataclasses.asdict(config.windows), config.model.scaling),
         # Scaling statistics come from the training split alone.
         splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "eval"]))
     tuner = None

@@ -79,7 +79,8 @@ def build_predict_request(model_name: str, windows: np.ndarray,
       signature_name: Signature to run.
       version: A specific version, or None for the latest.
       version_label: A version label (``stable``, ``canary``) in place of a number.
-      extra_inputs: Further inputs of the signature by alias, e.g. covariate histories ``[N, L]``.
+      extra_inputs: Further inputs of the signature by alias: covariate histories ``[N, L]``, future
+        covariates ``[N, H]``, the origin timestamps ``[N]`` (see :mod:`serving.contract`).
 
     Returns:
       The request, with ``windows`` as float32 under :data:`contract.INPUT_KEY`.
@@ -98,7 +99,7 @@ def build_predict_request(model_name: str, windows: np.ndarray,
         request.model_spec.version_label = version_label
     request.inputs[contract.INPUT_KEY].CopyFrom(tf.make_tensor_proto(windows))
     for alias, values in (extra_inputs or {}).items():
-        values = np.asarray(values, dtype=contract.INPUT_DTYPE)
+        values = np.asarray(values, dtype=contract.input_dtype(alias))
         if values.shape[:1] != windows.shape[:1]:
             raise ValueError(f"input '{alias}' has {values.shape[:1]} rows, the windows {windows.shape[:1]}")
         request.inputs[alias].CopyFrom(tf.make_tensor_proto(values))

@@ -6,7 +6,10 @@ a change here is a change of the contract, visible in one diff.
 A forecasting SavedModel has two signatures:
 
 * ``serving_default`` (:data:`SIGNATURE_NAME`): raw windows in, forecasts in original units out.
-  Input :data:`INPUT_KEY` float32 ``[batch, L]``; output :data:`OUTPUT_KEY` float32 ``[batch, H]``.
+  Input :data:`INPUT_KEY` float32 ``[batch, C]``: the last C values up to the forecast origin,
+  C = max(L, the longest seasonal period) (the model's LSTM reads the last L; the seasonal lags,
+  the value of each target step one season earlier, are read further back inside the graph).
+  Output :data:`OUTPUT_KEY` float32 ``[batch, H]``.
 * ``serving_examples`` (:data:`EXAMPLES_SIGNATURE_NAME`): serialized ``tf.Example`` protos in (as
   written by the example generator), the same forecasts out. The Evaluator and batch scoring use
   it. The Evaluator reads the raw label (``target``) from the same examples and compares in
@@ -16,14 +19,15 @@ Inputs beyond the history, present only in models that use them:
 
 * One float32 ``[batch, L]`` input per covariate, named like its example feature
   (``covariate_<column>``, see :func:`covariate_input_key`), in raw units, aligned with the history.
+* One float32 ``[batch, H]`` input per known-future covariate (``future_<column>``, see
+  :func:`future_input_key`): its values at the H forecast steps. A request without it gets
+  INVALID_ARGUMENT naming the input.
+* :data:`ORIGIN_TIMESTAMP_INPUT_KEY` int64 ``[batch]`` in models with calendar features (the
+  default): epoch seconds (UTC) of the last history point. The calendar of every history and
+  target step is computed from it inside the graph (Transform), so a client sends a timestamp,
+  not features.
 * :data:`SERIES_ID_INPUT_KEY` string ``[batch]`` in models scaled ``per_series``: the statistics of
   the scaling are looked up by series id (an id the training split never saw gets the global ones).
-
-Calendar features stay out of the model. The 52-week default history already spans a whole
-annual cycle, so the seasonal phase is in the input itself; a calendar input would make every
-client send a timestamp and the serving graph repeat the example generator's calendar arithmetic,
-a second copy of that formula to keep in step. Transform passes them through for a model that
-wants them later.
 
 XLA: with ``ModelConfig.serving_xla`` (the default; ``--no-serving-xla`` turns it off) the model
 inside both signatures is compiled with XLA (``jit_compile``). TF Serving must then run with
@@ -50,13 +54,15 @@ INPUT_KEY: Final = "history"
 EXAMPLES_INPUT_KEY: Final = "examples"
 OUTPUT_KEY: Final = "forecast"
 INPUT_DTYPE: Final = np.float32
-OUTPUT_DTYPE: Final = np.float32
 
+# Models with calendar features: epoch seconds of each window's last history point.
+ORIGIN_TIMESTAMP_INPUT_KEY: Final = "origin_timestamp"
 # Per-series scaling: the series id of each window.
 SERIES_ID_INPUT_KEY: Final = "series_id"
-SERIES_ID_DTYPE: Final = np.object_
 # Prefix of the covariate inputs, the same as the example features' (components.features).
 COVARIATE_INPUT_PREFIX: Final = "covariate_"
+# Prefix of the known-future covariate inputs ([batch, H]), the same as the example features'.
+FUTURE_INPUT_PREFIX: Final = "future_"
 
 # TF Serving replays these PredictionLog records when it loads a version, before serving it.
 WARMUP_FILE: Final = "assets.extra/tf_serving_warmup_requests"
@@ -65,3 +71,13 @@ WARMUP_FILE: Final = "assets.extra/tf_serving_warmup_requests"
 def covariate_input_key(column: str) -> str:
     """Input key of the history of covariate ``column`` in ``serving_default``."""
     return COVARIATE_INPUT_PREFIX + column
+
+
+def future_input_key(column: str) -> str:
+    """Input key of the future values of covariate ``column`` in ``serving_default``."""
+    return FUTURE_INPUT_PREFIX + column
+
+
+def input_dtype(key: str) -> type:
+    """The numpy dtype of ``serving_default`` input ``key``."""
+    return {ORIGIN_TIMESTAMP_INPUT_KEY: np.int64, SERIES_ID_INPUT_KEY: np.object_}.get(key, INPUT_DTYPE)

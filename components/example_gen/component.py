@@ -6,7 +6,7 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components.example_gen import driver, executor
-from components.example_gen.series import WindowingOptions
+from components.example_gen.options import WindowingOptions
 
 
 class TimeSeriesExampleGenSpec(types.ComponentSpec):

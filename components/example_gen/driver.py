@@ -17,7 +17,7 @@ from tfx.utils import io_utils
 
 from components.example_gen import reader
 from components.example_gen.executor import EXAMPLES_KEY, OPTIONS_KEY
-from components.example_gen.series import WindowingOptions
+from components.example_gen.options import WindowingOptions
 
 FINGERPRINT_KEY = "input_fingerprint"
 

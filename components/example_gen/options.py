@@ -1,0 +1,255 @@
+"""Settings of the example generator: the data's columns and policies, the windows and the splits.
+
+TensorFlow-free. ``pipeline/config.py`` composes these into the run's settings; the component
+receives them as JSON (:meth:`WindowingOptions.to_json`). Every value is checked when the object is
+built (:mod:`components.settings`), so a bad setting fails before any work, naming its flag.
+
+Seasonality: the natural periods of a frequency (:func:`natural_periods`; 30 min: 48 and 336,
+hourly: 24 and 168, daily: 7 and 365, weekly: 52, monthly: 12, quarterly: 4, business days: 5)
+are the default seasonal periods, and the primary (shortest) period sets the default history
+(:func:`default_history`). :func:`resolve` fills both in from the data's frequency.
+"""
+
+import dataclasses
+import json
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from components import settings, windowing
+from components.example_gen import frequency as frequency_lib
+from components.example_gen.columns import Columns, DataError
+from components.settings import ConfigError, setting
+
+GAP_POLICIES = ("error", "interpolate", "skip")
+DUPLICATE_POLICIES = ("error", "first", "last", "mean", "sum", "min", "max")
+# One set of cut times for all series (from the span of all of them), or cuts per series.
+SPLIT_SCOPES = ("global", "per_series")
+
+_DAY = 86_400
+_WEEK = 7 * _DAY
+# The mean Gregorian year.
+_YEAR = 31_556_952
+# A seasonal period is used only when the data holds this many of its cycles.
+MIN_CYCLES = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where the series are, which columns hold what, and how to treat flawed data."""
+
+    path: str = setting(help="the series: a CSV or Parquet file, a directory of them, or a glob (quote it)",
+                        flag="--data")
+    timestamp_column: str = setting("timestamp", help="ISO 8601 timestamps (with or without zone) or epoch seconds")
+    target_column: str = setting("value", help="the value to forecast")
+    series_id_column: Optional[str] = setting(None, help="column naming the series of each row (many series)")
+    covariate_columns: tuple[str, ...] = setting(
+        (), help="numeric columns known only up to the forecast origin (their histories go with each window), "
+                 "comma-separated")
+    future_covariate_columns: tuple[str, ...] = setting(
+        (), help="numeric columns known in advance for the forecast steps too (holidays, planned prices, "
+                 "weather forecasts), comma-separated; a request must send their H future values")
+    frequency: Optional[str] = setting(
+        None, help="pandas offset alias, e.g. 30min, 1h, 1D, W-SAT, MS (default: inferred per series)")
+    duplicates: str = setting("error", choices=DUPLICATE_POLICIES,
+                              help="repeated timestamps in a series: error, or merge them")
+    gap_policy: str = setting("skip", choices=GAP_POLICIES,
+                              help="missing points: error; interpolate runs up to --max-gap; skip windows that "
+                                   "touch one")
+    max_gap: int = setting(3, minimum=1, help="longest run of missing points that --gap-policy interpolate fills")
+
+    def __post_init__(self) -> None:
+        settings.check_fields(self)
+        if self.frequency:
+            try:
+                frequency_lib.check_frequency(self.frequency)
+            except frequency_lib.FrequencyError as error:
+                raise settings.fail(DataConfig, "frequency", str(error)) from error
+        try:
+            _ = self.columns
+        except DataError as error:
+            raise ConfigError(str(error)) from error
+
+    @property
+    def columns(self) -> Columns:
+        """The columns the reader reads; past covariates first, then the future ones."""
+        return Columns(timestamp=self.timestamp_column, target=self.target_column, series_id=self.series_id_column,
+                       covariates=self.covariate_columns + self.future_covariate_columns)
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowConfig:
+    """How series become examples: window lengths, seasonal lags and the split of time.
+
+    ``history`` None and ``seasonal_periods`` empty mean "from the frequency" (:func:`resolve`).
+    """
+
+    history: Optional[int] = setting(None, minimum=1,
+                                     help="window length L fed to the LSTM (default: from the frequency)")
+    horizon: int = setting(4, minimum=1, help="forecast steps H")
+    stride: int = setting(1, minimum=1, help="step between window starts")
+    seasonal_periods: tuple[int, ...] = setting(
+        (), minimum=2, flag="--season-length",
+        help="seasonal period(s) in steps, comma-separated (default: the frequency's natural periods)")
+    seasonal_lags: bool = setting(True, help="give the model each target step's value one season earlier")
+    split_fractions: tuple[float, ...] = setting(
+        (0.7, 0.15), above=0.0, help="train,eval fractions of the time span; test takes the rest")
+    split_times: Optional[tuple[str, ...]] = setting(
+        None, help="EVAL_START,TEST_START timestamps (ISO 8601), in place of --split-fractions")
+    split_scope: str = setting("global", choices=SPLIT_SCOPES,
+                               help="cut all series at the same times (from the span of all of them), or each "
+                                    "series at fractions of its own span")
+    split_gap: int = setting(0, minimum=0, help="grid points left out after each split cut")
+    calendar_features: bool = setting(True, help="calendar features of every history and target step")
+    # Filled in by resolve(): the frequency's mean step in seconds (the served graph computes the
+    # calendar of each step from the origin's timestamp with it).
+    step_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        settings.check_fields(self)
+        if self.split_times is None:
+            try:
+                windowing.check_split_fractions(self.split_fractions)
+            except ValueError as error:
+                raise settings.fail(WindowConfig, "split_fractions", str(error)) from error
+        else:
+            cuts = parse_split_times(self.split_times)
+            if len(cuts) != len(windowing.SPLITS) - 1 or not cuts[0] < cuts[1]:
+                raise settings.fail(WindowConfig, "split_times",
+                                    f"must be two increasing timestamps, got {','.join(self.split_times)}")
+
+    @property
+    def context(self) -> int:
+        """Points up to the origin that a window holds: C = max(L, longest season).
+
+        The model's recurrence reads the last L; the seasonal lags and the seasonal naive
+        forecasts read a season back, however long (:func:`components.windowing.seasonal_lag_offsets`).
+        """
+        return max([self.history or 1, *self.seasonal_periods])
+
+    @property
+    def resolved(self) -> bool:
+        return self.history is not None
+
+
+def parse_split_times(split_times: Sequence[str]) -> np.ndarray:
+    """Epoch seconds of ISO 8601 cut timestamps (a timestamp without zone is UTC)."""
+    try:
+        stamps = pd.to_datetime(list(split_times), utc=True, format="ISO8601")
+    except (ValueError, TypeError) as error:
+        raise settings.fail(WindowConfig, "split_times",
+                            f"must be ISO 8601 timestamps, got {','.join(split_times)}") from error
+    return ((stamps - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(np.int64)
+
+
+def natural_periods(frequency: str) -> tuple[int, ...]:
+    """The seasonal periods, in steps, that a frequency's calendar implies, shortest first.
+
+    Examples: ``30min`` gives (48, 336) (a day, a week); ``h`` (24, 168); ``D`` (7, 365); ``W-SAT``
+    (52,); ``MS`` (12,); ``QS`` (4,); ``B`` (5,); ``YS`` () (no season).
+
+    Sub-daily data gets the day and the week (a year of half-hours is too long a season to use),
+    daily data the week and the year, weekly data the year.
+    """
+    offset = frequency_lib.check_frequency(frequency)
+    name = offset.name if hasattr(offset, "name") else offset.freqstr
+    n = getattr(offset, "n", 1) or 1
+    if name.startswith(("Y", "A", "BY", "BA")):
+        return ()
+    if name.startswith(("Q", "BQ")):
+        return (4 // n,) if 4 % n == 0 and n < 4 else ()
+    if name.startswith(("M", "BM", "SM", "CBM")):
+        return (12 // n,) if 12 % n == 0 and n < 12 else ()
+    if name.startswith("W"):
+        return (round(_YEAR / (n * _WEEK)),)
+    if name in ("B", "C"):
+        return (5 // n,) if 5 % n == 0 and n < 5 else ()
+    step = pd.Timedelta(offset).total_seconds()
+    cycles = (_DAY, _WEEK) if step < _DAY else (_WEEK, _YEAR)
+    periods = []
+    for cycle in cycles:
+        ratio = cycle / step
+        # A period must be a whole number of steps (365.24 days round to 365).
+        if ratio >= 2 and (abs(ratio - round(ratio)) < 1e-9 or cycle == _YEAR):
+            periods.append(round(ratio))
+    return tuple(periods)
+
+
+def default_history(periods: Sequence[int], horizon: int) -> int:
+    """The default history L: two primary seasons (one when a season is longer than 26 steps), at least 2H and 8.
+
+    Longer seasons reach the model through the seasonal lags, not a longer recurrence.
+    """
+    primary = min(periods) if periods else 0
+    seasons = primary * (2 if primary <= 26 else 1)
+    return max(seasons, 2 * horizon, 8)
+
+
+def step_seconds(frequency: str) -> float:
+    """The mean step of a frequency in seconds (a month: a twelfth of the mean Gregorian year)."""
+    start = pd.Timestamp("2000-01-01", tz="UTC")
+    points = pd.date_range(start, periods=121, freq=frequency_lib.check_frequency(frequency))
+    return float((points[-1] - points[0]).total_seconds() / 120)
+
+
+def resolve(windows: WindowConfig, frequency: str, points: int) -> WindowConfig:
+    """Fills in what ``windows`` leaves to the data: seasonal periods, history and step.
+
+    Args:
+      windows: The settings as given.
+      frequency: The data's frequency (given, or inferred from a sample).
+      points: The length of a series of the data: periods with fewer than :data:`MIN_CYCLES`
+        cycles in it are left out of the defaults.
+
+    Returns:
+      Settings with ``history``, ``seasonal_periods`` and ``step_seconds`` set.
+    """
+    periods = windows.seasonal_periods
+    if not periods:
+        periods = tuple(m for m in natural_periods(frequency) if MIN_CYCLES * m <= points)
+    history = windows.history or default_history(periods, windows.horizon)
+    return dataclasses.replace(windows, seasonal_periods=periods, history=history,
+                               step_seconds=step_seconds(frequency))
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowingOptions:
+    """Everything the example generator does to the data: its settings, resolved and checked."""
+
+    data: DataConfig
+    windows: WindowConfig
+
+    def __post_init__(self) -> None:
+        if not self.windows.resolved:
+            raise ConfigError("the window settings must be resolved against the data first (options.resolve)")
+
+    @property
+    def columns(self) -> Columns:
+        return self.data.columns
+
+    @classmethod
+    def of(cls, frequency: str = "D", points: int = 10**6, **values: Any) -> "WindowingOptions":
+        """Options from flat settings, each a field of DataConfig or WindowConfig (``path`` may be left out).
+
+        Settings left out are resolved against ``frequency`` and a series of ``points`` points.
+        """
+        data_fields = {f.name for f in dataclasses.fields(DataConfig)}
+        data = {k: v for k, v in values.items() if k in data_fields}
+        windows = WindowConfig(**{k: v for k, v in values.items() if k not in data_fields})
+        return cls(DataConfig(**{"path": "", **data}), resolve(windows, data.get("frequency") or frequency, points))
+
+    def to_json(self) -> str:
+        return json.dumps({"data": dataclasses.asdict(self.data), "windows": dataclasses.asdict(self.windows)},
+                          sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "WindowingOptions":
+        values = json.loads(text)
+        return cls(settings_from_dict(DataConfig, values["data"]), settings_from_dict(WindowConfig, values["windows"]))
+
+
+def settings_from_dict(cls: type, values: dict[str, Any]) -> Any:
+    """A settings dataclass from :func:`dataclasses.asdict` output that went through JSON (lists back to tuples)."""
+    return cls(**{name: tuple(v) if isinstance(v, list) else v for name, v in values.items()})
+
