@@ -1,5 +1,7 @@
-"""Shared fixtures: one real pipeline run on a slice of the bundled data, reused by the tests."""
+"""Shared fixtures: one real pipeline run on a slice of the bundled data, reused by the tests, and
+made-up windows run through the project's Transform module for the Transform and Trainer tests."""
 
+import dataclasses
 import os
 import shutil
 
@@ -9,20 +11,23 @@ import tensorflow as tf
 
 from pipeline import config as config_lib
 from pipeline import local_runner
+from serving import contract
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(REPO, "data", "co2_weekly_mlo.csv")
 # Fast settings: a slice of the series, a small model, few epochs. The skill bound is loose on
 # purpose: these tests check plumbing and numbers, not accuracy (tests/test_blessing.py does).
+# The scaling is last_value, whose statistics come from the training split: test_transform
+# checks that they come from it alone.
 SLICE_ROWS = 700
-FAST_WINDOWS = config_lib.WindowConfig(history=16, horizon=3, stride=1, split_fractions=(0.6, 0.2))
-FAST_MODEL = config_lib.ModelConfig(lstm_units=(16, 16), epochs=2, batch_size=32)
-FAST_EVALUATION = config_lib.EvaluationConfig(season_length=8, max_skill=1e6)
+FAST_WINDOWS = config_lib.WindowConfig(history=16, horizon=3, seasonal_periods=(8,), split_fractions=(0.6, 0.2))
+FAST_MODEL = config_lib.ModelConfig(scaling="last_value", lstm_units=(16, 16), epochs=2, batch_size=32)
+FAST_EVALUATION = config_lib.EvaluationConfig(max_skill=1e6)
 
 
 @pytest.fixture(scope="session")
 def pipeline_run(tmp_path_factory):
-    """Runs the whole TFX pipeline once; returns (config, RunResult)."""
+    """Runs the whole TFX pipeline once; returns (the resolved config the run used, RunResult)."""
     root = tmp_path_factory.mktemp("pipeline_run")
     data = root / "co2_slice.csv"
     with open(DATA) as f:
@@ -30,7 +35,8 @@ def pipeline_run(tmp_path_factory):
     config = config_lib.PipelineConfig(
         data=config_lib.DataConfig(path=str(data)), output_dir=str(root / "run"),
         windows=FAST_WINDOWS, model=FAST_MODEL, evaluation=FAST_EVALUATION)
-    return config, local_runner.run(config)
+    result = local_runner.run(config)
+    return result.config, result
 
 
 @pytest.fixture(scope="session")
@@ -41,11 +47,27 @@ def pushed_model(pipeline_run):
     return result.pushed_model
 
 
-def in_process_forecast(saved_model_dir: str, windows: np.ndarray) -> np.ndarray:
-    """Forecasts of the SavedModel's serving_default signature, called in this process (TF2)."""
-    from serving import contract  # pylint: disable=g-import-not-at-top
+def origins(windows, rows=slice(None)) -> dict[str, np.ndarray]:
+    """The input beyond the history that the pushed model takes: each window's origin timestamp.
+
+    The fast run has calendar features (the default) and no covariate, so its ``serving_default``
+    takes ``history`` and ``origin_timestamp``.
+    """
+    return {contract.ORIGIN_TIMESTAMP_INPUT_KEY: np.asarray(windows.origin_times[rows], np.int64)}
+
+
+def in_process_forecast(saved_model_dir: str, windows: np.ndarray, extra: dict[str, np.ndarray]) -> np.ndarray:
+    """Forecasts of the SavedModel's serving_default signature, called in this process (TF2).
+
+    Args:
+      saved_model_dir: The SavedModel.
+      windows: Histories ``[N, C]``.
+      extra: The signature's other inputs by name (see :func:`origins`).
+    """
     signature = tf.saved_model.load(saved_model_dir).signatures[contract.SIGNATURE_NAME]
-    return signature(**{contract.INPUT_KEY: tf.constant(windows, tf.float32)})[contract.OUTPUT_KEY].numpy()
+    inputs = {contract.INPUT_KEY: tf.constant(windows, tf.float32)}
+    inputs.update({k: tf.constant(np.asarray(v, contract.input_dtype(k))) for k, v in extra.items()})
+    return signature(**inputs)[contract.OUTPUT_KEY].numpy()
 
 
 @pytest.fixture()
@@ -56,39 +78,65 @@ def model_base_path(tmp_path, pushed_model):
     return base
 
 
-# Windows made up in the tests (not through the ExampleGen), for the Transform and Trainer
-# functions: a covariate and a calendar feature that the ExampleGen does not write yet.
-UNIT_HISTORY, UNIT_HORIZON = 8, 2
+# Windows made up in the tests (not through the ExampleGen), shaped as the ExampleGen writes them,
+# for the Transform and Trainer functions: hourly windows whose seasonal period (10) is longer than
+# the history L (8), so the raw history holds the context C = 10 and the model reads its last 8; a
+# past covariate (temperature, [C]) and a known-future one (price: [C] up to the origin, [H] after).
+UNIT_WINDOWS = config_lib.WindowConfig(history=8, horizon=2, seasonal_periods=(10,), step_seconds=3600.0)
+UNIT_HISTORY, UNIT_HORIZON, UNIT_PERIOD = UNIT_WINDOWS.history, UNIT_WINDOWS.horizon, 10
+UNIT_CONTEXT = UNIT_WINDOWS.context
 COVARIATE = "covariate_temperature"
-CALENDAR = "day_of_year_sin"
+FUTURE_HISTORY, FUTURE = "covariate_price", "future_price"
+JAN1 = 1704067200  # 2024-01-01T00:00:00Z, a Monday
+
+
+def unit_transform_config(scaling: str, **windows) -> dict:
+    """The Transform's custom_config for the made-up windows, as the pipeline builds it."""
+    from components import transform
+
+    return transform.transform_config(dataclasses.asdict(dataclasses.replace(UNIT_WINDOWS, **windows)), scaling)
 
 
 def unit_feature_spec(covariate: bool = True) -> dict:
     """Raw feature spec of the made-up windows, shaped as SchemaGen infers the ExampleGen's."""
     spec = {
-        "history": tf.io.FixedLenFeature([UNIT_HISTORY], tf.float32),
+        "history": tf.io.FixedLenFeature([UNIT_CONTEXT], tf.float32),
         "target": tf.io.FixedLenFeature([UNIT_HORIZON], tf.float32),
         "series_id": tf.io.FixedLenFeature([1], tf.string),
         "origin_timestamp": tf.io.FixedLenFeature([1], tf.int64),
+        "mase_scale": tf.io.FixedLenFeature([1], tf.float32),
     }
     if covariate:
-        spec[COVARIATE] = tf.io.FixedLenFeature([UNIT_HISTORY], tf.float32)
-        spec[CALENDAR] = tf.io.FixedLenFeature([1], tf.float32)
+        spec[COVARIATE] = tf.io.FixedLenFeature([UNIT_CONTEXT], tf.float32)
+        spec[FUTURE_HISTORY] = tf.io.FixedLenFeature([UNIT_CONTEXT], tf.float32)
+        spec[FUTURE] = tf.io.FixedLenFeature([UNIT_HORIZON], tf.float32)
     return spec
 
 
+def future_price(points: np.ndarray) -> np.ndarray:
+    """The known-future covariate at grid points ``points``: a price that cycles every 5 hours."""
+    return (20 + 3 * (points % 5)).astype(np.float32)
+
+
 def make_windows(values: np.ndarray, series_id: str, covariate: bool = True, start: int = 0) -> list[dict]:
-    """Sliding windows of ``values`` as raw instance dicts; the covariate is 2 * value + 50."""
+    """Sliding hourly windows of ``values`` (point i at ``JAN1 + (start + i)`` hours) as raw instance dicts.
+
+    Each history holds the C points up to the origin; the covariate is 2 * value + 50 at them, the
+    future covariate :func:`future_price` at them and at the H target points.
+    """
     rows = []
-    span = UNIT_HISTORY + UNIT_HORIZON
+    span = UNIT_CONTEXT + UNIT_HORIZON
     for s in range(len(values) - span + 1):
-        row = {"history": values[s:s + UNIT_HISTORY].astype(np.float32),
-               "target": values[s + UNIT_HISTORY:s + span].astype(np.float32),
+        origin = s + UNIT_CONTEXT - 1
+        row = {"history": values[s:origin + 1].astype(np.float32),
+               "target": values[origin + 1:s + span].astype(np.float32),
                "series_id": np.array([series_id.encode()], dtype=object),
-               "origin_timestamp": np.array([start + s + UNIT_HISTORY - 1], np.int64)}
+               "origin_timestamp": np.array([JAN1 + (start + origin) * 3600], np.int64),
+               "mase_scale": np.array([1.0], np.float32)}
         if covariate:
-            row[COVARIATE] = (2 * values[s:s + UNIT_HISTORY] + 50).astype(np.float32)
-            row[CALENDAR] = np.array([np.sin(2 * np.pi * (s % 52) / 52)], np.float32)
+            row[COVARIATE] = (2 * values[s:origin + 1] + 50).astype(np.float32)
+            row[FUTURE_HISTORY] = future_price(start + s + np.arange(UNIT_CONTEXT))
+            row[FUTURE] = future_price(start + origin + 1 + np.arange(UNIT_HORIZON))
         rows.append(row)
     return rows
 
@@ -102,13 +150,13 @@ def run_transform(out_dir: str, splits: dict[str, list[dict]], custom_config: di
     Returns:
       The transform output directory (for ``tft.TFTransformOutput``).
     """
-    import apache_beam as beam  # pylint: disable=g-import-not-at-top
-    import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
-    import tensorflow_transform.beam as tft_beam  # pylint: disable=g-import-not-at-top
-    from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=g-import-not-at-top
-    from tensorflow_transform.tf_metadata import metadata_io  # pylint: disable=g-import-not-at-top
+    import apache_beam as beam
+    import tensorflow_transform as tft
+    import tensorflow_transform.beam as tft_beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from tensorflow_transform.tf_metadata import metadata_io
 
-    from components import transform  # pylint: disable=g-import-not-at-top
+    from components import transform
 
     metadata = tft.DatasetMetadata.from_feature_spec(unit_feature_spec(covariate))
     transform_dir = os.path.join(out_dir, "transform_graph")
@@ -135,9 +183,9 @@ def transformed_files(out_dir: str, split: str) -> list[str]:
 
 def data_accessor(out_dir: str, splits: tuple[str, ...] = ("train", "eval")):
     """The TFX DataAccessor the Trainer gets, over the transformed examples in ``out_dir``."""
-    from tfx.components.trainer import fn_args_utils  # pylint: disable=g-import-not-at-top
-    from tfx.components.util import tfxio_utils  # pylint: disable=g-import-not-at-top
-    from tfx.types import artifact_utils, standard_artifacts  # pylint: disable=g-import-not-at-top
+    from tfx.components.trainer import fn_args_utils
+    from tfx.components.util import tfxio_utils
+    from tfx.types import artifact_utils, standard_artifacts
 
     examples = standard_artifacts.Examples()
     examples.uri = os.path.join(out_dir, "transformed")
@@ -148,7 +196,7 @@ def data_accessor(out_dir: str, splits: tuple[str, ...] = ("train", "eval")):
 
 
 def two_series_splits(seed: int = 0) -> dict[str, list[dict]]:
-    """Two noisy series at levels 10 and 1000 with a covariate; eval values far outside training."""
+    """Two noisy series at levels 10 and 1000 with covariates; eval values far outside training."""
     rng = np.random.default_rng(seed)
     low = 10 + rng.normal(0, 1, 60)
     high = 1000 + rng.normal(0, 20, 60)
@@ -158,12 +206,13 @@ def two_series_splits(seed: int = 0) -> dict[str, list[dict]]:
 
 @pytest.fixture(scope="session")
 def covariate_transform(tmp_path_factory):
-    """Made-up two-series windows with a covariate, transformed with per-series scaling.
+    """Made-up two-series windows with covariates, transformed with per-series scaling, seasonal lags
+    and calendar features.
 
     Returns:
       (directory with ``transform_graph`` and ``transformed``, the raw splits).
     """
     out = str(tmp_path_factory.mktemp("covariate_transform"))
     splits = two_series_splits()
-    run_transform(out, splits, {"scaling": "per_series"})
+    run_transform(out, splits, unit_transform_config("per_series"))
     return out, splits

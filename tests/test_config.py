@@ -1,54 +1,235 @@
-"""The settings survive the JSON trip to the Trainer's custom_config unchanged."""
+"""The settings: checked when built (naming the flag), resolved from the data's frequency and length,
+built from the command line, and unchanged by the JSON trip to the components."""
 
 import json
+import re
 
 import pytest
 
+from components import settings, trainer_options
+from components.example_gen import options
+from pipeline import cli
 from pipeline import config as config_lib
 
 
+def _pipeline(**values) -> config_lib.PipelineConfig:
+    return config_lib.PipelineConfig(**{"data": config_lib.DataConfig(path="s.csv"), "output_dir": "out", **values})
+
+
+# The JSON trip.
+
 def test_trainer_settings_round_trip_through_json():
-    config = config_lib.PipelineConfig(
-        data=config_lib.DataConfig(path="series.csv"), output_dir="out",
-        windows=config_lib.WindowConfig(history=8, horizon=2, split_fractions=(0.5, 0.3)),
-        model=config_lib.ModelConfig(lstm_units=(32, 16, 8), dropout=0.1, scaling="global"),
-        evaluation=config_lib.EvaluationConfig(season_length=4))
+    config = _pipeline(
+        windows=config_lib.WindowConfig(history=8, horizon=2, seasonal_periods=(4, 12), split_fractions=(0.5, 0.3),
+                                        step_seconds=3600.0),
+        model=config_lib.ModelConfig(lstm_units=(32, 16, 8), dropout=0.1, scaling="global"))
     custom_config = json.loads(json.dumps(config.trainer_config()))
-    assert config_lib.model_config_from_custom_config(custom_config) == config.model
-    assert config_lib.window_config_from_custom_config(custom_config) == config.windows
+    assert trainer_options.model_config_from_dict(custom_config["model"]) == config.model
+    assert options.settings_from_dict(config_lib.WindowConfig, custom_config["windows"]) == config.windows
 
 
 def test_the_whole_config_round_trips_through_json():
-    config = config_lib.PipelineConfig(
-        data=config_lib.DataConfig(path="s.csv", covariate_columns=("a", "b")), output_dir="out",
-        windows=config_lib.WindowConfig(history=12, split_times=("2020-01-01", "2021-01-01")),
-        evaluation=config_lib.EvaluationConfig(season_length=12, max_skill=0.9, regression_tolerance=0.0))
+    config = _pipeline(
+        data=config_lib.DataConfig(path="s.csv", covariate_columns=("a", "b"), future_covariate_columns=("c",)),
+        windows=config_lib.WindowConfig(history=12, seasonal_periods=(7, 365), split_times=("2020-01-01", "2021-01-01"),
+                                        split_scope="per_series", seasonal_lags=False),
+        evaluation=config_lib.EvaluationConfig(max_skill=0.9, regression_tolerance=0.0),
+        beam_options=("a=1",), enable_cache=False)
     assert config_lib.from_json(config.to_json()) == config
 
 
-@pytest.mark.parametrize("season", [0, 53])
-def test_a_season_longer_than_the_history_is_refused_before_anything_runs(season):
-    with pytest.raises(config_lib.ConfigError, match=f"season length {season} must be between 1 and the "
-                                                      "history length 52"):
-        config_lib.PipelineConfig(data=config_lib.DataConfig(path="s.csv"), output_dir="out",
-                                  evaluation=config_lib.EvaluationConfig(season_length=season))
-
-
-def test_windows_accepts_a_short_history_without_a_season_length():
-    from pipeline import cli
-    args = cli.build_parser().parse_args(["windows", "--data", "s.csv", "--output", "o", "--history", "8"])
-    assert cli.pipeline_config_from_flags(args).evaluation.season_length == 8
-
-
 def test_missing_custom_config_gives_the_defaults():
-    assert config_lib.model_config_from_custom_config(None) == config_lib.ModelConfig()
-    assert config_lib.window_config_from_custom_config({}) == config_lib.WindowConfig()
+    assert trainer_options.model_config_from_dict(None) == config_lib.ModelConfig()
+    assert trainer_options.model_config_from_dict({}) == config_lib.ModelConfig()
+
+
+def test_the_defaults():
+    model = config_lib.ModelConfig()
+    assert (model.scaling, model.loss, model.epochs, model.early_stopping_patience) == ("window_std", "mae", 100, 5)
+    assert trainer_options.LOSSES == ("mse", "huber", "mae") and "window_std" in trainer_options.SCALINGS
+    windows = config_lib.WindowConfig()
+    assert (windows.history, windows.seasonal_periods, windows.split_scope) == (None, (), "global")
+    assert windows.seasonal_lags and windows.calendar_features and not windows.resolved
+
+
+# Settings refused when built, naming the flag.
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: _pipeline(keep_versions=0), "--keep-versions must be at least 1; got 0"),
+    (lambda: config_lib.ModelConfig(batch_size=0), "--batch-size must be at least 1; got 0"),
+    (lambda: config_lib.ModelConfig(epochs=0), "--epochs must be at least 1; got 0"),
+    (lambda: config_lib.DataConfig(path="", gap_policy="x"),
+     "--gap-policy must be one of error, interpolate, skip; got 'x'"),
+    (lambda: config_lib.WindowConfig(seasonal_periods=(1,)), "--season-length must be at least 2; got 1"),
+    (lambda: config_lib.WindowConfig(seasonal_periods=(12, 1)), "--season-length must be at least 2; got 1"),
+    (lambda: config_lib.WindowConfig(history=0), "--history must be at least 1; got 0"),
+    (lambda: config_lib.WindowConfig(split_scope="each"), "--split-scope must be one of global, per_series"),
+    (lambda: config_lib.WindowConfig(split_fractions=(0.9, 0.2)), "--split-fractions need 2 positive split fractions"),
+    (lambda: config_lib.WindowConfig(split_times=("2021-01-01", "2020-01-01")),
+     "--split-times must be two increasing timestamps"),
+    (lambda: config_lib.WindowConfig(split_times=("soon", "later")), "--split-times must be ISO 8601 timestamps"),
+    (lambda: config_lib.DataConfig(path="", frequency="fortnightly"), "--frequency unknown frequency 'fortnightly'"),
+    (lambda: config_lib.DataConfig(path="", max_gap=0), "--max-gap must be at least 1; got 0"),
+    (lambda: config_lib.ModelConfig(lstm_units=()), "--lstm-units needs at least one layer"),
+    (lambda: config_lib.ModelConfig(lstm_units=(8, 0)), "--lstm-units must be at least 1; got 0"),
+    (lambda: config_lib.ModelConfig(dropout=0.95), "--dropout must be at most 0.9; got 0.95"),
+    (lambda: config_lib.ModelConfig(learning_rate=0.0), "--learning-rate must be above 0; got 0"),
+    (lambda: config_lib.ModelConfig(loss="quantile"), "--loss must be one of mse, huber, mae; got 'quantile'"),
+    (lambda: config_lib.EvaluationConfig(max_skill=0), "--max-skill must be above 0; got 0"),
+    (lambda: _pipeline(beam_direct_running_mode="threads"), "--beam-mode must be one of in_memory, multi_processing"),
+    (lambda: _pipeline(beam_preset="dataflow", beam_options=("project=p",)),
+     "--beam-preset dataflow needs --beam-option region=... temp_location=..."),
+    (lambda: _pipeline(beam_options=("project",)), "--beam-option must be KEY=VALUE, got project"),
+])
+def test_a_bad_setting_is_refused_when_built_naming_its_flag(build, message):
+    with pytest.raises(config_lib.ConfigError, match="^" + re.escape(message)):
+        build()
+
+
+def test_config_errors_are_value_errors_of_one_class():
+    assert config_lib.ConfigError is settings.ConfigError and issubclass(settings.ConfigError, ValueError)
+    assert not hasattr(options, "OptionsError")
+
+
+def test_windowing_options_need_resolved_windows():
+    with pytest.raises(config_lib.ConfigError, match="resolved"):
+        options.WindowingOptions(config_lib.DataConfig(path=""), config_lib.WindowConfig())
+
+
+def _main(argv, capsys) -> tuple[int, str]:
+    try:
+        code = cli.main(argv)
+    except SystemExit as exit_:  # argparse refuses a bad choice or type itself
+        code = exit_.code
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, code, message", [
+    (["--keep-versions", "0"], 1, "error: --keep-versions must be at least 1; got 0"),
+    (["--batch-size", "0"], 1, "error: --batch-size must be at least 1; got 0"),
+    (["--epochs", "0"], 1, "error: --epochs must be at least 1; got 0"),
+    (["--season-length", "12,1"], 1, "error: --season-length must be at least 2; got 1"),
+    (["--split-fractions", "0.9,0.2"], 1, "error: --split-fractions need 2 positive"),
+    (["--beam-preset", "dataflow"], 1,
+     "error: --beam-preset dataflow needs --beam-option project=... region=... temp_location=..."),
+    (["--gap-policy", "x"], 2, "argument --gap-policy: invalid choice: 'x'"),
+    (["--epochs", "two"], 2, "argument --epochs: invalid int value: 'two'"),
+    (["--season-length", "4,x"], 2, "argument --season-length: invalid"),
+], ids=["keep-versions", "batch-size", "epochs", "season-length", "split-fractions", "beam-preset",
+        "argparse-choice", "argparse-int", "argparse-list"])
+def test_the_command_refuses_a_bad_flag_before_it_creates_anything(tmp_path, capsys, flags, code, message):
+    output = tmp_path / "run"
+    got, err = _main(["run", "--data", str(tmp_path / "none.csv"), "--output", str(output), *flags], capsys)
+    assert got == code and message in err, err
+    assert not output.exists()
+
+
+# Flags to settings.
+
+def test_flags_become_the_unresolved_config():
+    args = cli.build_parser().parse_args([
+        "run", "--data", "s.csv", "--output", "o", "--season-length", "4,12", "--no-cache", "--no-seasonal-lags",
+        "--no-calendar-features", "--split-scope", "per_series", "--future-covariate-columns", "promo,price",
+        "--covariate-columns", "temp", "--horizon", "6", "--beam-option", "a=1", "--beam-option", "b=2"])
+    config = cli.pipeline_config_from_flags(args)
+    assert config.data.path.endswith("/s.csv") and config.output_dir.endswith("/o")
+    assert config.data.future_covariate_columns == ("promo", "price") and config.data.covariate_columns == ("temp",)
+    windows = config.windows
+    assert (windows.history, windows.seasonal_periods, windows.horizon, windows.step_seconds) == (None, (4, 12), 6, 0)
+    assert not windows.seasonal_lags and not windows.calendar_features and windows.split_scope == "per_series"
+    assert not config.enable_cache and config.beam_options == ("a=1", "b=2")
+
+
+def test_a_remote_data_path_stays_as_given():
+    args = cli.build_parser().parse_args(["windows", "--data", "gs://b/s.csv", "--output", "gs://b/run"])
+    config = cli.pipeline_config_from_flags(args)
+    assert (config.data.path, config.output_dir) == ("gs://b/s.csv", "gs://b/run")
+
+
+def test_the_command_resolves_the_windows_from_the_data(tmp_path, capsys):
+    path = tmp_path / "s.csv"
+    path.write_text("timestamp,value\n" + "".join(f"2024-01-{d + 1:02d},{d}\n" for d in range(30)))
+    args = cli.build_parser().parse_args(["windows", "--data", str(path), "--output", str(tmp_path / "o")])
+    config = cli._resolved_config(args)
+    # Daily: the week and the year; 30 points hold 3 weeks but not 3 years. Two weeks of history.
+    assert (config.windows.seasonal_periods, config.windows.history, config.windows.step_seconds) == ((7,), 14, 86400)
+    assert "history 14, horizon 4, seasonal periods 7 (context 14)" in capsys.readouterr().out
+    # A history given stays.
+    args = cli.build_parser().parse_args(["windows", "--data", str(path), "--output", "o", "--history", "5"])
+    assert cli._resolved_config(args).windows.history == 5
+
+
+def test_run_help_shows_every_default(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["run", "--help"])
+    assert exit_.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for shown in ("--horizon HORIZON forecast steps H (default: 4)", "(default: window_std)",
+                  "--epochs EPOCHS most epochs; early stopping usually ends training sooner (default: 100)",
+                  "newest pushed versions kept under the serving directory (default: 5)",
+                  "--cache, --no-cache", "(default: global)"):
+        assert shown in text, shown
 
 
 def test_serve_flag_defaults_are_the_server_defaults():
-    from pipeline import cli
     from serving import server
     defaults = server.BatchingOptions()
     assert cli.serve_batching_defaults() == {"max_batch_size": defaults.max_batch_size,
                                              "batch_timeout_micros": int(defaults.batch_timeout_s * 1e6),
                                              "num_batch_threads": defaults.num_batch_threads}
+
+
+# Resolving against the data.
+
+@pytest.mark.parametrize("frequency, periods", [
+    ("30min", (48, 336)), ("h", (24, 168)), ("2h", (12, 84)), ("D", (7, 365)), ("W-SAT", (52,)), ("2W-SUN", (26,)),
+    ("MS", (12,)), ("ME", (12,)), ("QS", (4,)), ("B", (5,)), ("YS", ()),
+])
+def test_natural_periods_of_a_frequency(frequency, periods):
+    assert options.natural_periods(frequency) == periods
+
+
+@pytest.mark.parametrize("periods, horizon, history", [
+    ((24, 168), 4, 48),  # two days of hours
+    ((7, 365), 4, 14),  # two weeks of days
+    ((26,), 4, 52),  # up to 26 steps, two seasons
+    ((48, 336), 4, 48),  # a longer season: one
+    ((52,), 4, 52),
+    ((4,), 4, 8),  # at least 2H
+    ((4,), 2, 8),  # at least 8
+    ((), 10, 20),
+    ((), 1, 8),
+])
+def test_default_history(periods, horizon, history):
+    assert options.default_history(periods, horizon) == history
+
+
+def test_resolve_keeps_the_periods_the_data_holds_three_cycles_of():
+    windows = config_lib.WindowConfig(horizon=4)
+    for points, periods, history in ((20, (), 8), (21, (7,), 14), (1094, (7,), 14), (1095, (7, 365), 14)):
+        resolved = options.resolve(windows, "D", points)
+        assert (resolved.seasonal_periods, resolved.history, resolved.step_seconds) == (periods, history, 86400)
+        assert resolved.context == max((history, *periods)) and resolved.resolved
+    weekly = options.resolve(windows, "W-SAT", 700)
+    assert (weekly.seasonal_periods, weekly.history, weekly.context, weekly.step_seconds) == ((52,), 52, 52, 604800)
+    monthly = options.resolve(windows, "MS", 120)
+    assert monthly.step_seconds == pytest.approx(31_556_952 / 12, rel=1e-3)
+
+
+def test_resolve_keeps_what_was_given():
+    windows = config_lib.WindowConfig(history=5, seasonal_periods=(400,), horizon=3)
+    resolved = options.resolve(windows, "D", 30)
+    assert (resolved.history, resolved.seasonal_periods, resolved.context) == (5, (400,), 400)
+
+
+def test_a_pipeline_config_resolves_against_its_data(tmp_path):
+    path = tmp_path / "s.csv"
+    path.write_text("timestamp,value\n" + "".join(f"2024-01-01T{h:02d}:00:00Z,{h}\n" for h in range(24))
+                    + "".join(f"2024-01-{2 + d // 24:02d}T{d % 24:02d}:00:00Z,{d}\n" for d in range(24 * 6)))
+    config = config_lib.PipelineConfig(data=config_lib.DataConfig(path=str(path)), output_dir="out")
+    resolved = config_lib.resolve_from_data(config)
+    # 168 hourly points: 7 days but not 3 weeks.
+    assert (resolved.windows.seasonal_periods, resolved.windows.history, resolved.windows.step_seconds) == (
+        (24,), 48, 3600)
+    assert config_lib.resolve_from_data(resolved) == resolved
+    assert config_lib.resolve(config, "h", 168) == resolved

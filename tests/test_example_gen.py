@@ -15,8 +15,7 @@ from tfx import v1 as tfx
 
 from components import features, windowing
 from components.example_gen import executor, reader
-from components.example_gen import series as series_lib
-from pipeline import cli
+from pipeline import cli, local_data
 from pipeline import config as config_lib
 from pipeline import pipeline as pipeline_lib
 
@@ -53,10 +52,13 @@ def test_windows_command_writes_the_windows_the_per_series_functions_give(tmp_pa
     assert cli.main(["windows", "--data", str(data), "--output", str(output), *FLAGS]) == 0
     printed = capsys.readouterr().out
 
-    config = cli.pipeline_config_from_flags(cli.build_parser().parse_args(
-        ["windows", "--data", str(data), "--output", str(output), *FLAGS]))
+    config = config_lib.resolve_from_data(cli.pipeline_config_from_flags(cli.build_parser().parse_args(
+        ["windows", "--data", str(data), "--output", str(output), *FLAGS])))
+    # Hourly, but no series holds 3 days: no season, the context is the history.
+    assert (config.windows.seasonal_periods, config.windows.context) == ((), 6)
+    assert "history 6, horizon 2, seasonal periods none (context 6)" in printed
     options = pipeline_lib.windowing_options(config)
-    expected = series_lib.window_files(reader.match_files(str(data)), options)
+    expected = local_data.window_files(reader.match_files(str(data)), options)
     examples_uri = printed.split("windows written in ")[1].split(" to ")[1].splitlines()[0]
     for index, split in enumerate(windowing.SPLITS):
         got = read_examples(examples_uri, split)
@@ -70,13 +72,15 @@ def test_windows_command_writes_the_windows_the_per_series_functions_give(tmp_pa
             np.testing.assert_array_equal(feature[features.TARGET_TIMESTAMPS].int64_list.value, windows.target_times[i])
             np.testing.assert_array_equal(feature[features.covariate_feature("temp")].float_list.value,
                                           windows.covariates["temp"][i])
-            np.testing.assert_array_equal(feature["hour_of_day_sin"].float_list.value,
-                                          windows.calendar["hour_of_day_sin"][i])
+            np.testing.assert_allclose(feature[features.MASE_SCALE].float_list.value, [windows.mase_scale],
+                                       rtol=1e-6)
+            # The calendar is Transform's work, from the origin's timestamp.
+            assert not [name for name in feature if name.startswith(("hour_", "day_", "calendar"))]
 
     summary = executor.read_summary(examples_uri)
     assert summary["rows_read"] == 110 and summary["files"] == 2 and summary["series"] == 3
     assert summary["series_skipped"] == [{"series_id": "c", "rows": 5,
-                                          "reason": "5 points, needs at least history + horizon = 8"}]
+                                          "reason": "5 points, needs at least 8 (a context of 6 and a horizon of 2)"}]
     assert summary["frequencies"] == {"h": 3} and summary["frequency_inferred"]
     assert summary["windows"] == {s: sum(len(w[i]) for w, _ in expected.values() if w)
                                   for i, s in enumerate(windowing.SPLITS)}
@@ -117,10 +121,10 @@ def test_no_training_windows_is_an_error_that_shows_the_summary(tmp_path, capsys
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--gap-policy", "fill"], "invalid choice"),
-    (["--split-times", "2024-02-01"], "split_times must be two increasing timestamps"),
-    (["--frequency", "fortnightly"], "unknown frequency 'fortnightly'"),
-])
+    (["--gap-policy", "fill"], "argument --gap-policy: invalid choice: 'fill'"),
+    (["--split-times", "2024-02-01"], "error: --split-times must be two increasing timestamps, got 2024-02-01"),
+    (["--frequency", "fortnightly"], "error: --frequency unknown frequency 'fortnightly'"),
+], ids=["argparse-choice", "split-times", "frequency"])
 def test_bad_options_are_refused_before_anything_runs(tmp_path, capsys, flags, message):
     output = tmp_path / "run"
     try:
@@ -129,7 +133,7 @@ def test_bad_options_are_refused_before_anything_runs(tmp_path, capsys, flags, m
         code = exit_.code
     assert code != 0
     assert message in capsys.readouterr().err
-    assert not os.path.exists(output / "metadata.sqlite")
+    assert not os.path.exists(output)
 
 
 def test_config_round_trips_through_json():
@@ -138,6 +142,8 @@ def test_config_round_trips_through_json():
         output_dir="o", windows=config_lib.WindowConfig(split_times=("2024-01-01", "2024-02-01"), split_gap=2))
     assert config_lib.from_json(config.to_json()) == config
     assert json.loads(config.to_json())["data"]["covariate_columns"] == ["t"]
+    resolved = config_lib.resolve(config, "h", 24 * 30)
+    assert config_lib.from_json(resolved.to_json()) == resolved
 
 
 def _example_gen_states(output):

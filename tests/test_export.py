@@ -13,7 +13,6 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 from components import features
 from components import trainer as trainer_lib
-from components import transform as transform_lib
 from pipeline import config as config_lib
 from serving import contract
 from serving import server as server_lib
@@ -66,14 +65,24 @@ def covariate_export(covariate_transform, tmp_path_factory):
     warmup = trainer_lib.warmup_inputs_from(eval_files, accessor, tft_output, per_series=True)
     root = tmp_path_factory.mktemp("covariate_export")
     export_dir, xla_dir = str(root / "plain"), str(root / "xla")
-    trainer_lib.export_serving_model(model, tft_output, export_dir, conftest.UNIT_HISTORY, MODEL, warmup)
-    trainer_lib.export_serving_model(model, tft_output, xla_dir, conftest.UNIT_HISTORY,
-                                     dataclasses.replace(MODEL, serving_xla=True), warmup)
+    trainer_lib.export_serving_model(model, tft_output, export_dir, MODEL, warmup)
+    trainer_lib.export_serving_model(model, tft_output, xla_dir, dataclasses.replace(MODEL, serving_xla=True), warmup)
     rows = splits["eval"]
     inputs = {contract.INPUT_KEY: np.stack([r["history"] for r in rows]),
               conftest.COVARIATE: np.stack([r[conftest.COVARIATE] for r in rows]),
+              conftest.FUTURE_HISTORY: np.stack([r[conftest.FUTURE_HISTORY] for r in rows]),
+              conftest.FUTURE: np.stack([r[conftest.FUTURE] for r in rows]),
+              contract.ORIGIN_TIMESTAMP_INPUT_KEY: np.concatenate([r["origin_timestamp"] for r in rows]),
               contract.SERIES_ID_INPUT_KEY: np.array([r["series_id"][0] for r in rows], dtype=object)}
     return model, tft_output, export_dir, xla_dir, inputs
+
+
+def _raw_features(inputs: dict[str, np.ndarray]) -> dict[str, tf.Tensor]:
+    """The raw example features of serving inputs: the timestamp and the series id are [batch, 1]."""
+    raw = {k: tf.constant(v) for k, v in inputs.items()}
+    for key in (contract.ORIGIN_TIMESTAMP_INPUT_KEY, contract.SERIES_ID_INPUT_KEY):
+        raw[key] = tf.reshape(raw[key], [-1, 1])
+    return raw
 
 
 def _assert_tensor(info, dtype: tf.DType, shape: list[int]) -> None:
@@ -87,8 +96,10 @@ def test_pushed_model_signatures_follow_the_contract(pipeline_run, pushed_model)
     assert {contract.SIGNATURE_NAME, contract.EXAMPLES_SIGNATURE_NAME} <= set(signatures)
     default = signatures[contract.SIGNATURE_NAME]
     assert default.method_name == contract.PREDICT_METHOD_NAME
-    assert set(default.inputs) == {contract.INPUT_KEY}
-    _assert_tensor(default.inputs[contract.INPUT_KEY], tf.float32, [-1, config.windows.history])
+    # The context (max of L and the seasonal periods) and, for the calendar, the origin's timestamp.
+    assert set(default.inputs) == {contract.INPUT_KEY, contract.ORIGIN_TIMESTAMP_INPUT_KEY}
+    _assert_tensor(default.inputs[contract.INPUT_KEY], tf.float32, [-1, config.windows.context])
+    _assert_tensor(default.inputs[contract.ORIGIN_TIMESTAMP_INPUT_KEY], tf.int64, [-1])
     assert set(default.outputs) == {contract.OUTPUT_KEY}
     _assert_tensor(default.outputs[contract.OUTPUT_KEY], tf.float32, [-1, config.windows.horizon])
     examples = signatures[contract.EXAMPLES_SIGNATURE_NAME]
@@ -96,23 +107,28 @@ def test_pushed_model_signatures_follow_the_contract(pipeline_run, pushed_model)
     _assert_tensor(examples.outputs[contract.OUTPUT_KEY], tf.float32, [-1, config.windows.horizon])
 
 
-def test_covariate_model_takes_each_covariate_and_the_series_id(covariate_export):
+def test_covariate_model_takes_each_covariate_the_timestamp_and_the_series_id(covariate_export):
     _, _, export_dir, _, _ = covariate_export
     default = server_lib.load_version(export_dir, 1).signatures[contract.SIGNATURE_NAME]
     assert set(default.inputs) == {contract.INPUT_KEY, contract.covariate_input_key("temperature"),
-                                   contract.SERIES_ID_INPUT_KEY}
-    _assert_tensor(default.inputs[conftest.COVARIATE], tf.float32, [-1, conftest.UNIT_HISTORY])
+                                   contract.covariate_input_key("price"), contract.future_input_key("price"),
+                                   contract.ORIGIN_TIMESTAMP_INPUT_KEY, contract.SERIES_ID_INPUT_KEY}
+    _assert_tensor(default.inputs[contract.INPUT_KEY], tf.float32, [-1, conftest.UNIT_CONTEXT])
+    _assert_tensor(default.inputs[conftest.COVARIATE], tf.float32, [-1, conftest.UNIT_CONTEXT])
+    _assert_tensor(default.inputs[conftest.FUTURE_HISTORY], tf.float32, [-1, conftest.UNIT_CONTEXT])
+    _assert_tensor(default.inputs[conftest.FUTURE], tf.float32, [-1, conftest.UNIT_HORIZON])
+    _assert_tensor(default.inputs[contract.ORIGIN_TIMESTAMP_INPUT_KEY], tf.int64, [-1])
     _assert_tensor(default.inputs[contract.SERIES_ID_INPUT_KEY], tf.string, [-1])
+    for key in default.inputs:
+        assert np.dtype(tf.dtypes.as_dtype(default.inputs[key].dtype).as_numpy_dtype) == contract.input_dtype(key), key
     _assert_tensor(default.outputs[contract.OUTPUT_KEY], tf.float32, [-1, conftest.UNIT_HORIZON])
 
 
 def test_session_loader_gives_the_keras_forecasts(covariate_export):
     model, tft_output, export_dir, _, inputs = covariate_export
-    raw = {features.HISTORY: tf.constant(inputs[contract.INPUT_KEY]),
-           conftest.COVARIATE: tf.constant(inputs[conftest.COVARIATE]),
-           features.SERIES_ID: tf.constant(inputs[contract.SERIES_ID_INPUT_KEY].reshape(-1, 1))}
-    transformed = tft_output.transform_raw_features(raw)
-    keys = [features.HISTORY_SCALED, transform_lib.scaled_feature(conftest.COVARIATE)]
+    transformed = tft_output.transform_raw_features(_raw_features(inputs))
+    keys = list(trainer_lib.model_inputs(tft_output))
+    assert len(keys) == 8  # history, 2 covariates, the calendar of past and future, the future covariate, 2 lags
     scaled = model.predict({k: transformed[k].numpy() for k in keys}, verbose=0)
     through_keras = scaled * transformed[features.SCALE].numpy() + transformed[features.LOC].numpy()
     through_session = _session_forecast(server_lib.load_version(export_dir, 1), inputs)
@@ -157,10 +173,15 @@ def test_warmup_windows_are_real_eval_windows(covariate_export):
     record = next(tf.data.TFRecordDataset(os.path.join(export_dir, contract.WARMUP_FILE)).as_numpy_iterator())
     request = prediction_log_pb2.PredictionLog.FromString(record).predict_log.request
     history = tf.make_ndarray(request.inputs[contract.INPUT_KEY])[0]
-    covariate = tf.make_ndarray(request.inputs[conftest.COVARIATE])[0]
     match = np.abs(inputs[contract.INPUT_KEY] - history).max(axis=1).argmin()
-    np.testing.assert_allclose(history, inputs[contract.INPUT_KEY][match], rtol=1e-5)
-    np.testing.assert_allclose(covariate, inputs[conftest.COVARIATE][match], rtol=1e-4)
+    assert set(request.inputs) == set(inputs)
+    for key, values in inputs.items():
+        sent = tf.make_ndarray(request.inputs[key])
+        assert sent.dtype == contract.input_dtype(key), key
+        if key in (contract.SERIES_ID_INPUT_KEY, contract.ORIGIN_TIMESTAMP_INPUT_KEY):
+            assert sent[0] == values[match], key
+        else:
+            np.testing.assert_allclose(sent[0], values[match], rtol=1e-5, err_msg=key)
 
 
 def test_no_cudnn_op_in_the_pushed_model(pushed_model):
@@ -174,16 +195,17 @@ def test_export_traced_as_on_a_gpu_holds_no_cudnn_op(monkeypatch, tmp_path, cova
     model, tft_output, _, _, inputs = covariate_export
     rnn = sys.modules["keras.src.backend.tensorflow.rnn"]
     monkeypatch.setattr(rnn, "_is_gpu_available", lambda: True)
-    fresh = trainer_lib.build_model(conftest.UNIT_HISTORY, conftest.UNIT_HORIZON, MODEL, (conftest.COVARIATE,))
+    spec = trainer_lib.model_inputs(tft_output)
+    fresh = trainer_lib.build_model(spec, conftest.UNIT_HISTORY, conftest.UNIT_HORIZON, MODEL)
     fresh.set_weights(model.get_weights())
     # The check can fail: traced plainly under the same conditions, the model holds cuDNN ops.
     traced = tf.function(lambda x: fresh(x, training=False)).get_concrete_function(
-        {k: tf.TensorSpec([None, conftest.UNIT_HISTORY]) for k in fresh.input})
+        {k: tf.TensorSpec([None, width]) for k, width in spec.items()})
     graph_ops = {node.op for f in traced.graph.as_graph_def().library.function for node in f.node_def}
     graph_ops |= {node.op for node in traced.graph.as_graph_def().node}
     assert any(op.startswith("CudnnRNN") for op in graph_ops)
     export_dir = str(tmp_path / "gpu_traced")
-    trainer_lib.export_serving_model(fresh, tft_output, export_dir, conftest.UNIT_HISTORY, MODEL)
+    trainer_lib.export_serving_model(fresh, tft_output, export_dir, MODEL)
     assert not [op for op in _ops(export_dir) if op.startswith("CudnnRNN")]
     np.testing.assert_allclose(_session_forecast(server_lib.load_version(export_dir, 1), inputs),
                                _session_forecast(server_lib.load_version(covariate_export[2], 1), inputs),
@@ -197,7 +219,7 @@ def test_xla_batches_are_padded_to_the_warmed_up_buckets():
         seen.append(int(inputs["x"].shape[0]))
         return inputs["x"][:, :2] * 2
 
-    padded = trainer_lib._padded_to_buckets(record)  # pylint: disable=protected-access
+    padded = trainer_lib._padded_to_buckets(record)
     for n, bucket in [(1, 1), (2, 2), (3, 4), (8, 8), (9, 16), (1000, 1024), (1024, 1024), (1025, 2048)]:
         x = np.arange(n * 3, dtype=np.float32).reshape(n, 3)
         np.testing.assert_array_equal(padded({"x": tf.constant(x)}).numpy(), x[:, :2] * 2)
@@ -207,17 +229,41 @@ def test_xla_batches_are_padded_to_the_warmed_up_buckets():
     assert max(trainer_lib.WARMUP_BATCH_SIZES) == trainer_lib.WARMUP_MAX_BATCH_SIZE
 
 
-def test_examples_signature_reads_covariates_and_series_id_from_the_examples(covariate_export):
+def test_examples_signature_reads_every_input_from_the_examples(covariate_export):
     _, _, export_dir, _, inputs = covariate_export
     serialized = []
-    for history, covariate, series in zip(inputs[contract.INPUT_KEY], inputs[conftest.COVARIATE],
-                                          inputs[contract.SERIES_ID_INPUT_KEY]):
-        feature = {features.HISTORY: tf.train.Feature(float_list=tf.train.FloatList(value=history)),
-                   conftest.COVARIATE: tf.train.Feature(float_list=tf.train.FloatList(value=covariate)),
-                   features.SERIES_ID: tf.train.Feature(bytes_list=tf.train.BytesList(value=[series]))}
+    for i in range(len(inputs[contract.INPUT_KEY])):
+        feature = {key: tf.train.Feature(float_list=tf.train.FloatList(value=inputs[key][i]))
+                   for key in (features.HISTORY, conftest.COVARIATE, conftest.FUTURE_HISTORY, conftest.FUTURE)}
+        feature[features.ORIGIN_TIMESTAMP] = tf.train.Feature(int64_list=tf.train.Int64List(
+            value=[inputs[contract.ORIGIN_TIMESTAMP_INPUT_KEY][i]]))
+        feature[features.SERIES_ID] = tf.train.Feature(bytes_list=tf.train.BytesList(
+            value=[inputs[contract.SERIES_ID_INPUT_KEY][i]]))
         serialized.append(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
     loaded = server_lib.load_version(export_dir, 1)
     signature = loaded.signatures[contract.EXAMPLES_SIGNATURE_NAME]
     from_examples = loaded.session.run(signature.outputs[contract.OUTPUT_KEY].name,
                                        {signature.inputs[contract.EXAMPLES_INPUT_KEY].name: serialized})
     np.testing.assert_allclose(from_examples, _session_forecast(loaded, inputs), rtol=1e-6, atol=1e-5)
+
+
+def test_a_request_without_an_input_is_refused_naming_it(covariate_export):
+    from serving import client as client_lib
+
+    _, _, export_dir, _, inputs = covariate_export
+    loaded = server_lib.load_version(export_dir, 1)
+    extra = {k: v[:2] for k, v in inputs.items() if k not in (contract.INPUT_KEY, conftest.FUTURE)}
+    request = client_lib.build_predict_request("m", inputs[contract.INPUT_KEY][:2], extra_inputs=extra)
+    with pytest.raises(server_lib.RequestError, match=r"missing input\(s\) \['future_price'\]"):
+        server_lib.ModelServer._run(loaded, request)
+    # The timestamp must be int64 seconds, as the client sends it.
+    request = client_lib.build_predict_request("m", inputs[contract.INPUT_KEY][:2], extra_inputs={
+        **extra, conftest.FUTURE: inputs[conftest.FUTURE][:2]})
+    assert request.inputs[contract.ORIGIN_TIMESTAMP_INPUT_KEY].dtype == tf.int64.as_datatype_enum
+    _, outputs = server_lib.ModelServer._run(loaded, request)
+    np.testing.assert_allclose(outputs[contract.OUTPUT_KEY], _session_forecast(loaded, {
+        k: v[:2] for k, v in inputs.items()}), rtol=1e-6)
+    request.inputs[contract.ORIGIN_TIMESTAMP_INPUT_KEY].CopyFrom(tf.make_tensor_proto(
+        inputs[contract.ORIGIN_TIMESTAMP_INPUT_KEY][:2].astype(np.float32)))
+    with pytest.raises(server_lib.RequestError, match="input 'origin_timestamp' has dtype float32, expected int64"):
+        server_lib.ModelServer._run(loaded, request)

@@ -9,29 +9,37 @@ import pytest
 import tensorflow as tf
 from tensorflow_model_analysis.proto import config_pb2 as tfma_config
 
-from components import windowing
+from components import forecast_metrics, windowing
 from components.example_gen import executor as example_gen_executor
-from components.example_gen import series as series_lib
+from components.example_gen import windows as windows_lib
 from pipeline import config as config_lib
-from pipeline import local_runner
+from pipeline import local_data, local_runner
 from pipeline import pipeline as pipeline_lib
-from pipeline import report as report_lib
 from pipeline.pipeline import windowing_options
 from serving import contract
 from serving import server as server_lib
-from tests.conftest import DATA, in_process_forecast
+from tests.conftest import DATA, FAST_WINDOWS, in_process_forecast, origins
+
+
+def test_the_run_resolves_its_windows_against_the_data(pipeline_run):
+    config, _ = pipeline_run
+    # Weekly data: the history and the season were given; the step comes from the frequency.
+    assert (config.windows.history, config.windows.seasonal_periods, config.windows.context) == (16, (8,), 16)
+    assert config.windows.step_seconds == 7 * 86400
+    assert config.windows == dataclasses.replace(FAST_WINDOWS, step_seconds=7 * 86400)
 
 
 def test_splits_hold_exactly_the_windows_the_arithmetic_gives(pipeline_run):
     config, result = pipeline_run
-    (expected, report), = series_lib.window_files([config.data.path], windowing_options(config)).values()
+    (expected, report), = local_data.window_files([config.data.path], windowing_options(config)).values()
     for want in expected:
-        got = series_lib.read_split_windows(result.examples_uri, want.split)
+        got = local_data.read_split_windows(result.examples_uri, want.split)
         assert len(got.histories) > 0
         np.testing.assert_array_equal(got.origin_times, want.origin_times)
         np.testing.assert_array_equal(got.histories, want.histories)
         np.testing.assert_array_equal(got.targets, want.targets)
         np.testing.assert_array_equal(got.target_times, want.target_times)
+        assert got.mase_scale == pytest.approx(want.mase_scale) and want.mase_scale > 0
     assert report["frequency"] == "W-SAT"
 
 
@@ -44,12 +52,14 @@ def test_pushed_model_is_a_numbered_version_under_the_base_path(pipeline_run, pu
 
 def test_tf_serving_loader_gives_the_in_process_forecasts_in_original_units(pipeline_run, pushed_model):
     _, result = pipeline_run
-    test = series_lib.read_split_windows(result.examples_uri, windowing.TEST)
+    test = local_data.read_split_windows(result.examples_uri, windowing.TEST)
     loaded = server_lib.load_version(pushed_model, 1)
     signature = loaded.signatures[contract.SIGNATURE_NAME]
-    through_session = loaded.session.run(signature.outputs[contract.OUTPUT_KEY].name,
-                                         {signature.inputs[contract.INPUT_KEY].name: test.histories})
-    in_process = in_process_forecast(pushed_model, test.histories)
+    through_session = loaded.session.run(
+        signature.outputs[contract.OUTPUT_KEY].name,
+        {signature.inputs[contract.INPUT_KEY].name: test.histories,
+         signature.inputs[contract.ORIGIN_TIMESTAMP_INPUT_KEY].name: test.origin_times})
+    in_process = in_process_forecast(pushed_model, test.histories, origins(test))
     assert through_session.shape == test.targets.shape
     np.testing.assert_allclose(through_session, in_process, rtol=1e-5, atol=1e-4)
     # Original units: CO2 in ppm, about 315-335 in this slice; scaled outputs would sit near 0.
@@ -58,12 +68,16 @@ def test_tf_serving_loader_gives_the_in_process_forecasts_in_original_units(pipe
 
 def test_examples_signature_agrees_with_the_raw_window_signature(pipeline_run, pushed_model):
     _, result = pipeline_run
-    test = series_lib.read_split_windows(result.examples_uri, windowing.TEST)
-    serialized = series_lib.encode_examples(test)
+    test = local_data.read_split_windows(result.examples_uri, windowing.TEST)
+    serialized = windows_lib.encode_examples(test)
     model = tf.saved_model.load(pushed_model)
     from_examples = model.signatures[contract.EXAMPLES_SIGNATURE_NAME](
         **{contract.EXAMPLES_INPUT_KEY: tf.constant(serialized)})[contract.OUTPUT_KEY].numpy()
-    np.testing.assert_allclose(from_examples, in_process_forecast(pushed_model, test.histories), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(from_examples, in_process_forecast(pushed_model, test.histories, origins(test)),
+                               rtol=1e-5, atol=1e-4)
+    # The calendar counts: other origins give other forecasts.
+    moved = {contract.ORIGIN_TIMESTAMP_INPUT_KEY: test.origin_times + 26 * 7 * 86400}
+    assert not np.allclose(in_process_forecast(pushed_model, test.histories, moved), from_examples)
 
 
 @pytest.mark.slow
@@ -75,6 +89,8 @@ def test_the_whole_pipeline_runs_on_the_whole_bundled_data(tmp_path):
     # 2,284 weeks with 59 empty values, L=52, H=4, cuts at 70 % and 85 % of the span.
     assert summary["windows"] == {"train": 1058, "eval": 339, "test": 340}
     assert summary["frequencies"] == {"W-SAT": 1} and summary["missing_points"] == 59
+    # Resolved from the data: the year of weeks is the season and the history.
+    assert (result.config.windows.seasonal_periods, result.config.windows.history) == ((52,), 52)
     assert result.pushed_model is not None
 
 
@@ -89,10 +105,17 @@ def test_the_run_reports_each_component_state_and_time(pipeline_run):
 
 
 def test_the_gate_holds_on_the_whole_eval_split_and_the_test_split_has_none():
-    config = config_lib.PipelineConfig(data=config_lib.DataConfig(path=DATA), output_dir="out",
-                                       evaluation=config_lib.EvaluationConfig(max_skill=0.9, regression_tolerance=0.1))
+    config = config_lib.resolve(config_lib.PipelineConfig(
+        data=config_lib.DataConfig(path=DATA), output_dir="out",
+        evaluation=config_lib.EvaluationConfig(max_skill=0.9, regression_tolerance=0.1)), "W-SAT", 2284)
     gate = pipeline_lib.eval_config(config)
     assert [(m.name, m.is_baseline) for m in gate.model_specs] == [("candidate", False), ("baseline", True)]
+    # Every error of the model and of each naive forecaster of the resolved season (52 weeks).
+    errors = [json.loads(m.config) for m in gate.metrics_specs[0].metrics if m.class_name == "ForecastError"]
+    forecasters = ("model", "persistence", "seasonal_naive_52", "seasonal_naive")
+    assert {(e["forecaster"], e["error"]) for e in errors} == {
+        (f, e) for f in forecasters for e in forecast_metrics.ERRORS}
+    assert all(e["periods"] == [52] and e["horizon"] == 4 for e in errors)
     thresholds = {json.loads(m.config).get("error", m.class_name): m.per_slice_thresholds
                   for m in gate.metrics_specs[0].metrics if m.per_slice_thresholds}
     assert set(thresholds) == {"mae", "ForecastSkill"}
@@ -111,6 +134,8 @@ def test_the_gate_holds_on_the_whole_eval_split_and_the_test_split_has_none():
 
 
 def test_a_failed_report_rewrite_leaves_the_previous_report_whole(pipeline_run, monkeypatch):
+    from pipeline import report as report_lib
+
     config, result = pipeline_run
     report = report_lib.collect(config, result)
     assert report.blessed and len(report.per_step["eval"]["model"]) == config.windows.horizon

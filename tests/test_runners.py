@@ -16,15 +16,18 @@ IMAGE = "europe-docker.pkg.dev/project/repo/lstm-forecast-pipeline:1"
 
 def test_compile_kubeflow_writes_the_component_graph(tmp_path, capsys):
     spec_path = tmp_path / "pipeline.json"
-    # The output is local here: compiling uploads the Transform and Trainer modules (as a wheel)
-    # into the pipeline root, which needs credentials for a gs:// root and none is reachable.
+    # The data and output are local here: compiling reads the first series of the data (to resolve
+    # the windows) and uploads the Transform and Trainer modules (as a wheel) into the pipeline root,
+    # which needs credentials for gs:// paths and none is reachable.
     output = tmp_path / "runs" / "co2"
-    code = cli.main(["compile-kubeflow", "--data", "gs://bucket/co2.csv", "--output", str(output),
+    code = cli.main(["compile-kubeflow", "--data", DATA, "--output", str(output),
                      "--image", IMAGE, "--pipeline-json", str(spec_path), "--beam-preset", "dataflow",
                      "--beam-option", "project=p", "--beam-option", "region=europe-west4",
                      "--beam-option", "temp_location=gs://bucket/tmp"])
     assert code == 0
-    assert "11 components" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "11 components" in printed
+    assert "history 52, horizon 4, seasonal periods 52 (context 52)" in printed
     spec = json.loads(spec_path.read_text())
     tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
     depends = {name: sorted(task.get("dependentTasks", [])) for name, task in tasks.items()}
@@ -77,7 +80,8 @@ def test_a_preset_without_its_options_is_refused_with_what_it_needs(tmp_path, ca
     code = cli.main(["run", "--data", "x.csv", "--output", str(tmp_path), "--beam-preset", "dataflow",
                      "--beam-option", "project=p"])
     assert code == 1
-    assert "beam preset 'dataflow' needs --beam-option region=... temp_location=..." in capsys.readouterr().err
+    assert "error: --beam-preset dataflow needs --beam-option region=... temp_location=..." in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 def _examples_by_split(examples_uri: str) -> dict[str, list[tf.train.Example]]:

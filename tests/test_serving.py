@@ -2,23 +2,30 @@
 
 import json
 import shutil
+import socket
 import threading
 import time
 
 import grpc
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import get_model_status_pb2
 
 from components import windowing
-from components.example_gen import series as series_lib
-from pipeline import cli
-from pipeline.demo import free_port
+from pipeline import cli, local_data
 from serving import client as client_lib
 from serving import contract
 from serving import server as server_lib
-from tests.conftest import in_process_forecast
+from tests.conftest import in_process_forecast, origins
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def model_server_for(model_base_path, **options) -> server_lib.ModelServer:
@@ -48,16 +55,22 @@ def served(model_base_path):
 
 @pytest.fixture(scope="module")
 def test_windows(pipeline_run):
-    return series_lib.read_split_windows(pipeline_run[1].examples_uri, windowing.TEST)
+    return local_data.read_split_windows(pipeline_run[1].examples_uri, windowing.TEST)
+
+
+def request_for(windows, rows=slice(None), model_name="co2", **options):
+    """A Predict request for ``windows[rows]`` with every input the pushed model takes."""
+    return client_lib.build_predict_request(model_name, windows.histories[rows], extra_inputs=origins(windows, rows),
+                                            **options)
 
 
 def test_grpc_forecasts_equal_the_saved_model_in_process(served, test_windows, pushed_model):
     client, _, _ = served
-    forecasts = client.predict(test_windows.histories)
+    forecasts = client.predict(test_windows.histories, extra_inputs=origins(test_windows))
     assert forecasts.dtype == np.float32
     assert forecasts.shape == test_windows.targets.shape
-    np.testing.assert_allclose(forecasts, in_process_forecast(pushed_model, test_windows.histories),
-                               rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(forecasts, in_process_forecast(pushed_model, test_windows.histories,
+                                                              origins(test_windows)), rtol=1e-5, atol=1e-4)
 
 
 def test_status_and_metadata_describe_the_contract(served, pipeline_run):
@@ -66,7 +79,7 @@ def test_status_and_metadata_describe_the_contract(served, pipeline_run):
     assert client.status() == {1: "AVAILABLE"}
     signatures = client.metadata()
     assert signatures[contract.SIGNATURE_NAME] == {
-        "inputs": {contract.INPUT_KEY: [-1, config.windows.history]},
+        "inputs": {contract.INPUT_KEY: [-1, config.windows.context], contract.ORIGIN_TIMESTAMP_INPUT_KEY: [-1]},
         "outputs": {contract.OUTPUT_KEY: [-1, config.windows.horizon]},
     }
     assert contract.EXAMPLES_SIGNATURE_NAME in signatures
@@ -75,24 +88,34 @@ def test_status_and_metadata_describe_the_contract(served, pipeline_run):
 def test_bad_requests_get_their_status_and_the_server_keeps_serving(served, test_windows):
     client, _, port = served
     good = test_windows.histories[:2]
-    expected = client.predict(good)
-    channel_stub = client._predictions  # pylint: disable=protected-access
+    expected = client.predict(good, extra_inputs=origins(test_windows, slice(2)))
+    channel_stub = client._predictions
 
     def send(request):
         return channel_stub.Predict(request, timeout=5)
 
-    wrong_alias = client_lib.build_predict_request("co2", good)
+    wrong_alias = request_for(test_windows, slice(2))
     wrong_alias.inputs["values"].CopyFrom(wrong_alias.inputs.pop(contract.INPUT_KEY))
-    wrong_dtype = client_lib.build_predict_request("co2", good)
+    wrong_dtype = request_for(test_windows, slice(2))
     wrong_dtype.inputs[contract.INPUT_KEY].CopyFrom(tf.make_tensor_proto(good.astype(np.float64)))
+    float_time = request_for(test_windows, slice(2))
+    float_time.inputs[contract.ORIGIN_TIMESTAMP_INPUT_KEY].CopyFrom(tf.make_tensor_proto(
+        test_windows.origin_times[:2].astype(np.float64)))
+    wrong_shape = request_for(test_windows, slice(2))
+    wrong_shape.inputs[contract.INPUT_KEY].CopyFrom(tf.make_tensor_proto(good[:, :-1]))
+    no_time = request_for(test_windows, slice(2))
+    del no_time.inputs[contract.ORIGIN_TIMESTAMP_INPUT_KEY]
     cases = {
         "wrong alias": (wrong_alias, "INVALID_ARGUMENT", "not in signature"),
         "wrong dtype": (wrong_dtype, "INVALID_ARGUMENT", "dtype float64"),
-        "wrong shape": (client_lib.build_predict_request("co2", good[:, :-1]), "INVALID_ARGUMENT", "shape"),
-        "unknown signature": (client_lib.build_predict_request("co2", good, signature_name="nope"),
+        "timestamp as float": (float_time, "INVALID_ARGUMENT", "input 'origin_timestamp' has dtype float64"),
+        "wrong shape": (wrong_shape, "INVALID_ARGUMENT", "shape"),
+        "no timestamp": (no_time, "INVALID_ARGUMENT", "missing input(s) ['origin_timestamp']"),
+        "unknown signature": (request_for(test_windows, slice(2), signature_name="nope"),
                               "INVALID_ARGUMENT", 'Serving signature name: "nope" not found in signature def'),
-        "unknown model": (client_lib.build_predict_request("other", good), "NOT_FOUND", "Servable not found"),
-        "unknown version": (client_lib.build_predict_request("co2", good, version=7), "NOT_FOUND", "Specific(co2, 7)"),
+        "unknown model": (request_for(test_windows, slice(2), model_name="other"), "NOT_FOUND",
+                          "Servable not found"),
+        "unknown version": (request_for(test_windows, slice(2), version=7), "NOT_FOUND", "Specific(co2, 7)"),
     }
     for name, (request, code, message) in cases.items():
         with pytest.raises(Exception) as error:
@@ -100,16 +123,18 @@ def test_bad_requests_get_their_status_and_the_server_keeps_serving(served, test
         assert error.value.code().name == code, name
         assert message in error.value.details(), name
         # Every bad request is followed by a good one that gets its correct forecast.
-        np.testing.assert_array_equal(client.predict(good), expected)
+        np.testing.assert_array_equal(client.predict(good, extra_inputs=origins(test_windows, slice(2))), expected)
 
 
 def test_client_maps_status_codes_to_its_exceptions(served, test_windows):
     client, _, port = served
     with pytest.raises(client_lib.InvalidRequestError):
-        client.predict(test_windows.histories[:, :-1])
+        client.predict(test_windows.histories[:, :-1], extra_inputs=origins(test_windows))
+    with pytest.raises(client_lib.InvalidRequestError, match="origin_timestamp"):
+        client.predict(test_windows.histories)
     with client_lib.ForecastClient(f"127.0.0.1:{port}", "other") as other:
         with pytest.raises(client_lib.ModelNotFoundError):
-            other.predict(test_windows.histories[:1])
+            other.predict(test_windows.histories[:1], extra_inputs=origins(test_windows, slice(1)))
 
 
 def test_a_newer_version_replaces_the_served_one(served, test_windows):
@@ -122,8 +147,7 @@ def test_a_newer_version_replaces_the_served_one(served, test_windows):
     while client.status() != {2: "AVAILABLE"} and time.monotonic() < deadline:
         time.sleep(0.1)
     assert client.status() == {2: "AVAILABLE"}
-    request = client_lib.build_predict_request("co2", test_windows.histories[:1])
-    response = client._predictions.Predict(request, timeout=5)  # pylint: disable=protected-access
+    response = client._predictions.Predict(request_for(test_windows, slice(1)), timeout=5)
     assert response.model_spec.version.value == 2
 
 
@@ -137,14 +161,24 @@ def test_wait_until_ready_raises_when_nothing_serves():
 
 def test_predict_command_prints_the_served_forecasts(served, test_windows, tmp_path, capsys):
     client, _, port = served
-    windows = test_windows.histories[:3]
+    windows, times = test_windows.histories[:3], test_windows.origin_times[:3]
     path = tmp_path / "windows.json"
-    path.write_text(json.dumps({"history": windows.tolist()}))
+    path.write_text(json.dumps({"history": windows.tolist(), contract.ORIGIN_TIMESTAMP_INPUT_KEY: times.tolist()}))
     code = cli.main(["predict", "--server", f"127.0.0.1:{port}", "--model-name", "co2",
                      "--input", str(path), "--json"])
     assert code == 0
     printed = json.loads(capsys.readouterr().out)
-    np.testing.assert_allclose(printed["forecast"], client.predict(windows), rtol=1e-6)
+    np.testing.assert_allclose(printed["forecast"], client.predict(windows, extra_inputs=origins(test_windows,
+                                                                                                 slice(3))),
+                               rtol=1e-6)
+
+
+def test_predict_command_says_what_else_the_model_needs(served, test_windows, tmp_path, capsys):
+    _, _, port = served
+    path = tmp_path / "windows.json"
+    path.write_text(json.dumps({"history": test_windows.histories[:3].tolist()}))
+    assert cli.main(["predict", "--server", f"127.0.0.1:{port}", "--model-name", "co2", "--input", str(path)]) == 1
+    assert "the model also needs origin_timestamp" in capsys.readouterr().err
 
 
 def _wait_for(condition, seconds=30):
@@ -156,18 +190,18 @@ def _wait_for(condition, seconds=30):
 
 def test_a_version_pushed_during_traffic_fails_no_request_and_takes_over(served, test_windows):
     client, base, port = served
-    stub = client._predictions  # pylint: disable=protected-access
+    stub = client._predictions
     stop, versions, errors = threading.Event(), [], []
     per_thread = {i: [] for i in range(4)}
 
     def traffic(i, rows):
-        request = client_lib.build_predict_request("co2", test_windows.histories[:rows])
+        request = request_for(test_windows, slice(rows))
         while not stop.is_set():
             try:
                 version = stub.Predict(request, timeout=10).model_spec.version.value
                 versions.append(version)
                 per_thread[i].append(version)
-            except Exception as error:  # pylint: disable=broad-except
+            except Exception as error:
                 errors.append(error)
 
     threads = [threading.Thread(target=traffic, args=(i, rows)) for i, rows in enumerate((1, 1, 3, 8))]
@@ -193,13 +227,14 @@ def test_a_version_pushed_during_traffic_fails_no_request_and_takes_over(served,
 
 def test_a_corrupt_version_is_reported_retried_and_the_old_one_keeps_serving(served, test_windows):
     client, base, _ = served
-    expected = client.predict(test_windows.histories[:2])
+    expected = client.predict(test_windows.histories[:2], extra_inputs=origins(test_windows, slice(2)))
     broken = base / "2"
     broken.mkdir()
     (broken / "saved_model.pb").write_bytes(b"half a file")
     _wait_for(lambda: client.status().get(2) == "END")
     assert client.status() == {1: "AVAILABLE", 2: "END"}
-    np.testing.assert_array_equal(client.predict(test_windows.histories[:2]), expected)
+    np.testing.assert_array_equal(client.predict(test_windows.histories[:2],
+                                                 extra_inputs=origins(test_windows, slice(2))), expected)
     # Completed later (TF Serving retries a failed load): version 2 takes over.
     shutil.rmtree(broken)
     shutil.copytree(base / "1", base / "staging")
@@ -213,37 +248,43 @@ def test_many_bad_requests_among_good_ones(model_base_path, test_windows):
     try:
         with client_lib.ForecastClient(f"127.0.0.1:{port}", "co2", max_message_bytes=1 << 20) as client:
             client.wait_until_ready(60)
-            stub = client._predictions  # pylint: disable=protected-access
-            good = test_windows.histories[:4]
-            expected = client.predict(good)
+            stub = client._predictions
+            good, times = test_windows.histories[:4], origins(test_windows, slice(4))
+            time_key = contract.ORIGIN_TIMESTAMP_INPUT_KEY
+            expected = client.predict(good, extra_inputs=times)
             with_nan = good.copy()
             with_nan[1, 3] = np.nan
-            oversize = np.repeat(good, 600, axis=0)  # 2,400 windows of 16 floats: over the 64 KiB limit
+            # 2,400 windows of 16 floats and a timestamp: over the 64 KiB limit.
+            oversize = np.repeat(good, 600, axis=0), {time_key: np.repeat(times[time_key], 600)}
             bad = [
-                (client_lib.build_predict_request("co2", good[:, :-2]), "INVALID_ARGUMENT"),
-                (client_lib.build_predict_request("co2", good.reshape(-1)[None, :]), "INVALID_ARGUMENT"),
-                (client_lib.build_predict_request("co2", oversize), "RESOURCE_EXHAUSTED"),
-                (client_lib.build_predict_request("co2", good, signature_name="serving_other"), "INVALID_ARGUMENT"),
+                (client_lib.build_predict_request("co2", good[:, :-2], extra_inputs=times), "INVALID_ARGUMENT"),
+                (client_lib.build_predict_request("co2", good.reshape(-1)[None, :],
+                                                  extra_inputs={time_key: times[time_key][:1]}), "INVALID_ARGUMENT"),
+                (client_lib.build_predict_request("co2", oversize[0], extra_inputs=oversize[1]), "RESOURCE_EXHAUSTED"),
+                (client_lib.build_predict_request("co2", good, signature_name="serving_other", extra_inputs=times),
+                 "INVALID_ARGUMENT"),
             ]
             for round_ in range(3):
                 for request, code in bad:
                     with pytest.raises(grpc.RpcError) as error:
                         stub.Predict(request, timeout=10)
                     assert error.value.code().name == code, (round_, code)
-                    np.testing.assert_array_equal(client.predict(good), expected)
+                    np.testing.assert_array_equal(client.predict(good, extra_inputs=times), expected)
             # An empty request (no inputs) is malformed; zero windows is a valid, empty batch.
-            empty = client_lib.build_predict_request("co2", good)
+            empty = client_lib.build_predict_request("co2", good, extra_inputs=times)
             del empty.inputs[contract.INPUT_KEY]
+            del empty.inputs[time_key]
             with pytest.raises(grpc.RpcError) as error:
                 stub.Predict(empty, timeout=10)
             assert error.value.code().name == "INVALID_ARGUMENT" and "missing input" in error.value.details()
-            none = tf.make_ndarray(stub.Predict(client_lib.build_predict_request("co2", good[:0]),
-                                                timeout=10).outputs[contract.OUTPUT_KEY])
+            zero = client_lib.build_predict_request("co2", good[:0], extra_inputs={time_key: times[time_key][:0]})
+            none = tf.make_ndarray(stub.Predict(zero, timeout=10).outputs[contract.OUTPUT_KEY])
             assert none.shape == (0, expected.shape[1])
-            np.testing.assert_array_equal(client.predict(good), expected)
+            np.testing.assert_array_equal(client.predict(good, extra_inputs=times), expected)
             # NaN is a value, not a malformed request: TF Serving runs it, and so does this server;
             # only the window that holds it gets NaN forecasts.
-            forecasts = tf.make_ndarray(stub.Predict(client_lib.build_predict_request("co2", with_nan),
+            forecasts = tf.make_ndarray(stub.Predict(client_lib.build_predict_request("co2", with_nan,
+                                                                                      extra_inputs=times),
                                                      timeout=10).outputs[contract.OUTPUT_KEY])
             assert np.isnan(forecasts[1]).all()
             np.testing.assert_allclose(forecasts[[0, 2, 3]], expected[[0, 2, 3]], rtol=1e-5)
@@ -260,7 +301,7 @@ def test_the_client_survives_a_server_restart(model_base_path, test_windows):
     try:
         with client_lib.ForecastClient(f"127.0.0.1:{port}", "co2", timeout_s=30, max_attempts=5) as client:
             client.wait_until_ready(60)
-            expected = client.predict(test_windows.histories[:2])
+            expected = client.predict(test_windows.histories[:2], extra_inputs=origins(test_windows, slice(2)))
             # Loaded and warmed up (XLA compiles each warmup batch size) before the old server
             # stops, so the gap the client must ride out is the restart alone.
             server = model_server_for(model_base_path)
@@ -274,7 +315,8 @@ def test_the_client_survives_a_server_restart(model_base_path, test_windows):
 
             thread = threading.Thread(target=restart)
             thread.start()
-            np.testing.assert_array_equal(client.predict(test_windows.histories[:2]), expected)
+            np.testing.assert_array_equal(client.predict(test_windows.histories[:2],
+                                                         extra_inputs=origins(test_windows, slice(2))), expected)
             thread.join()
     finally:
         for server, grpc_server in restarted:
@@ -284,7 +326,7 @@ def test_the_client_survives_a_server_restart(model_base_path, test_windows):
 
 def test_the_warmup_requests_of_a_version_are_replayed_before_it_is_available(model_base_path, monkeypatch):
     replayed = []
-    original = server_lib.ModelServer._run  # pylint: disable=protected-access
+    original = server_lib.ModelServer._run
 
     def counting_run(loaded, request, batcher=None):
         replayed.append(request.model_spec.signature_name)
@@ -308,13 +350,68 @@ def test_request_batches_fit_the_message_limit():
                                                                          slice(512, 600)]
 
 
+def _answering_client(monkeypatch, horizon=3):
+    """A client whose calls are kept, not sent, and answered with zeros; and the requests it made."""
+    from tensorflow_serving.apis import predict_pb2
+
+    client = client_lib.ForecastClient("127.0.0.1:1", "m")
+    sent = []
+
+    def answer(method, request, timeout_s=None):
+        sent.append(request)
+        response = predict_pb2.PredictResponse()
+        rows = request.inputs[contract.INPUT_KEY].tensor_shape.dim[0].size
+        response.outputs[contract.OUTPUT_KEY].CopyFrom(tf.make_tensor_proto(np.zeros((rows, horizon), np.float32)))
+        return response
+
+    monkeypatch.setattr(client, "_call", answer)
+    return client, sent
+
+
+# Odd seconds of 2024: above 2**24, where float32 steps by 128 seconds.
+TIMES = np.array([1704088801, 1704092401], np.int64)
+
+
+def test_a_request_carries_each_input_in_its_contract_dtype():
+    request = client_lib.build_predict_request("m", np.zeros((2, 4)), extra_inputs={
+        contract.ORIGIN_TIMESTAMP_INPUT_KEY: TIMES, contract.SERIES_ID_INPUT_KEY: ["a", "b"],
+        contract.future_input_key("promo"): [[1, 0], [0, 1]]})
+    assert tf.make_ndarray(request.inputs[contract.ORIGIN_TIMESTAMP_INPUT_KEY]).tolist() == TIMES.tolist()
+    assert tf.make_ndarray(request.inputs[contract.SERIES_ID_INPUT_KEY]).tolist() == [b"a", b"b"]
+    future = tf.make_ndarray(request.inputs[contract.future_input_key("promo")])
+    assert future.dtype == np.float32 and future.tolist() == [[1, 0], [0, 1]]
+    with pytest.raises(ValueError, match="input 'origin_timestamp' has"):
+        client_lib.build_predict_request("m", np.zeros((2, 4)), extra_inputs={
+            contract.ORIGIN_TIMESTAMP_INPUT_KEY: TIMES[:1]})
+
+
+@pytest.mark.xfail(strict=True, reason="serving/client.py ForecastClient.predict casts every extra input to "
+                   "float32 (contract.INPUT_DTYPE) before build_predict_request: epoch seconds lose up to 64 s "
+                   "(1704088801 arrives as 1704088832) and string series ids raise ValueError; it should cast "
+                   "by contract.input_dtype, and check finiteness of numeric inputs only")
+def test_the_client_sends_timestamps_and_series_ids_as_they_are(monkeypatch):
+    client, sent = _answering_client(monkeypatch)
+    client.predict(np.zeros((2, 4)), extra_inputs={contract.ORIGIN_TIMESTAMP_INPUT_KEY: TIMES})
+    assert tf.make_ndarray(sent[-1].inputs[contract.ORIGIN_TIMESTAMP_INPUT_KEY]).tolist() == TIMES.tolist()
+    client.predict(np.zeros((2, 4)), extra_inputs={contract.SERIES_ID_INPUT_KEY: np.array(["a", "b"], object)})
+    assert tf.make_ndarray(sent[-1].inputs[contract.SERIES_ID_INPUT_KEY]).tolist() == [b"a", b"b"]
+
+
+def test_the_client_refuses_nan_in_any_input(monkeypatch):
+    client, sent = _answering_client(monkeypatch)
+    with pytest.raises(client_lib.InvalidRequestError, match="input 'future_promo': window 1 holds NaN"):
+        client.predict(np.zeros((2, 4)), extra_inputs={contract.future_input_key("promo"): [[1, 0], [np.nan, 1]]})
+    assert sent == []
+
+
 def test_a_large_batch_is_split_under_the_message_limit(served, test_windows, pushed_model):
     _, _, port = served
     windows = np.repeat(test_windows.histories, 20, axis=0)
+    times = {k: np.repeat(v, 20) for k, v in origins(test_windows).items()}
     limit = windows[:1].nbytes * 50  # about 45 windows a request
     with client_lib.ForecastClient(f"127.0.0.1:{port}", "co2", max_message_bytes=limit) as client:
-        forecasts = client.predict(windows)
-    np.testing.assert_allclose(forecasts, in_process_forecast(pushed_model, windows), rtol=1e-5, atol=1e-4)
+        forecasts = client.predict(windows, extra_inputs=times)
+    np.testing.assert_allclose(forecasts, in_process_forecast(pushed_model, windows, times), rtol=1e-5, atol=1e-4)
 
 
 def test_the_client_refuses_nan_and_unknown_labels(served, test_windows):
@@ -322,19 +419,19 @@ def test_the_client_refuses_nan_and_unknown_labels(served, test_windows):
     windows = test_windows.histories[:2].copy()
     windows[1, 0] = np.nan
     with pytest.raises(client_lib.InvalidRequestError, match="window 1 holds NaN"):
-        client.predict(windows)
+        client.predict(windows, extra_inputs=origins(test_windows, slice(2)))
     with client_lib.ForecastClient(f"127.0.0.1:{port}", "co2", version_label="canary") as labelled:
         with pytest.raises(client_lib.InvalidRequestError, match="Unrecognized servable version label: canary"):
-            labelled.predict(test_windows.histories[:1])
+            labelled.predict(test_windows.histories[:1], extra_inputs=origins(test_windows, slice(1)))
 
 
 def _self_signed_localhost() -> tuple[bytes, bytes]:
-    import datetime  # pylint: disable=g-import-not-at-top
+    import datetime
 
-    from cryptography import x509  # pylint: disable=g-import-not-at-top
-    from cryptography.hazmat.primitives import hashes, serialization  # pylint: disable=g-import-not-at-top
-    from cryptography.hazmat.primitives.asymmetric import ec  # pylint: disable=g-import-not-at-top
-    from cryptography.x509.oid import NameOID  # pylint: disable=g-import-not-at-top
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -357,12 +454,13 @@ def test_the_client_speaks_tls(model_base_path, test_windows, pushed_model):
     try:
         with client_lib.ForecastClient(f"localhost:{port}", "co2", root_certificates=certificate) as client:
             client.wait_until_ready(60)
-            np.testing.assert_allclose(client.predict(test_windows.histories[:3]),
-                                       in_process_forecast(pushed_model, test_windows.histories[:3]), rtol=1e-5)
+            times = origins(test_windows, slice(3))
+            np.testing.assert_allclose(client.predict(test_windows.histories[:3], extra_inputs=times),
+                                       in_process_forecast(pushed_model, test_windows.histories[:3], times), rtol=1e-5)
         # Plaintext to a TLS port fails as unavailable, not with a forecast.
         with client_lib.ForecastClient(f"localhost:{port}", "co2", max_attempts=2, timeout_s=2) as plain:
             with pytest.raises(client_lib.ServerUnavailableError):
-                plain.predict(test_windows.histories[:1])
+                plain.predict(test_windows.histories[:1], extra_inputs=origins(test_windows, slice(1)))
     finally:
         grpc_server.stop(grace=None).wait()
         model_server.stop()
@@ -375,9 +473,12 @@ def test_predict_command_forecasts_from_the_last_points_of_a_series(served, pipe
                      "--series", config.data.path, "--json"])
     assert code == 0
     printed = json.loads(capsys.readouterr().out)
-    values = np.loadtxt(config.data.path, delimiter=",", skiprows=1, usecols=1, dtype=str)
-    last = values[-config.windows.history:].astype(np.float32)
-    np.testing.assert_allclose(printed["forecast"], client.predict(last[None, :])[0], rtol=1e-6)
+    frame = pd.read_csv(config.data.path)
+    last = frame["value"].to_numpy(np.float32)[-config.windows.context:]
+    origin = int(pd.Timestamp(frame["timestamp"].iloc[-1], tz="UTC").value // 10**9)
+    assert printed["origin_timestamp"] == origin
+    expected = client.predict(last[None, :], extra_inputs={contract.ORIGIN_TIMESTAMP_INPUT_KEY: [origin]})
+    np.testing.assert_allclose(printed["forecast"], expected[0], rtol=1e-6)
     week = 7 * 86400
     assert printed["target_timestamps"] == [printed["origin_timestamp"] + week * (i + 1)
                                             for i in range(config.windows.horizon)]
@@ -398,13 +499,12 @@ def test_two_newest_versions_stay_addressable_and_the_newest_is_the_default(mode
                 shutil.copytree(model_base_path / "1", model_base_path / "staging")
                 (model_base_path / "staging").rename(model_base_path / str(version))
             _wait_for(lambda: client.status() == {2: "AVAILABLE", 3: "AVAILABLE"})
-            stub = client._predictions  # pylint: disable=protected-access
+            stub = client._predictions
             for version, expected in ((None, 3), (2, 2)):
-                request = client_lib.build_predict_request("co2", test_windows.histories[:1], version=version)
+                request = request_for(test_windows, slice(1), version=version)
                 assert stub.Predict(request, timeout=10).model_spec.version.value == expected
             with pytest.raises(grpc.RpcError, match="Specific"):
-                stub.Predict(client_lib.build_predict_request("co2", test_windows.histories[:1], version=1),
-                             timeout=10)
+                stub.Predict(request_for(test_windows, slice(1), version=1), timeout=10)
     finally:
         grpc_server.stop(grace=None).wait()
         model_server.stop()
@@ -412,48 +512,71 @@ def test_two_newest_versions_stay_addressable_and_the_newest_is_the_default(mode
 
 def test_with_batching_a_request_larger_than_a_batch_is_refused_as_tf_serving_does(served, test_windows):
     client, _, _ = served
-    windows = np.repeat(test_windows.histories[:1], server_lib.BatchingOptions().max_batch_size + 1, axis=0)
-    request = client_lib.build_predict_request("co2", windows)
+    rows = np.zeros(server_lib.BatchingOptions().max_batch_size + 1, int)
+    request = request_for(test_windows, rows)
     with pytest.raises(grpc.RpcError) as error:
-        client._predictions.Predict(request, timeout=10)  # pylint: disable=protected-access
+        client._predictions.Predict(request, timeout=10)
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "Task size 257 is larger than maximum input batch size 256" in error.value.details()
     # The client splits such a batch itself.
-    assert client.predict(windows).shape == (257, test_windows.targets.shape[1])
+    forecasts = client.predict(test_windows.histories[rows], extra_inputs=origins(test_windows, rows))
+    assert forecasts.shape == (257, test_windows.targets.shape[1])
+
+
+def _rest_call(url, body=None):
+    import urllib.error
+    import urllib.request
+
+    data = None if body is None else json.dumps(body).encode()
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=10) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
 
 
 def test_the_rest_api_answers_as_tf_serving_does(served, test_windows):
-    import urllib.error  # pylint: disable=g-import-not-at-top
-    import urllib.request  # pylint: disable=g-import-not-at-top
     client, _, _ = served
     rest, port = server_lib.start_rest_server(client_server(served), 0, host="127.0.0.1")
     base = f"http://127.0.0.1:{port}/v1/models/co2"
-
-    def call(url, body=None):
-        data = None if body is None else json.dumps(body).encode()
-        try:
-            with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=10) as reply:
-                return reply.status, json.loads(reply.read())
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read())
-
     try:
-        windows = test_windows.histories[:3]
-        expected = client.predict(windows)
-        status, body = call(base + ":predict", {"instances": windows.tolist()})
-        assert status == 200
-        np.testing.assert_allclose(body["predictions"], expected, rtol=1e-6)
-        status, body = call(base + "/versions/1:predict", {"inputs": {contract.INPUT_KEY: windows.tolist()}})
-        assert status == 200
-        np.testing.assert_allclose(body["outputs"], expected, rtol=1e-6)
-        assert call(base) == (200, {"model_version_status": [
+        windows, times = test_windows.histories[:3], origins(test_windows, slice(3))
+        expected = client.predict(windows, extra_inputs=times)
+        assert _rest_call(base) == (200, {"model_version_status": [
             {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]})
-        status, body = call(base + "/metadata")
+        status, body = _rest_call(base + "/metadata")
         assert status == 200 and contract.SIGNATURE_NAME in body["metadata"]["signature_def"]["signature_def"]
-        assert call(base + ":predict", {"instances": windows[:, :-1].tolist()})[0] == 400
-        assert call(base + "/versions/9:predict", {"instances": windows.tolist()})[0] == 404
-        assert call(base + ":predict", {"rows": []})[0] == 400
-        np.testing.assert_array_equal(client.predict(windows), expected)  # still serving
+        # A window alone lacks the timestamp the model takes.
+        status, body = _rest_call(base + ":predict", {"instances": windows.tolist()})
+        assert status == 400 and "missing input(s) ['origin_timestamp']" in body["error"]
+        assert _rest_call(base + "/versions/9:predict", {"instances": windows.tolist()})[0] == 404
+        assert _rest_call(base + ":predict", {"rows": []})[0] == 400
+        np.testing.assert_array_equal(client.predict(windows, extra_inputs=times), expected)  # still serving
+    finally:
+        rest.shutdown()
+
+
+@pytest.mark.xfail(strict=True, reason="serving/server.py rest_predict_request casts every REST input but "
+                   "'examples' to float32 (contract.INPUT_DTYPE), so an int64 origin_timestamp (or a string "
+                   "series_id) is refused as 'dtype float32, expected int64'; it should cast by contract.input_dtype")
+def test_the_rest_api_forecasts_with_the_origin_timestamp(served, test_windows):
+    client, _, _ = served
+    rest, port = server_lib.start_rest_server(client_server(served), 0, host="127.0.0.1")
+    base = f"http://127.0.0.1:{port}/v1/models/co2"
+    try:
+        windows, times = test_windows.histories[:3], test_windows.origin_times[:3]
+        expected = client.predict(windows, extra_inputs=origins(test_windows, slice(3)))
+        instances = [{contract.INPUT_KEY: w.tolist(), contract.ORIGIN_TIMESTAMP_INPUT_KEY: int(t)}
+                     for w, t in zip(windows, times)]
+        status, body = _rest_call(base + ":predict", {"instances": instances})
+        assert status == 200, body
+        np.testing.assert_allclose(body["predictions"], expected, rtol=1e-6)
+        status, body = _rest_call(base + "/versions/1:predict", {"inputs": {
+            contract.INPUT_KEY: windows.tolist(), contract.ORIGIN_TIMESTAMP_INPUT_KEY: times.tolist()}})
+        assert status == 200, body
+        np.testing.assert_allclose(body["outputs"], expected, rtol=1e-6)
+        wrong_shape = [{**row, contract.INPUT_KEY: row[contract.INPUT_KEY][:-1]} for row in instances]
+        assert _rest_call(base + ":predict", {"instances": wrong_shape})[0] == 400
     finally:
         rest.shutdown()
 
@@ -464,7 +587,7 @@ def client_server(served_fixture):
 
 
 def test_the_health_service_says_serving_once_a_version_is_loaded(model_base_path, tmp_path):
-    from grpc_health.v1 import health_pb2, health_pb2_grpc  # pylint: disable=g-import-not-at-top
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
     empty = tmp_path / "empty"
     empty.mkdir()
     model_server = model_server_for(empty, poll_seconds=0.1)

@@ -52,47 +52,69 @@ def client(target):
         yield forecast_client
 
 
-def _windows(client, rows=5):
-    history = client.metadata()[contract.SIGNATURE_NAME]["inputs"][contract.INPUT_KEY][-1]
-    base = np.linspace(330, 340, history, dtype=np.float32)
-    return base + np.random.default_rng(0).normal(0, 0.5, (rows, history)).astype(np.float32)
+def _inputs(client, rows=5) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Made-up windows of the served context length, and the timestamps of their origins if it takes them."""
+    inputs = client.metadata()[contract.SIGNATURE_NAME]["inputs"]
+    others = sorted(set(inputs) - {contract.INPUT_KEY, contract.ORIGIN_TIMESTAMP_INPUT_KEY})
+    if others:
+        pytest.skip(f"the served model also takes {others}; these checks send windows and timestamps only")
+    context = inputs[contract.INPUT_KEY][-1]
+    base = np.linspace(330, 340, context, dtype=np.float32)
+    windows = base + np.random.default_rng(0).normal(0, 0.5, (rows, context)).astype(np.float32)
+    extra = {}
+    if contract.ORIGIN_TIMESTAMP_INPUT_KEY in inputs:
+        # Saturdays of 2024, a week apart (the bundled data is weekly, W-SAT).
+        extra[contract.ORIGIN_TIMESTAMP_INPUT_KEY] = 1704499200 + 7 * 86400 * np.arange(rows, dtype=np.int64)
+    return windows, extra
 
 
 def test_signatures_follow_the_contract(client):
     signatures = client.metadata()
     default = signatures[contract.SIGNATURE_NAME]
-    assert list(default["inputs"]) == [contract.INPUT_KEY] and default["inputs"][contract.INPUT_KEY][0] == -1
+    assert contract.INPUT_KEY in default["inputs"] and default["inputs"][contract.INPUT_KEY][0] == -1
+    # Any other input is one the contract names: the timestamp and the series id [batch], covariates.
+    for key, shape in default["inputs"].items():
+        if key in (contract.ORIGIN_TIMESTAMP_INPUT_KEY, contract.SERIES_ID_INPUT_KEY):
+            assert shape == [-1], key
+        else:
+            assert key == contract.INPUT_KEY or key.startswith(
+                (contract.COVARIATE_INPUT_PREFIX, contract.FUTURE_INPUT_PREFIX)), key
+            assert len(shape) == 2 and shape[0] == -1, key
     assert list(default["outputs"]) == [contract.OUTPUT_KEY]
     assert contract.EXAMPLES_SIGNATURE_NAME in signatures
     assert "AVAILABLE" in client.status().values()
 
 
 def test_forecasts_equal_the_in_process_signature(client, target):
-    windows = _windows(client)
-    forecasts = client.predict(windows)
+    windows, extra = _inputs(client)
+    forecasts = client.predict(windows, extra_inputs=extra)
     assert forecasts.dtype == np.float32 and forecasts.shape[0] == len(windows)
     if target[2]:
-        np.testing.assert_allclose(forecasts, in_process_forecast(target[2], windows), rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(forecasts, in_process_forecast(target[2], windows, extra), rtol=1e-4, atol=1e-3)
 
 
 def test_errors_map_to_the_same_exceptions(client, target):
     address, model_name, _ = target
-    windows = _windows(client, rows=2)
-    stub = client._predictions  # pylint: disable=protected-access
-    wrong_alias = client_lib.build_predict_request(model_name, windows)
+    windows, extra = _inputs(client, rows=2)
+
+    def request(values=windows, **options):
+        return client_lib.build_predict_request(model_name, values, extra_inputs=extra, **options)
+
+    stub = client._predictions
+    wrong_alias = request()
     wrong_alias.inputs["values"].CopyFrom(wrong_alias.inputs.pop(contract.INPUT_KEY))
-    wrong_dtype = client_lib.build_predict_request(model_name, windows)
+    wrong_dtype = request()
     wrong_dtype.inputs[contract.INPUT_KEY].CopyFrom(tf.make_tensor_proto(windows.astype(np.float64)))
-    for request in (wrong_alias, wrong_dtype, client_lib.build_predict_request(model_name, windows[:, :-1])):
+    for bad in (wrong_alias, wrong_dtype, request(windows[:, :-1])):
         with pytest.raises(client_lib.InvalidRequestError):
-            client._call(stub.Predict, request)  # pylint: disable=protected-access
+            client._call(stub.Predict, bad)
     with pytest.raises(client_lib.InvalidRequestError, match="not found in signature def"):
-        client._call(stub.Predict, client_lib.build_predict_request(  # pylint: disable=protected-access
-            model_name, windows, signature_name="no_such_signature"))
+        client._call(stub.Predict, request(signature_name="no_such_signature"))
     with client_lib.ForecastClient(address, "no_such_model") as other:
         with pytest.raises(client_lib.ModelNotFoundError):
-            other.predict(windows)
+            other.predict(windows, extra_inputs=extra)
     with client_lib.ForecastClient(address, model_name, version=987654321) as other:
         with pytest.raises(client_lib.ModelNotFoundError):
-            other.predict(windows)
-    np.testing.assert_array_equal(client.predict(windows), client.predict(windows))
+            other.predict(windows, extra_inputs=extra)
+    np.testing.assert_array_equal(client.predict(windows, extra_inputs=extra),
+                                  client.predict(windows, extra_inputs=extra))

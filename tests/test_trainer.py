@@ -1,5 +1,6 @@
 """The Trainer module's functions on real transformed windows read through the TFX data accessor."""
 
+import csv
 import dataclasses
 import glob
 import json
@@ -51,65 +52,99 @@ def test_input_pipeline_reshuffles_every_epoch_and_keeps_every_window(covariate_
     assert not np.array_equal(epochs[0], epochs[1])
     np.testing.assert_array_equal(np.sort(epochs[0], axis=0), np.sort(epochs[1], axis=0))
     features_, _ = next(iter(dataset))
-    assert set(features_) == {features.HISTORY_SCALED, transform_lib.scaled_feature(conftest.COVARIATE)}
+    assert set(features_) == set(trainer_lib.model_inputs(tft_output))
+
+
+def test_the_model_reads_the_sequence_inputs_then_the_future_ones(covariate_transform):
+    out, _ = covariate_transform
+    inputs = trainer_lib.model_inputs(tft.TFTransformOutput(os.path.join(out, "transform_graph")))
+    L, H, M = conftest.UNIT_HISTORY, conftest.UNIT_HORIZON, conftest.UNIT_PERIOD  # noqa: N806
+    # Hourly: 3 calendar cycles, sin and cos of each, at every step. One value a step for the rest.
+    scaled = transform_lib.scaled_feature
+    assert list(inputs.items()) == [
+        (features.HISTORY_SCALED, L), (features.CALENDAR_HISTORY, L * 6), (scaled(conftest.FUTURE_HISTORY), L),
+        (scaled(conftest.COVARIATE), L), (features.CALENDAR_FUTURE, H * 6),
+        (scaled(f"{conftest.FUTURE}_{features.lag_feature(M)}"), H), (scaled(conftest.FUTURE), H),
+        (scaled(features.lag_feature(M)), H)]
 
 
 def test_model_follows_the_config():
     model_config = config_lib.ModelConfig(lstm_units=(8, 6, 4), dropout=0.3, recurrent_dropout=0.1, loss="huber",
                                           learning_rate=0.01)
-    model = trainer_lib.build_model(12, 3, model_config, covariates=(conftest.COVARIATE,))
+    covariate = transform_lib.scaled_feature(conftest.COVARIATE)
+    lag = transform_lib.scaled_feature(features.lag_feature(7))
+    spec = {features.HISTORY_SCALED: 12, covariate: 12, features.CALENDAR_HISTORY: 12 * 4, lag: 3,
+            features.CALENDAR_FUTURE: 3 * 4}
+    model = trainer_lib.build_model(spec, 12, 3, model_config)
     lstms = [layer for layer in model.layers if isinstance(layer, keras.layers.LSTM)]
     assert [layer.units for layer in lstms] == [8, 6, 4]
     assert all(layer.cell.recurrent_dropout == 0.1 for layer in lstms)
-    assert [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)] == [0.3] * 3
+    # The sequence inputs are channels of one [L, channels] sequence: history, covariate, 4 calendar values.
+    assert lstms[0].input.shape == (None, 12, 6)
+    # The future inputs join the last LSTM state: 4 units, 3 lags and 12 calendar values.
+    assert model.get_layer("state_and_future").output.shape == (None, 4 + 3 + 12)
+    # Dropout after each LSTM layer and in the head.
+    assert [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)] == [0.3] * 4
     assert isinstance(model.loss, keras.losses.Huber)
     assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(0.01)
     assert model.output_shape == (None, 3)
-    assert set(model.input) == {features.HISTORY_SCALED, transform_lib.scaled_feature(conftest.COVARIATE)}
-    with pytest.raises(ValueError, match="loss"):
-        trainer_lib.build_model(12, 3, config_lib.ModelConfig(loss="mae"))
+    assert set(model.input) == set(spec)
+    plain = trainer_lib.build_model({features.HISTORY_SCALED: 12}, 12, 3, config_lib.ModelConfig(lstm_units=(4,)))
+    assert plain.loss == "mae" and [layer.name for layer in plain.layers if "future" in layer.name] == []
 
 
 def test_tuner_hyperparameters_replace_the_configured_ones():
-    import keras_tuner  # pylint: disable=g-import-not-at-top
+    import keras_tuner
     hp = keras_tuner.HyperParameters()
     hp.Fixed("layers", 3)
     hp.Fixed("units", 32)
     hp.Fixed("dropout", 0.1)
     hp.Fixed("learning_rate", 0.005)
     fn_args = type("FnArgs", (), {"custom_config": {"model": {"epochs": 7}}, "hyperparameters": hp.get_config()})
-    tuned = trainer_lib._model_config(fn_args)  # pylint: disable=protected-access
+    tuned = trainer_lib._model_config(fn_args)
     assert (tuned.lstm_units, tuned.dropout, tuned.learning_rate, tuned.epochs) == ((32, 32, 32), 0.1, 0.005, 7)
 
 
-def test_constant_series_forecasts_near_the_constant_in_original_units(tmp_path):
+@pytest.mark.parametrize("scaling", ["global", "window_std"])
+def test_constant_series_forecasts_near_the_constant_in_original_units(tmp_path, scaling):
     rng = np.random.default_rng(0)
     values = 500 + rng.normal(0, 2, 200)
     splits = {"train": conftest.make_windows(values[:150], "s", covariate=False),
-              "eval": conftest.make_windows(values[150:], "s", covariate=False)}
+              "eval": conftest.make_windows(values[150:], "s", covariate=False, start=150)}
     out = str(tmp_path)
-    conftest.run_transform(out, splits, {"scaling": "global"}, covariate=False)
-    model_config = config_lib.ModelConfig(scaling="global", lstm_units=(8,), epochs=5, batch_size=16, seed=1)
+    conftest.run_transform(out, splits, conftest.unit_transform_config(scaling), covariate=False)
+    model_config = config_lib.ModelConfig(scaling=scaling, lstm_units=(8,), epochs=5, batch_size=16, seed=1,
+                                          serving_xla=False)
     model = _train(out, model_config)
     export_dir = str(tmp_path / "export")
     trainer_lib.export_serving_model(model, tft.TFTransformOutput(os.path.join(out, "transform_graph")),
-                                     export_dir, conftest.UNIT_HISTORY, model_config)
+                                     export_dir, model_config)
     loaded = server_lib.load_version(export_dir, 1)
     signature = loaded.signatures[contract.SIGNATURE_NAME]
+    # The calendar is on: the signature takes each window's origin timestamp beside its context.
+    assert set(signature.inputs) == {contract.INPUT_KEY, contract.ORIGIN_TIMESTAMP_INPUT_KEY}
     windows = np.stack([r["history"] for r in splits["eval"]])
+    origins = np.concatenate([r["origin_timestamp"] for r in splits["eval"]])
     forecast = loaded.session.run(signature.outputs[contract.OUTPUT_KEY].name,
-                                  {signature.inputs[contract.INPUT_KEY].name: windows})
-    # Scaled outputs would sit near 0; in original units the forecasts sit near 500, well within
-    # the noise (std 2) of the series.
+                                  {signature.inputs[contract.INPUT_KEY].name: windows,
+                                   signature.inputs[contract.ORIGIN_TIMESTAMP_INPUT_KEY].name: origins})
+    # Scaled outputs would sit near 0; in original units the forecasts sit near 500, within the
+    # noise (std 2) of the series. window_std centres each window on its own noisy mean and scales
+    # by its own spread, so its forecasts spread wider: within 3 noise stds.
     assert forecast.shape == (len(windows), conftest.UNIT_HORIZON)
-    assert np.abs(forecast - 500).max() < 3
+    assert np.abs(forecast - 500).max() < (3 if scaling == "global" else 6)
     assert abs(float(forecast.mean()) - 500) < 1
 
 
-def test_trainer_logs_to_tensorboard_in_the_model_run_directory(pipeline_run):
+def test_trainer_logs_to_tensorboard_and_csv_in_the_model_run_directory(pipeline_run):
     config, _ = pipeline_run
     events = glob.glob(os.path.join(config.pipeline_root, "Trainer", "model_run", "*", "train", "events.out.*"))
     assert events and os.path.getsize(events[0]) > 0
+    (log,) = glob.glob(os.path.join(config.pipeline_root, "Trainer", "model_run", "*", trainer_lib.TRAINING_LOG_FILE))
+    with open(log) as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == list(range(config.model.epochs))
+    assert all(float(r["loss"]) > 0 and float(r["val_loss"]) > 0 for r in rows)
 
 
 def test_run_flags_reach_the_model_config():
@@ -137,7 +172,7 @@ def test_tune_runs_the_tuner_and_its_best_hyperparameters_feed_the_trainer(tmp_p
         values = json.load(f)["values"]
     units = (values["units"],) * values["layers"]
     signature = server_lib.load_version(result.pushed_model, 1).signatures[contract.SIGNATURE_NAME]
-    assert signature.inputs[contract.INPUT_KEY].tensor_shape.dim[1].size == config.windows.history
+    assert signature.inputs[contract.INPUT_KEY].tensor_shape.dim[1].size == config.windows.context
     # The pushed model has the tuned layers: as many LSTM kernels, of the tuned width.
     kernels = sorted((v.name, v.shape[0]) for v in tf.saved_model.load(result.pushed_model).variables
                      if v.name.startswith("lstm_") and "recurrent_kernel" in v.name)

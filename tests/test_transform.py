@@ -1,22 +1,33 @@
-"""The Transform module through real tf.Transform: train-split statistics, each scaling, covariates."""
+"""The Transform module: train-split statistics through real tf.Transform, each scaling, the model's
+history sliced from the context, seasonal lags, covariates, and the calendar computed in the graph."""
 
 import dataclasses
 import glob
 import os
 
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 
 from components import features, windowing
+from components import forecast_metrics as fm
 from components import transform as transform_lib
-from components.example_gen import series as series_lib
+from pipeline import local_data
 from tests import conftest
+
+L, H, C, M = conftest.UNIT_HISTORY, conftest.UNIT_HORIZON, conftest.UNIT_CONTEXT, conftest.UNIT_PERIOD
+PRICE_LAG = transform_lib.scaled_feature(f"{conftest.FUTURE}_{features.lag_feature(M)}")
 
 
 def _stack(rows: list[dict], key: str) -> np.ndarray:
     return np.stack([r[key] for r in rows]).astype(np.float64)
+
+
+def _raw(rows: list[dict]) -> dict[str, np.ndarray]:
+    """The raw features of ``rows`` as arrays, in their stored dtypes."""
+    return {key: np.stack([r[key] for r in rows]) for key in rows[0]}
 
 
 def _apply(tft_output: tft.TFTransformOutput, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -29,37 +40,42 @@ def test_pipeline_scaling_statistics_are_those_of_the_train_split_alone(pipeline
     assert config.model.scaling == "last_value"
     graph_dir = glob.glob(os.path.join(config.pipeline_root, "Transform", "transform_graph", "*"))[0]
     tft_output = tft.TFTransformOutput(graph_dir)
-    splits = {s: series_lib.read_split_windows(result.examples_uri, s).histories.astype(np.float64)
-              for s in windowing.SPLITS}
+    splits = {s: local_data.read_split_windows(result.examples_uri, s) for s in windowing.SPLITS}
+    L_run = config.windows.history  # noqa: N806
 
     def spread(histories: np.ndarray) -> float:
+        histories = histories[:, -L_run:].astype(np.float64)
         return float(np.std(histories - histories[:, -1:]))
 
-    probe = splits[windowing.TEST][:3]
-    scale = _apply(tft_output, {features.HISTORY: probe.astype(np.float32)})[features.SCALE]
-    np.testing.assert_allclose(scale, spread(splits[windowing.TRAIN]), rtol=1e-4)
-    everything = spread(np.concatenate(list(splits.values())))
-    assert abs(everything - spread(splits[windowing.TRAIN])) > 1e-3, "the check could not tell the splits apart"
+    test = splits[windowing.TEST]
+    probe = {features.HISTORY: test.histories[:3], features.ORIGIN_TIMESTAMP: test.origin_times[:3, None]}
+    scale = _apply(tft_output, probe)[features.SCALE]
+    train = splits[windowing.TRAIN].histories
+    np.testing.assert_allclose(scale, spread(train), rtol=1e-4)
+    everything = spread(np.concatenate([w.histories for w in splits.values()]))
+    assert abs(everything - spread(train)) > 1e-3, "the check could not tell the splits apart"
 
 
 @pytest.fixture(scope="module")
 def per_series_output(covariate_transform):
-    """Two series at levels 10 and 1000, with a covariate and a calendar feature, scaled per series."""
+    """Two series at levels 10 and 1000, with covariates, scaled per series."""
     out, splits = covariate_transform
     return tft.TFTransformOutput(os.path.join(out, "transform_graph")), splits
 
 
-def test_per_series_scaling_uses_each_series_training_statistics(per_series_output):
+def test_per_series_scaling_uses_each_series_training_statistics_over_the_last_l_points(per_series_output):
     tft_output, splits = per_series_output
     train = splits["train"]
-    history = _stack(train, "history")
+    history = _stack(train, "history")[:, -L:]  # the model's history: the last L of the context
     ids = np.array([r["series_id"][0] for r in train])
     probe_ids = [b"low", b"high", b"never_seen"]
-    raw = {features.HISTORY: np.zeros((3, conftest.UNIT_HISTORY), np.float32),
-           features.TARGET: np.full((3, conftest.UNIT_HORIZON), 5.0, np.float32),
+    raw = {features.HISTORY: np.zeros((3, C), np.float32),
+           features.TARGET: np.full((3, H), 5.0, np.float32),
            features.SERIES_ID: np.array([[i] for i in probe_ids], dtype=object),
-           conftest.COVARIATE: np.zeros((3, conftest.UNIT_HISTORY), np.float32),
-           conftest.CALENDAR: np.array([[0.25], [-0.5], [1.0]], np.float32)}
+           features.ORIGIN_TIMESTAMP: np.full((3, 1), conftest.JAN1, np.int64),
+           conftest.COVARIATE: np.zeros((3, C), np.float32),
+           conftest.FUTURE_HISTORY: np.zeros((3, C), np.float32),
+           conftest.FUTURE: np.full((3, H), 26.0, np.float32)}
     out = _apply(tft_output, raw)
     want_loc = [history[ids == b"low"].mean(), history[ids == b"high"].mean(), history.mean()]
     want_scale = [history[ids == b"low"].std(), history[ids == b"high"].std(), history.std()]
@@ -67,33 +83,156 @@ def test_per_series_scaling_uses_each_series_training_statistics(per_series_outp
     np.testing.assert_allclose(out[features.SCALE][:, 0], want_scale, rtol=1e-3)
     # The target takes the history's map, so forecasts map back with it.
     np.testing.assert_allclose(out[features.TARGET_SCALED] * out[features.SCALE] + out[features.LOC], 5.0, atol=1e-3)
-    # Covariates are scaled by their own training statistics, whatever the series.
+    # Covariates are scaled by their own training statistics (over the context), whatever the series;
+    # the model reads their last L points.
     covariate = _stack(train, conftest.COVARIATE)
-    np.testing.assert_allclose(out[transform_lib.scaled_feature(conftest.COVARIATE)],
-                               -covariate.mean() / covariate.std(), rtol=1e-4)
-    # Calendar features pass through; the series id is carried for the Trainer.
-    np.testing.assert_array_equal(out[conftest.CALENDAR], raw[conftest.CALENDAR])
+    scaled = out[transform_lib.scaled_feature(conftest.COVARIATE)]
+    assert scaled.shape == (3, L)
+    np.testing.assert_allclose(scaled, -covariate.mean() / covariate.std(), rtol=1e-4)
+    # A known-future covariate's future takes the statistics of its own history.
+    price = _stack(train, conftest.FUTURE_HISTORY)
+    np.testing.assert_allclose(out[transform_lib.scaled_feature(conftest.FUTURE)], (26 - price.mean()) / price.std(),
+                               rtol=1e-4)
+    # The raw serving inputs pass through unchanged, for the Trainer's warmup requests.
+    for key in (features.HISTORY, features.ORIGIN_TIMESTAMP, conftest.COVARIATE, conftest.FUTURE_HISTORY,
+                conftest.FUTURE):
+        np.testing.assert_array_equal(out[key], raw[key], err_msg=key)
     assert out[features.SERIES_ID].ravel().tolist() == probe_ids
 
 
-@pytest.mark.parametrize("scaling", ["global", "last_value", "window_mean"])
+def test_seasonal_lags_are_read_a_season_back_in_the_context(per_series_output):
+    tft_output, splits = per_series_output
+    rows = splits["eval"]
+    raw = _raw(rows)
+    out = _apply(tft_output, raw)
+    context = raw[features.HISTORY].astype(np.float64)
+    # m = 10, H = 2: offsets [-9, -8] from the origin (index 9): context points 0 and 1, the values a
+    # season before the targets, which is the seasonal naive forecast.
+    lag = out[transform_lib.scaled_feature(features.lag_feature(M))]
+    np.testing.assert_allclose(lag * out[features.SCALE] + out[features.LOC], context[:, [0, 1]], rtol=1e-4)
+    np.testing.assert_allclose(context[:, [0, 1]], fm.seasonal_naive_forecast(context, H, M))
+    # The future covariate where those lags were read, in its own scaling.
+    price = _stack(splits["train"], conftest.FUTURE_HISTORY)
+    np.testing.assert_allclose(out[PRICE_LAG], (raw[conftest.FUTURE_HISTORY][:, [0, 1]] - price.mean()) / price.std(),
+                               rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("scaling", ["global", "last_value", "window_mean", "window_std"])
 def test_scalings_map_history_and_target_with_one_invertible_map(tmp_path, scaling):
     rng = np.random.default_rng(3)
     values = np.cumsum(rng.normal(0.5, 1.0, 80)) + 300  # a trending series, as CO2 is
     splits = {"train": conftest.make_windows(values[:60], "s", covariate=False)}
-    out_dir = conftest.run_transform(str(tmp_path), splits, {"scaling": scaling}, covariate=False)
+    out_dir = conftest.run_transform(str(tmp_path), splits, conftest.unit_transform_config(scaling), covariate=False)
     tft_output = tft.TFTransformOutput(out_dir)
-    train = _stack(splits["train"], "history")
+    train = _stack(splits["train"], "history")[:, -L:]
     loc_of = {"global": lambda h: np.full((len(h), 1), train.mean()),
               "last_value": lambda h: h[:, -1:],
-              "window_mean": lambda h: h.mean(axis=1, keepdims=True)}[scaling]
+              "window_mean": lambda h: h.mean(axis=1, keepdims=True),
+              "window_std": lambda h: h.mean(axis=1, keepdims=True)}[scaling]
     test = conftest.make_windows(values[60:], "s", covariate=False)
     history, target = _stack(test, "history"), _stack(test, "target")
-    out = _apply(tft_output, {features.HISTORY: history.astype(np.float32), features.TARGET: target.astype(np.float32)})
-    np.testing.assert_allclose(out[features.LOC], loc_of(history), rtol=1e-5)
-    np.testing.assert_allclose(out[features.SCALE], np.std(train - loc_of(train)), rtol=1e-4)
+    out = _apply(tft_output, _raw(test))
+    np.testing.assert_allclose(out[features.LOC], loc_of(history[:, -L:]), rtol=1e-5)
+    if scaling == "window_std":  # the spread of each window's whole context, at least 1% of its level
+        floor = 0.01 * np.abs(history).mean(axis=1, keepdims=True)
+        np.testing.assert_allclose(out[features.SCALE], np.maximum(history.std(axis=1, keepdims=True), floor),
+                                   rtol=1e-4)
+    else:
+        np.testing.assert_allclose(out[features.SCALE], np.std(train - loc_of(train)), rtol=1e-4)
+    np.testing.assert_allclose(out[features.HISTORY_SCALED] * out[features.SCALE] + out[features.LOC],
+                               history[:, -L:], rtol=1e-5)
     np.testing.assert_allclose(out[features.TARGET_SCALED] * out[features.SCALE] + out[features.LOC], target,
                                rtol=1e-5)
+
+
+def test_window_std_centres_on_the_history_and_scales_by_the_context():
+    # Contexts of 6 points; the model's history is their last 4.
+    context = tf.constant([[500.0] * 6, [0.0] * 6, [9.0, -9.0, -3.0, 3.0, -3.0, 3.0],
+                           [100.0, 100.0, 100.0, 100.0, 100.0, 100.6]])
+    loc, scale = (v.numpy()[:, 0] for v in transform_lib.loc_scale(context[:, 2:], context, None, "window_std"))
+    np.testing.assert_allclose(loc, [500, 0, 0, 100.15], rtol=1e-6)
+    # The context's std (the third's: sqrt((81 + 81 + 4 * 9) / 6) = sqrt(33)), at least 1% of its mean
+    # magnitude: a flat context gets 5, an all-zero one 1, the last 1.001 (its std, 0.224, is below that).
+    np.testing.assert_allclose(scale, [5.0, 1.0, np.sqrt(33.0), 1.001], rtol=1e-5)
+
+
+def test_the_graph_computes_lags_and_calendar_without_the_examples_holding_them():
+    """preprocessing_fn called directly (window_std has no analyzer): the model's inputs from raw features."""
+    context = np.arange(2 * C, dtype=np.float32).reshape(2, C) * 3 + 7
+    origin = np.array([[conftest.JAN1 + 6 * 3600], [conftest.JAN1 + 30 * 3600]], np.int64)
+    config = conftest.unit_transform_config("window_std")
+    out = {k: v.numpy() for k, v in transform_lib.preprocessing_fn(
+        {features.HISTORY: tf.constant(context), features.ORIGIN_TIMESTAMP: tf.constant(origin)}, config).items()}
+    history = context[:, -L:]
+    np.testing.assert_allclose(out[features.LOC][:, 0], history.mean(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(out[features.SCALE][:, 0], context.std(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(out[features.HISTORY_SCALED] * out[features.SCALE] + out[features.LOC], history,
+                               rtol=1e-5)
+    lag = out[transform_lib.scaled_feature(features.lag_feature(M))] * out[features.SCALE] + out[features.LOC]
+    np.testing.assert_allclose(lag, context[:, :2], rtol=1e-5)
+    # Hourly steps: hour of day, day of week and day of year, sin and cos of each (6 values a step).
+    assert out[features.CALENDAR_HISTORY].shape == (2, L * 6) and out[features.CALENDAR_FUTURE].shape == (2, H * 6)
+    hours = out[features.CALENDAR_HISTORY].reshape(2, L, 6)[0, :, 0]  # sin of the hour of day of 23:00 .. 06:00
+    np.testing.assert_allclose(hours, np.sin(2 * np.pi * np.arange(-1, 7) / 24), atol=1e-6)
+    future = out[features.CALENDAR_FUTURE].reshape(2, H, 6)[1, :, :2]  # 07:00 and 08:00 on Tuesday
+    np.testing.assert_allclose(future, [[np.sin(2 * np.pi * 7 / 24), np.cos(2 * np.pi * 7 / 24)],
+                                        [np.sin(2 * np.pi * 8 / 24), np.cos(2 * np.pi * 8 / 24)]], atol=1e-6)
+    assert features.TARGET_SCALED not in out  # serving: no target
+    # Without seasonal lags or calendar features, neither is computed.
+    off = transform_lib.preprocessing_fn({features.HISTORY: tf.constant(context), features.ORIGIN_TIMESTAMP:
+                                          tf.constant(origin)},
+                                         conftest.unit_transform_config("window_std", seasonal_lags=False,
+                                                                        calendar_features=False))
+    assert not [k for k in off if k.startswith(features.LAG_PREFIX) or k.startswith("calendar")]
+
+
+def _phases(times: list[str], step_seconds: float) -> dict[str, np.ndarray]:
+    """Each calendar cycle's phase in [0, 1) at ``times``, read back from its sin and cos."""
+    seconds = pd.to_datetime(times, utc=True).asi8 // 10**9
+    cycles = transform_lib.calendar_cycles(step_seconds)
+    values = transform_lib.calendar_phases(tf.constant(seconds[None, :]), cycles).numpy()[0]
+    angles = np.arctan2(values[:, 0::2], values[:, 1::2]) / (2 * np.pi) % 1.0
+    return {name: angles[:, i] for i, (name, _) in enumerate(cycles)}
+
+
+def test_calendar_phases_of_known_timestamps():
+    phases = _phases(["2024-01-01T06:00Z", "2024-01-03T18:00Z", "2024-01-07T00:00Z", "2024-07-02T00:00Z"], 3600)
+    # 06:00 is a quarter of a day, 18:00 three quarters.
+    np.testing.assert_allclose(phases["hour_of_day"], [0.25, 0.75, 0.0, 0.0], atol=1e-6)
+    # Monday 06:00 (day 0.25 of the week), Wednesday 18:00 (2.75), Sunday 00:00 (6), Tuesday (1).
+    np.testing.assert_allclose(phases["day_of_week"], np.array([0.25, 2.75, 6.0, 1.0]) / 7, atol=1e-6)
+    # The year's phase is within a day of the calendar's: 1 January 06:00 is day 0.25 of 2024, and
+    # 2 July 00:00 is half way through the leap year (183 of 366 days).
+    np.testing.assert_allclose(phases["day_of_year"], [0.25 / 366, 2.75 / 366, 6 / 366, 0.5], atol=1 / 365)
+
+
+@pytest.mark.parametrize("step_seconds, cycles", [
+    (1800, ["hour_of_day", "day_of_week", "day_of_year"]),
+    (3600, ["hour_of_day", "day_of_week", "day_of_year"]),
+    (86_400, ["day_of_week", "day_of_year"]),  # a day's phase is the same at every daily point
+    (7 * 86_400, ["day_of_year"]),
+    (31_556_952 / 12, ["day_of_year"]),
+    (31_556_952, []),
+])
+def test_only_cycles_longer_than_the_step_are_used(step_seconds, cycles):
+    assert [name for name, _ in transform_lib.calendar_cycles(step_seconds)] == cycles
+
+
+def test_calendar_features_of_every_history_and_target_step():
+    origin = tf.constant([[pd.Timestamp("2024-01-03T00:00Z").value // 10**9]], tf.int64)  # a Wednesday
+    out = {k: v.numpy() for k, v in transform_lib.calendar_features(origin, 3, 2, 86_400).items()}
+    # Daily: day of week and day of year (4 values a step), step-major; history Mon..Wed, targets Thu, Fri.
+    history, future = out[features.CALENDAR_HISTORY].reshape(3, 4), out[features.CALENDAR_FUTURE].reshape(2, 4)
+    weekday = np.arctan2(np.concatenate([history, future])[:, 0], np.concatenate([history, future])[:, 1])
+    np.testing.assert_allclose(weekday / (2 * np.pi) % 1 * 7, [0, 1, 2, 3, 4], atol=1e-5)
+    assert transform_lib.calendar_features(origin, 3, 2, 31_556_952) == {}
+
+
+def test_transform_config_comes_from_the_window_settings():
+    windows = dataclasses.replace(conftest.UNIT_WINDOWS, calendar_features=False)
+    assert transform_lib.transform_config(dataclasses.asdict(windows), "global") == {
+        "scaling": "global", "history": 8, "horizon": 2, "seasonal_lags": True, "seasonal_periods": [10],
+        "calendar": False, "step_seconds": 3600.0}
 
 
 def test_unknown_scaling_is_refused():
@@ -104,9 +243,7 @@ def test_unknown_scaling_is_refused():
 @pytest.mark.slow
 def test_changing_eval_and_test_values_leaves_the_statistics_unchanged(tmp_path, pipeline_run):
     """The whole pipeline again on the same series with everything after the train cut raised by 40."""
-    import pandas as pd  # pylint: disable=g-import-not-at-top
-
-    from pipeline import local_runner  # pylint: disable=g-import-not-at-top
+    from pipeline import local_runner
 
     config, result = pipeline_run
     frame = pd.read_csv(config.data.path)
@@ -122,9 +259,9 @@ def test_changing_eval_and_test_values_leaves_the_statistics_unchanged(tmp_path,
     def graph(cfg) -> tft.TFTransformOutput:
         return tft.TFTransformOutput(glob.glob(os.path.join(cfg.pipeline_root, "Transform", "transform_graph", "*"))[0])
 
-    before = series_lib.read_split_windows(result.examples_uri, windowing.EVAL)
-    after = series_lib.read_split_windows(changed_result.examples_uri, windowing.EVAL)
+    before = local_data.read_split_windows(result.examples_uri, windowing.EVAL)
+    after = local_data.read_split_windows(changed_result.examples_uri, windowing.EVAL)
     assert np.all(after.targets > before.targets + 30), "the eval values did not change"
-    probe = {features.HISTORY: before.histories[:5]}
+    probe = {features.HISTORY: before.histories[:5], features.ORIGIN_TIMESTAMP: before.origin_times[:5, None]}
     for key, value in _apply(graph(config), probe).items():
         np.testing.assert_array_equal(_apply(graph(changed), probe)[key], value, err_msg=key)

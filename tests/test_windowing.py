@@ -8,13 +8,15 @@ from hypothesis import strategies as st
 
 from components import windowing
 from components.example_gen import frequency as frequency_lib
-from components.example_gen import reader
-from components.example_gen import series as series_lib
+from components.example_gen import grid, reader
+from components.example_gen import windows as windows_lib
+from components.example_gen.options import WindowingOptions
 
 
 def test_windows_of_the_docstring_example():
     values = np.arange(7.0)
-    histories, targets, starts = windowing.make_windows(values, history=3, horizon=2, stride=2)
+    starts = windowing.window_starts(len(values), history=3, horizon=2, stride=2)
+    histories, targets = windowing.spans(values, starts, 3), windowing.spans(values, starts + 3, 2)
     np.testing.assert_array_equal(starts, [0, 2])
     np.testing.assert_array_equal(histories, [[0, 1, 2], [2, 3, 4]])
     np.testing.assert_array_equal(targets, [[3, 4], [5, 6]])
@@ -22,9 +24,21 @@ def test_windows_of_the_docstring_example():
 
 def test_windows_are_copies_not_views():
     values = np.arange(6.0)
-    histories, _, _ = windowing.make_windows(values, 2, 1)
+    histories = windowing.spans(values, windowing.window_starts(len(values), 2, 1), 2)
     values[0] = 99
     assert histories[0, 0] == 0
+
+
+def test_seasonal_lag_offsets_of_the_docstring_example():
+    np.testing.assert_array_equal(windowing.seasonal_lag_offsets(6, 4), [-3, -2, -1, 0, -3, -2])
+
+
+@given(st.integers(1, 60), st.integers(1, 400))
+def test_seasonal_lags_are_whole_seasons_back_and_observed(horizon, period):
+    offsets = windowing.seasonal_lag_offsets(horizon, period)
+    steps = np.arange(1, horizon + 1)
+    assert ((steps - offsets) % period == 0).all() and (steps - offsets > 0).all()
+    assert (offsets <= 0).all() and (offsets > -period).all()
 
 
 @pytest.mark.parametrize("n, expected", [(4, []), (5, [0]), (9, [0, 1, 2, 3, 4])])
@@ -82,23 +96,36 @@ FREQUENCIES = ["30min", "h", "D", "W-SAT", "MS"]
 @given(n=st.integers(2, 120), history=st.integers(1, 8), horizon=st.integers(1, 5), stride=st.integers(1, 4),
        train=st.floats(0.1, 0.7), evaluation=st.floats(0.05, 0.25), gap=st.integers(0, 3),
        frequency=st.sampled_from(FREQUENCIES), missing=st.lists(st.integers(0, 119), max_size=10),
-       seed=st.integers(0, 2**16))
+       seed=st.integers(0, 2**16), periods=st.sampled_from([(), (2,), (5,), (4, 12)]),
+       scope=st.sampled_from(["global", "per_series"]), before=st.integers(0, 50), after=st.integers(0, 50))
 def test_no_target_leaks_across_splits_and_targets_follow_their_history(
-        n, history, horizon, stride, train, evaluation, gap, frequency, missing, seed):
+        n, history, horizon, stride, train, evaluation, gap, frequency, missing, seed, periods, scope, before, after):
     start = pd.Timestamp("2021-01-02", tz="UTC")  # a Saturday, and on the MS grid after a step
     start = frequency_lib.check_frequency(frequency).rollforward(start)
     times = frequency_lib.grid(start.value // 10**9, (start + 200 * frequency_lib.check_frequency(frequency)).value
                                // 10**9, frequency)[:n]
     values = np.random.default_rng(seed).normal(size=n)
     values[[m for m in missing if m < n]] = np.nan
-    options = series_lib.WindowingOptions.of(history=history, horizon=horizon, stride=stride,
-                                             split_fractions=(train, evaluation), split_gap=gap)
-    series = series_lib.Series("s", frequency, times, values, np.zeros((n, 0)), ("f.csv",),
-                               np.zeros(n, np.int32), np.arange(n))
-    splits, _ = series_lib.cut_windows(series, options)
+    options = WindowingOptions.of(frequency=frequency, points=n, history=history, horizon=horizon, stride=stride,
+                                  seasonal_periods=periods, split_fractions=(train, evaluation), split_gap=gap,
+                                  split_scope=scope)
+    context = options.windows.context  # () takes the frequency's natural periods the series holds
+    series = grid.Series("s", frequency, times, values, np.zeros((n, 0)), ("f.csv",), np.zeros(n, np.int32),
+                         np.arange(n))
+    # The span of all series may reach before and after this one's.
+    step = int(np.diff(times).min()) if n > 1 else 1
+    span = (int(times[0]) - before * step, int(times[-1]) + after * step)
+    splits, _ = windows_lib.cut_windows(series, options, span)
     by_name = {w.split: w for w in splits}
     offset = frequency_lib.check_frequency(frequency)
+    stored = values.astype(np.float32)
     for w in splits:
+        assert w.histories.shape == (len(w), context) and w.targets.shape == (len(w), horizon)
+        # The context ends at the origin: its last point is the point before the first target.
+        position = np.searchsorted(times, w.origin_times)
+        np.testing.assert_array_equal(times[position], w.origin_times)
+        np.testing.assert_array_equal(w.histories, stored[position[:, None] + np.arange(1 - context, 1)])
+        np.testing.assert_array_equal(w.targets, stored[position[:, None] + np.arange(1, horizon + 1)])
         # Each target step is exactly one step of the frequency after the previous point.
         previous = np.concatenate([w.origin_times[:, None], w.target_times[:, :-1]], axis=1)
         expected = (pd.to_datetime(previous.ravel(), unit="s", utc=True) + offset).asi8 // 10**9
