@@ -25,8 +25,7 @@ import benchmarks
 from components import features
 from components import trainer as trainer_lib
 from pipeline import config as config_lib
-from serving import contract
-from serving import server as server_lib
+from serving import contract, repository
 
 BATCH = 1024
 
@@ -81,7 +80,7 @@ def main() -> None:
         one_t, big_t = tf.constant(one), tf.constant(big)
         measure(f"serving_default TF2 in-process, {label}", lambda s=signature, x=one_t: s(history=x),
                 lambda s=signature, x=big_t: s(history=x), args.repeats)
-        loaded = server_lib.load_version(exports[xla], 1)
+        loaded = repository.load_version(exports[xla], 1)
         sig = loaded.signatures[contract.SIGNATURE_NAME]
         feed, fetch = sig.inputs[contract.INPUT_KEY].name, sig.outputs[contract.OUTPUT_KEY].name
         run = lambda x, s=loaded.session, feed=feed, fetch=fetch: s.run(fetch, {feed: x})

@@ -149,13 +149,13 @@ def _evaluation_config(args: argparse.Namespace) -> config_lib.EvaluationConfig:
 
 
 def _print_windows_summary(examples_uri: str) -> None:
-    from components.example_gen import executor, series  # pylint: disable=g-import-not-at-top
+    from components.example_gen import executor, series
     print(series.format_summary(executor.read_summary(examples_uri)))
     print(f"summary JSON: {os.path.join(examples_uri, executor.SUMMARY_FILE)}")
 
 
 def _cmd_windows(args: argparse.Namespace) -> int:
-    from pipeline import local_runner  # pylint: disable=g-import-not-at-top
+    from pipeline import local_runner
     result = local_runner.run(pipeline_config_from_flags(args), windows_only=True, progress=sys.stdout)
     print(f"windows written in {result.seconds:.1f} s to {result.examples_uri}")
     _print_windows_summary(result.examples_uri)
@@ -163,8 +163,8 @@ def _cmd_windows(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from pipeline import local_runner  # pylint: disable=g-import-not-at-top
-    from pipeline import report as report_lib  # pylint: disable=g-import-not-at-top
+    from pipeline import local_runner
+    from pipeline import report as report_lib
     config = pipeline_config_from_flags(args)
     result = local_runner.run(config, progress=sys.stdout)
     _print_windows_summary(result.examples_uri)
@@ -178,31 +178,31 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from serving import server as server_lib  # pylint: disable=g-import-not-at-top
+    from serving import dataplane, grpc_server, repository, rest
     batching = None
     if args.enable_batching:
-        batching = server_lib.BatchingOptions(max_batch_size=args.max_batch_size,
-                                              batch_timeout_s=args.batch_timeout_micros / 1e6,
-                                              num_batch_threads=args.num_batch_threads)
-    model_server = server_lib.ModelServer(args.model_name, os.path.abspath(args.model_base_path),
-                                          poll_seconds=args.poll_seconds, batching=batching,
-                                          num_versions=args.num_versions,
-                                          xla_cpu_compilation_enabled=args.xla_cpu_compilation_enabled)
-    grpc_server, port = server_lib.start_server(model_server, args.port, host=args.host)
-    print(f"serving model '{args.model_name}' from {model_server.model_base_path} on {args.host}:{port}",
-          flush=True)
-    rest = None
+        batching = dataplane.BatchingOptions(max_batch_size=args.max_batch_size,
+                                             batch_timeout_s=args.batch_timeout_micros / 1e6,
+                                             num_batch_threads=args.num_batch_threads)
+    model = repository.ModelRepository(args.model_name, os.path.abspath(args.model_base_path),
+                                       run_warmup=dataplane.run_request, poll_seconds=args.poll_seconds,
+                                       num_versions=args.num_versions,
+                                       xla_cpu_compilation_enabled=args.xla_cpu_compilation_enabled)
+    plane = dataplane.DataPlane(model, batching=batching)
+    server, port = grpc_server.start_server(plane, args.port, host=args.host)
+    print(f"serving model '{args.model_name}' from {model.model_base_path} on {args.host}:{port}", flush=True)
+    rest_server = None
     if args.rest_port is not None:
-        rest, rest_port = server_lib.start_rest_server(model_server, args.rest_port, host=args.host)
+        rest_server, rest_port = rest.start_rest_server(plane, args.rest_port, host=args.host)
         print(f"REST API on {args.host}:{rest_port} (/v1/models/{args.model_name})", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
-    grpc_server.stop(grace=2).wait()
-    if rest is not None:
-        rest.shutdown()
-    model_server.stop()
+    server.stop(grace=2).wait()
+    if rest_server is not None:
+        rest_server.shutdown()
+    plane.stop()
     return 0
 
 
@@ -222,7 +222,7 @@ def _read_windows(path: str):
 
 def _series_window(args: argparse.Namespace, history: int):
     """``--series`` on its grid, and its last ``history`` points."""
-    from components.example_gen import reader, series  # pylint: disable=g-import-not-at-top
+    from components.example_gen import reader, series
     options = series.WindowingOptions.of(path=args.series, timestamp_column=args.timestamp_column,
                                          target_column=args.target_column, series_id_column=args.series_id_column,
                                          frequency=args.frequency)
@@ -230,9 +230,9 @@ def _series_window(args: argparse.Namespace, history: int):
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from components.example_gen import frequency  # pylint: disable=g-import-not-at-top
-    from serving import client as client_lib  # pylint: disable=g-import-not-at-top
-    from serving import contract  # pylint: disable=g-import-not-at-top
+    from components.example_gen import frequency
+    from serving import client as client_lib
+    from serving import contract
     with client_lib.ForecastClient(args.server, args.model_name, version=args.version,
                                    timeout_s=args.timeout) as client:
         if args.series:
@@ -262,7 +262,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_compile_kubeflow(args: argparse.Namespace) -> int:
-    from pipeline import kubeflow_runner  # pylint: disable=g-import-not-at-top
+    from pipeline import kubeflow_runner
     spec = kubeflow_runner.compile_pipeline(pipeline_config_from_flags(args), args.image, args.pipeline_json)
     tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
     print(f"wrote {args.pipeline_json}: {len(tasks)} components ({', '.join(tasks)}) in image {args.image}")
@@ -270,13 +270,13 @@ def _cmd_compile_kubeflow(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from pipeline import demo  # pylint: disable=g-import-not-at-top
+    from pipeline import demo
     return demo.run_demo(pipeline_config_from_flags(args), windows=args.windows,
                          ready_timeout_s=args.ready_timeout)
 
 
 def serve_batching_defaults() -> dict[str, int]:
-    # The defaults of serving.server.BatchingOptions, without importing TensorFlow for --help.
+    # The defaults of serving.dataplane.BatchingOptions, without importing TensorFlow for --help.
     return {"max_batch_size": 256, "batch_timeout_micros": 0, "num_batch_threads": 2}
 
 
@@ -356,9 +356,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _known_errors() -> tuple[type[Exception], ...]:
-    from components.example_gen.series import DataError, OptionsError  # pylint: disable=g-import-not-at-top
-    from pipeline.demo import DemoError  # pylint: disable=g-import-not-at-top
-    from serving.client import ForecastError  # pylint: disable=g-import-not-at-top
+    from components.example_gen.series import DataError, OptionsError
+    from pipeline.demo import DemoError
+    from serving.client import ForecastError
     return (DataError, OptionsError, config_lib.ConfigError, DemoError, ForecastError, TimeoutError, FileNotFoundError)
 
 if __name__ == "__main__":
