@@ -27,7 +27,7 @@ from components.example_gen import series as series_lib
 from pipeline import cli, local_runner
 from pipeline import config as config_lib
 from pipeline import report as report_lib
-from serving import server as server_lib
+from serving import versions as versions_lib
 from tests.conftest import DATA, in_process_forecast
 
 CRIPPLED = config_lib.ModelConfig(epochs=1, learning_rate=0.5, early_stopping_patience=0)
@@ -41,7 +41,7 @@ def _run(output_dir: str, model: config_lib.ModelConfig):
     report_lib.make(config, result)
     with open(os.path.join(config.report_dir, report_lib.SUMMARY_FILE)) as f:
         summary = json.load(f)
-    return config, result, summary, server_lib.list_versions(config.serving_model_dir)
+    return config, result, summary, versions_lib.list_versions(config.serving_model_dir)
 
 
 def _run_command(output_dir: str, model: config_lib.ModelConfig):
@@ -55,7 +55,7 @@ def _run_command(output_dir: str, model: config_lib.ModelConfig):
     config = cli.pipeline_config_from_flags(cli.build_parser().parse_args(flags))
     with open(os.path.join(config.report_dir, report_lib.SUMMARY_FILE)) as f:
         summary = json.load(f)
-    return code, printed.getvalue(), summary, server_lib.list_versions(config.serving_model_dir)
+    return code, printed.getvalue(), summary, versions_lib.list_versions(config.serving_model_dir)
 
 
 @pytest.fixture(scope="module")

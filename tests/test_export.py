@@ -15,8 +15,7 @@ from components import features
 from components import trainer as trainer_lib
 from components import transform as transform_lib
 from pipeline import config as config_lib
-from serving import contract
-from serving import server as server_lib
+from serving import contract, repository
 from tests import conftest
 
 MODEL = config_lib.ModelConfig(scaling="per_series", lstm_units=(6, 4), epochs=2, batch_size=16,
@@ -44,7 +43,7 @@ def _xla_functions(saved_model_dir: str) -> int:
                if fn.attr.get("_XlaMustCompile") is not None and fn.attr["_XlaMustCompile"].b)
 
 
-def _session_forecast(loaded: server_lib.LoadedVersion, inputs: dict[str, np.ndarray]) -> np.ndarray:
+def _session_forecast(loaded: repository.LoadedVersion, inputs: dict[str, np.ndarray]) -> np.ndarray:
     signature = loaded.signatures[contract.SIGNATURE_NAME]
     return loaded.session.run(signature.outputs[contract.OUTPUT_KEY].name,
                               {signature.inputs[k].name: v for k, v in inputs.items()})
@@ -83,7 +82,7 @@ def _assert_tensor(info, dtype: tf.DType, shape: list[int]) -> None:
 
 def test_pushed_model_signatures_follow_the_contract(pipeline_run, pushed_model):
     config, _ = pipeline_run
-    signatures = server_lib.load_version(pushed_model, 1).signatures
+    signatures = repository.load_version(pushed_model, 1).signatures
     assert {contract.SIGNATURE_NAME, contract.EXAMPLES_SIGNATURE_NAME} <= set(signatures)
     default = signatures[contract.SIGNATURE_NAME]
     assert default.method_name == contract.PREDICT_METHOD_NAME
@@ -98,7 +97,7 @@ def test_pushed_model_signatures_follow_the_contract(pipeline_run, pushed_model)
 
 def test_covariate_model_takes_each_covariate_and_the_series_id(covariate_export):
     _, _, export_dir, _, _ = covariate_export
-    default = server_lib.load_version(export_dir, 1).signatures[contract.SIGNATURE_NAME]
+    default = repository.load_version(export_dir, 1).signatures[contract.SIGNATURE_NAME]
     assert set(default.inputs) == {contract.INPUT_KEY, contract.covariate_input_key("temperature"),
                                    contract.SERIES_ID_INPUT_KEY}
     _assert_tensor(default.inputs[conftest.COVARIATE], tf.float32, [-1, conftest.UNIT_HISTORY])
@@ -115,7 +114,7 @@ def test_session_loader_gives_the_keras_forecasts(covariate_export):
     keys = [features.HISTORY_SCALED, transform_lib.scaled_feature(conftest.COVARIATE)]
     scaled = model.predict({k: transformed[k].numpy() for k in keys}, verbose=0)
     through_keras = scaled * transformed[features.SCALE].numpy() + transformed[features.LOC].numpy()
-    through_session = _session_forecast(server_lib.load_version(export_dir, 1), inputs)
+    through_session = _session_forecast(repository.load_version(export_dir, 1), inputs)
     np.testing.assert_allclose(through_session, through_keras, rtol=1e-5, atol=1e-3)
     # Original units of each series: the level-1000 series is forecast near 7000 (its eval level
     # is 7 times the training one), the level-10 one near 70, not near 0.
@@ -129,16 +128,16 @@ def test_xla_signature_gives_the_same_forecasts(covariate_export, rows):
     _, _, export_dir, xla_dir, inputs = covariate_export
     inputs = {k: v[:rows] for k, v in inputs.items()}
     assert _xla_functions(xla_dir) >= 1 and _xla_functions(export_dir) == 0
-    with_xla = _session_forecast(server_lib.load_version(xla_dir, 1), inputs)
+    with_xla = _session_forecast(repository.load_version(xla_dir, 1), inputs)
     assert with_xla.shape == (len(inputs[contract.INPUT_KEY]), conftest.UNIT_HORIZON)
-    np.testing.assert_allclose(with_xla, _session_forecast(server_lib.load_version(export_dir, 1), inputs),
+    np.testing.assert_allclose(with_xla, _session_forecast(repository.load_version(export_dir, 1), inputs),
                                rtol=1e-4, atol=1e-3)
 
 
 @pytest.mark.parametrize("which", ["pushed", "covariate"])
 def test_warmup_requests_parse_and_the_signature_accepts_them(which, pushed_model, covariate_export):
     export_dir = pushed_model if which == "pushed" else covariate_export[2]
-    loaded = server_lib.load_version(export_dir, 1)
+    loaded = repository.load_version(export_dir, 1)
     path = os.path.join(export_dir, contract.WARMUP_FILE)
     sizes = []
     for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
@@ -185,8 +184,8 @@ def test_export_traced_as_on_a_gpu_holds_no_cudnn_op(monkeypatch, tmp_path, cova
     export_dir = str(tmp_path / "gpu_traced")
     trainer_lib.export_serving_model(fresh, tft_output, export_dir, conftest.UNIT_HISTORY, MODEL)
     assert not [op for op in _ops(export_dir) if op.startswith("CudnnRNN")]
-    np.testing.assert_allclose(_session_forecast(server_lib.load_version(export_dir, 1), inputs),
-                               _session_forecast(server_lib.load_version(covariate_export[2], 1), inputs),
+    np.testing.assert_allclose(_session_forecast(repository.load_version(export_dir, 1), inputs),
+                               _session_forecast(repository.load_version(covariate_export[2], 1), inputs),
                                rtol=1e-5, atol=1e-3)
 
 
@@ -197,7 +196,7 @@ def test_xla_batches_are_padded_to_the_warmed_up_buckets():
         seen.append(int(inputs["x"].shape[0]))
         return inputs["x"][:, :2] * 2
 
-    padded = trainer_lib._padded_to_buckets(record)  # pylint: disable=protected-access
+    padded = trainer_lib._padded_to_buckets(record)
     for n, bucket in [(1, 1), (2, 2), (3, 4), (8, 8), (9, 16), (1000, 1024), (1024, 1024), (1025, 2048)]:
         x = np.arange(n * 3, dtype=np.float32).reshape(n, 3)
         np.testing.assert_array_equal(padded({"x": tf.constant(x)}).numpy(), x[:, :2] * 2)
@@ -216,7 +215,7 @@ def test_examples_signature_reads_covariates_and_series_id_from_the_examples(cov
                    conftest.COVARIATE: tf.train.Feature(float_list=tf.train.FloatList(value=covariate)),
                    features.SERIES_ID: tf.train.Feature(bytes_list=tf.train.BytesList(value=[series]))}
         serialized.append(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
-    loaded = server_lib.load_version(export_dir, 1)
+    loaded = repository.load_version(export_dir, 1)
     signature = loaded.signatures[contract.EXAMPLES_SIGNATURE_NAME]
     from_examples = loaded.session.run(signature.outputs[contract.OUTPUT_KEY].name,
                                        {signature.inputs[contract.EXAMPLES_INPUT_KEY].name: serialized})

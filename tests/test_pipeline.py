@@ -17,8 +17,7 @@ from pipeline import local_runner
 from pipeline import pipeline as pipeline_lib
 from pipeline import report as report_lib
 from pipeline.pipeline import windowing_options
-from serving import contract
-from serving import server as server_lib
+from serving import contract, repository
 from tests.conftest import DATA, in_process_forecast
 
 
@@ -45,7 +44,7 @@ def test_pushed_model_is_a_numbered_version_under_the_base_path(pipeline_run, pu
 def test_tf_serving_loader_gives_the_in_process_forecasts_in_original_units(pipeline_run, pushed_model):
     _, result = pipeline_run
     test = series_lib.read_split_windows(result.examples_uri, windowing.TEST)
-    loaded = server_lib.load_version(pushed_model, 1)
+    loaded = repository.load_version(pushed_model, 1)
     signature = loaded.signatures[contract.SIGNATURE_NAME]
     through_session = loaded.session.run(signature.outputs[contract.OUTPUT_KEY].name,
                                          {signature.inputs[contract.INPUT_KEY].name: test.histories})

@@ -19,8 +19,8 @@ import pytest
 import tensorflow as tf
 
 from serving import client as client_lib
-from serving import contract
-from serving import server as server_lib
+from serving import contract, dataplane, repository
+from serving import grpc_server as grpc_lib
 from tests.conftest import in_process_forecast
 
 
@@ -34,9 +34,9 @@ def target(request, pushed_model):
         yield address, os.environ.get("TF_SERVING_MODEL", "lstm_forecast"), os.environ.get("TF_SERVING_MODEL_DIR")
         return
     base = os.path.dirname(pushed_model)
-    model_server = server_lib.ModelServer("co2", base, batching=server_lib.BatchingOptions(),
-                                          xla_cpu_compilation_enabled=True)
-    grpc_server, port = server_lib.start_server(model_server, 0, host="127.0.0.1")
+    model = repository.ModelRepository("co2", base, run_warmup=dataplane.run_request, xla_cpu_compilation_enabled=True)
+    model_server = dataplane.DataPlane(model, batching=dataplane.BatchingOptions())
+    grpc_server, port = grpc_lib.start_server(model_server, 0, host="127.0.0.1")
     try:
         yield f"127.0.0.1:{port}", "co2", pushed_model
     finally:
@@ -78,16 +78,16 @@ def test_forecasts_equal_the_in_process_signature(client, target):
 def test_errors_map_to_the_same_exceptions(client, target):
     address, model_name, _ = target
     windows = _windows(client, rows=2)
-    stub = client._predictions  # pylint: disable=protected-access
+    stub = client._predictions
     wrong_alias = client_lib.build_predict_request(model_name, windows)
     wrong_alias.inputs["values"].CopyFrom(wrong_alias.inputs.pop(contract.INPUT_KEY))
     wrong_dtype = client_lib.build_predict_request(model_name, windows)
     wrong_dtype.inputs[contract.INPUT_KEY].CopyFrom(tf.make_tensor_proto(windows.astype(np.float64)))
     for request in (wrong_alias, wrong_dtype, client_lib.build_predict_request(model_name, windows[:, :-1])):
         with pytest.raises(client_lib.InvalidRequestError):
-            client._call(stub.Predict, request)  # pylint: disable=protected-access
+            client._call(stub.Predict, request)
     with pytest.raises(client_lib.InvalidRequestError, match="not found in signature def"):
-        client._call(stub.Predict, client_lib.build_predict_request(  # pylint: disable=protected-access
+        client._call(stub.Predict, client_lib.build_predict_request(
             model_name, windows, signature_name="no_such_signature"))
     with client_lib.ForecastClient(address, "no_such_model") as other:
         with pytest.raises(client_lib.ModelNotFoundError):

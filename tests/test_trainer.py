@@ -17,8 +17,7 @@ from components import transform as transform_lib
 from pipeline import cli, local_runner
 from pipeline import config as config_lib
 from pipeline import pipeline as pipeline_lib
-from serving import contract
-from serving import server as server_lib
+from serving import contract, repository
 from tests import conftest
 
 TINY = config_lib.ModelConfig(scaling="per_series", lstm_units=(4,), epochs=2, batch_size=16,
@@ -71,14 +70,14 @@ def test_model_follows_the_config():
 
 
 def test_tuner_hyperparameters_replace_the_configured_ones():
-    import keras_tuner  # pylint: disable=g-import-not-at-top
+    import keras_tuner
     hp = keras_tuner.HyperParameters()
     hp.Fixed("layers", 3)
     hp.Fixed("units", 32)
     hp.Fixed("dropout", 0.1)
     hp.Fixed("learning_rate", 0.005)
     fn_args = type("FnArgs", (), {"custom_config": {"model": {"epochs": 7}}, "hyperparameters": hp.get_config()})
-    tuned = trainer_lib._model_config(fn_args)  # pylint: disable=protected-access
+    tuned = trainer_lib._model_config(fn_args)
     assert (tuned.lstm_units, tuned.dropout, tuned.learning_rate, tuned.epochs) == ((32, 32, 32), 0.1, 0.005, 7)
 
 
@@ -94,7 +93,7 @@ def test_constant_series_forecasts_near_the_constant_in_original_units(tmp_path)
     export_dir = str(tmp_path / "export")
     trainer_lib.export_serving_model(model, tft.TFTransformOutput(os.path.join(out, "transform_graph")),
                                      export_dir, conftest.UNIT_HISTORY, model_config)
-    loaded = server_lib.load_version(export_dir, 1)
+    loaded = repository.load_version(export_dir, 1)
     signature = loaded.signatures[contract.SIGNATURE_NAME]
     windows = np.stack([r["history"] for r in splits["eval"]])
     forecast = loaded.session.run(signature.outputs[contract.OUTPUT_KEY].name,
@@ -136,7 +135,7 @@ def test_tune_runs_the_tuner_and_its_best_hyperparameters_feed_the_trainer(tmp_p
     with open(best[0]) as f:
         values = json.load(f)["values"]
     units = (values["units"],) * values["layers"]
-    signature = server_lib.load_version(result.pushed_model, 1).signatures[contract.SIGNATURE_NAME]
+    signature = repository.load_version(result.pushed_model, 1).signatures[contract.SIGNATURE_NAME]
     assert signature.inputs[contract.INPUT_KEY].tensor_shape.dim[1].size == config.windows.history
     # The pushed model has the tuned layers: as many LSTM kernels, of the tuned width.
     kernels = sorted((v.name, v.shape[0]) for v in tf.saved_model.load(result.pushed_model).variables
