@@ -25,9 +25,9 @@ from tfx.utils import path_utils
 
 from components import forecast_metrics, windowing
 from components.example_gen import executor as example_gen_executor
-from components.example_gen import series as series_lib
-from components.trainer import TRAINING_LOG_FILE
-from pipeline import local_runner
+from components.example_gen import windows as windows_lib
+from components.trainer_options import TRAINING_LOG_FILE
+from pipeline import local_data, local_runner
 from pipeline import pipeline as pipeline_lib
 from pipeline.config import PipelineConfig
 from pipeline.report import verdict
@@ -59,6 +59,11 @@ class Report:
       skill: ``{split: model MAE / best naive MAE}``.
       baseline_mae: Eval MAE of the latest blessed model on the same windows, if there was one.
       training: ``{"epoch": [...], "loss": [...], "val_loss": [...]}``.
+      seasonal_periods: The seasonal periods of the run, one seasonal naive forecast each.
+      forecasters: The forecasters in ``metrics``, the model first (see
+        :func:`components.forecast_metrics.forecasters`).
+      losing_series: ``{split: {"count": n, "series": total, "worst": [[series id, skill], ...]}}``:
+        the series whose model MAE is not below their best naive forecast's, the worst first.
     """
 
     blessed: bool
@@ -71,18 +76,24 @@ class Report:
     skill: dict[str, float]
     baseline_mae: Optional[float]
     training: dict[str, list[float]]
+    seasonal_periods: tuple[int, ...] = ()
+    forecasters: tuple[str, ...] = (forecast_metrics.MODEL, forecast_metrics.PERSISTENCE)
+    losing_series: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """``summary.json``: ``blessed``, ``pushed_model``, ``windows``, ``metrics``, ``skill``, ...
 
         ``skill`` is the eval skill, the one the blessing used; ``test_skill`` the test split's.
-        NaN (no value) is written as null.
+        ``metrics.{eval,test}`` has ``model``, ``persistence``, ``seasonal_naive_<m>`` for each
+        period in ``seasonal_periods`` and ``seasonal_naive`` (the best of those). NaN (no value)
+        is written as null.
         """
         return _json_safe({
             "blessed": self.blessed, "reasons": list(self.reasons), "pushed_model": self.pushed_model,
             "windows": self.windows, "metrics": self.metrics, "skill": self.skill[windowing.EVAL],
             "test_skill": self.skill[windowing.TEST], "baseline_mae": self.baseline_mae,
-            "per_step": self.per_step, "per_series": self.per_series, "training": self.training})
+            "per_step": self.per_step, "per_series": self.per_series, "training": self.training,
+            "seasonal_periods": list(self.seasonal_periods), "losing_series": self.losing_series})
 
 
 # eq=False: numpy arrays have no single truth value to compare by.
@@ -143,10 +154,10 @@ def _slice_metrics(evaluation_uri: str) -> dict[tuple, dict[str, dict[str, float
     return result
 
 
-def _by_forecaster(named: dict[str, float], horizon: int) -> tuple[dict, dict]:
+def _by_forecaster(named: dict[str, float], horizon: int, forecasters: tuple[str, ...]) -> tuple[dict, dict]:
     """Overall and per-step metrics by forecaster, from TFMA's metric names."""
     overall, per_step = {}, {}
-    for forecaster in forecast_metrics.FORECASTERS:
+    for forecaster in forecasters:
         overall[forecaster] = {e: named.get(forecast_metrics.metric_name(e, forecaster), float("nan"))
                                for e in forecast_metrics.ERRORS}
         per_step[forecaster] = [
@@ -155,15 +166,22 @@ def _by_forecaster(named: dict[str, float], horizon: int) -> tuple[dict, dict]:
     return overall, per_step
 
 
+def losing_series(per_series: dict[str, dict[str, Any]], worst: int = 5) -> dict[str, Any]:
+    """The series whose skill is not below 1 (or unknown), the worst ``worst`` of them by skill."""
+    losing = sorted(((sid, v["skill"]) for sid, v in per_series.items() if not v["skill"] < 1),
+                    key=lambda item: (-item[1] if math.isfinite(item[1]) else -math.inf, item[0]))
+    return {"count": len(losing), "series": len(per_series), "worst": [[sid, s] for sid, s in losing[:worst]]}
+
+
 def _gate_outcome(blessed: bool, eval_named: dict[str, float], baseline_mae: Optional[float],
-                  failures: list) -> verdict.GateOutcome:
+                  failures: list, periods: tuple[int, ...]) -> verdict.GateOutcome:
     """What the gate saw, from the eval split's metrics and the failures of TFMA's validation."""
     return verdict.GateOutcome(
         blessed=blessed, failed=frozenset(f.metric_key.name for f in failures),
         mae=eval_named.get(forecast_metrics.metric_name("mae"), float("nan")),
         skill=eval_named.get(forecast_metrics.SKILL, float("nan")),
         naive_mae={name: eval_named.get(forecast_metrics.metric_name("mae", name), float("nan"))
-                   for name in forecast_metrics.NAIVE_FORECASTERS},
+                   for name in forecast_metrics.naive_forecasters(periods) if name != forecast_metrics.SEASONAL_NAIVE},
         baseline_mae=baseline_mae)
 
 
@@ -187,7 +205,10 @@ def collect(config: PipelineConfig, result: local_runner.RunResult) -> Report:
     Raises:
       ReportError: A component whose output the report needs did not run.
     """
+    config = result.config or config
     store = _store(config)
+    periods = tuple(config.windows.seasonal_periods)
+    forecasters = forecast_metrics.forecasters(periods)
 
     def artifact(node: str, key: str):
         found = local_runner.output_artifact(store, config.pipeline_name, node, key, result.since_ms)
@@ -204,13 +225,13 @@ def collect(config: PipelineConfig, result: local_runner.RunResult) -> Report:
         slices = _slice_metrics(uri)
         overall[split] = slices.get((), {})
         candidate = overall[split].get("candidate", {})
-        metrics[split], per_step[split] = _by_forecaster(candidate, horizon)
+        metrics[split], per_step[split] = _by_forecaster(candidate, horizon, forecasters)
         skill[split] = candidate.get(forecast_metrics.SKILL, float("nan"))
         per_series[split] = {}
         for key, by_model in slices.items():
             if len(key) == 1 and key[0][0] == "series_id":
                 named = by_model.get("candidate", {})
-                per_series[split][key[0][1]] = {**_by_forecaster(named, horizon)[0],
+                per_series[split][key[0][1]] = {**_by_forecaster(named, horizon, forecasters)[0],
                                                 "skill": named.get(forecast_metrics.SKILL, float("nan")),
                                                 "windows": int(named.get("example_count", 0))}
     eval_named = overall[windowing.EVAL].get("candidate", {})
@@ -221,13 +242,14 @@ def collect(config: PipelineConfig, result: local_runner.RunResult) -> Report:
     with _quiet_tensorflow():
         validation = tfma.load_validation_result(uris[windowing.EVAL])
     failures = [f for per_slice in validation.metric_validations_per_slice for f in per_slice.failures]
-    outcome = _gate_outcome(blessed, eval_named, baseline_mae, failures)
+    outcome = _gate_outcome(blessed, eval_named, baseline_mae, failures, periods)
     return Report(
         blessed=blessed, reasons=verdict.reasons(outcome, config.evaluation),
         pushed_model=result.pushed_model,
         windows={split: summary["windows"].get(split, 0) for split in windowing.SPLITS},
         metrics=metrics, per_step=per_step, per_series=per_series, skill=skill, baseline_mae=baseline_mae,
-        training=_training_log(artifact(_TRAINER, "model_run").uri))
+        training=_training_log(artifact(_TRAINER, "model_run").uri), seasonal_periods=periods,
+        forecasters=forecasters, losing_series={split: losing_series(per_series[split]) for split in SPLITS})
 
 
 def forecast_curves(config: PipelineConfig, result: local_runner.RunResult) -> list[ForecastCurve]:
@@ -236,6 +258,7 @@ def forecast_curves(config: PipelineConfig, result: local_runner.RunResult) -> l
     Covers the first ``config.evaluation.report_series`` series that have test windows, in the
     example generator's order. Empty when the run trained no model.
     """
+    config = result.config or config
     model = local_runner.output_artifact(_store(config), config.pipeline_name, _TRAINER, "model", result.since_ms)
     if model is None:
         return []
@@ -245,8 +268,8 @@ def forecast_curves(config: PipelineConfig, result: local_runner.RunResult) -> l
         contract.EXAMPLES_SIGNATURE_NAME]
     curves = []
     for series_id in with_test[:config.evaluation.report_series]:
-        windows = series_lib.read_split_windows(result.examples_uri, windowing.TEST, series_id)
-        forecast = signature(**{contract.EXAMPLES_INPUT_KEY: tf.constant(series_lib.encode_examples(windows))}
+        windows = local_data.read_split_windows(result.examples_uri, windowing.TEST, series_id)
+        forecast = signature(**{contract.EXAMPLES_INPUT_KEY: tf.constant(windows_lib.encode_examples(windows))}
                              )[contract.OUTPUT_KEY].numpy()
         curves.append(ForecastCurve(
             series_id=series_id, times=windows.target_times.astype("datetime64[s]"), actual=windows.targets,

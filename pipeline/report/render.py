@@ -20,13 +20,13 @@ from matplotlib.figure import Figure
 
 from components import forecast_metrics, windowing
 from pipeline.report.collect import SPLITS, ForecastCurve, Report
-from pipeline.report.verdict import FORECASTER_LABELS
+from pipeline.report.verdict import label
 
 # The files of OUTPUT/report/, which index.html links together.
 SUMMARY_FILE = "summary.json"
 HTML_FILE = "index.html"
 TRAINING_PLOT = "training.png"
-_ERROR_LABELS = {"mae": "MAE", "rmse": "RMSE", "mape": "MAPE%", "smape": "sMAPE%"}
+_ERROR_LABELS = {"mae": "MAE", "rmse": "RMSE", "mape": "MAPE%", "smape": "sMAPE%", "mase": "MASE"}
 _PLOT_DPI = 90
 
 
@@ -40,6 +40,18 @@ _TEMPLATES = jinja2.Environment(
 _TEMPLATES.filters["cell"] = _cell
 
 
+def _losing_lines(report: Report) -> list[str]:
+    """One line per split on the series that lose to their best naive forecast, with many series only."""
+    lines = []
+    for split in SPLITS:
+        losing = report.losing_series.get(split)
+        if losing and losing["series"] > 1:
+            worst = ", ".join(f"{sid} {_cell(skill, 3)}" for sid, skill in losing["worst"])
+            lines.append(f"losing series   {split}: {losing['count']} of {losing['series']} lose to their best "
+                         f"naive forecast" + (f" (worst: {worst})" if worst else ""))
+    return lines
+
+
 def format_report(report: Report) -> str:
     """The summary a person reads at a glance at the end of a run."""
     w = report.windows
@@ -49,11 +61,14 @@ def format_report(report: Report) -> str:
              f"{'':<16}" + "".join(f"  {(' ' + split + ' split '):-^{block}}" for split in SPLITS),
              f"{'':<16}" + "".join("  " + "".join(f"{_ERROR_LABELS[e]:>9}" for e in errors)
                                   for _ in SPLITS)]
-    for forecaster in forecast_metrics.FORECASTERS:
-        lines.append(f"{FORECASTER_LABELS[forecaster]:<16}" + "".join(
+    width = max(16, *(len(label(f)) + 1 for f in report.forecasters))
+    lines = [line if not line.startswith(" " * 16) else " " * width + line[16:] for line in lines]
+    for forecaster in report.forecasters:
+        lines.append(f"{label(forecaster):<{width}}" + "".join(
             "  " + "".join(f"{_cell(report.metrics[s][forecaster][e]):>9}" for e in errors) for s in SPLITS))
     lines += ["", f"skill            eval {_cell(report.skill[windowing.EVAL], 3)}, "
                   f"test {_cell(report.skill[windowing.TEST], 3)}  (model MAE / best naive MAE; below 1 beats naive)",
+              *_losing_lines(report),
               f"blessed          {'yes' if report.blessed else 'no'}"]
     lines += [f"  - {reason}" for reason in report.reasons]
     lines.append(f"pushed           {report.pushed_model or 'nothing (the model was not blessed)'}")
@@ -125,5 +140,6 @@ def html(report: Report, plots: list[tuple[str, str]], training_plot_file: Optio
     return _TEMPLATES.get_template(HTML_FILE).render(
         report=report, plots=plots, training_plot=training_plot_file, summary_file=SUMMARY_FILE,
         splits=SPLITS, eval_split=windowing.EVAL, test_split=windowing.TEST,
-        errors=forecast_metrics.ERRORS, error_labels=_ERROR_LABELS, forecasters=forecast_metrics.FORECASTERS,
-        forecaster_labels=FORECASTER_LABELS, model=forecast_metrics.MODEL)
+        errors=forecast_metrics.ERRORS, error_labels=_ERROR_LABELS, forecasters=report.forecasters,
+        forecaster_labels={f: label(f) for f in report.forecasters}, model=forecast_metrics.MODEL,
+        losing_lines=_losing_lines(report))

@@ -11,9 +11,15 @@ from typing import Mapping, Optional
 from components import forecast_metrics
 from pipeline.config import EvaluationConfig
 
-# How the report names each forecaster.
-FORECASTER_LABELS = {forecast_metrics.MODEL: "model", forecast_metrics.PERSISTENCE: "persistence",
-                     forecast_metrics.SEASONAL_NAIVE: "seasonal naive"}
+_LABELS = {forecast_metrics.MODEL: "model", forecast_metrics.PERSISTENCE: "persistence",
+           forecast_metrics.SEASONAL_NAIVE: "best seasonal naive"}
+
+
+def label(forecaster: str) -> str:
+    """How the report names a forecaster: ``model``, ``persistence``, ``seasonal naive 48``."""
+    if forecaster in _LABELS:
+        return _LABELS[forecaster]
+    return forecaster.replace("_", " ")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +49,7 @@ def skill_reason(outcome: GateOutcome, max_skill: float) -> str:
     best = min(naive, key=lambda name: naive[name])
     verdict = "is not below" if forecast_metrics.SKILL in outcome.failed else "is below"
     return (f"skill {outcome.skill:.3f} {verdict} {max_skill:g}: eval MAE {outcome.mae:.4g} against "
-            f"{FORECASTER_LABELS[best]}'s {naive[best]:.4g}, the better naive forecast")
+            f"{label(best)}'s {naive[best]:.4g}, the best naive forecast")
 
 
 def baseline_reason(outcome: GateOutcome, regression_tolerance: float) -> str:
