@@ -17,6 +17,8 @@ from pipeline import local_runner
 from pipeline import pipeline as pipeline_lib
 from pipeline import report as report_lib
 from pipeline.pipeline import windowing_options
+from pipeline.report import collect as report_collect
+from pipeline.report import render as report_render
 from serving import contract, repository
 from tests.conftest import DATA, in_process_forecast
 
@@ -111,7 +113,7 @@ def test_the_gate_holds_on_the_whole_eval_split_and_the_test_split_has_none():
 
 def test_a_failed_report_rewrite_leaves_the_previous_report_whole(pipeline_run, monkeypatch):
     config, result = pipeline_run
-    report = report_lib.collect(config, result)
+    report = report_collect.collect(config, result)
     assert report.blessed and len(report.per_step["eval"]["model"]) == config.windows.horizon
     report_lib.write(config, result, report)
     summary_path = os.path.join(config.report_dir, report_lib.SUMMARY_FILE)
@@ -121,7 +123,7 @@ def test_a_failed_report_rewrite_leaves_the_previous_report_whole(pipeline_run, 
     def broken(*args):
         raise OSError("disk full")
 
-    monkeypatch.setattr(report_lib, "_html", broken)
+    monkeypatch.setattr(report_render, "html", broken)
     with pytest.raises(OSError, match="disk full"):
         report_lib.write(config, result, dataclasses.replace(report, blessed=False))
     with open(summary_path) as f:
