@@ -39,7 +39,7 @@ import sys
 import tempfile
 import time
 import warnings
-from typing import Any, Iterator, Optional, TextIO
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, TextIO
 
 import numpy as np
 
@@ -47,6 +47,10 @@ from benchmarks import REPO
 from benchmarks import accuracy_metrics as am
 from benchmarks import datasets as datasets_lib
 from benchmarks.datasets import DatasetSpec
+from pipeline import config as config_lib
+
+if TYPE_CHECKING:
+    from components.example_gen.series import Series
 
 MODEL, PERSISTENCE, MSTL, AUTOTHETA = "model", "persistence", "MSTL", "AutoTheta"
 # Points the classical models are fitted on: the last max(10 x longest period, FIT_POINTS_MIN).
@@ -191,7 +195,8 @@ def run_argv(spec: DatasetSpec, data_path: str, output: str, epochs: Optional[in
     return argv + (["--epochs", str(epochs)] if epochs is not None else [])
 
 
-def pipeline_config(spec: DatasetSpec, data_path: str, output: str, epochs: Optional[int]):
+def pipeline_config(spec: DatasetSpec, data_path: str, output: str,
+                    epochs: Optional[int]) -> config_lib.PipelineConfig:
     """The :class:`PipelineConfig` the run's flags make, parsed by the command's own parser."""
     from pipeline import cli  # pylint: disable=g-import-not-at-top
     return cli.pipeline_config_from_flags(cli.build_parser().parse_args(run_argv(spec, data_path, output, epochs)))
@@ -227,7 +232,7 @@ def choose_windows(windows: TestWindows, max_origins: int) -> TestWindows:
     return windows.select(np.concatenate(chosen))
 
 
-def series_grids(config) -> dict[str, Any]:
+def series_grids(config: config_lib.PipelineConfig) -> dict[str, "Series"]:
     """Each series of the run's data on the pipeline's own grid, after its gap policy.
 
     The example generator's functions do it, so the baselines see the very values the windows
@@ -243,7 +248,7 @@ def series_grids(config) -> dict[str, Any]:
     return grids
 
 
-def origin_indices(windows: TestWindows, grids: dict[str, Any]) -> np.ndarray:
+def origin_indices(windows: TestWindows, grids: dict[str, "Series"]) -> np.ndarray:
     """The grid index of each window's origin, checked against the window's history and target.
 
     Raises:
@@ -275,18 +280,21 @@ def filled(values: np.ndarray) -> np.ndarray:
     return result
 
 
-def model_forecasts(model_dir: str, records: list[bytes]) -> tuple[np.ndarray, float]:
-    """The SavedModel's ``serving_examples`` forecasts of the examples, and the seconds the call took."""
+def load_model(model_dir: str) -> Callable[[list[bytes]], np.ndarray]:
+    """The SavedModel's ``serving_examples`` signature as a function: serialized examples -> ``[n, H]``."""
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
     from serving import contract  # pylint: disable=g-import-not-at-top
     signature = tf.saved_model.load(model_dir).signatures[contract.EXAMPLES_SIGNATURE_NAME]
-    started = time.perf_counter()
-    forecast = signature(**{contract.EXAMPLES_INPUT_KEY: tf.constant(records)})[contract.OUTPUT_KEY].numpy()
-    return forecast.astype(np.float64), time.perf_counter() - started
+
+    def forecast(records: list[bytes]) -> np.ndarray:
+        outputs = signature(**{contract.EXAMPLES_INPUT_KEY: tf.constant(records)})
+        return outputs[contract.OUTPUT_KEY].numpy().astype(np.float64)
+
+    return forecast
 
 
-def baseline_forecasts(spec: DatasetSpec, windows: TestWindows, grids: dict[str, Any],
+def baseline_forecasts(spec: DatasetSpec, windows: TestWindows, grids: dict[str, "Series"],
                        indices: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Every baseline's forecast of each window, from the series' values up to its origin.
 
@@ -325,7 +333,7 @@ def baseline_forecasts(spec: DatasetSpec, windows: TestWindows, grids: dict[str,
     return forecasts, seconds
 
 
-def mase_scales(spec: DatasetSpec, all_windows: TestWindows, grids: dict[str, Any]) -> dict[str, float]:
+def mase_scales(spec: DatasetSpec, all_windows: TestWindows, grids: dict[str, "Series"]) -> dict[str, float]:
     """Each series' in-sample seasonal naive MAE (primary period), on its values up to its first test origin."""
     scales = {}
     for series_id in np.unique(all_windows.series_ids):
@@ -364,15 +372,17 @@ def benchmark_dataset(spec: DatasetSpec, root: str, max_origins: int, epochs: Op
     indices = origin_indices(windows, grids)
     progress(f"{spec.name}: {len(windows.origins)} of {len(all_windows.origins)} test windows "
              f"({len(np.unique(windows.series_ids))} series); forecasting")
-    forecasts, seconds = {}, {}
-    forecasts[MODEL], predict_seconds = model_forecasts(run.model_dir, windows.records)
-    seconds[MODEL] = run.component_seconds.get("Trainer", float("nan"))
+    model = load_model(run.model_dir)
+    predict_started = time.perf_counter()
+    forecasts = {MODEL: model(windows.records)}
+    predict_seconds = time.perf_counter() - predict_started
+    seconds = {MODEL: run.component_seconds.get("Trainer", float("nan"))}
     baselines, baseline_seconds = baseline_forecasts(spec, windows, grids, indices)
     forecasts.update(baselines)
     seconds.update(baseline_seconds)
     naive_names = [PERSISTENCE, *(seasonal_naive_name(m) for m in spec.periods)]
     metrics = score(windows, forecasts, seconds, mase_scales(spec, all_windows, grids), naive_names)
-    all_forecast, _ = model_forecasts(run.model_dir, all_windows.records)
+    all_forecast = model(all_windows.records)
     progress(f"{spec.name}: done in {time.perf_counter() - started:.0f} s")
     return {
         "spec": {"source": spec.source, "frequency": spec.frequency, "horizon": spec.horizon,
@@ -449,7 +459,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--datasets", default=",".join(datasets_lib.DATASETS),
                         help=f"comma-separated, of: {', '.join(datasets_lib.DATASETS)} (default: all)")
     parser.add_argument("--max-origins", type=int, default=40,
-                        help="test windows scored per series, evenly spread over the test split")
+                        help="test windows scored per series, evenly spread over the test split (default 40)")
     parser.add_argument("--epochs", type=int, default=None, help="override the pipeline's epochs (default: its own)")
     parser.add_argument("--keep", action="store_true", help="keep each data set's CSV, run and log")
     parser.add_argument("--output-dir", default=None,
@@ -457,8 +467,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
     unknown = [n for n in names if n not in datasets_lib.DATASETS]
-    if unknown or args.max_origins < 1:
-        parser.error(f"unknown data set(s) {unknown}" if unknown else "--max-origins must be >= 1")
+    if unknown:
+        parser.error(f"unknown data set(s) {unknown}")
+    if args.max_origins < 1 or (args.epochs is not None and args.epochs < 1):
+        parser.error("--max-origins and --epochs must be >= 1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     base = os.path.abspath(args.output_dir) if args.output_dir else tempfile.mkdtemp(prefix="accuracy-bench-")
     os.makedirs(base, exist_ok=True)
