@@ -50,7 +50,7 @@ from benchmarks.datasets import DatasetSpec
 from pipeline import config as config_lib
 
 if TYPE_CHECKING:
-    from components.example_gen.series import Series
+    from components.example_gen.grid import Series
 
 MODEL, PERSISTENCE, MSTL, AUTOTHETA = "model", "persistence", "MSTL", "AutoTheta"
 # Points the classical models are fitted on: the last max(10 x longest period, FIT_POINTS_MIN).
@@ -249,13 +249,14 @@ def series_grids(config: config_lib.PipelineConfig) -> dict[str, "Series"]:
     The example generator's functions do it, so the baselines see the very values the windows
     were cut from.
     """
-    from components.example_gen import series as series_lib
-    options = series_lib.WindowingOptions(config.data, config.windows)
-    chunks = series_lib.chunks_by_series([config.data.path], options.columns)
+    from components.example_gen import grid as grid_lib
+    from pipeline import local_data
+
+    chunks = local_data.chunks_by_series([config.data.path], config.data.columns)
     grids = {}
     for series_id, series_chunks in chunks.items():
-        grid, _ = series_lib.assemble(series_id, series_chunks, options)
-        grids[series_id], _ = series_lib.apply_gap_policy(grid, options)
+        grid, _ = grid_lib.assemble(series_id, series_chunks, config.data)
+        grids[series_id], _ = grid_lib.apply_gap_policy(grid, config.data)
     return grids
 
 
