@@ -25,8 +25,7 @@ import benchmarks
 from components import features
 from components import trainer as trainer_lib
 from pipeline import config as config_lib
-from serving import contract
-from serving import server as server_lib
+from serving import contract, repository
 
 BATCH = 1024
 
@@ -88,7 +87,7 @@ def main() -> None:
         big_t = {k: tf.constant(v) for k, v in big.items()}
         measure(f"serving_default TF2 in-process, {label}", lambda s=signature, x=one_t: s(**x),
                 lambda s=signature, x=big_t: s(**x), args.repeats)
-        loaded = server_lib.load_version(exports[xla], 1)
+        loaded = repository.load_version(exports[xla], 1)
         sig = loaded.signatures[contract.SIGNATURE_NAME]
         fetch = sig.outputs[contract.OUTPUT_KEY].name
         run = lambda x, s=loaded.session, sig=sig, fetch=fetch: s.run(

@@ -27,8 +27,8 @@ import numpy as np
 
 from pipeline.demo import free_port
 from serving import client as client_lib
-from serving import contract
-from serving import server as server_lib
+from serving import contract, repository
+from serving import versions as versions_lib
 
 MODEL_NAME = "lstm_forecast"
 
@@ -40,7 +40,7 @@ def _percentiles(seconds: list[float]) -> dict[str, float]:
 
 def in_process(model_dir: str, history: int, calls: int, batch: int) -> dict:
     """The served signature in this process, through the server's own loader."""
-    loaded = server_lib.load_version(model_dir, 1, xla_cpu_compilation_enabled=True)
+    loaded = repository.load_version(model_dir, 1, xla_cpu_compilation_enabled=True)
     signature = loaded.signatures[contract.SIGNATURE_NAME]
     fetch = signature.outputs[contract.OUTPUT_KEY].name
     feed = signature.inputs[contract.INPUT_KEY].name
@@ -82,7 +82,7 @@ def serving(model_base_path: str, port: int, batching: bool):
 
 
 def latency(client: client_lib.ForecastClient, history: int, calls: int) -> dict:
-    stub = client._predictions  # pylint: disable=protected-access
+    stub = client._predictions
     request = client_lib.build_predict_request(MODEL_NAME, np.full((1, history), 340, np.float32))
     for _ in range(50):
         stub.Predict(request, timeout=10)
@@ -97,7 +97,7 @@ def latency(client: client_lib.ForecastClient, history: int, calls: int) -> dict
 def throughput(client: client_lib.ForecastClient, history: int, concurrency: int, windows: int,
                seconds: float) -> float:
     """Windows/s with ``concurrency`` calls of ``windows`` windows always in flight."""
-    stub = client._predictions  # pylint: disable=protected-access
+    stub = client._predictions
     request = client_lib.build_predict_request(MODEL_NAME, np.full((windows, history), 340, np.float32))
     slots = threading.Semaphore(concurrency)
     lock = threading.Lock()
@@ -133,11 +133,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="length of each throughput measurement")
     parser.add_argument("--calls", type=int, default=1000, help="calls of each latency measurement")
     args = parser.parse_args()
-    versions = server_lib.list_versions(args.model_base_path)
+    versions = versions_lib.list_versions(args.model_base_path)
     if not versions:
         sys.exit(f"no model version under {args.model_base_path}: run 'make demo' (or lstm-forecast run) first")
-    model_dir = os.path.join(args.model_base_path, str(versions[-1]))
-    loaded = server_lib.load_version(model_dir, versions[-1], xla_cpu_compilation_enabled=True)
+    model_dir = versions_lib.version_path(args.model_base_path, versions[-1])
+    loaded = repository.load_version(model_dir, versions[-1], xla_cpu_compilation_enabled=True)
     history = loaded.signatures[contract.SIGNATURE_NAME].inputs[contract.INPUT_KEY].tensor_shape.dim[-1].size
     loaded.retire()
 

@@ -22,7 +22,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 from tfx.v1.components import Pusher
 
-from serving.server import list_versions
+from serving import versions as versions_lib
 
 # Where a version is assembled: a dot name, not a number, so servers skip it while it is written.
 STAGING_PREFIX = ".staging-"
@@ -46,7 +46,7 @@ def push_atomically(model_path: str, base_directory: str, version: int, keep_ver
     """
     if keep_versions < 1:
         raise ValueError(f"keep_versions must be >= 1, got {keep_versions}")
-    target = os.path.join(base_directory, str(version))
+    target = versions_lib.version_path(base_directory, version)
     if tf.io.gfile.exists(target):
         raise FileExistsError(f"{target} exists already")
     tf.io.gfile.makedirs(base_directory)
@@ -61,8 +61,8 @@ def push_atomically(model_path: str, base_directory: str, version: int, keep_ver
     finally:
         if tf.io.gfile.exists(staging):
             tf.io.gfile.rmtree(staging)
-    for old in list_versions(base_directory)[:-keep_versions]:
-        tf.io.gfile.rmtree(os.path.join(base_directory, str(old)))
+    for old in versions_lib.list_versions(base_directory)[:-keep_versions]:
+        tf.io.gfile.rmtree(versions_lib.version_path(base_directory, old))
     return target
 
 
@@ -98,8 +98,8 @@ class AtomicPushExecutor(pusher_executor.Executor):
         custom_config = json.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "null") or {}
         keep = int(custom_config.get(KEEP_VERSIONS_KEY, 5))
         base = destination.filesystem.base_directory
-        versions = list_versions(base)
-        newest = os.path.join(base, str(versions[-1])) if versions else None
+        versions = versions_lib.list_versions(base)
+        newest = versions_lib.version_path(base, versions[-1]) if versions else None
         if newest and same_saved_model(model_path, newest):
             # A re-run blessing the model already served (its first comparison with itself as the
             # latest blessed model) must not make servers reload it as a new version.

@@ -174,31 +174,31 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from serving import server as server_lib
+    from serving import dataplane, grpc_server, repository, rest
     batching = None
     if args.enable_batching:
-        batching = server_lib.BatchingOptions(max_batch_size=args.max_batch_size,
-                                              batch_timeout_s=args.batch_timeout_micros / 1e6,
-                                              num_batch_threads=args.num_batch_threads)
-    model_server = server_lib.ModelServer(args.model_name, os.path.abspath(args.model_base_path),
-                                          poll_seconds=args.poll_seconds, batching=batching,
-                                          num_versions=args.num_versions,
-                                          xla_cpu_compilation_enabled=args.xla_cpu_compilation_enabled)
-    grpc_server, port = server_lib.start_server(model_server, args.port, host=args.host)
-    print(f"serving model '{args.model_name}' from {model_server.model_base_path} on {args.host}:{port}",
-          flush=True)
-    rest = None
+        batching = dataplane.BatchingOptions(max_batch_size=args.max_batch_size,
+                                             batch_timeout_s=args.batch_timeout_micros / 1e6,
+                                             num_batch_threads=args.num_batch_threads)
+    model = repository.ModelRepository(args.model_name, os.path.abspath(args.model_base_path),
+                                       run_warmup=dataplane.run_request, poll_seconds=args.poll_seconds,
+                                       num_versions=args.num_versions,
+                                       xla_cpu_compilation_enabled=args.xla_cpu_compilation_enabled)
+    plane = dataplane.DataPlane(model, batching=batching)
+    server, port = grpc_server.start_server(plane, args.port, host=args.host)
+    print(f"serving model '{args.model_name}' from {model.model_base_path} on {args.host}:{port}", flush=True)
+    rest_server = None
     if args.rest_port is not None:
-        rest, rest_port = server_lib.start_rest_server(model_server, args.rest_port, host=args.host)
+        rest_server, rest_port = rest.start_rest_server(plane, args.rest_port, host=args.host)
         print(f"REST API on {args.host}:{rest_port} (/v1/models/{args.model_name})", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
-    grpc_server.stop(grace=2).wait()
-    if rest is not None:
-        rest.shutdown()
-    model_server.stop()
+    server.stop(grace=2).wait()
+    if rest_server is not None:
+        rest_server.shutdown()
+    plane.stop()
     return 0
 
 
@@ -290,7 +290,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def serve_batching_defaults() -> dict[str, int]:
-    # The defaults of serving.server.BatchingOptions, without importing TensorFlow for --help.
+    # The defaults of serving.dataplane.BatchingOptions, without importing TensorFlow for --help.
     return {"max_batch_size": 256, "batch_timeout_micros": 0, "num_batch_threads": 2}
 
 

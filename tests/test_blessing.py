@@ -26,7 +26,8 @@ from components import forecast_metrics as fm
 from components import windowing
 from pipeline import cli, local_data, local_runner
 from pipeline import config as config_lib
-from serving import server as server_lib
+from pipeline import report as report_lib
+from serving import versions as versions_lib
 from tests.conftest import DATA, in_process_forecast, origins
 
 CRIPPLED = config_lib.ModelConfig(epochs=1, learning_rate=0.5, early_stopping_patience=0)
@@ -34,22 +35,14 @@ GOOD = config_lib.ModelConfig()
 WEAKER = config_lib.ModelConfig(epochs=2)
 
 
-def _report():
-    # Imported here: pipeline/report.py is being rewritten, and a broken import would fail the collection.
-    from pipeline import report
-
-    return report
-
-
 def _run(output_dir: str, model: config_lib.ModelConfig):
-    report_lib = _report()
     config = config_lib.PipelineConfig(data=config_lib.DataConfig(path=DATA), output_dir=output_dir, model=model)
     result = local_runner.run(config)
     config = result.config
     report_lib.make(config, result)
     with open(os.path.join(config.report_dir, report_lib.SUMMARY_FILE)) as f:
         summary = json.load(f)
-    return config, result, summary, server_lib.list_versions(config.serving_model_dir)
+    return config, result, summary, versions_lib.list_versions(config.serving_model_dir)
 
 
 def _run_command(output_dir: str, model: config_lib.ModelConfig):
@@ -61,9 +54,9 @@ def _run_command(output_dir: str, model: config_lib.ModelConfig):
     with contextlib.redirect_stdout(printed):
         code = cli.main(flags)
     config = cli.pipeline_config_from_flags(cli.build_parser().parse_args(flags))
-    with open(os.path.join(config.report_dir, _report().SUMMARY_FILE)) as f:
+    with open(os.path.join(config.report_dir, report_lib.SUMMARY_FILE)) as f:
         summary = json.load(f)
-    return code, printed.getvalue(), summary, server_lib.list_versions(config.serving_model_dir)
+    return code, printed.getvalue(), summary, versions_lib.list_versions(config.serving_model_dir)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +89,6 @@ def test_a_good_model_is_blessed_and_pushed_as_the_first_version(runs):
     # The cached components of the first run were reused.
     states = {c.name: c.state for c in result.components}
     assert states["Transform"] == "CACHED" and states["Trainer"] == "COMPLETE"
-    report_lib = _report()
     html = open(os.path.join(config.report_dir, report_lib.HTML_FILE)).read()
     assert "forecast_0.png" in html and os.path.getsize(os.path.join(config.report_dir, "forecast_0.png")) > 1000
     assert os.path.exists(os.path.join(config.report_dir, report_lib.TRAINING_PLOT))

@@ -172,8 +172,8 @@ def test_run_help_shows_every_default(capsys):
 
 
 def test_serve_flag_defaults_are_the_server_defaults():
-    from serving import server
-    defaults = server.BatchingOptions()
+    from serving import dataplane
+    defaults = dataplane.BatchingOptions()
     assert cli.serve_batching_defaults() == {"max_batch_size": defaults.max_batch_size,
                                              "batch_timeout_micros": int(defaults.batch_timeout_s * 1e6),
                                              "num_batch_threads": defaults.num_batch_threads}

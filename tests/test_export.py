@@ -14,8 +14,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 from components import features
 from components import trainer as trainer_lib
 from pipeline import config as config_lib
-from serving import contract
-from serving import server as server_lib
+from serving import contract, dataplane, repository
 from tests import conftest
 
 MODEL = config_lib.ModelConfig(scaling="per_series", lstm_units=(6, 4), epochs=2, batch_size=16,
@@ -43,7 +42,7 @@ def _xla_functions(saved_model_dir: str) -> int:
                if fn.attr.get("_XlaMustCompile") is not None and fn.attr["_XlaMustCompile"].b)
 
 
-def _session_forecast(loaded: server_lib.LoadedVersion, inputs: dict[str, np.ndarray]) -> np.ndarray:
+def _session_forecast(loaded: repository.LoadedVersion, inputs: dict[str, np.ndarray]) -> np.ndarray:
     signature = loaded.signatures[contract.SIGNATURE_NAME]
     return loaded.session.run(signature.outputs[contract.OUTPUT_KEY].name,
                               {signature.inputs[k].name: v for k, v in inputs.items()})
@@ -92,7 +91,7 @@ def _assert_tensor(info, dtype: tf.DType, shape: list[int]) -> None:
 
 def test_pushed_model_signatures_follow_the_contract(pipeline_run, pushed_model):
     config, _ = pipeline_run
-    signatures = server_lib.load_version(pushed_model, 1).signatures
+    signatures = repository.load_version(pushed_model, 1).signatures
     assert {contract.SIGNATURE_NAME, contract.EXAMPLES_SIGNATURE_NAME} <= set(signatures)
     default = signatures[contract.SIGNATURE_NAME]
     assert default.method_name == contract.PREDICT_METHOD_NAME
@@ -109,7 +108,7 @@ def test_pushed_model_signatures_follow_the_contract(pipeline_run, pushed_model)
 
 def test_covariate_model_takes_each_covariate_the_timestamp_and_the_series_id(covariate_export):
     _, _, export_dir, _, _ = covariate_export
-    default = server_lib.load_version(export_dir, 1).signatures[contract.SIGNATURE_NAME]
+    default = repository.load_version(export_dir, 1).signatures[contract.SIGNATURE_NAME]
     assert set(default.inputs) == {contract.INPUT_KEY, contract.covariate_input_key("temperature"),
                                    contract.covariate_input_key("price"), contract.future_input_key("price"),
                                    contract.ORIGIN_TIMESTAMP_INPUT_KEY, contract.SERIES_ID_INPUT_KEY}
@@ -131,7 +130,7 @@ def test_session_loader_gives_the_keras_forecasts(covariate_export):
     assert len(keys) == 8  # history, 2 covariates, the calendar of past and future, the future covariate, 2 lags
     scaled = model.predict({k: transformed[k].numpy() for k in keys}, verbose=0)
     through_keras = scaled * transformed[features.SCALE].numpy() + transformed[features.LOC].numpy()
-    through_session = _session_forecast(server_lib.load_version(export_dir, 1), inputs)
+    through_session = _session_forecast(repository.load_version(export_dir, 1), inputs)
     np.testing.assert_allclose(through_session, through_keras, rtol=1e-5, atol=1e-3)
     # Original units of each series: the level-1000 series is forecast near 7000 (its eval level
     # is 7 times the training one), the level-10 one near 70, not near 0.
@@ -145,16 +144,16 @@ def test_xla_signature_gives_the_same_forecasts(covariate_export, rows):
     _, _, export_dir, xla_dir, inputs = covariate_export
     inputs = {k: v[:rows] for k, v in inputs.items()}
     assert _xla_functions(xla_dir) >= 1 and _xla_functions(export_dir) == 0
-    with_xla = _session_forecast(server_lib.load_version(xla_dir, 1), inputs)
+    with_xla = _session_forecast(repository.load_version(xla_dir, 1), inputs)
     assert with_xla.shape == (len(inputs[contract.INPUT_KEY]), conftest.UNIT_HORIZON)
-    np.testing.assert_allclose(with_xla, _session_forecast(server_lib.load_version(export_dir, 1), inputs),
+    np.testing.assert_allclose(with_xla, _session_forecast(repository.load_version(export_dir, 1), inputs),
                                rtol=1e-4, atol=1e-3)
 
 
 @pytest.mark.parametrize("which", ["pushed", "covariate"])
 def test_warmup_requests_parse_and_the_signature_accepts_them(which, pushed_model, covariate_export):
     export_dir = pushed_model if which == "pushed" else covariate_export[2]
-    loaded = server_lib.load_version(export_dir, 1)
+    loaded = repository.load_version(export_dir, 1)
     path = os.path.join(export_dir, contract.WARMUP_FILE)
     sizes = []
     for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
@@ -207,8 +206,8 @@ def test_export_traced_as_on_a_gpu_holds_no_cudnn_op(monkeypatch, tmp_path, cova
     export_dir = str(tmp_path / "gpu_traced")
     trainer_lib.export_serving_model(fresh, tft_output, export_dir, MODEL)
     assert not [op for op in _ops(export_dir) if op.startswith("CudnnRNN")]
-    np.testing.assert_allclose(_session_forecast(server_lib.load_version(export_dir, 1), inputs),
-                               _session_forecast(server_lib.load_version(covariate_export[2], 1), inputs),
+    np.testing.assert_allclose(_session_forecast(repository.load_version(export_dir, 1), inputs),
+                               _session_forecast(repository.load_version(covariate_export[2], 1), inputs),
                                rtol=1e-5, atol=1e-3)
 
 
@@ -240,7 +239,7 @@ def test_examples_signature_reads_every_input_from_the_examples(covariate_export
         feature[features.SERIES_ID] = tf.train.Feature(bytes_list=tf.train.BytesList(
             value=[inputs[contract.SERIES_ID_INPUT_KEY][i]]))
         serialized.append(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
-    loaded = server_lib.load_version(export_dir, 1)
+    loaded = repository.load_version(export_dir, 1)
     signature = loaded.signatures[contract.EXAMPLES_SIGNATURE_NAME]
     from_examples = loaded.session.run(signature.outputs[contract.OUTPUT_KEY].name,
                                        {signature.inputs[contract.EXAMPLES_INPUT_KEY].name: serialized})
@@ -251,19 +250,19 @@ def test_a_request_without_an_input_is_refused_naming_it(covariate_export):
     from serving import client as client_lib
 
     _, _, export_dir, _, inputs = covariate_export
-    loaded = server_lib.load_version(export_dir, 1)
+    loaded = repository.load_version(export_dir, 1)
     extra = {k: v[:2] for k, v in inputs.items() if k not in (contract.INPUT_KEY, conftest.FUTURE)}
     request = client_lib.build_predict_request("m", inputs[contract.INPUT_KEY][:2], extra_inputs=extra)
-    with pytest.raises(server_lib.RequestError, match=r"missing input\(s\) \['future_price'\]"):
-        server_lib.ModelServer._run(loaded, request)
+    with pytest.raises(dataplane.RequestError, match=r"missing input\(s\) \['future_price'\]"):
+        dataplane.run_request(loaded, request)
     # The timestamp must be int64 seconds, as the client sends it.
     request = client_lib.build_predict_request("m", inputs[contract.INPUT_KEY][:2], extra_inputs={
         **extra, conftest.FUTURE: inputs[conftest.FUTURE][:2]})
     assert request.inputs[contract.ORIGIN_TIMESTAMP_INPUT_KEY].dtype == tf.int64.as_datatype_enum
-    _, outputs = server_lib.ModelServer._run(loaded, request)
+    _, outputs = dataplane.run_request(loaded, request)
     np.testing.assert_allclose(outputs[contract.OUTPUT_KEY], _session_forecast(loaded, {
         k: v[:2] for k, v in inputs.items()}), rtol=1e-6)
     request.inputs[contract.ORIGIN_TIMESTAMP_INPUT_KEY].CopyFrom(tf.make_tensor_proto(
         inputs[contract.ORIGIN_TIMESTAMP_INPUT_KEY][:2].astype(np.float32)))
-    with pytest.raises(server_lib.RequestError, match="input 'origin_timestamp' has dtype float32, expected int64"):
-        server_lib.ModelServer._run(loaded, request)
+    with pytest.raises(dataplane.RequestError, match="input 'origin_timestamp' has dtype float32, expected int64"):
+        dataplane.run_request(loaded, request)

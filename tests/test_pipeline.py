@@ -16,8 +16,9 @@ from pipeline import config as config_lib
 from pipeline import local_data, local_runner
 from pipeline import pipeline as pipeline_lib
 from pipeline.pipeline import windowing_options
-from serving import contract
-from serving import server as server_lib
+from pipeline.report import collect as report_collect
+from pipeline.report import render as report_render
+from serving import contract, repository
 from tests.conftest import DATA, FAST_WINDOWS, in_process_forecast, origins
 
 
@@ -53,7 +54,7 @@ def test_pushed_model_is_a_numbered_version_under_the_base_path(pipeline_run, pu
 def test_tf_serving_loader_gives_the_in_process_forecasts_in_original_units(pipeline_run, pushed_model):
     _, result = pipeline_run
     test = local_data.read_split_windows(result.examples_uri, windowing.TEST)
-    loaded = server_lib.load_version(pushed_model, 1)
+    loaded = repository.load_version(pushed_model, 1)
     signature = loaded.signatures[contract.SIGNATURE_NAME]
     through_session = loaded.session.run(
         signature.outputs[contract.OUTPUT_KEY].name,
@@ -137,7 +138,7 @@ def test_a_failed_report_rewrite_leaves_the_previous_report_whole(pipeline_run, 
     from pipeline import report as report_lib
 
     config, result = pipeline_run
-    report = report_lib.collect(config, result)
+    report = report_collect.collect(config, result)
     assert report.blessed and len(report.per_step["eval"]["model"]) == config.windows.horizon
     report_lib.write(config, result, report)
     summary_path = os.path.join(config.report_dir, report_lib.SUMMARY_FILE)
@@ -147,7 +148,7 @@ def test_a_failed_report_rewrite_leaves_the_previous_report_whole(pipeline_run, 
     def broken(*args):
         raise OSError("disk full")
 
-    monkeypatch.setattr(report_lib, "_html", broken)
+    monkeypatch.setattr(report_render, "html", broken)
     with pytest.raises(OSError, match="disk full"):
         report_lib.write(config, result, dataclasses.replace(report, blessed=False))
     with open(summary_path) as f:

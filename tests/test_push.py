@@ -6,7 +6,7 @@ import pytest
 from tfx.utils import io_utils
 
 from components import pusher
-from serving import server as server_lib
+from serving import versions
 
 
 def saved_model(tmp_path, name="model"):
@@ -25,7 +25,7 @@ def test_a_push_lands_whole_and_keeps_the_newest_versions(tmp_path):
     assert sorted(os.listdir(base)) == ["11", "12"]
     with pytest.raises(FileExistsError):
         pusher.push_atomically(model, base, 12, keep_versions=2)
-    assert server_lib.list_versions(base) == [11, 12]
+    assert versions.list_versions(base) == [11, 12]
 
 
 def test_an_interrupted_push_leaves_no_version_a_server_would_load(tmp_path, monkeypatch):
@@ -41,14 +41,14 @@ def test_an_interrupted_push_leaves_no_version_a_server_would_load(tmp_path, mon
     with pytest.raises(OSError, match="disk full"):
         pusher.push_atomically(model, base, 2, keep_versions=3)
     assert os.listdir(base) == ["1"]
-    assert server_lib.list_versions(base) == [1]
+    assert versions.list_versions(base) == [1]
 
 
 def test_a_staging_directory_is_not_a_version_to_servers(tmp_path):
     base = tmp_path / "m"
     (base / f"{pusher.STAGING_PREFIX}7-123").mkdir(parents=True)
     (base / "3").mkdir()
-    assert server_lib.list_versions(str(base)) == [3]
+    assert versions.list_versions(str(base)) == [3]
 
 
 def test_the_same_saved_model_is_known_by_its_fingerprint(tmp_path):

@@ -16,8 +16,9 @@ from tensorflow_serving.apis import get_model_status_pb2
 from components import windowing
 from pipeline import cli, local_data
 from serving import client as client_lib
-from serving import contract
-from serving import server as server_lib
+from serving import contract, dataplane, repository
+from serving import grpc_server as grpc_lib
+from serving import rest as rest_lib
 from tests.conftest import in_process_forecast, origins
 
 
@@ -28,21 +29,23 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def model_server_for(model_base_path, **options) -> server_lib.ModelServer:
-    """A server of model "co2", started as the production TF Serving is: XLA compilation on."""
-    return server_lib.ModelServer("co2", str(model_base_path), xla_cpu_compilation_enabled=True, **options)
+def model_server_for(model_base_path, batching=None, **options) -> dataplane.DataPlane:
+    """A data plane of model "co2", started as the production TF Serving is: XLA compilation on."""
+    model = repository.ModelRepository("co2", str(model_base_path), run_warmup=dataplane.run_request,
+                                       xla_cpu_compilation_enabled=True, **options)
+    return dataplane.DataPlane(model, batching=batching)
 
 
-# The ModelServer behind each port the served fixture opened.
-_SERVERS: dict[int, server_lib.ModelServer] = {}
+# The DataPlane behind each port the served fixture opened.
+_SERVERS: dict[int, dataplane.DataPlane] = {}
 
 
 @pytest.fixture()
 def served(model_base_path):
     """A running server (batching on) on loopback for version 1 of the pushed model, and a client."""
     model_server = model_server_for(model_base_path, poll_seconds=0.1,
-                                          batching=server_lib.BatchingOptions(), load_retry_seconds=0.2)
-    grpc_server, port = server_lib.start_server(model_server, 0, host="127.0.0.1")
+                                    batching=dataplane.BatchingOptions(), load_retry_seconds=0.2)
+    grpc_server, port = grpc_lib.start_server(model_server, 0, host="127.0.0.1")
     _SERVERS[port] = model_server
     client = client_lib.ForecastClient(f"127.0.0.1:{port}", "co2", timeout_s=10)
     client.wait_until_ready(60)
@@ -243,8 +246,8 @@ def test_a_corrupt_version_is_reported_retried_and_the_old_one_keeps_serving(ser
 
 
 def test_many_bad_requests_among_good_ones(model_base_path, test_windows):
-    model_server = model_server_for(model_base_path, batching=server_lib.BatchingOptions())
-    grpc_server, port = server_lib.start_server(model_server, 0, host="127.0.0.1", max_message_bytes=1 << 16)
+    model_server = model_server_for(model_base_path, batching=dataplane.BatchingOptions())
+    grpc_server, port = grpc_lib.start_server(model_server, 0, host="127.0.0.1", max_message_bytes=1 << 16)
     try:
         with client_lib.ForecastClient(f"127.0.0.1:{port}", "co2", max_message_bytes=1 << 20) as client:
             client.wait_until_ready(60)
@@ -296,7 +299,7 @@ def test_many_bad_requests_among_good_ones(model_base_path, test_windows):
 def test_the_client_survives_a_server_restart(model_base_path, test_windows):
     port = free_port()
     model_server = model_server_for(model_base_path)
-    grpc_server, _ = server_lib.start_server(model_server, port, host="127.0.0.1")
+    grpc_server, _ = grpc_lib.start_server(model_server, port, host="127.0.0.1")
     restarted = []
     try:
         with client_lib.ForecastClient(f"127.0.0.1:{port}", "co2", timeout_s=30, max_attempts=5) as client:
@@ -305,13 +308,13 @@ def test_the_client_survives_a_server_restart(model_base_path, test_windows):
             # Loaded and warmed up (XLA compiles each warmup batch size) before the old server
             # stops, so the gap the client must ride out is the restart alone.
             server = model_server_for(model_base_path)
-            server.poll_once()
+            server.repository.poll_once()
             grpc_server.stop(grace=None).wait()
             model_server.stop()
 
             def restart():
                 time.sleep(0.5)
-                restarted.append((server, server_lib.start_server(server, port, host="127.0.0.1")[0]))
+                restarted.append((server, grpc_lib.start_server(server, port, host="127.0.0.1")[0]))
 
             thread = threading.Thread(target=restart)
             thread.start()
@@ -324,22 +327,21 @@ def test_the_client_survives_a_server_restart(model_base_path, test_windows):
             server.stop()
 
 
-def test_the_warmup_requests_of_a_version_are_replayed_before_it_is_available(model_base_path, monkeypatch):
+def test_the_warmup_requests_of_a_version_are_replayed_before_it_is_available(model_base_path):
     replayed = []
-    original = server_lib.ModelServer._run
 
-    def counting_run(loaded, request, batcher=None):
+    def counting_run(loaded, request):
         replayed.append(request.model_spec.signature_name)
-        return original(loaded, request, batcher)
+        return dataplane.run_request(loaded, request)
 
-    monkeypatch.setattr(server_lib.ModelServer, "_run", staticmethod(counting_run))
-    requests = server_lib.warmup_requests(str(model_base_path / "1"))
+    requests = repository.warmup_requests(str(model_base_path / "1"))
     assert requests, "the export wrote no warmup requests"
-    model_server = model_server_for(model_base_path)
-    model_server.poll_once()
-    assert model_server.current is not None
+    model = repository.ModelRepository("co2", str(model_base_path), run_warmup=counting_run,
+                                       xla_cpu_compilation_enabled=True)
+    model.poll_once()
+    assert model.current is not None
     assert len(replayed) == len(requests)
-    model_server.stop()
+    model.stop()
 
 
 def test_request_batches_fit_the_message_limit():
@@ -449,7 +451,7 @@ def _self_signed_localhost() -> tuple[bytes, bytes]:
 def test_the_client_speaks_tls(model_base_path, test_windows, pushed_model):
     key, certificate = _self_signed_localhost()
     model_server = model_server_for(model_base_path)
-    grpc_server, port = server_lib.start_server(model_server, 0, host="127.0.0.1",
+    grpc_server, port = grpc_lib.start_server(model_server, 0, host="127.0.0.1",
                                                 tls_key_and_certificate=(key, certificate))
     try:
         with client_lib.ForecastClient(f"localhost:{port}", "co2", root_certificates=certificate) as client:
@@ -491,7 +493,7 @@ def test_predict_command_forecasts_from_the_last_points_of_a_series(served, pipe
 
 def test_two_newest_versions_stay_addressable_and_the_newest_is_the_default(model_base_path, test_windows):
     model_server = model_server_for(model_base_path, poll_seconds=0.1, num_versions=2)
-    grpc_server, port = server_lib.start_server(model_server, 0, host="127.0.0.1")
+    grpc_server, port = grpc_lib.start_server(model_server, 0, host="127.0.0.1")
     try:
         with client_lib.ForecastClient(f"127.0.0.1:{port}", "co2") as client:
             client.wait_until_ready(60)
@@ -512,7 +514,7 @@ def test_two_newest_versions_stay_addressable_and_the_newest_is_the_default(mode
 
 def test_with_batching_a_request_larger_than_a_batch_is_refused_as_tf_serving_does(served, test_windows):
     client, _, _ = served
-    rows = np.zeros(server_lib.BatchingOptions().max_batch_size + 1, int)
+    rows = np.zeros(dataplane.BatchingOptions().max_batch_size + 1, int)
     request = request_for(test_windows, rows)
     with pytest.raises(grpc.RpcError) as error:
         client._predictions.Predict(request, timeout=10)
@@ -537,7 +539,7 @@ def _rest_call(url, body=None):
 
 def test_the_rest_api_answers_as_tf_serving_does(served, test_windows):
     client, _, _ = served
-    rest, port = server_lib.start_rest_server(client_server(served), 0, host="127.0.0.1")
+    rest, port = rest_lib.start_rest_server(client_server(served), 0, host="127.0.0.1")
     base = f"http://127.0.0.1:{port}/v1/models/co2"
     try:
         windows, times = test_windows.histories[:3], origins(test_windows, slice(3))
@@ -561,7 +563,7 @@ def test_the_rest_api_answers_as_tf_serving_does(served, test_windows):
                    "series_id) is refused as 'dtype float32, expected int64'; it should cast by contract.input_dtype")
 def test_the_rest_api_forecasts_with_the_origin_timestamp(served, test_windows):
     client, _, _ = served
-    rest, port = server_lib.start_rest_server(client_server(served), 0, host="127.0.0.1")
+    rest, port = rest_lib.start_rest_server(client_server(served), 0, host="127.0.0.1")
     base = f"http://127.0.0.1:{port}/v1/models/co2"
     try:
         windows, times = test_windows.histories[:3], test_windows.origin_times[:3]
@@ -582,7 +584,7 @@ def test_the_rest_api_forecasts_with_the_origin_timestamp(served, test_windows):
 
 
 def client_server(served_fixture):
-    """The ModelServer behind the ``served`` fixture's port."""
+    """The DataPlane behind the ``served`` fixture's port."""
     return _SERVERS[served_fixture[2]]
 
 
@@ -591,7 +593,7 @@ def test_the_health_service_says_serving_once_a_version_is_loaded(model_base_pat
     empty = tmp_path / "empty"
     empty.mkdir()
     model_server = model_server_for(empty, poll_seconds=0.1)
-    grpc_server, port = server_lib.start_server(model_server, 0, host="127.0.0.1")
+    grpc_server, port = grpc_lib.start_server(model_server, 0, host="127.0.0.1")
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = health_pb2_grpc.HealthStub(channel)
@@ -609,9 +611,10 @@ def test_the_health_service_says_serving_once_a_version_is_loaded(model_base_pat
 
 
 def test_without_the_xla_flag_an_xla_version_fails_to_load_as_in_tf_serving(model_base_path):
-    model_server = server_lib.ModelServer("co2", str(model_base_path))
-    model_server.poll_once()
-    assert model_server.current is None
+    model = repository.ModelRepository("co2", str(model_base_path), run_warmup=dataplane.run_request)
+    model_server = dataplane.DataPlane(model)
+    model.poll_once()
+    assert model.current is None
     request = get_model_status_pb2.GetModelStatusRequest()
     request.model_spec.name = "co2"
     (status,) = model_server.status(request).model_version_status

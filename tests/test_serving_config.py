@@ -231,7 +231,7 @@ def test_dockerignore_keeps_run_outputs_other_than_pushed_models_out():
     assert not _dockerignore_allows("runs/demo/pipeline_root/Trainer/model/1/saved_model.pb")
     assert not _dockerignore_allows("runs/demo/metadata.sqlite")
     assert not _dockerignore_allows("tests/test_serving_config.py")
-    assert not _dockerignore_allows("serving/__pycache__/server.cpython-313.pyc")
+    assert not _dockerignore_allows("serving/__pycache__/dataplane.cpython-313.pyc")
     assert _dockerignore_allows("runs/demo/serving_model/lstm_forecast/1/saved_model.pb")
     assert _dockerignore_allows("serving/config/models.config")
 

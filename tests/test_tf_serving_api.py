@@ -19,8 +19,8 @@ import pytest
 import tensorflow as tf
 
 from serving import client as client_lib
-from serving import contract
-from serving import server as server_lib
+from serving import contract, dataplane, repository
+from serving import grpc_server as grpc_lib
 from tests.conftest import in_process_forecast
 
 
@@ -34,9 +34,9 @@ def target(request, pushed_model):
         yield address, os.environ.get("TF_SERVING_MODEL", "lstm_forecast"), os.environ.get("TF_SERVING_MODEL_DIR")
         return
     base = os.path.dirname(pushed_model)
-    model_server = server_lib.ModelServer("co2", base, batching=server_lib.BatchingOptions(),
-                                          xla_cpu_compilation_enabled=True)
-    grpc_server, port = server_lib.start_server(model_server, 0, host="127.0.0.1")
+    model = repository.ModelRepository("co2", base, run_warmup=dataplane.run_request, xla_cpu_compilation_enabled=True)
+    model_server = dataplane.DataPlane(model, batching=dataplane.BatchingOptions())
+    grpc_server, port = grpc_lib.start_server(model_server, 0, host="127.0.0.1")
     try:
         yield f"127.0.0.1:{port}", "co2", pushed_model
     finally:

@@ -18,8 +18,7 @@ from components import transform as transform_lib
 from pipeline import cli, local_runner
 from pipeline import config as config_lib
 from pipeline import pipeline as pipeline_lib
-from serving import contract
-from serving import server as server_lib
+from serving import contract, repository
 from tests import conftest
 
 TINY = config_lib.ModelConfig(scaling="per_series", lstm_units=(4,), epochs=2, batch_size=16,
@@ -119,7 +118,7 @@ def test_constant_series_forecasts_near_the_constant_in_original_units(tmp_path,
     export_dir = str(tmp_path / "export")
     trainer_lib.export_serving_model(model, tft.TFTransformOutput(os.path.join(out, "transform_graph")),
                                      export_dir, model_config)
-    loaded = server_lib.load_version(export_dir, 1)
+    loaded = repository.load_version(export_dir, 1)
     signature = loaded.signatures[contract.SIGNATURE_NAME]
     # The calendar is on: the signature takes each window's origin timestamp beside its context.
     assert set(signature.inputs) == {contract.INPUT_KEY, contract.ORIGIN_TIMESTAMP_INPUT_KEY}
@@ -171,7 +170,7 @@ def test_tune_runs_the_tuner_and_its_best_hyperparameters_feed_the_trainer(tmp_p
     with open(best[0]) as f:
         values = json.load(f)["values"]
     units = (values["units"],) * values["layers"]
-    signature = server_lib.load_version(result.pushed_model, 1).signatures[contract.SIGNATURE_NAME]
+    signature = repository.load_version(result.pushed_model, 1).signatures[contract.SIGNATURE_NAME]
     assert signature.inputs[contract.INPUT_KEY].tensor_shape.dim[1].size == config.windows.context
     # The pushed model has the tuned layers: as many LSTM kernels, of the tuned width.
     kernels = sorted((v.name, v.shape[0]) for v in tf.saved_model.load(result.pushed_model).variables

@@ -105,7 +105,7 @@ def cut_windows(series: grid.Series, options: WindowingOptions,
       both sides of a cut) and ``split_gap``.
     """
     windows = options.windows
-    L, H, C = windows.history, windows.horizon, windows.context  # noqa: N806 (the names of the docs)
+    H, C = windows.horizon, windows.context  # noqa: N806 (the names of the docs)
     data = options.data
     n_past = len(data.covariate_columns)
     starts = windowing.window_starts(len(series.times), C, H, windows.stride)

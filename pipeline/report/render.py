@@ -1,0 +1,145 @@
+"""Renders a collected report: the text summary ``lstm-forecast run`` prints, the PNG plots and ``index.html``.
+
+Its input is what :mod:`pipeline.report.collect` gathered (a :class:`~pipeline.report.collect.Report`
+and the test split's :class:`~pipeline.report.collect.ForecastCurve`); nothing here reads ML
+Metadata or runs the model. The plots are drawn on their own Agg canvases, without pyplot, so
+drawing them changes no process-wide matplotlib state. ``index.html`` comes from
+``templates/index.html`` with autoescaping on: a series id or a reason shows as text, never as markup.
+"""
+
+import math
+import os
+from typing import Optional
+
+import jinja2
+import numpy as np
+from matplotlib import ticker
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from components import forecast_metrics, windowing
+from pipeline.report.collect import SPLITS, ForecastCurve, Report
+from pipeline.report.verdict import label
+
+# The files of OUTPUT/report/, which index.html links together.
+SUMMARY_FILE = "summary.json"
+HTML_FILE = "index.html"
+TRAINING_PLOT = "training.png"
+_ERROR_LABELS = {"mae": "MAE", "rmse": "RMSE", "mape": "MAPE%", "smape": "sMAPE%", "mase": "MASE"}
+_PLOT_DPI = 90
+
+
+def _cell(value: Optional[float], digits: int = 4) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.{digits}g}"
+
+
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("pipeline.report"), autoescape=True, undefined=jinja2.StrictUndefined,
+    trim_blocks=True, lstrip_blocks=True)
+_TEMPLATES.filters["cell"] = _cell
+
+
+def _losing_lines(report: Report) -> list[str]:
+    """One line per split on the series that lose to their best naive forecast, with many series only."""
+    lines = []
+    for split in SPLITS:
+        losing = report.losing_series.get(split)
+        if losing and losing["series"] > 1:
+            worst = ", ".join(f"{sid} {_cell(skill, 3)}" for sid, skill in losing["worst"])
+            lines.append(f"losing series   {split}: {losing['count']} of {losing['series']} lose to their best "
+                         f"naive forecast" + (f" (worst: {worst})" if worst else ""))
+    return lines
+
+
+def format_report(report: Report) -> str:
+    """The summary a person reads at a glance at the end of a run."""
+    w = report.windows
+    errors = forecast_metrics.ERRORS
+    block = 9 * len(errors)
+    lines = [f"windows          train {w.get('train', 0)}, eval {w.get('eval', 0)}, test {w.get('test', 0)}", "",
+             f"{'':<16}" + "".join(f"  {(' ' + split + ' split '):-^{block}}" for split in SPLITS),
+             f"{'':<16}" + "".join("  " + "".join(f"{_ERROR_LABELS[e]:>9}" for e in errors)
+                                  for _ in SPLITS)]
+    width = max(16, *(len(label(f)) + 1 for f in report.forecasters))
+    lines = [line if not line.startswith(" " * 16) else " " * width + line[16:] for line in lines]
+    for forecaster in report.forecasters:
+        lines.append(f"{label(forecaster):<{width}}" + "".join(
+            "  " + "".join(f"{_cell(report.metrics[s][forecaster][e]):>9}" for e in errors) for s in SPLITS))
+    lines += ["", f"skill            eval {_cell(report.skill[windowing.EVAL], 3)}, "
+                  f"test {_cell(report.skill[windowing.TEST], 3)}  (model MAE / best naive MAE; below 1 beats naive)",
+              *_losing_lines(report),
+              f"blessed          {'yes' if report.blessed else 'no'}"]
+    lines += [f"  - {reason}" for reason in report.reasons]
+    lines.append(f"pushed           {report.pushed_model or 'nothing (the model was not blessed)'}")
+    return "\n".join(lines)
+
+
+def _figure(width: float, height: float) -> tuple[Figure, Axes]:
+    figure = Figure(figsize=(width, height))
+    FigureCanvasAgg(figure)
+    return figure, figure.subplots()
+
+
+def forecast_plots(curves: list[ForecastCurve], directory: str) -> list[tuple[str, str]]:
+    """Draws forecast against actual, one PNG per series, into ``directory``.
+
+    Returns:
+      ``[(file name, series id)]``, in the order of ``curves``.
+    """
+    plots = []
+    for index, curve in enumerate(curves):
+        last = curve.actual.shape[1] - 1
+        figure, axes = _figure(9, 3.6)
+        axes.plot(curve.times[:, 0], curve.actual[:, 0], color="black", linewidth=1.4, label="actual")
+        axes.plot(curve.times[:, 0], curve.model[:, 0], label="model, 1 step ahead")
+        if last:
+            axes.plot(curve.times[:, last], curve.model[:, last], label=f"model, {last + 1} steps ahead")
+        axes.plot(curve.times[:, 0], curve.persistence[:, 0], linestyle="--", linewidth=1,
+                  label="persistence, 1 step ahead")
+        axes.set_title(f"test split, series {curve.series_id}")
+        axes.legend(loc="best", fontsize="small")
+        figure.tight_layout()
+        name = f"forecast_{index}.png"
+        figure.savefig(os.path.join(directory, name), dpi=_PLOT_DPI)
+        plots.append((name, curve.series_id))
+    return plots
+
+
+def training_plot(training: dict[str, list[float]], directory: str) -> Optional[str]:
+    """Draws the training (and eval) loss per epoch into ``directory``.
+
+    Returns:
+      The file name, or None when the run logged no training loss.
+    """
+    if not training.get("loss"):
+        return None
+    figure, axes = _figure(6, 3.4)
+    epochs = np.arange(1, len(training["loss"]) + 1)
+    axes.plot(epochs, training["loss"], marker="o", label="train loss")
+    if training.get("val_loss"):
+        axes.plot(epochs, training["val_loss"], marker="o", label="eval loss")
+    axes.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("loss (scaled units)")
+    axes.set_yscale("log")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(os.path.join(directory, TRAINING_PLOT), dpi=_PLOT_DPI)
+    return TRAINING_PLOT
+
+
+def html(report: Report, plots: list[tuple[str, str]], training_plot_file: Optional[str]) -> str:
+    """``index.html``: the verdict, the metric tables, and the plots already drawn beside it.
+
+    Args:
+      report: The collected report.
+      plots: ``[(file name, series id)]`` of the forecast plots, as :func:`forecast_plots` returns.
+      training_plot_file: The training plot's file name, or None for no training section.
+    """
+    return _TEMPLATES.get_template(HTML_FILE).render(
+        report=report, plots=plots, training_plot=training_plot_file, summary_file=SUMMARY_FILE,
+        splits=SPLITS, eval_split=windowing.EVAL, test_split=windowing.TEST,
+        errors=forecast_metrics.ERRORS, error_labels=_ERROR_LABELS, forecasters=report.forecasters,
+        forecaster_labels={f: label(f) for f in report.forecasters}, model=forecast_metrics.MODEL,
+        losing_lines=_losing_lines(report))

@@ -1,0 +1,183 @@
+"""The run's report from hand-made inputs: the blessing's reasons, the text summary and index.html.
+
+No pipeline runs here; tests/test_pipeline.py and tests/test_blessing.py check the report of real runs.
+"""
+
+import dataclasses
+import html.parser
+import json
+import math
+
+import numpy as np
+import pytest
+
+from components import forecast_metrics
+from pipeline.config import EvaluationConfig
+from pipeline.report import collect, render, verdict
+
+GATE = EvaluationConfig(max_skill=1.0, regression_tolerance=0.05)
+NAN = float("nan")
+
+
+def outcome(**changes) -> verdict.GateOutcome:
+    """A blessed first model: MAE 0.5 against persistence's 1.0 and seasonal naive's 2.0."""
+    fields = dict(blessed=True, failed=frozenset(), mae=0.5, skill=0.5,
+                  naive_mae={forecast_metrics.PERSISTENCE: 1.0, forecast_metrics.SEASONAL_NAIVE: 2.0},
+                  baseline_mae=None)
+    return verdict.GateOutcome(**{**fields, **changes})
+
+
+def test_a_first_blessing_names_the_better_naive_forecast_and_the_missing_baseline():
+    assert verdict.reasons(outcome(), GATE) == (
+        "skill 0.500 is below 1: eval MAE 0.5 against persistence's 1, the better naive forecast",
+        "no earlier blessed model to compare with (first blessing: the skill bound alone applies)")
+
+
+def test_the_better_naive_forecast_is_the_one_with_the_lower_mae():
+    reason = verdict.skill_reason(
+        outcome(naive_mae={forecast_metrics.PERSISTENCE: 3.0, forecast_metrics.SEASONAL_NAIVE: 0.75}), 1.0)
+    assert "against seasonal naive's 0.75, the better naive forecast" in reason
+
+
+def test_a_failed_skill_bound_reads_as_not_below():
+    got = verdict.reasons(outcome(blessed=False, failed=frozenset({"skill"}), mae=1.2, skill=1.2), GATE)
+    assert got[0] == "skill 1.200 is not below 1: eval MAE 1.2 against persistence's 1, the better naive forecast"
+    assert len(got) == 2  # a failed check explains the refusal by itself
+
+
+def test_the_comparison_with_the_latest_blessed_model_gives_the_change_and_the_tolerance():
+    assert verdict.baseline_reason(outcome(mae=0.51, baseline_mae=0.5), 0.05) == (
+        "eval MAE 0.51 against the latest blessed model's 0.5 (+2.0%): within the 5% tolerance")
+    assert verdict.baseline_reason(outcome(mae=0.6, baseline_mae=0.5, failed=frozenset({"mae"})), 0.05) == (
+        "eval MAE 0.6 against the latest blessed model's 0.5 (+20.0%): more than the 5% tolerance")
+
+
+def test_a_zero_baseline_mae_gives_no_relative_change():
+    assert "(+nan%)" in verdict.baseline_reason(outcome(baseline_mae=0.0), 0.05)
+
+
+def test_a_refusal_without_a_failed_check_says_so():
+    got = verdict.reasons(outcome(blessed=False), GATE)
+    assert got[-1] == "the Evaluator did not bless the model (see its validation result)" and len(got) == 3
+
+
+def metrics(base: float) -> dict[str, dict[str, float]]:
+    return {f: {e: base + i + j / 10 for j, e in enumerate(forecast_metrics.ERRORS)}
+            for i, f in enumerate(forecast_metrics.FORECASTERS)}
+
+
+def hand_made_report(**changes) -> collect.Report:
+    """Two series, one of them named like markup; the test split's model metrics missing (NaN)."""
+    steps = {f: [{e: 0.1 * h for e in forecast_metrics.ERRORS} for h in (1, 2, 3)]
+             for f in forecast_metrics.FORECASTERS}
+    series = {"<b>x</b>": {**metrics(2.0), "skill": 0.7, "windows": 4},
+              "a": {**metrics(3.0), "skill": math.inf, "windows": 1}}
+    fields = dict(
+        blessed=False, reasons=("skill & <more>", "second"), pushed_model=None,
+        windows={"train": 5, "eval": 3, "test": 2},
+        metrics={"eval": metrics(0.5), "test": {**metrics(1.5), "model": dict.fromkeys(forecast_metrics.ERRORS, NAN)}},
+        per_step={"eval": steps, "test": steps}, per_series={"eval": series, "test": series},
+        skill={"eval": 0.81234, "test": NAN}, baseline_mae=0.4, training={"loss": [1.0, 0.5]})
+    return collect.Report(**{**fields, **changes})
+
+
+class _Html(html.parser.HTMLParser):
+    """The tables (rows of cell texts), the image sources and alt texts, and the text of a page."""
+
+    def __init__(self, page: str):
+        super().__init__()
+        self.tables, self.images, self.text, self._cell = [], [], [], None
+        self.feed(page)
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = ""
+        elif tag == "img":
+            self.images.append(dict(attrs))
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self.tables[-1][-1].append(self._cell)
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+        self.text.append(data)
+
+
+def test_the_page_holds_the_metric_step_and_series_tables():
+    page = _Html(render.html(hand_made_report(), [("forecast_0.png", "a")], render.TRAINING_PLOT))
+    metric_eval, metric_test, step_eval, step_test, by_series = page.tables
+    assert metric_eval == [["", "MAE", "RMSE", "MAPE%", "sMAPE%"], ["model", "0.5", "0.6", "0.7", "0.8"],
+                           ["persistence", "1.5", "1.6", "1.7", "1.8"],
+                           ["seasonal naive", "2.5", "2.6", "2.7", "2.8"]]
+    assert metric_test[1] == ["model", "-", "-", "-", "-"]  # NaN shows as a dash
+    assert step_eval[0] == ["", "step 1", "step 2", "step 3"] and step_eval[1] == ["model", "0.1", "0.2", "0.3"]
+    assert step_test == step_eval
+    assert by_series == [["series", "windows", "model", "persistence", "seasonal naive", "skill"],
+                         ["<b>x</b>", "4", "2", "3", "4", "0.7"], ["a", "1", "3", "4", "5", "-"]]
+    assert page.images == [{"src": "forecast_0.png", "alt": "forecast of series a"},
+                           {"src": render.TRAINING_PLOT, "alt": "training curves"}]
+    text = " ".join(" ".join(page.text).split())
+    assert "not blessed ; eval skill 0.812, test skill -" in text
+    assert "skill & <more>" in text and "windows: train 5, eval 3, test 2" in text
+
+
+def test_the_page_escapes_series_ids_and_reasons():
+    source = render.html(hand_made_report(), [("forecast_0.png", "<b>x</b>")], None)
+    assert "<b>x</b>" not in source and "<more>" not in source
+    assert "<td>&lt;b&gt;x&lt;/b&gt;</td>" in source and 'alt="forecast of series &lt;b&gt;x&lt;/b&gt;"' in source
+    assert "Training" not in source  # no training plot, no section
+
+
+def test_the_page_links_the_summary_and_names_the_pushed_version():
+    page = render.html(hand_made_report(blessed=True, pushed_model="/models/m/7"), [], None)
+    assert '<p class="ok"><b>blessed</b>' in page and "<code>/models/m/7</code>" in page
+    assert f'<a href="{render.SUMMARY_FILE}">' in page
+
+
+def test_the_text_summary_lines_up_the_splits_and_lists_the_reasons():
+    assert render.format_report(hand_made_report()).splitlines() == [
+        "windows          train 5, eval 3, test 2",
+        "",
+        "                  ------------ eval split ------------  ------------ test split ------------",
+        "                        MAE     RMSE    MAPE%   sMAPE%        MAE     RMSE    MAPE%   sMAPE%",
+        "model                   0.5      0.6      0.7      0.8          -        -        -        -",
+        "persistence             1.5      1.6      1.7      1.8        2.5      2.6      2.7      2.8",
+        "seasonal naive          2.5      2.6      2.7      2.8        3.5      3.6      3.7      3.8",
+        "",
+        "skill            eval 0.812, test -  (model MAE / best naive MAE; below 1 beats naive)",
+        "blessed          no",
+        "  - skill & <more>",
+        "  - second",
+        "pushed           nothing (the model was not blessed)"]
+
+
+def test_summary_json_writes_nan_as_null_and_splits_the_skills():
+    got = json.loads(json.dumps(hand_made_report().to_json()))
+    assert got["skill"] == 0.81234 and got["test_skill"] is None
+    assert got["per_series"]["eval"]["a"]["skill"] is None and got["metrics"]["test"]["model"]["mae"] is None
+    assert list(got) == ["blessed", "reasons", "pushed_model", "windows", "metrics", "skill", "test_skill",
+                         "baseline_mae", "per_step", "per_series", "training"]
+
+
+@pytest.mark.parametrize("training", [{}, {"loss": []}])
+def test_no_training_loss_draws_no_training_plot(tmp_path, training):
+    assert render.training_plot(training, str(tmp_path)) is None and not list(tmp_path.iterdir())
+
+
+def test_the_plots_are_pngs_named_in_order(tmp_path):
+    times = np.arange("2024-01-01", "2024-01-07", dtype="datetime64[D]").astype("datetime64[s]").reshape(3, 2)
+    values = np.arange(6, dtype=np.float32).reshape(3, 2)
+    curve = collect.ForecastCurve(series_id="<b>x</b>", times=times, actual=values, model=values + 1,
+                                  persistence=values - 1)
+    assert render.forecast_plots([curve, dataclasses.replace(curve, series_id="a")], str(tmp_path)) == [
+        ("forecast_0.png", "<b>x</b>"), ("forecast_1.png", "a")]
+    assert render.training_plot({"loss": [1.0, 0.5], "val_loss": [1.2, 0.7]}, str(tmp_path)) == render.TRAINING_PLOT
+    for name in ("forecast_0.png", "forecast_1.png", render.TRAINING_PLOT):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
