@@ -1,30 +1,36 @@
-"""Transform module: scales windows with statistics of the training split (tf.Transform).
+"""Transform module: scales windows with statistics of the training split, and computes the inputs
+that are known at the forecast origin: seasonal lags and the calendar (tf.Transform).
 
-Transform analyzes only ``Split-train``, so eval and test values never shape the scaling. The
-affine map of the target is emitted with every example (:data:`features.LOC`,
-:data:`features.SCALE`) so the exported model returns forecasts in original units whatever the
-scaling: ``original = scaled * scale + loc``.
+Everything here is part of the served graph, so a client sends raw values and a timestamp, and
+training and serving compute the same features from them. Transform analyzes only ``Split-train``,
+so eval and test values never shape the scaling. The affine map of the target is emitted with every
+example (:data:`features.LOC`, :data:`features.SCALE`) so the exported model returns forecasts in
+original units whatever the scaling: ``original = scaled * scale + loc``.
 
-Scalings of the target history and the target (``custom_config["scaling"]``), one map for both:
+The raw ``history`` is the window's context, C = max(L, longest seasonal period) points up to the
+origin. The model's history is its last L points; the seasonal lag of period m of each target step
+(its value one season earlier, :func:`components.windowing.seasonal_lag_offsets`) is read from the
+context, so the model sees last week without a 168-step recurrence.
 
+Scalings of the target's history, lags and target (``custom_config["scaling"]``), one map for all:
+
+* ``window_std`` (default): each window relative to its history's mean, divided by the std of its
+  whole context (a season or more, so one spike does not change the scale much). Scale-free
+  across series of any size, and an additive effect (a promotion, a holiday) keeps about one size
+  in scaled units.
+* ``window_mean``: relative to the history's mean, divided by the training split's std of those
+  differences (one scale for all windows).
+* ``last_value``: relative to the last history value, divided by the training split's std of
+  those differences.
 * ``global``: ``(x - mean) / std`` with the mean and std of all training histories.
 * ``per_series``: the same with the mean and std of each series' training histories (keyed by
-  :data:`features.SERIES_ID`), for multi-series data whose levels differ. A series the training
-  split never saw falls back to the global statistics.
-* ``last_value`` (default): each window relative to its own last history value, divided by the
-  training split's std of those differences. A trending series (the bundled CO2) leaves the
-  training range in eval and test; relative to the last value it does not.
-* ``window_mean``: each window relative to its own mean, divided by the training split's std of
-  those differences.
+  :data:`features.SERIES_ID`); a series the training split never saw gets the global statistics.
 
-Measured on the bundled CO2 (L=52, H=4, default 2 x 64 LSTM, 20 epochs with early stopping,
-MAE in ppm, eval / test split): ``last_value`` 0.345 / 0.353, ``window_mean`` 0.381 / 0.427,
-``global`` 1.12 / 6.11, ``per_series`` 1.12 / 6.11 (one series: the same statistics as
-``global``); repeating the last value scores 0.764 / 0.756. Hence the default.
-
-Covariates (``covariate_<column>`` ``[L]``, present only when the raw schema has them) are scaled
-on their own, each by its training mean and std. Calendar features (:data:`features.CALENDAR_FEATURES`
-present in the schema) are already in [-1, 1] and pass through unchanged.
+Covariates (``covariate_<column>`` ``[C]``; for known-future ones also ``future_<column>`` ``[H]``)
+are scaled on their own, each by its training mean and std; a known-future covariate also gives,
+per seasonal period, its value where each lag was read (was last week's value a holiday?).
+Calendar features (sin and cos of hour of day, day of week and day of year, those cycles longer
+than the step) of every history and target step come from :data:`features.ORIGIN_TIMESTAMP`.
 """
 
 from typing import Any, Optional

@@ -376,7 +376,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _known_errors() -> tuple[type[Exception], ...]:
     from components.example_gen.columns import DataError
-    from pipeline.demo import DemoError
+    from pipeline.errors import DemoError
     from serving.client import ForecastError
     return (DataError, config_lib.ConfigError, DemoError, ForecastError, TimeoutError, FileNotFoundError)
 

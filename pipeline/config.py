@@ -150,15 +150,30 @@ def resolve(config: PipelineConfig, frequency: str, points: int) -> PipelineConf
 
 
 def resolve_from_data(config: PipelineConfig) -> PipelineConfig:
-    """``config`` resolved against the frequency and length of the first series of its data.
+    """``config`` with what it leaves to the data filled in from the first series of the data.
+
+    Reads one chunk of the data for its frequency and length, unless ``--frequency``,
+    ``--history`` and ``--season-length`` are all given (then nothing is read: a pipeline can be
+    compiled for data this machine cannot reach).
 
     Raises:
       DataError: The data cannot be read or its frequency not inferred (the message names the file).
     """
-    if config.windows.resolved and config.windows.step_seconds:
+    windows, data = config.windows, config.data
+    if windows.resolved:
         return config
+    if data.frequency and windows.history and windows.seasonal_periods:
+        return resolve(config, data.frequency, points=max(windows.seasonal_periods) * options.MIN_CYCLES)
     # Reading the data needs TensorFlow's file systems; settings alone do not, so --help stays fast.
     from components.example_gen import grid
+    from components.example_gen.columns import DataError
 
-    frequency, points = grid.probe(config.data)
-    return resolve(config, frequency, points)
+    try:
+        frequency, points = grid.probe(data)
+    except DataError:
+        raise
+    except Exception as error:  # noqa: BLE001 (any file system's error: gs:// without credentials, ...)
+        raise DataError(f"{data.path}: cannot read it to learn the frequency and the series' length "
+                        f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); give "
+                        "--frequency, --history and --season-length to run or compile without reading it") from error
+    return resolve(config, data.frequency or frequency, points)

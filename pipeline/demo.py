@@ -24,12 +24,9 @@ from components.example_gen import summary as summary_lib
 from pipeline import local_data, local_runner
 from pipeline import report as report_lib
 from pipeline.config import PipelineConfig
+from pipeline.errors import DemoError
 from serving import client as client_lib
 from serving import contract
-
-
-class DemoError(RuntimeError):
-    """The demo could not complete; the message says at which step."""
 
 
 def free_port() -> int:

@@ -204,19 +204,24 @@ class ForecastClient:
 
         Args:
           windows: History windows in original units.
-          extra_inputs: Further inputs by alias (covariate histories ``[N, L]``), if the model has them.
+          extra_inputs: Further inputs by alias, if the model has them: covariate histories ``[N, C]``,
+            future covariates ``[N, H]``, origin timestamps ``[N]`` (epoch seconds), series ids ``[N]``.
 
         Raises:
           InvalidRequestError: A window holds NaN or infinity (checked here: the model would
             silently forecast NaN), or the server refused the request.
         """
         windows = np.asarray(windows, dtype=contract.INPUT_DTYPE)
-        extra_inputs = {k: np.asarray(v, dtype=contract.INPUT_DTYPE) for k, v in (extra_inputs or {}).items()}
+        extra_inputs = {k: np.asarray(v, dtype=contract.input_dtype(k)) for k, v in (extra_inputs or {}).items()}
         for alias, values in {contract.INPUT_KEY: windows, **extra_inputs}.items():
+            if values.dtype.kind != "f":
+                continue
             bad = ~np.isfinite(values).reshape(len(values), -1).all(axis=1) if values.size else np.zeros(0, bool)
             if bad.any():
                 raise InvalidRequestError(f"input '{alias}': window {int(np.argmax(bad))} holds NaN or infinity")
-        bytes_per_row = sum(v[:1].nbytes for v in (windows, *extra_inputs.values()))
+        # A series id is a Python object in numpy; its bytes are its text's.
+        bytes_per_row = sum(v[:1].nbytes if v.dtype != object else len(str(v[0])) + 8 if len(v) else 0
+                            for v in (windows, *extra_inputs.values()))
         forecasts = []
         batches = request_batches(len(windows), bytes_per_row, self.max_message_bytes, self.max_windows_per_request)
         for rows in batches or [slice(0, 0)]:

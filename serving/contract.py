@@ -17,8 +17,9 @@ A forecasting SavedModel has two signatures:
 
 Inputs beyond the history, present only in models that use them:
 
-* One float32 ``[batch, L]`` input per covariate, named like its example feature
-  (``covariate_<column>``, see :func:`covariate_input_key`), in raw units, aligned with the history.
+* One float32 ``[batch, C]`` input per covariate, named like its example feature
+  (``covariate_<column>``, see :func:`covariate_input_key`), in raw units, aligned with the history
+  (known-future covariates too: their past comes here, their future in ``future_<column>``).
 * One float32 ``[batch, H]`` input per known-future covariate (``future_<column>``, see
   :func:`future_input_key`): its values at the H forecast steps. A request without it gets
   INVALID_ARGUMENT naming the input.
@@ -69,7 +70,7 @@ WARMUP_FILE: Final = "assets.extra/tf_serving_warmup_requests"
 
 
 def covariate_input_key(column: str) -> str:
-    """Input key of the history of covariate ``column`` in ``serving_default``."""
+    """Input key of the history (``[batch, C]``) of covariate ``column`` in ``serving_default``."""
     return COVARIATE_INPUT_PREFIX + column
 
 

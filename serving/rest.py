@@ -61,7 +61,8 @@ def rest_predict_request(path: str, body: dict) -> predict_pb2.PredictRequest:
         columns = body["inputs"] if isinstance(body["inputs"], dict) else {contract.INPUT_KEY: body["inputs"]}
     for alias, values in columns.items():
         try:
-            array = np.asarray(values, dtype=contract.INPUT_DTYPE if alias != contract.EXAMPLES_INPUT_KEY else object)
+            dtype = object if alias == contract.EXAMPLES_INPUT_KEY else contract.input_dtype(alias)
+            array = np.asarray(values, dtype=dtype)
         except (TypeError, ValueError) as error:
             raise dataplane.InvalidArgumentError(f"input '{alias}': {error}") from error
         request.inputs[alias].CopyFrom(tf.make_tensor_proto(array))

@@ -17,31 +17,35 @@ from pipeline.report import collect, render, verdict
 
 GATE = EvaluationConfig(max_skill=1.0, regression_tolerance=0.05)
 NAN = float("nan")
+# Quarterly data: persistence, the seasonal naive of period 4, and the best seasonal naive (the same one).
+PERIODS = (4,)
+FORECASTERS = forecast_metrics.forecasters(PERIODS)
+SEASONAL_4 = forecast_metrics.seasonal_naive(4)
 
 
 def outcome(**changes) -> verdict.GateOutcome:
     """A blessed first model: MAE 0.5 against persistence's 1.0 and seasonal naive's 2.0."""
     fields = dict(blessed=True, failed=frozenset(), mae=0.5, skill=0.5,
-                  naive_mae={forecast_metrics.PERSISTENCE: 1.0, forecast_metrics.SEASONAL_NAIVE: 2.0},
+                  naive_mae={forecast_metrics.PERSISTENCE: 1.0, SEASONAL_4: 2.0},
                   baseline_mae=None)
     return verdict.GateOutcome(**{**fields, **changes})
 
 
 def test_a_first_blessing_names_the_better_naive_forecast_and_the_missing_baseline():
     assert verdict.reasons(outcome(), GATE) == (
-        "skill 0.500 is below 1: eval MAE 0.5 against persistence's 1, the better naive forecast",
+        "skill 0.500 is below 1: eval MAE 0.5 against persistence's 1, the best naive forecast",
         "no earlier blessed model to compare with (first blessing: the skill bound alone applies)")
 
 
-def test_the_better_naive_forecast_is_the_one_with_the_lower_mae():
-    reason = verdict.skill_reason(
-        outcome(naive_mae={forecast_metrics.PERSISTENCE: 3.0, forecast_metrics.SEASONAL_NAIVE: 0.75}), 1.0)
-    assert "against seasonal naive's 0.75, the better naive forecast" in reason
+def test_the_best_naive_forecast_is_the_one_with_the_lowest_mae():
+    reason = verdict.skill_reason(outcome(naive_mae={
+        forecast_metrics.PERSISTENCE: 3.0, SEASONAL_4: 0.75, forecast_metrics.seasonal_naive(12): 0.9}), 1.0)
+    assert "against seasonal naive 4's 0.75, the best naive forecast" in reason
 
 
 def test_a_failed_skill_bound_reads_as_not_below():
     got = verdict.reasons(outcome(blessed=False, failed=frozenset({"skill"}), mae=1.2, skill=1.2), GATE)
-    assert got[0] == "skill 1.200 is not below 1: eval MAE 1.2 against persistence's 1, the better naive forecast"
+    assert got[0] == "skill 1.200 is not below 1: eval MAE 1.2 against persistence's 1, the best naive forecast"
     assert len(got) == 2  # a failed check explains the refusal by itself
 
 
@@ -63,13 +67,13 @@ def test_a_refusal_without_a_failed_check_says_so():
 
 def metrics(base: float) -> dict[str, dict[str, float]]:
     return {f: {e: base + i + j / 10 for j, e in enumerate(forecast_metrics.ERRORS)}
-            for i, f in enumerate(forecast_metrics.FORECASTERS)}
+            for i, f in enumerate(FORECASTERS)}
 
 
 def hand_made_report(**changes) -> collect.Report:
     """Two series, one of them named like markup; the test split's model metrics missing (NaN)."""
     steps = {f: [{e: 0.1 * h for e in forecast_metrics.ERRORS} for h in (1, 2, 3)]
-             for f in forecast_metrics.FORECASTERS}
+             for f in FORECASTERS}
     series = {"<b>x</b>": {**metrics(2.0), "skill": 0.7, "windows": 4},
               "a": {**metrics(3.0), "skill": math.inf, "windows": 1}}
     fields = dict(
@@ -77,7 +81,9 @@ def hand_made_report(**changes) -> collect.Report:
         windows={"train": 5, "eval": 3, "test": 2},
         metrics={"eval": metrics(0.5), "test": {**metrics(1.5), "model": dict.fromkeys(forecast_metrics.ERRORS, NAN)}},
         per_step={"eval": steps, "test": steps}, per_series={"eval": series, "test": series},
-        skill={"eval": 0.81234, "test": NAN}, baseline_mae=0.4, training={"loss": [1.0, 0.5]})
+        skill={"eval": 0.81234, "test": NAN}, baseline_mae=0.4, training={"loss": [1.0, 0.5]},
+        seasonal_periods=PERIODS, forecasters=FORECASTERS,
+        losing_series={split: collect.losing_series(series) for split in ("eval", "test")})
     return collect.Report(**{**fields, **changes})
 
 
@@ -113,19 +119,22 @@ class _Html(html.parser.HTMLParser):
 def test_the_page_holds_the_metric_step_and_series_tables():
     page = _Html(render.html(hand_made_report(), [("forecast_0.png", "a")], render.TRAINING_PLOT))
     metric_eval, metric_test, step_eval, step_test, by_series = page.tables
-    assert metric_eval == [["", "MAE", "RMSE", "MAPE%", "sMAPE%"], ["model", "0.5", "0.6", "0.7", "0.8"],
-                           ["persistence", "1.5", "1.6", "1.7", "1.8"],
-                           ["seasonal naive", "2.5", "2.6", "2.7", "2.8"]]
-    assert metric_test[1] == ["model", "-", "-", "-", "-"]  # NaN shows as a dash
+    assert metric_eval == [["", "MAE", "RMSE", "MAPE%", "sMAPE%", "MASE"], ["model", "0.5", "0.6", "0.7", "0.8", "0.9"],
+                           ["persistence", "1.5", "1.6", "1.7", "1.8", "1.9"],
+                           ["seasonal naive 4", "2.5", "2.6", "2.7", "2.8", "2.9"],
+                           ["best seasonal naive", "3.5", "3.6", "3.7", "3.8", "3.9"]]
+    assert metric_test[1] == ["model", "-", "-", "-", "-", "-"]  # NaN shows as a dash
     assert step_eval[0] == ["", "step 1", "step 2", "step 3"] and step_eval[1] == ["model", "0.1", "0.2", "0.3"]
     assert step_test == step_eval
-    assert by_series == [["series", "windows", "model", "persistence", "seasonal naive", "skill"],
-                         ["<b>x</b>", "4", "2", "3", "4", "0.7"], ["a", "1", "3", "4", "5", "-"]]
+    assert by_series == [["series", "windows", "model", "persistence", "seasonal naive 4", "best seasonal naive",
+                          "skill"], ["<b>x</b>", "4", "2", "3", "4", "5", "0.7"], ["a", "1", "3", "4", "5", "6", "-"]]
     assert page.images == [{"src": "forecast_0.png", "alt": "forecast of series a"},
                            {"src": render.TRAINING_PLOT, "alt": "training curves"}]
     text = " ".join(" ".join(page.text).split())
     assert "not blessed ; eval skill 0.812, test skill -" in text
     assert "skill & <more>" in text and "windows: train 5, eval 3, test 2" in text
+    assert "seasonal periods: 4" in text
+    assert "eval: 1 of 2 lose to their best naive forecast (worst: a -)" in text
 
 
 def test_the_page_escapes_series_ids_and_reasons():
@@ -145,13 +154,16 @@ def test_the_text_summary_lines_up_the_splits_and_lists_the_reasons():
     assert render.format_report(hand_made_report()).splitlines() == [
         "windows          train 5, eval 3, test 2",
         "",
-        "                  ------------ eval split ------------  ------------ test split ------------",
-        "                        MAE     RMSE    MAPE%   sMAPE%        MAE     RMSE    MAPE%   sMAPE%",
-        "model                   0.5      0.6      0.7      0.8          -        -        -        -",
-        "persistence             1.5      1.6      1.7      1.8        2.5      2.6      2.7      2.8",
-        "seasonal naive          2.5      2.6      2.7      2.8        3.5      3.6      3.7      3.8",
+        "                      ---------------- eval split -----------------  ---------------- test split -----------------",
+        "                            MAE     RMSE    MAPE%   sMAPE%     MASE        MAE     RMSE    MAPE%   sMAPE%     MASE",
+        "model                       0.5      0.6      0.7      0.8      0.9          -        -        -        -        -",
+        "persistence                 1.5      1.6      1.7      1.8      1.9        2.5      2.6      2.7      2.8      2.9",
+        "seasonal naive 4            2.5      2.6      2.7      2.8      2.9        3.5      3.6      3.7      3.8      3.9",
+        "best seasonal naive         3.5      3.6      3.7      3.8      3.9        4.5      4.6      4.7      4.8      4.9",
         "",
         "skill            eval 0.812, test -  (model MAE / best naive MAE; below 1 beats naive)",
+        "losing series   eval: 1 of 2 lose to their best naive forecast (worst: a -)",
+        "losing series   test: 1 of 2 lose to their best naive forecast (worst: a -)",
         "blessed          no",
         "  - skill & <more>",
         "  - second",
@@ -163,7 +175,9 @@ def test_summary_json_writes_nan_as_null_and_splits_the_skills():
     assert got["skill"] == 0.81234 and got["test_skill"] is None
     assert got["per_series"]["eval"]["a"]["skill"] is None and got["metrics"]["test"]["model"]["mae"] is None
     assert list(got) == ["blessed", "reasons", "pushed_model", "windows", "metrics", "skill", "test_skill",
-                         "baseline_mae", "per_step", "per_series", "training"]
+                         "baseline_mae", "per_step", "per_series", "training", "seasonal_periods", "losing_series"]
+    assert got["seasonal_periods"] == [4] and set(got["metrics"]["eval"]) == set(FORECASTERS)
+    assert got["losing_series"]["eval"] == {"count": 1, "series": 2, "worst": [["a", None]]}
 
 
 @pytest.mark.parametrize("training", [{}, {"loss": []}])

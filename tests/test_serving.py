@@ -387,10 +387,6 @@ def test_a_request_carries_each_input_in_its_contract_dtype():
             contract.ORIGIN_TIMESTAMP_INPUT_KEY: TIMES[:1]})
 
 
-@pytest.mark.xfail(strict=True, reason="serving/client.py ForecastClient.predict casts every extra input to "
-                   "float32 (contract.INPUT_DTYPE) before build_predict_request: epoch seconds lose up to 64 s "
-                   "(1704088801 arrives as 1704088832) and string series ids raise ValueError; it should cast "
-                   "by contract.input_dtype, and check finiteness of numeric inputs only")
 def test_the_client_sends_timestamps_and_series_ids_as_they_are(monkeypatch):
     client, sent = _answering_client(monkeypatch)
     client.predict(np.zeros((2, 4)), extra_inputs={contract.ORIGIN_TIMESTAMP_INPUT_KEY: TIMES})
@@ -558,9 +554,6 @@ def test_the_rest_api_answers_as_tf_serving_does(served, test_windows):
         rest.shutdown()
 
 
-@pytest.mark.xfail(strict=True, reason="serving/server.py rest_predict_request casts every REST input but "
-                   "'examples' to float32 (contract.INPUT_DTYPE), so an int64 origin_timestamp (or a string "
-                   "series_id) is refused as 'dtype float32, expected int64'; it should cast by contract.input_dtype")
 def test_the_rest_api_forecasts_with_the_origin_timestamp(served, test_windows):
     client, _, _ = served
     rest, port = rest_lib.start_rest_server(client_server(served), 0, host="127.0.0.1")

@@ -130,7 +130,8 @@ class WindowConfig:
 
     @property
     def resolved(self) -> bool:
-        return self.history is not None
+        """Whether what is left to the data (history, step) is filled in (:func:`resolve`)."""
+        return self.history is not None and self.step_seconds > 0
 
 
 def parse_split_times(split_times: Sequence[str]) -> np.ndarray:
@@ -229,15 +230,16 @@ class WindowingOptions:
         return self.data.columns
 
     @classmethod
-    def of(cls, frequency: str = "D", points: int = 10**6, **values: Any) -> "WindowingOptions":
+    def of(cls, points: int = 10**6, **values: Any) -> "WindowingOptions":
         """Options from flat settings, each a field of DataConfig or WindowConfig (``path`` may be left out).
 
-        Settings left out are resolved against ``frequency`` and a series of ``points`` points.
+        What the settings leave to the data is resolved against their ``frequency`` (daily when
+        none is given) and a series of ``points`` points.
         """
         data_fields = {f.name for f in dataclasses.fields(DataConfig)}
-        data = {k: v for k, v in values.items() if k in data_fields}
+        data = DataConfig(**{"path": "", **{k: v for k, v in values.items() if k in data_fields}})
         windows = WindowConfig(**{k: v for k, v in values.items() if k not in data_fields})
-        return cls(DataConfig(**{"path": "", **data}), resolve(windows, data.get("frequency") or frequency, points))
+        return cls(data, resolve(windows, data.frequency or "D", points))
 
     def to_json(self) -> str:
         return json.dumps({"data": dataclasses.asdict(self.data), "windows": dataclasses.asdict(self.windows)},

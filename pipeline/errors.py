@@ -1,0 +1,5 @@
+"""Errors the ``lstm-forecast`` command reports as one line: defined apart, so reporting one loads nothing heavy."""
+
+
+class DemoError(RuntimeError):
+    """The demo could not complete; the message says at which step."""
