@@ -56,16 +56,16 @@ def format_report(report: Report) -> str:
     """The summary a person reads at a glance at the end of a run."""
     w = report.windows
     errors = forecast_metrics.ERRORS
-    block = 9 * len(errors)
+    block = 8 * len(errors)
     lines = [f"windows          train {w.get('train', 0)}, eval {w.get('eval', 0)}, test {w.get('test', 0)}", "",
              f"{'':<16}" + "".join(f"  {(' ' + split + ' split '):-^{block}}" for split in SPLITS),
-             f"{'':<16}" + "".join("  " + "".join(f"{_ERROR_LABELS[e]:>9}" for e in errors)
+             f"{'':<16}" + "".join("  " + "".join(f"{_ERROR_LABELS[e]:>8}" for e in errors)
                                   for _ in SPLITS)]
     width = max(16, *(len(label(f)) + 1 for f in report.forecasters))
     lines = [line if not line.startswith(" " * 16) else " " * width + line[16:] for line in lines]
     for forecaster in report.forecasters:
         lines.append(f"{label(forecaster):<{width}}" + "".join(
-            "  " + "".join(f"{_cell(report.metrics[s][forecaster][e]):>9}" for e in errors) for s in SPLITS))
+            "  " + "".join(f"{_cell(report.metrics[s][forecaster][e]):>8}" for e in errors) for s in SPLITS))
     lines += ["", f"skill            eval {_cell(report.skill[windowing.EVAL], 3)}, "
                   f"test {_cell(report.skill[windowing.TEST], 3)}  (model MAE / best naive MAE; below 1 beats naive)",
               *_losing_lines(report),
