@@ -99,7 +99,15 @@ def build_model(inputs_spec: dict[str, int], history: int, horizon: int,
         x = keras.layers.Concatenate(name="state_and_future")([x, *future])
     hidden = keras.layers.Dense(model_config.lstm_units[-1], activation="relu", name="head_hidden")(x)
     hidden = keras.layers.Dropout(model_config.dropout, name="head_dropout")(hidden)
-    outputs = keras.layers.Dense(horizon, name="forecast_scaled")(keras.layers.Concatenate(name="head")([x, hidden]))
+    head = keras.layers.Concatenate(name="head")([x, hidden])
+    lags = sorted((n for n in inputs_spec if n.startswith(features.LAG_PREFIX)),
+                  key=lambda n: int(n[len(features.LAG_PREFIX):].split("_")[0]))
+    if model_config.seasonal_base and lags:
+        # The primary season's lags are the seasonal naive forecast; the head learns what to add.
+        correction = keras.layers.Dense(horizon, kernel_initializer="zeros", name="correction")(head)
+        outputs = keras.layers.Add(name="forecast_scaled")([inputs[lags[0]], correction])
+    else:
+        outputs = keras.layers.Dense(horizon, name="forecast_scaled")(head)
     model = keras.Model(inputs, outputs, name="stacked_lstm")
     losses = {"huber": keras.losses.Huber(), "mse": "mse", "mae": "mae"}
     model.compile(optimizer=keras.optimizers.Adam(model_config.learning_rate), loss=losses[model_config.loss],

@@ -92,6 +92,16 @@ def test_model_follows_the_config():
     assert plain.loss == "mae" and [layer.name for layer in plain.layers if "future" in layer.name] == []
 
 
+def test_with_a_seasonal_base_an_untrained_model_is_the_seasonal_naive_forecast():
+    lag_7, lag_28 = (transform_lib.scaled_feature(features.lag_feature(m)) for m in (7, 28))
+    spec = {features.HISTORY_SCALED: 14, lag_28: 3, lag_7: 3}
+    model = trainer_lib.build_model(spec, 14, 3, config_lib.ModelConfig(lstm_units=(4,), seasonal_base=True))
+    rng = np.random.default_rng(0)
+    inputs = {name: rng.normal(size=(5, width)).astype(np.float32) for name, width in spec.items()}
+    # The primary (shortest) season's lags, whatever the order of the inputs.
+    np.testing.assert_allclose(model(inputs, training=False).numpy(), inputs[lag_7], atol=1e-6)
+
+
 def test_tuner_hyperparameters_replace_the_configured_ones():
     import keras_tuner
     hp = keras_tuner.HyperParameters()
