@@ -477,7 +477,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep each data set's CSV, run and log")
     parser.add_argument("--model-flags", default="",
                         help="further lstm-forecast run flags for every data set, to compare a variant "
-                             "(e.g. \"--no-seasonal-lags --history 168\")")
+                             "(with '=' as they start with dashes: --model-flags=\"--no-seasonal-lags --history 168\")")
     parser.add_argument("--output-dir", default=None,
                         help="where the runs go, one directory per data set (default: a new temporary directory)")
     args = parser.parse_args(argv)
