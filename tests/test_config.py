@@ -1,6 +1,7 @@
 """The settings: checked when built (naming the flag), resolved from the data's frequency and length,
 built from the command line, and unchanged by the JSON trip to the components."""
 
+import dataclasses
 import json
 import re
 
@@ -233,3 +234,14 @@ def test_a_pipeline_config_resolves_against_its_data(tmp_path):
         (24,), 48, 3600)
     assert config_lib.resolve_from_data(resolved) == resolved
     assert config_lib.resolve(config, "h", 168) == resolved
+
+
+def test_every_setting_of_a_run_has_its_flag():
+    run = cli.build_parser()._subparsers._group_actions[0].choices["run"]
+    dests = {action.dest for action in run._actions}
+    # Filled in from the data, or named by the runner: no flag.
+    internal = {"step_seconds", "pipeline_name", "data", "windows", "model", "evaluation"}
+    for cls in (config_lib.DataConfig, config_lib.WindowConfig, config_lib.ModelConfig, config_lib.EvaluationConfig,
+                config_lib.PipelineConfig):
+        missing = {f.name for f in dataclasses.fields(cls)} - internal - dests
+        assert not missing, f"{cls.__name__} settings without a flag: {sorted(missing)}"
