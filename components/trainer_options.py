@@ -30,7 +30,7 @@ class ModelConfig:
                                        help="dropout on the LSTMs' recurrent state (> 0 rules out cuDNN)")
     learning_rate: float = setting(1e-3, above=0.0, help="Adam's learning rate")
     seasonal_base: bool = setting(
-        False, help="forecast a correction to the seasonal naive forecast of the primary period (the head "
+        True, help="forecast a correction to the seasonal naive forecast of the primary period (the head "
                     "starts at zero, so an untrained model is the seasonal naive forecast)")
     loss: str = setting("mae", choices=LOSSES, help="training loss on scaled values")
     batch_size: int = setting(64, minimum=1, help="windows per training step")
