@@ -1,4 +1,4 @@
-"""Time grids: a series' frequency (a pandas offset alias), its inference, and calendar features.
+"""Time grids: a series' frequency (a pandas offset alias), its inference, and the points that follow.
 
 Times are epoch seconds (UTC) throughout. A frequency is any pandas offset alias: fixed steps such
 as ``30min``, ``1h`` or ``1D``, and calendar ones such as ``W-SAT`` or ``MS`` whose steps vary in
@@ -7,8 +7,6 @@ seconds. The grid of a series runs from its first timestamp in steps of its freq
 
 import numpy as np
 import pandas as pd
-
-from components import features
 
 _DAY = 86_400
 _WEEKDAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
@@ -87,47 +85,6 @@ def grid(start: int, end: int, frequency: str) -> np.ndarray:
     """
     points = pd.date_range(_to_timestamps([start])[0], _to_timestamps([end])[0], freq=check_frequency(frequency))
     return points.as_unit("s").asi8.astype(np.int64)
-
-
-def typical_step(grid_times: np.ndarray) -> float:
-    """Mean step of a grid in seconds (calendar frequencies vary around it)."""
-    if len(grid_times) < 2:
-        return float("inf")
-    return float(grid_times[-1] - grid_times[0]) / (len(grid_times) - 1)
-
-
-def calendar_features(origin_times: np.ndarray, step_seconds: float) -> dict[str, np.ndarray]:
-    """Sine and cosine of the calendar cycles longer than the time step, at each forecast origin.
-
-    A cycle no longer than the step carries no information (weekly data has the same weekday at
-    every point), so it is left out: hourly data gets hour of day, day of week and day of year;
-    weekly data only day of year. Times are read in UTC.
-
-    Args:
-      origin_times: Epoch seconds ``[N]``.
-      step_seconds: The series' step (see :func:`typical_step`).
-
-    Returns:
-      ``{name: float32 [N]}`` for the names in :data:`features.CALENDAR_FEATURES` that apply.
-    """
-    t = np.asarray(origin_times, dtype=np.int64)
-    seconds_of_day = t % _DAY
-    stamps = t.astype("datetime64[s]")
-    year_start = stamps.astype("datetime64[Y]").astype("datetime64[s]")
-    next_year = (stamps.astype("datetime64[Y]") + 1).astype("datetime64[s]")
-    phases = {
-        "hour_of_day": seconds_of_day / _DAY,
-        # The epoch, 1970-01-01, was a Thursday: Monday is 0.
-        "day_of_week": (((t // _DAY) + 3) % 7 + seconds_of_day / _DAY) / 7,
-        "day_of_year": (stamps - year_start).astype(np.float64) / (next_year - year_start).astype(np.float64),
-    }
-    result = {}
-    for name, period in features.CALENDAR_CYCLES:
-        if period > step_seconds:
-            angle = 2 * np.pi * phases[name]
-            result[f"{name}_sin"] = np.sin(angle).astype(np.float32)
-            result[f"{name}_cos"] = np.cos(angle).astype(np.float32)
-    return result
 
 
 def following(time: int, frequency: str, steps: int) -> np.ndarray:
