@@ -209,14 +209,11 @@ def preprocessing_fn(inputs: dict[str, tf.Tensor],
     }
     if features.TARGET in inputs:
         outputs[features.TARGET_SCALED] = (inputs[features.TARGET] - loc) / scale
-    if config.get("seasonal_lags"):
-        for period in config.get("seasonal_periods", ()):
-            # The value of each target step one season earlier, read from the context.
-            index = width - 1 + windowing.seasonal_lag_offsets(int(config["horizon"]), int(period))
-            outputs[scaled_feature(features.lag_feature(int(period)))] = (
-                tf.gather(context, index, axis=1) - loc) / scale
+    # Where each target step's value one season earlier lies in the context, per period.
     lag_index = {int(m): width - 1 + windowing.seasonal_lag_offsets(int(config["horizon"]), int(m))
                  for m in config.get("seasonal_periods", ())} if config.get("seasonal_lags") else {}
+    for period, index in lag_index.items():
+        outputs[scaled_feature(features.lag_feature(period))] = (tf.gather(context, index, axis=1) - loc) / scale
     for name in covariate_features(inputs):
         # Covariates have their own units; a z-score with the training split's statistics suits them.
         values = tf.cast(inputs[name], tf.float32)
