@@ -22,7 +22,6 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 import benchmarks
-from components import features
 from components import trainer as trainer_lib
 from pipeline import config as config_lib
 from serving import contract, repository
@@ -57,10 +56,9 @@ def main() -> None:
     one = {k: v[:1] for k, v in warmup.items()}
     big = {k: v[rows_big] for k, v in warmup.items()}
     keys = list(trainer_lib.model_inputs(tft_output))
-    to_feature = {contract.ORIGIN_TIMESTAMP_INPUT_KEY: features.ORIGIN_TIMESTAMP}
-
     def scaled(inputs: dict) -> dict:
-        raw = {to_feature.get(k, k): tf.constant(v.reshape(-1, 1) if v.ndim == 1 else v) for k, v in inputs.items()}
+        raw = {trainer_lib.raw_feature(k): tf.constant(v.reshape(-1, 1) if v.ndim == 1 else v)
+               for k, v in inputs.items()}
         transformed = tft_output.transform_raw_features(raw)
         return {k: transformed[k].numpy() for k in keys}
 

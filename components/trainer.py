@@ -23,8 +23,10 @@ from components import transform as transform_lib
 from components.trainer_options import TRAINING_LOG_FILE
 from serving import contract
 
-__all__ = ["TRAINING_LOG_FILE", "build_model", "export_serving_model", "make_dataset", "model_inputs", "run_fn",
-           "serving_inputs", "train", "tuner_fn", "warmup_inputs_from", "write_warmup_requests"]
+__all__ = ["SERVING_INPUT_FEATURES", "TRAINING_LOG_FILE", "build_model", "export_serving_model", "make_dataset",
+           "model_inputs", "raw_feature", "run_fn", "serving_inputs", "train", "tuner_fn", "warmup_inputs_from",
+           "write_warmup_requests"]
+
 # XLA compiles once per input shape (about 0.25 s for this model on 2 cores). The XLA signatures
 # pad each batch up to the next of these sizes (beyond the largest, to a multiple of it), so a
 # server compiles at most these shapes, and the warmup requests (one per size) compile them
@@ -170,6 +172,17 @@ def _padded_to_buckets(fn: Any) -> Any:
     return padded
 
 
+# Serving inputs that are [batch] but hold example features stored as [batch, 1], by input name;
+# every other input is named like its raw feature.
+SERVING_INPUT_FEATURES = {contract.ORIGIN_TIMESTAMP_INPUT_KEY: features.ORIGIN_TIMESTAMP,
+                          contract.SERIES_ID_INPUT_KEY: features.SERIES_ID}
+
+
+def raw_feature(input_key: str) -> str:
+    """The raw (example) feature behind ``serving_default`` input ``input_key``."""
+    return SERVING_INPUT_FEATURES.get(input_key, input_key)
+
+
 def serving_inputs(tft_output: tft.TFTransformOutput, per_series: bool) -> list[tf.TensorSpec]:
     """The inputs of ``serving_default``, in order (see :mod:`serving.contract`)."""
     raw = tft_output.raw_feature_spec()
@@ -222,20 +235,15 @@ def export_serving_model(model: keras.Model, tft_output: tft.TFTransformOutput, 
         scaled = predict_scaled({k: transformed[k] for k in model_keys})
         return {contract.OUTPUT_KEY: scaled * transformed[features.SCALE] + transformed[features.LOC]}
 
-    # Serving input name -> raw feature name (the timestamp and the series id are [batch] inputs
-    # of features stored as [batch, 1]).
-    to_feature = {contract.ORIGIN_TIMESTAMP_INPUT_KEY: features.ORIGIN_TIMESTAMP,
-                  contract.SERIES_ID_INPUT_KEY: features.SERIES_ID}
-
     def from_inputs(*values: tf.Tensor) -> dict[str, tf.Tensor]:
         raw = {}
         for spec, value in zip(input_specs, values):
-            name = to_feature.get(spec.name, spec.name)
-            raw[name] = tf.reshape(value, [-1, *raw_spec[name].shape]) if name in to_feature.values() else value
+            name = raw_feature(spec.name)
+            raw[name] = tf.reshape(value, [-1, *raw_spec[name].shape]) if spec.name in SERVING_INPUT_FEATURES \
+                else value
         return forecast(raw)
 
-    parse_spec = {to_feature.get(spec.name, spec.name): raw_spec[to_feature.get(spec.name, spec.name)]
-                  for spec in input_specs}
+    parse_spec = {raw_feature(spec.name): raw_spec[raw_feature(spec.name)] for spec in input_specs}
     archive.add_endpoint(name=contract.SIGNATURE_NAME, fn=from_inputs, input_signature=input_specs)
     archive.add_endpoint(
         name=contract.EXAMPLES_SIGNATURE_NAME,
@@ -284,9 +292,7 @@ def warmup_inputs_from(file_pattern: list[str], data_accessor: tfx.components.Da
                                                         tft_output.transformed_metadata.schema)))
     inputs = {}
     for spec in serving_inputs(tft_output, per_series):
-        feature = {contract.ORIGIN_TIMESTAMP_INPUT_KEY: features.ORIGIN_TIMESTAMP,
-                   contract.SERIES_ID_INPUT_KEY: features.SERIES_ID}.get(spec.name, spec.name)
-        values = batch[feature].numpy()
+        values = batch[raw_feature(spec.name)].numpy()
         if spec.shape.rank == 1:
             values = values.reshape(-1)
         dtype = object if spec.dtype == tf.string else spec.dtype.as_numpy_dtype
