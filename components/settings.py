@@ -68,6 +68,14 @@ def fail(cls: type, name: str, message: str) -> ConfigError:
     return ConfigError(f"{flag_of(cls, name)} {message}")
 
 
+def from_dict(cls: type, values: dict[str, Any]) -> Any:
+    """A settings dataclass from :func:`dataclasses.asdict` output that went through JSON.
+
+    JSON has no tuples: the tuple fields come back as lists, and are made tuples again.
+    """
+    return cls(**{name: tuple(v) if isinstance(v, list) else v for name, v in values.items()})
+
+
 def check_fields(settings: Any) -> None:
     """Checks every declared choice and range of a settings dataclass instance.
 

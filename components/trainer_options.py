@@ -52,4 +52,4 @@ class ModelConfig:
 
 def model_config_from_dict(values: Optional[dict[str, Any]]) -> ModelConfig:
     """A :class:`ModelConfig` from :func:`dataclasses.asdict` output that went through JSON."""
-    return ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in (values or {}).items()})
+    return settings.from_dict(ModelConfig, values or {})

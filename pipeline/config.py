@@ -13,7 +13,7 @@ from typing import Any
 
 from components import settings
 from components.example_gen import options
-from components.example_gen.options import DataConfig, WindowConfig, settings_from_dict
+from components.example_gen.options import DataConfig, WindowConfig
 from components.settings import ConfigError, setting
 from components.trainer_options import ModelConfig
 
@@ -140,8 +140,8 @@ def from_json(text: str) -> PipelineConfig:
     """The :class:`PipelineConfig` that :meth:`PipelineConfig.to_json` wrote."""
     values = json.loads(text)
     nested = {"data": DataConfig, "windows": WindowConfig, "model": ModelConfig, "evaluation": EvaluationConfig}
-    return settings_from_dict(PipelineConfig, {
-        k: settings_from_dict(nested[k], v) if k in nested else v for k, v in values.items()})
+    return settings.from_dict(PipelineConfig, {
+        k: settings.from_dict(nested[k], v) if k in nested else v for k, v in values.items()})
 
 
 def resolve(config: PipelineConfig, frequency: str, points: int) -> PipelineConfig:

@@ -26,7 +26,7 @@ def test_trainer_settings_round_trip_through_json():
         model=config_lib.ModelConfig(lstm_units=(32, 16, 8), dropout=0.1, scaling="global"))
     custom_config = json.loads(json.dumps(config.trainer_config()))
     assert trainer_options.model_config_from_dict(custom_config["model"]) == config.model
-    assert options.settings_from_dict(config_lib.WindowConfig, custom_config["windows"]) == config.windows
+    assert settings.from_dict(config_lib.WindowConfig, custom_config["windows"]) == config.windows
 
 
 def test_the_whole_config_round_trips_through_json():

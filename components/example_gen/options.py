@@ -248,10 +248,4 @@ class WindowingOptions:
     @classmethod
     def from_json(cls, text: str) -> "WindowingOptions":
         values = json.loads(text)
-        return cls(settings_from_dict(DataConfig, values["data"]), settings_from_dict(WindowConfig, values["windows"]))
-
-
-def settings_from_dict(cls: type, values: dict[str, Any]) -> Any:
-    """A settings dataclass from :func:`dataclasses.asdict` output that went through JSON (lists back to tuples)."""
-    return cls(**{name: tuple(v) if isinstance(v, list) else v for name, v in values.items()})
-
+        return cls(settings.from_dict(DataConfig, values["data"]), settings.from_dict(WindowConfig, values["windows"]))
