@@ -16,6 +16,9 @@ from components.example_gen.options import DataConfig, WindowingOptions
 from components.example_gen.reader import Chunk, Columns, DataError, read_chunks
 from components.example_gen.windows import SplitWindows, window_series
 
+# Series ids a message lists, at most.
+_LISTED_SERIES = 10
+
 
 def chunks_by_series(files: Sequence[str], columns: Columns) -> dict[str, list[Chunk]]:
     """Every row of ``files``, read in this process and grouped per series (small data only)."""
@@ -51,10 +54,16 @@ def latest_window(files: Sequence[str], data: DataConfig, history: int,
       DataError: No such series, fewer than L points, or a missing point among the last L.
     """
     chunks = chunks_by_series(files, data.columns)
+    names = sorted(chunks)
+    listed = ", ".join(names[:_LISTED_SERIES]) + (", ..." if len(names) > _LISTED_SERIES else "")
     if series_id is None and len(chunks) == 1:
-        series_id = next(iter(chunks))
+        series_id = names[0]
+    if series_id is None:
+        raise DataError(f"{', '.join(files)}: the data holds {len(names)} series (column '{data.series_id_column}'); "
+                        f"name one with --series-id, e.g. --series-id {names[0]} (series: {listed})")
     if series_id not in chunks:
-        raise DataError(f"{', '.join(files)}: no series '{series_id}' (series: {', '.join(sorted(chunks)[:20])})")
+        column = f" in column '{data.series_id_column}'" if data.series_id_column else ""
+        raise DataError(f"{', '.join(files)}: no series '{series_id}'{column} ({len(names)} series: {listed})")
     series, _ = grid.assemble(series_id, chunks[series_id], data)
     values = series.target[-history:]
     if len(values) < history:

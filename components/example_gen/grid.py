@@ -5,7 +5,7 @@ Pure functions on numpy values, one series at a time (:func:`assemble`, :func:`a
 """
 
 import dataclasses
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -52,6 +52,41 @@ def stamp(seconds: int) -> str:
     return pd.Timestamp(int(seconds), unit="s", tz="UTC").isoformat()
 
 
+def _describe_offset(offset: str) -> str:
+    return f"UTC offset {offset}" if offset else "no UTC offset"
+
+
+def mixed_forms(forms: Sequence[tuple[str, bool, str, str]], column: str, series_id: str) -> Optional[str]:
+    """What explains timestamps that fit no grid, if their forms do: mixed UTC offsets, or dates mixed with times.
+
+    Args:
+      forms: Each distinct way the series' timestamps are written, ``(offset, has_time, location,
+        text)`` with its first occurrence, in the files' order (see :attr:`reader.Chunk.forms`).
+      column: The timestamp column.
+      series_id: The series.
+
+    Returns:
+      A message naming the two rows that differ, or None when the forms do not explain it.
+    """
+    # No offset reads as UTC, the same instants as +00:00.
+    offsets = {}
+    for form in forms:
+        offsets.setdefault(form[0] or "+00:00", form)
+    if len(offsets) > 1:
+        a, b = list(offsets.values())[:2]
+        return (f"{b[2]}: column '{column}': '{b[3]}' has {_describe_offset(b[0])} but {a[2]} has "
+                f"{a[0] or 'none (read as UTC)'}: the timestamps of series '{series_id}' mix UTC offsets, so in UTC "
+                "they fit no regular grid; write them all with one offset, or all without one (read as UTC)")
+    dates = [f for f in forms if not f[1]]
+    times = [f for f in forms if f[1]]
+    if dates and times:
+        date, time = dates[0], times[0]
+        return (f"{time[2]}: column '{column}': '{time[3]}' has a time of day but {date[2]} ('{date[3]}') is a "
+                f"date alone, read as midnight: series '{series_id}' mixes the two, so its times fit no regular "
+                "grid; write them all one way")
+    return None
+
+
 def assemble(series_id: str, chunks: Iterable[Chunk], data: DataConfig) -> tuple[Series, dict[str, int]]:
     """Puts the rows of one series, from any files and in any order, on its time grid.
 
@@ -83,6 +118,12 @@ def assemble(series_id: str, chunks: Iterable[Chunk], data: DataConfig) -> tuple
     def where(i: int) -> str:
         return location(files[file_index[i]], int(file_rows[i]))
 
+    def no_grid(message: str) -> DataError:
+        """The error of timestamps that fit no grid: what their forms explain, or ``message``."""
+        written = sorted(((chunk.file, form[2]), (form[0], form[1], location(chunk.file, form[2]), form[3]))
+                         for chunk in chunks for form in chunk.forms)
+        return DataError(mixed_forms([f for _, f in written], data.columns.timestamp, series_id) or message)
+
     merged = 0
     repeated = np.flatnonzero(np.diff(times) == 0)
     if len(repeated):
@@ -108,16 +149,16 @@ def assemble(series_id: str, chunks: Iterable[Chunk], data: DataConfig) -> tuple
         freq = data.frequency or frequency_lib.infer_frequency(times)
         grid = frequency_lib.grid(int(times[0]), int(times[-1]), freq)
     except frequency_lib.FrequencyError as error:
-        raise DataError(f"{where(0)}: series '{series_id}': {error}") from error
+        raise no_grid(f"{where(0)}: series '{series_id}': {error}") from error
     if len(grid) > frequency_lib.MAX_GRID_POINTS_PER_ROW * len(times):
-        raise DataError(f"{where(0)}: series '{series_id}': frequency {freq} gives {len(grid)} grid points for "
-                        f"{len(times)} rows; is the frequency right?")
+        raise no_grid(f"{where(0)}: series '{series_id}': frequency {freq} gives {len(grid)} grid points for "
+                      f"{len(times)} rows; is the frequency right?")
     position = np.minimum(np.searchsorted(grid, times), len(grid) - 1)
     off_grid = grid[position] != times
     if off_grid.any():
         i = int(np.argmax(off_grid))
-        raise DataError(f"{where(i)}: column '{data.columns.timestamp}': timestamp {stamp(times[i])} of "
-                        f"series '{series_id}' is off its {freq} grid that starts at {stamp(grid[0])}")
+        raise no_grid(f"{where(i)}: column '{data.columns.timestamp}': timestamp {stamp(times[i])} of "
+                      f"series '{series_id}' is off its {freq} grid that starts at {stamp(grid[0])}")
 
     n = len(grid)
     gridded_target = np.full(n, np.nan)

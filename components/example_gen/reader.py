@@ -33,6 +33,11 @@ _EPOCH_SECONDS = re.compile(r"\s*-?\d+(\.\d*)?\s*")
 # A time of day followed by a zone: Z, +HH, +HHMM or +HH:MM.
 _ZONE_SUFFIX = re.compile(r"[T ]\d\d(?::?\d\d)*(?:\.\d+)?(?:[Zz]|[+-]\d\d(?::?\d\d)?)$")
 _MISSING = frozenset(["", "nan", "na", "null"])
+_OTHER_SEPARATORS = {";": "';'", "\t": "a tab", "|": "'|'"}
+# A UTC offset at the end of a timestamp's last characters: Z, +HH, +HHMM or +HH:MM.
+_OFFSET = re.compile(r"(?:[Zz]|(?<=\d)[+-]\d\d(?::?\d\d)?)$")
+# Every written UTC offset is within a timestamp's last 6 characters.
+_SUFFIX = 6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +50,9 @@ class Chunk:
       times: Epoch seconds, ``[n]``.
       target: Target values, NaN where empty, ``[n]``.
       covariates: Covariate values, NaN where empty, ``[n, C]``.
+      forms: How its text timestamps are written, for messages when they fit no grid: one
+        ``(offset, has_time, row, text)`` per distinct UTC offset (``""`` where none is written)
+        and date-or-time form, with the first row written so.
     """
 
     file: str
@@ -52,6 +60,7 @@ class Chunk:
     times: np.ndarray
     target: np.ndarray
     covariates: np.ndarray
+    forms: tuple[tuple[str, bool, int, str], ...] = ()
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -63,7 +72,8 @@ class Chunk:
         to almost nothing: 24 bytes a row become about 7, and the DirectRunner, which holds its
         shuffle in memory, needs a third of the memory (measured in benchmarks/windows.py).
         """
-        header = json.dumps({"file": self.file, "rows": len(self), "covariates": self.covariates.shape[1]}).encode()
+        header = json.dumps({"file": self.file, "rows": len(self), "covariates": self.covariates.shape[1],
+                             "forms": self.forms}).encode()
         payload = b"".join([np.diff(self.times, prepend=0).astype(np.int64).tobytes(),
                             np.diff(self.rows, prepend=0).astype(np.int64).tobytes(),
                             self.target.astype(np.float64).tobytes(),
@@ -80,7 +90,7 @@ class Chunk:
         arrays = np.frombuffer(payload, np.int64, 2 * n).reshape(2, n)
         values = np.frombuffer(payload, np.float64, n * (1 + c), offset=16 * n)
         return cls(header["file"], np.cumsum(arrays[1]), np.cumsum(arrays[0]), values[:n].copy(),
-                   values[n:].reshape(n, c).copy())
+                   values[n:].reshape(n, c).copy(), tuple(tuple(f) for f in header.get("forms", ())))
 
 
 def location(path: str, row: int) -> str:
@@ -141,6 +151,12 @@ def _frames(path: str, columns: Columns, chunk_rows: int) -> Iterator[pd.DataFra
 def _check_columns(path: str, columns: Columns, present: list[str]) -> None:
     for column in columns.all:
         if column not in present:
+            separator = next((s for s in _OTHER_SEPARATORS if len(present) == 1 and s in str(present[0])), None)
+            if separator:
+                # Only commas are read as separators: European spreadsheets write ';', some tools tabs.
+                raise DataError(f"{path}:1: the header is one column, '{present[0]}': the file looks separated "
+                                f"by {_OTHER_SEPARATORS[separator]}, but columns are read separated by commas: "
+                                "write it with commas")
             raise DataError(f"{path}: no column '{column}' (columns: {', '.join(map(str, present))})")
 
 
@@ -201,6 +217,50 @@ def _parse_numbers(path: str, frame: pd.DataFrame, column: str) -> np.ndarray:
     return values
 
 
+def _offset(text: str) -> str:
+    """The UTC offset written at the end of timestamp ``text`` as +HH:MM, or "" when none is written."""
+    if not _ZONE_SUFFIX.search(text):
+        return ""
+    written = _OFFSET.search(text).group()
+    if written in ("Z", "z"):
+        return "+00:00"
+    digits = written[1:].replace(":", "")
+    return f"{written[0]}{digits[:2]}:{digits[2:] or '00'}"
+
+
+def timestamp_forms(text: np.ndarray) -> tuple[np.ndarray, list[tuple[str, bool]]]:
+    """How each text timestamp is written: its UTC offset, and whether a time of day follows the date.
+
+    Only the distinct (length, last characters) of the texts are looked at closely, which tell
+    both apart, so a chunk costs a pass of slicing and hashing.
+
+    Args:
+      text: Timestamps as written ``[n]``.
+
+    Returns:
+      A form code per timestamp ``[n]``, and per code ``(offset, has_time)``: the offset as
+      ``+HH:MM``, or ``""`` where none is written.
+    """
+    # Hash-based factorize (sorting the texts would cost several times their parsing); its codes
+    # number the keys in order of first appearance, so a code's first row is where the running
+    # maximum of the codes grows.
+    suffixes, _ = pd.factorize(np.asarray([t[-_SUFFIX:] for t in text], dtype=object))
+    lengths = np.fromiter(map(len, text), np.int64, len(text))
+    codes, _ = pd.factorize(suffixes * (int(lengths.max(initial=0)) + 1) + lengths)
+    first = np.flatnonzero(np.diff(np.maximum.accumulate(codes), prepend=-1) > 0)
+    forms = [(_offset(text[i]), len(text[i].strip()) > len("YYYY-MM-DD")) for i in first]
+    return codes.reshape(-1), forms
+
+
+def _forms_of(text: np.ndarray, rows: np.ndarray, codes: np.ndarray, forms: list[tuple[str, bool]],
+              index: np.ndarray) -> tuple[tuple[str, bool, int, str], ...]:
+    """The distinct forms among rows ``index`` of a chunk: ``(offset, has_time, first row, its text)`` each."""
+    if not forms:
+        return ()
+    _, first = np.unique(codes[index], return_index=True)
+    return tuple(forms[codes[i]] + (int(rows[i]), str(text[i])) for i in index[np.sort(first)])
+
+
 def _series_ids(path: str, frame: pd.DataFrame, column: Optional[str]) -> np.ndarray:
     if column is None:
         return np.full(len(frame), DEFAULT_SERIES_ID, dtype=object)
@@ -243,8 +303,13 @@ def read_chunks(path: str, columns: Columns, chunk_rows: int = CHUNK_ROWS) -> It
             if columns.covariates else np.zeros((len(frame), 0))
         ids = _series_ids(path, frame, columns.series_id)
         rows = frame.index.to_numpy(np.int64)
+        text = frame[columns.timestamp].to_numpy(dtype=object)
+        # Forms matter only for text timestamps: a grid that fails is then explained by them.
+        written = len(text) and not epoch and isinstance(text[0], str)
+        codes, forms = timestamp_forms(text) if written else (np.zeros(len(text), np.int64), [])
         if columns.series_id is None:
-            yield DEFAULT_SERIES_ID, Chunk(path, rows, times, target, covariates)
+            yield DEFAULT_SERIES_ID, Chunk(path, rows, times, target, covariates,
+                                           _forms_of(text, rows, codes, forms, np.arange(len(rows))))
             continue
         # Hash-based factorize and one stable sort: a pandas groupby here would create reference
         # cycles that hold every chunk's memory until the garbage collector happens to run.
@@ -253,4 +318,5 @@ def read_chunks(path: str, columns: Columns, chunk_rows: int = CHUNK_ROWS) -> It
         bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
         for code, series_id in enumerate(uniques):
             index = order[bounds[code]:bounds[code + 1]]
-            yield str(series_id), Chunk(path, rows[index], times[index], target[index], covariates[index])
+            yield str(series_id), Chunk(path, rows[index], times[index], target[index], covariates[index],
+                                        _forms_of(text, rows, codes, forms, index))
