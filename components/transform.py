@@ -30,10 +30,11 @@ Covariates (``covariate_<column>`` ``[C]``; for known-future ones also ``future_
 are scaled on their own, each by its training mean and std; a known-future covariate also gives,
 per seasonal period, its value where each lag was read (was last week's value a holiday?).
 Calendar features (sin and cos of hour of day, day of week and day of year, those cycles longer
-than the step) of every history and target step come from :data:`features.ORIGIN_TIMESTAMP`.
+than the step) of every history and target step come from :data:`features.ORIGIN_TIMESTAMP`; on a
+business-hours grid the steps' times skip nights and closed days as the grid does.
 """
 
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -94,13 +95,48 @@ def calendar_phases(times: tf.Tensor, cycles: list[tuple[str, float]]) -> tf.Ten
     return tf.cast(tf.stack(parts, axis=-1), tf.float32)
 
 
-def calendar_features(origin: tf.Tensor, history: int, horizon: int,
-                      step_seconds: float) -> dict[str, tf.Tensor]:
+def business_step_times(origin: tf.Tensor, offsets: np.ndarray, step_seconds: float,
+                        business_hours: Sequence[int]) -> tf.Tensor:
+    """Epoch seconds ``offsets`` steps from each origin on a business-hours grid, ``[batch, T]`` float64.
+
+    The graph of :func:`components.example_gen.frequency.business_step_times` (same arithmetic:
+    count open days and the points inside each, then map back to the calendar), so the served
+    model computes the real time of every step across nights and closed days.
+
+    Args:
+      origin: Epoch seconds of each window's origin, a grid point, ``[batch, 1]``.
+      offsets: Steps from the origin, ``[T]``.
+      step_seconds: The grid's fixed step.
+      business_hours: ``(opens, closes, *weekdays)`` (``BusinessHours.to_tuple()``).
+    """
+    opens, closes, weekdays = float(business_hours[0]), float(business_hours[1]), list(business_hours[2:])
+    per_day, open_days = (closes - opens) // step_seconds, float(len(weekdays))
+    rank = np.zeros(7)
+    rank[weekdays] = np.arange(len(weekdays))
+    t = tf.cast(tf.reshape(origin, [-1, 1]), tf.float64)
+    day = tf.math.floor(t / _DAY)
+    seconds = t - day * _DAY
+    first = opens + tf.math.floormod(seconds - opens, step_seconds)
+    week = tf.math.floor((day + 3.0) / 7.0)  # weeks from a Monday; the epoch was a Thursday
+    weekday = tf.cast(day + 3.0 - 7.0 * week, tf.int32)
+    open_day = week * open_days + tf.gather(tf.constant(rank, tf.float64), weekday)
+    position = open_day * per_day + tf.round((seconds - first) / step_seconds) + tf.constant(offsets, tf.float64)
+    open_day = tf.math.floor(position / per_day)
+    slot = position - open_day * per_day
+    week = tf.math.floor(open_day / open_days)
+    nth = tf.cast(open_day - week * open_days, tf.int32)
+    days = week * 7.0 + tf.gather(tf.constant(weekdays, tf.float64), nth) - 3.0
+    return days * _DAY + first + slot * step_seconds
+
+
+def calendar_features(origin: tf.Tensor, history: int, horizon: int, step_seconds: float,
+                      business_hours: Sequence[int] = ()) -> dict[str, tf.Tensor]:
     """The calendar of every history and target step, from the origin's timestamp ``[batch, 1]`` int64.
 
     Step i of the history lies ``(L - 1 - i)`` steps before the origin, target step h ``h`` steps
     after it (a month is a twelfth of the mean year, so monthly steps land within a day of the
-    month start they stand for).
+    month start they stand for; on business hours the steps skip nights and closed days, see
+    :func:`business_step_times`).
 
     Returns:
       :data:`features.CALENDAR_HISTORY` ``[batch, L * 2K]`` and :data:`features.CALENDAR_FUTURE`
@@ -109,13 +145,18 @@ def calendar_features(origin: tf.Tensor, history: int, horizon: int,
     cycles = calendar_cycles(step_seconds)
     if not cycles:
         return {}
-    origin = tf.cast(tf.reshape(origin, [-1, 1]), tf.float64)
-    past = tf.constant(np.arange(-(history - 1), 1) * step_seconds, tf.float64)
-    future = tf.constant(np.arange(1, horizon + 1) * step_seconds, tf.float64)
+    past_steps, future_steps = np.arange(-(history - 1), 1), np.arange(1, horizon + 1)
+    if business_hours:
+        past = business_step_times(origin, past_steps, step_seconds, business_hours)
+        future = business_step_times(origin, future_steps, step_seconds, business_hours)
+    else:
+        origin = tf.cast(tf.reshape(origin, [-1, 1]), tf.float64)
+        past = origin + tf.constant(past_steps * step_seconds, tf.float64)
+        future = origin + tf.constant(future_steps * step_seconds, tf.float64)
     flat = len(cycles) * 2
     return {
-        features.CALENDAR_HISTORY: tf.reshape(calendar_phases(origin + past, cycles), [-1, history * flat]),
-        features.CALENDAR_FUTURE: tf.reshape(calendar_phases(origin + future, cycles), [-1, horizon * flat]),
+        features.CALENDAR_HISTORY: tf.reshape(calendar_phases(past, cycles), [-1, history * flat]),
+        features.CALENDAR_FUTURE: tf.reshape(calendar_phases(future, cycles), [-1, horizon * flat]),
     }
 
 
@@ -171,7 +212,8 @@ def transform_config(windows: dict[str, Any], scaling: str) -> dict[str, Any]:
     """The ``custom_config`` of :func:`preprocessing_fn` from the window settings (``asdict`` of WindowConfig)."""
     return {"scaling": scaling, "history": windows["history"], "horizon": windows["horizon"],
             "seasonal_lags": windows["seasonal_lags"], "seasonal_periods": list(windows["seasonal_periods"]),
-            "calendar": windows["calendar_features"], "step_seconds": windows["step_seconds"]}
+            "calendar": windows["calendar_features"], "step_seconds": windows["step_seconds"],
+            "business_hours": list(windows.get("business_hours", ()))}
 
 
 def preprocessing_fn(inputs: dict[str, tf.Tensor],
@@ -229,7 +271,8 @@ def preprocessing_fn(inputs: dict[str, tf.Tensor],
                     tf.gather(values, index, axis=1) - mean) / std
     if config.get("calendar") and features.ORIGIN_TIMESTAMP in inputs:
         outputs.update(calendar_features(inputs[features.ORIGIN_TIMESTAMP], history_length,
-                                         int(config["horizon"]), float(config["step_seconds"])))
+                                         int(config["horizon"]), float(config["step_seconds"]),
+                                         config.get("business_hours", ())))
     # The raw serving inputs pass through, so the Trainer writes warmup requests from them as they were.
     passthrough = [features.HISTORY, features.ORIGIN_TIMESTAMP, features.SERIES_ID,
                    *covariate_features(inputs), *future_features(inputs)]

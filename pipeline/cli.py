@@ -67,7 +67,8 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
     D, W, P = config_lib.DataConfig, config_lib.WindowConfig, config_lib.PipelineConfig  # noqa: N806
     _add(parser, D, "path")
     _add(parser, P, "output_dir")
-    for name in ("timestamp_column", "target_column", "series_id_column", "frequency", "duplicates", "gap_policy"):
+    for name in ("timestamp_column", "target_column", "series_id_column", "frequency", "duplicates", "gap_policy",
+                 "business_hours", "business_days"):
         _add(parser, D, name)
     _add(parser, D, "max_gap", "int")
     _add(parser, D, "covariate_columns", "names")
@@ -221,13 +222,14 @@ def _read_windows(path: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
 
 
 def _series_window(args: argparse.Namespace, context: int):
-    """``--series`` on its grid, and its last ``context`` points."""
+    """The settings of ``--series``, the series on its grid, and its last ``context`` points."""
     from components.example_gen import reader
     from components.example_gen.options import DataConfig
     from pipeline import local_data
     data = DataConfig(path=args.series, timestamp_column=args.timestamp_column, target_column=args.target_column,
-                      series_id_column=args.series_id_column, frequency=args.frequency)
-    return local_data.latest_window(reader.match_files(_data_path(args.series)), data, context, args.series_id)
+                      series_id_column=args.series_id_column, frequency=args.frequency,
+                      business_hours=args.business_hours, business_days=args.business_days)
+    return data, *local_data.latest_window(reader.match_files(_data_path(args.series)), data, context, args.series_id)
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -243,19 +245,20 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 raise client_lib.ForecastError(
                     f"the model needs the future values of {', '.join(future)}; give windows with --input")
             context = inputs[contract.INPUT_KEY][-1]
-            grid, values = _series_window(args, context)
+            data, grid, values = _series_window(args, context)
             origin = int(grid.times[-1])
             extra = {contract.ORIGIN_TIMESTAMP_INPUT_KEY: [origin]} if contract.ORIGIN_TIMESTAMP_INPUT_KEY in inputs \
                 else {}
             forecast = client.predict(values[None, :], extra_inputs=extra)[0]
-            times = frequency.following(origin, grid.frequency, len(forecast))
+            times = frequency.following(origin, grid.frequency, len(forecast), data.business)
             if args.json:
                 print(json.dumps({"series_id": grid.series_id, "origin_timestamp": origin,
                                   "target_timestamps": times.tolist(), "forecast": forecast.tolist()}))
             else:
                 stamp = lambda t: str(np.datetime64(int(t), "s")).replace("T00:00:00", "")  # noqa: E731
                 print(f"series '{grid.series_id}', forecast origin {stamp(origin)} "
-                      f"(from its last {context} points, frequency {grid.frequency})")
+                      f"(from its last {context} points, frequency {grid.frequency}"
+                      f"{f', business hours {data.business}' if data.business else ''})")
                 print(f"{'step':>4}  {'time':<19}  {'forecast':>10}")
                 for step, (t, v) in enumerate(zip(times, forecast), start=1):
                     print(f"{step:>4}  {stamp(t):<19}  {v:>10.3f}")
@@ -344,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--series-id-column", default=None, help="with --series, when it holds several")
     predict.add_argument("--series-id", default=None, help="with --series-id-column: which series")
     predict.add_argument("--frequency", default=None, help="with --series: pandas offset alias (default: inferred)")
+    _add(predict, config_lib.DataConfig, "business_hours")
+    _add(predict, config_lib.DataConfig, "business_days")
     predict.add_argument("--timeout", type=float, default=10.0, help="deadline of each call, seconds")
     predict.add_argument("--json", action="store_true", help="print JSON")
     predict.set_defaults(func=_cmd_predict)

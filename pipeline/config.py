@@ -146,7 +146,7 @@ def from_json(text: str) -> PipelineConfig:
 
 def resolve(config: PipelineConfig, frequency: str, points: int) -> PipelineConfig:
     """``config`` with the window settings it leaves to the data filled in (:func:`options.resolve`)."""
-    return dataclasses.replace(config, windows=options.resolve(config.windows, frequency, points))
+    return dataclasses.replace(config, windows=options.resolve(config.windows, frequency, points, config.data.business))
 
 
 def resolve_from_data(config: PipelineConfig) -> PipelineConfig:

@@ -145,18 +145,28 @@ def assemble(series_id: str, chunks: Iterable[Chunk], data: DataConfig) -> tuple
     if len(times) < 2:
         raise DataError(f"{where(0)}: series '{series_id}' has {len(times)} "
                         f"timestamp(s); at least 2 are needed to place it on a time grid")
+    hours = data.business
     try:
         freq = data.frequency or frequency_lib.infer_frequency(times)
-        grid = frequency_lib.grid(int(times[0]), int(times[-1]), freq)
     except frequency_lib.FrequencyError as error:
         raise no_grid(f"{where(0)}: series '{series_id}': {error}") from error
+    try:
+        grid = frequency_lib.grid(int(times[0]), int(times[-1]), freq, hours)
+    except frequency_lib.FrequencyError as error:
+        raise no_grid(f"{where(0)}: series '{series_id}': --business-hours {data.business_hours} {error}") from error
     if len(grid) > frequency_lib.MAX_GRID_POINTS_PER_ROW * len(times):
         raise no_grid(f"{where(0)}: series '{series_id}': frequency {freq} gives {len(grid)} grid points for "
                       f"{len(times)} rows; is the frequency right?")
     position = np.minimum(np.searchsorted(grid, times), len(grid) - 1)
-    off_grid = grid[position] != times
+    # A business-hours grid is empty when even the first row is outside the hours.
+    off_grid = grid[position] != times if len(grid) else np.ones(len(times), bool)
     if off_grid.any():
         i = int(np.argmax(off_grid))
+        if hours is not None and not hours.contains(times[i:i + 1])[0]:
+            day = pd.Timestamp(int(times[i]), unit="s").day_name()
+            raise DataError(f"{where(i)}: column '{data.columns.timestamp}': timestamp {stamp(times[i])} (a {day}) of "
+                            f"series '{series_id}' is outside its business hours, {hours} (--business-hours, "
+                            "--business-days)")
         raise no_grid(f"{where(i)}: column '{data.columns.timestamp}': timestamp {stamp(times[i])} of "
                       f"series '{series_id}' is off its {freq} grid that starts at {stamp(grid[0])}")
 

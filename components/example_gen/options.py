@@ -5,7 +5,8 @@ receives them as JSON (:meth:`WindowingOptions.to_json`). Every value is checked
 built (:mod:`components.settings`), so a bad setting fails before any work, naming its flag.
 
 Seasonality: the natural periods of a frequency (:func:`natural_periods`; 30 min: 48 and 336,
-hourly: 24 and 168, daily: 7 and 365, weekly: 52, monthly: 12, quarterly: 4, business days: 5)
+hourly: 24 and 168, daily: 7 and 365, weekly: 52, monthly: 12, quarterly: 4, business days: 5;
+on business hours, the points of a business day and week: hourly 07:00-21:00 Mon-Fri: 14 and 70)
 are the default seasonal periods, and the primary (shortest) period sets the default history
 (:func:`default_history`). :func:`resolve` fills both in from the data's frequency.
 """
@@ -58,6 +59,12 @@ class DataConfig:
                               help="missing points: error; interpolate runs up to --max-gap; skip windows that "
                                    "touch one")
     max_gap: int = setting(3, minimum=1, help="longest run of missing points that --gap-policy interpolate fills")
+    business_hours: Optional[str] = setting(
+        None, help="a grid of business hours HH:MM-HH:MM, e.g. 07:00-21:00 (on --business-days): nights and closed "
+                   "days are no points and no gaps, the seasons are a business day and week; on the timestamps' "
+                   "clock as read (UTC; written without offset: as written)")
+    business_days: str = setting("Mon-Fri", help="with --business-hours: the open weekdays, e.g. Mon-Fri, Mon-Sat, "
+                                                 "Mon,Wed,Fri")
 
     def __post_init__(self) -> None:
         settings.check_fields(self)
@@ -66,10 +73,31 @@ class DataConfig:
                 frequency_lib.check_frequency(self.frequency)
             except frequency_lib.FrequencyError as error:
                 raise settings.fail(DataConfig, "frequency", str(error)) from error
+        if self.business_hours is not None:
+            try:
+                frequency_lib.BusinessHours.parse(self.business_hours)
+            except ValueError as error:
+                raise settings.fail(DataConfig, "business_hours", str(error)) from error
+            try:
+                hours = frequency_lib.BusinessHours.parse(self.business_hours, self.business_days)
+            except ValueError as error:
+                raise settings.fail(DataConfig, "business_days", str(error)) from error
+            if self.frequency:
+                try:
+                    frequency_lib.business_step(self.frequency, hours)
+                except frequency_lib.FrequencyError as error:
+                    raise settings.fail(DataConfig, "business_hours", f"{self.business_hours} {error}") from error
         try:
             _ = self.columns
         except DataError as error:
             raise ConfigError(str(error)) from error
+
+    @property
+    def business(self) -> Optional[frequency_lib.BusinessHours]:
+        """The business hours of the grid, or None for a grid of every step."""
+        if self.business_hours is None:
+            return None
+        return frequency_lib.BusinessHours.parse(self.business_hours, self.business_days)
 
     @property
     def columns(self) -> Columns:
@@ -105,6 +133,8 @@ class WindowConfig:
     # Filled in by resolve(): the frequency's mean step in seconds (the served graph computes the
     # calendar of each step from the origin's timestamp with it).
     step_seconds: float = 0.0
+    # Filled in by resolve() on a business-hours grid: BusinessHours.to_tuple(), for the same calendar.
+    business_hours: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         settings.check_fields(self)
@@ -144,15 +174,19 @@ def parse_split_times(split_times: Sequence[str]) -> np.ndarray:
     return ((stamps - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(np.int64)
 
 
-def natural_periods(frequency: str) -> tuple[int, ...]:
+def natural_periods(frequency: str, hours: Optional[frequency_lib.BusinessHours] = None) -> tuple[int, ...]:
     """The seasonal periods, in steps, that a frequency's calendar implies, shortest first.
 
     Examples: ``30min`` gives (48, 336) (a day, a week); ``h`` (24, 168); ``D`` (7, 365); ``W-SAT``
-    (52,); ``MS`` (12,); ``QS`` (4,); ``B`` (5,); ``YS`` () (no season).
+    (52,); ``MS`` (12,); ``QS`` (4,); ``B`` (5,); ``YS`` () (no season). On business hours the
+    points of a business day and of a business week: ``h`` on 07:00-21:00 Mon-Fri gives (14, 70).
 
     Sub-daily data gets the day and the week (a year of half-hours is too long a season to use),
     daily data the week and the year, weekly data the year.
     """
+    if hours is not None:
+        per_day = hours.steps_per_day(frequency_lib.business_step(frequency, hours))
+        return tuple(dict.fromkeys(m for m in (per_day, per_day * len(hours.weekdays)) if m >= 2))
     offset = frequency_lib.check_frequency(frequency)
     name = offset.name if hasattr(offset, "name") else offset.freqstr
     n = getattr(offset, "n", 1) or 1
@@ -194,7 +228,8 @@ def step_seconds(frequency: str) -> float:
     return float((points[-1] - points[0]).total_seconds() / 120)
 
 
-def resolve(windows: WindowConfig, frequency: str, points: int) -> WindowConfig:
+def resolve(windows: WindowConfig, frequency: str, points: int,
+            hours: Optional[frequency_lib.BusinessHours] = None) -> WindowConfig:
     """Fills in what ``windows`` leaves to the data: seasonal periods, history and step.
 
     Args:
@@ -202,16 +237,26 @@ def resolve(windows: WindowConfig, frequency: str, points: int) -> WindowConfig:
       frequency: The data's frequency (given, or inferred from a sample).
       points: The length of a series of the data: periods with fewer than :data:`MIN_CYCLES`
         cycles in it are left out of the defaults.
+      hours: The business hours of the grid, if it has them (:attr:`DataConfig.business`).
 
     Returns:
-      Settings with ``history``, ``seasonal_periods`` and ``step_seconds`` set.
+      Settings with ``history``, ``seasonal_periods``, ``step_seconds`` and ``business_hours`` set.
+
+    Raises:
+      ConfigError: Business hours and a frequency whose step does not divide them.
     """
+    if hours is not None:
+        try:
+            frequency_lib.business_step(frequency, hours)
+        except frequency_lib.FrequencyError as error:
+            raise settings.fail(DataConfig, "business_hours", f"{str(hours).split()[-1]} {error}") from error
     periods = windows.seasonal_periods
     if not periods:
-        periods = tuple(m for m in natural_periods(frequency) if MIN_CYCLES * m <= points)
+        periods = tuple(m for m in natural_periods(frequency, hours) if MIN_CYCLES * m <= points)
     history = windows.history or default_history(periods, windows.horizon)
     return dataclasses.replace(windows, seasonal_periods=periods, history=history,
-                               step_seconds=step_seconds(frequency))
+                               step_seconds=step_seconds(frequency),
+                               business_hours=hours.to_tuple() if hours is not None else ())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,7 +284,7 @@ class WindowingOptions:
         data_fields = {f.name for f in dataclasses.fields(DataConfig)}
         data = DataConfig(**{"path": "", **{k: v for k, v in values.items() if k in data_fields}})
         windows = WindowConfig(**{k: v for k, v in values.items() if k not in data_fields})
-        return cls(data, resolve(windows, data.frequency or "D", points))
+        return cls(data, resolve(windows, data.frequency or ("h" if data.business else "D"), points, data.business))
 
     def to_json(self) -> str:
         return json.dumps({"data": dataclasses.asdict(self.data), "windows": dataclasses.asdict(self.windows)},
