@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from components import features, transform, windowing
 from components import forecast_metrics as fm
-from components.example_gen import executor, grid, reader
+from components.example_gen import executor, grid, reader, summary
 from components.example_gen import frequency as frequency_lib
 from components.example_gen import options as options_lib
 from components.example_gen.options import DataConfig, WindowConfig, WindowingOptions
@@ -92,6 +92,21 @@ def test_a_row_outside_the_hours_is_named(tmp_path):
     assert str(error.value) == (
         f"{path}:72: column 'timestamp': timestamp 2024-01-06T10:00:00+00:00 (a Saturday) of series 'series' is "
         f"outside its business hours, Mon-Fri 07:00-21:00 (--business-hours, --business-days)")
+
+
+def test_data_kept_to_business_hours_without_the_option_gets_a_hint(tmp_path):
+    path = write(tmp_path, call_centre(weeks=3))
+    options = WindowingOptions.of(points=15 * 14, path=path, target_column="calls", frequency="h", history=4,
+                                  horizon=2)
+    (_, report), = local_data.window_files([path], options).values()
+    assert report["hint"] == ("series 'series': its rows keep to Mon-Fri 07:00-21:00, and its h grid has 236 "
+                              "missing points in the closed hours: --business-hours 07:00-21:00 --business-days "
+                              "Mon-Fri makes a grid of the open hours only")
+    assert report["hint"] in summary.format_summary(summary.summarize([], [report], options))
+    with_hours = WindowingOptions.of(points=15 * 14, path=path, target_column="calls", business_hours="07:00-21:00",
+                                     history=4, horizon=2)
+    (_, report), = local_data.window_files([path], with_hours).values()
+    assert report["hint"] is None
 
 
 @pytest.mark.parametrize("frequency, hours, days, expected", [

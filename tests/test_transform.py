@@ -232,7 +232,7 @@ def test_transform_config_comes_from_the_window_settings():
     windows = dataclasses.replace(conftest.UNIT_WINDOWS, calendar_features=False)
     assert transform_lib.transform_config(dataclasses.asdict(windows), "global") == {
         "scaling": "global", "history": 8, "horizon": 2, "seasonal_lags": True, "seasonal_periods": [10],
-        "calendar": False, "step_seconds": 3600.0}
+        "calendar": False, "step_seconds": 3600.0, "business_hours": []}
 
 
 def test_unknown_scaling_is_refused():

@@ -106,6 +106,36 @@ class BusinessHours:
         return (self.closes - self.opens) // step
 
 
+def observed_hours(times: np.ndarray, frequency: str) -> Optional[BusinessHours]:
+    """The business hours a sub-daily series keeps to, when its rows leave hours of the day or days out.
+
+    The hours run from the earliest time of day of a row to a step after the latest; the days are
+    the weekdays with rows (all seven for a series shorter than two weeks, too short to tell).
+
+    Args:
+      times: Epoch seconds of the rows, increasing.
+      frequency: The series' frequency.
+
+    Returns:
+      The hours, or None when the rows cover every hour of every day, or the step is not a fixed
+      one that divides a day.
+    """
+    try:
+        step = int(pd.Timedelta(check_frequency(frequency)).total_seconds())
+    except (ValueError, TypeError, FrequencyError):
+        return None
+    if step <= 0 or step >= _DAY or _DAY % step or len(times) < 2:
+        return None
+    seconds = np.asarray(times, np.int64) % _DAY
+    opens, closes = int(seconds.min()), int(seconds.max()) + step
+    weekdays = tuple(int(d) for d in np.unique((np.asarray(times, np.int64) // _DAY + 3) % 7))
+    if times[-1] - times[0] < 14 * _DAY:
+        weekdays = tuple(range(7))
+    if closes - opens >= _DAY and len(weekdays) == 7:
+        return None
+    return BusinessHours(opens, closes, weekdays)
+
+
 def business_step(frequency: str, hours: BusinessHours) -> int:
     """The fixed step in seconds of a business-hours grid of ``frequency``.
 

@@ -186,6 +186,25 @@ def assemble(series_id: str, chunks: Iterable[Chunk], data: DataConfig) -> tuple
                     "missing_points": int(np.isnan(gridded_target).sum())}
 
 
+# Closed hours as a share of the grid above which a series is worth a business-hours grid.
+_HINT_MISSING_SHARE = 0.25
+
+
+def business_hours_hint(series: Series) -> Optional[str]:
+    """A hint to use ``--business-hours`` when the rows of a series on a grid of every step keep to
+    business hours and its closed hours make many missing points; None otherwise."""
+    hours = frequency_lib.observed_hours(series.times[series.file_index >= 0], series.frequency)
+    if hours is None:
+        return None
+    closed = int((~hours.contains(series.times)).sum())
+    if closed <= _HINT_MISSING_SHARE * len(series.times):
+        return None
+    days, clock = str(hours).split()
+    return (f"series '{series.series_id}': its rows keep to {hours}, and its {series.frequency} grid has {closed} "
+            f"missing points in the closed hours: --business-hours {clock} --business-days {days} makes a grid of "
+            "the open hours only")
+
+
 def interpolate_gaps(values: np.ndarray, max_gap: int) -> tuple[np.ndarray, int]:
     """Fills each run of at most ``max_gap`` missing points between two known ones linearly.
 

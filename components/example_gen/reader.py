@@ -306,10 +306,10 @@ def read_chunks(path: str, columns: Columns, chunk_rows: int = CHUNK_ROWS) -> It
         text = frame[columns.timestamp].to_numpy(dtype=object)
         # Forms matter only for text timestamps: a grid that fails is then explained by them.
         written = len(text) and not epoch and isinstance(text[0], str)
-        codes, forms = timestamp_forms(text) if written else (np.zeros(len(text), np.int64), [])
+        form_codes, forms = timestamp_forms(text) if written else (np.zeros(len(text), np.int64), [])
         if columns.series_id is None:
             yield DEFAULT_SERIES_ID, Chunk(path, rows, times, target, covariates,
-                                           _forms_of(text, rows, codes, forms, np.arange(len(rows))))
+                                           _forms_of(text, rows, form_codes, forms, np.arange(len(rows))))
             continue
         # Hash-based factorize and one stable sort: a pandas groupby here would create reference
         # cycles that hold every chunk's memory until the garbage collector happens to run.
@@ -319,4 +319,4 @@ def read_chunks(path: str, columns: Columns, chunk_rows: int = CHUNK_ROWS) -> It
         for code, series_id in enumerate(uniques):
             index = order[bounds[code]:bounds[code + 1]]
             yield str(series_id), Chunk(path, rows[index], times[index], target[index], covariates[index],
-                                        _forms_of(text, rows, codes, forms, index))
+                                        _forms_of(text, rows, form_codes, forms, index))

@@ -33,6 +33,7 @@ def summarize(file_reports: Sequence[dict[str, Any]], series_reports: Sequence[d
         "frequency_inferred": options.data.frequency is None,
         "rows_merged_as_duplicates": sum(r["duplicates_merged"] for r in series_reports),
         "missing_points": sum(r["missing_points"] for r in series_reports),
+        "hints": [r["hint"] for r in series_reports if r.get("hint")],
         "interpolated_points": sum(r["interpolated_points"] for r in series_reports),
         "windows": windows,
         "dropped_windows": {k: dropped_windows[k] for k in ("incomplete", "straddling", "split_gap")},
@@ -60,6 +61,10 @@ def format_summary(summary: dict[str, Any], max_series: int = 10) -> str:
         lines.append("per series       " + "; ".join(
             f"{r['series_id']}: {r['windows']['train']}/{r['windows']['eval']}/{r['windows']['test']}"
             for r in per_series[:max_series]) + ("; ..." if len(per_series) > max_series else ""))
+    hints = summary.get("hints", [])
+    if hints:
+        more = f" (and {len(hints) - 1} more series)" if len(hints) > 1 else ""
+        lines.append(f"hint             {hints[0]}{more}")
     for skipped in summary["series_skipped"][:max_series]:
         lines.append(f"skipped          series '{skipped['series_id']}' ({skipped['rows']} rows): {skipped['reason']}")
     return "\n".join(lines)

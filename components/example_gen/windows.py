@@ -159,6 +159,7 @@ def window_series(series_id: str, chunks: Iterable[Chunk], options: WindowingOpt
     report: dict[str, Any] = {"series_id": series_id, "frequency": series.frequency,
                               "frequency_inferred": options.data.frequency is None, "points": len(series.times),
                               **counts, "interpolated_points": 0, "skipped": None,
+                              "hint": None if options.data.business_hours else grid.business_hours_hint(series),
                               "windows": dict.fromkeys(windowing.SPLITS, 0)}
     needed = options.windows.context + options.windows.horizon
     if len(series.times) < needed:
