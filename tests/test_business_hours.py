@@ -107,6 +107,8 @@ def test_data_kept_to_business_hours_without_the_option_gets_a_hint(tmp_path):
                                      history=4, horizon=2)
     (_, report), = local_data.window_files([path], with_hours).values()
     assert report["hint"] is None
+    assert ("frequency        h (1 series) (inferred), business hours Mon-Fri 07:00-21:00\nmissing points   0 "
+            in summary.format_summary(summary.summarize([], [report], with_hours)))
 
 
 @pytest.mark.parametrize("frequency, hours, days, expected", [

@@ -45,11 +45,14 @@ def format_summary(summary: dict[str, Any], max_series: int = 10) -> str:
     """The summary as a short text a person reads at a glance."""
     w, d = summary["windows"], summary["dropped_windows"]
     freq = ", ".join(f"{k} ({v} series)" for k, v in summary["frequencies"].items())
+    data = summary.get("options", {}).get("data", {})
+    business = f", business hours {data['business_days']} {data['business_hours']}" \
+        if data.get("business_hours") else ""
     lines = [
         f"rows read        {summary['rows_read']} from {summary['files']} file(s)",
         f"series           {summary['series']} ({summary['series_windowed']} windowed, "
         f"{len(summary['series_skipped'])} skipped, holding {summary['rows_in_skipped_series']} rows)",
-        f"frequency        {freq or '-'}{' (inferred)' if summary['frequency_inferred'] else ''}",
+        f"frequency        {freq or '-'}{' (inferred)' if summary['frequency_inferred'] else ''}{business}",
         f"missing points   {summary['missing_points']} ({summary['interpolated_points']} interpolated); "
         f"rows merged as duplicates: {summary['rows_merged_as_duplicates']}",
         f"windows          train {w['train']}, eval {w['eval']}, test {w['test']}",
