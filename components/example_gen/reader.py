@@ -34,9 +34,10 @@ _EPOCH_SECONDS = re.compile(r"\s*-?\d+(\.\d*)?\s*")
 _ZONE_SUFFIX = re.compile(r"[T ]\d\d(?::?\d\d)*(?:\.\d+)?(?:[Zz]|[+-]\d\d(?::?\d\d)?)$")
 _MISSING = frozenset(["", "nan", "na", "null"])
 _OTHER_SEPARATORS = {";": "';'", "\t": "a tab", "|": "'|'"}
-# A UTC offset at the end of a timestamp's last characters: Z, +HH, +HHMM or +HH:MM.
+# The UTC offset at the end of a timestamp that has one (see _ZONE_SUFFIX): Z, +HH, +HHMM or +HH:MM.
 _OFFSET = re.compile(r"(?:[Zz]|(?<=\d)[+-]\d\d(?::?\d\d)?)$")
-# Every written UTC offset is within a timestamp's last 6 characters.
+# A timestamp's last 6 characters hold its whole UTC offset, if it has one; with its length they
+# tell whether it has one and whether it has a time of day.
 _SUFFIX = 6
 
 
