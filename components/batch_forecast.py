@@ -16,6 +16,7 @@ TensorFlow is imported by the model sources only, so the pure functions are chea
 """
 
 import dataclasses
+import io
 import json
 import logging
 import sys
@@ -405,8 +406,11 @@ def write_forecasts(batches: Iterable[dict[str, np.ndarray]], path: str, series_
         with tf.io.gfile.GFile(temporary, "w") as f:
             frame.to_csv(f, index=False)
     else:
+        # Through a buffer: pyarrow closes a file object it writes to, before GFile can flush it.
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
         with tf.io.gfile.GFile(temporary, "wb") as f:
-            frame.to_parquet(f, index=False)
+            f.write(buffer.getvalue())
     tf.io.gfile.rename(temporary, path, overwrite=True)
     return len(frame)
 

@@ -25,8 +25,8 @@ from components.trainer_options import TRAINING_LOG_FILE
 from serving import contract
 
 __all__ = ["SERVING_INPUT_FEATURES", "TRAINING_LOG_FILE", "build_model", "export_serving_model", "make_dataset",
-           "model_description", "model_inputs", "raw_feature", "run_fn", "serving_inputs", "train", "tuner_fn", "warmup_inputs_from",
-           "write_model_description", "write_warmup_requests"]
+           "model_description", "model_inputs", "raw_feature", "run_fn", "serving_inputs", "train", "tuner_fn",
+           "warmup_inputs_from", "write_model_description", "write_warmup_requests"]
 
 # XLA compiles once per input shape (about 0.25 s for this model on 2 cores). The XLA signatures
 # pad each batch up to the next of these sizes (beyond the largest, to a multiple of it), so a
