@@ -18,7 +18,6 @@ TensorFlow is imported by the model sources only, so the pure functions are chea
 import dataclasses
 import io
 import json
-import logging
 import sys
 import time
 from typing import Any, Iterable, Iterator, Optional, Sequence, Union
@@ -30,6 +29,7 @@ from components.example_gen import frequency as frequency_lib
 from components.example_gen import grid, reader
 from components.example_gen.columns import Columns, DataError
 from components.example_gen.options import DataConfig
+from components.settings import ConfigError
 from serving import contract
 
 OUTPUT_SUFFIXES = (".csv", ".parquet")
@@ -235,6 +235,53 @@ def forecast_columns(batch: Sequence[SeriesInputs], outputs: dict[str, np.ndarra
         for q, level in enumerate(levels):
             columns[quantile_column(level)] = quantiles[:, :, q].reshape(-1).astype(np.float64)
     return columns
+
+
+# The data settings that a model's description carries and a forecast's flags may override.
+DATA_FIELDS = ("timestamp_column", "target_column", "series_id_column", "frequency", "duplicates", "gap_policy",
+               "max_gap", "covariate_columns", "future_covariate_columns")
+SUMMARY_SUFFIX = ".summary.json"
+
+
+def read_description(model_dir: str) -> dict[str, Any]:
+    """The model description the export wrote into ``model_dir`` (:data:`contract.MODEL_DESCRIPTION_FILE`).
+
+    Raises:
+      FileNotFoundError: The model has none (exported before descriptions were written).
+    """
+    import tensorflow as tf
+    path = f"{model_dir.rstrip('/')}/{contract.MODEL_DESCRIPTION_FILE}"
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"{path}: the model carries no description of its data; re-run the pipeline "
+                                "to export one, or ask a server (--server) and give the data's columns")
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+def data_config(path: str, description: Optional[dict[str, Any]], overrides: dict[str, Any]) -> DataConfig:
+    """The data settings: the model's description, then the ``overrides`` that are not None.
+
+    Raises:
+      ConfigError: A setting out of its choices or range, naming its flag.
+    """
+    values = {k: v for k, v in ((description or {}).get("data") or {}).items() if k in DATA_FIELDS}
+    values.update({k: v for k, v in overrides.items() if k in DATA_FIELDS and v is not None})
+    return DataConfig(path=path, **{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def check_covariates(data: DataConfig, model: ModelInputs) -> None:
+    """The data's covariate columns must be the model's (their order does not matter).
+
+    Raises:
+      ConfigError: They differ; the message names both.
+    """
+    if sorted(data.columns.covariates) != sorted(model.covariates) or \
+            sorted(data.future_covariate_columns) != sorted(model.future_covariates):
+        raise ConfigError(f"the model takes covariates {', '.join(model.covariates) or 'none'} (future: "
+                          f"{', '.join(model.future_covariates) or 'none'}); the settings give "
+                          f"{', '.join(data.columns.covariates) or 'none'} (future: "
+                          f"{', '.join(data.future_covariate_columns) or 'none'}): give --covariate-columns "
+                          "and --future-covariate-columns as in training")
 
 
 class LocalModel:
@@ -443,6 +490,23 @@ def WriteForecasts(outputs: dict[str, beam.pvalue.PCollection], path: str,  # no
         beam.pvalue.AsSingleton(skipped), beam.pvalue.AsSingleton(rows)))
 
 
-def log_skipped(summary: dict[str, Any]) -> None:
-    for entry in summary["skipped"]:
-        logging.warning("forecast: series '%s' skipped: %s", entry["series_id"], entry["reason"])
+def add_forecast_job(pipeline: beam.Pipeline, files: Sequence[str], data: DataConfig, model_inputs: ModelInputs,
+                     model: Union[LocalModel, ServedModel], output: str, future_files: Sequence[str] = (),
+                     progress: bool = False, max_batch: int = MAX_BATCH) -> str:
+    """Adds the whole job to ``pipeline``: forecast every series of ``files``, write ``output`` and its summary.
+
+    Returns:
+      The path the summary JSON will have (``output`` + :data:`SUMMARY_SUFFIX`) once the pipeline ran.
+    """
+    output_format(output)
+    summary_path = output + SUMMARY_SUFFIX
+    outputs = pipeline | "ForecastFiles" >> ForecastFiles(files, data, model_inputs, model, future_files,
+                                                          progress=progress, max_batch=max_batch)
+    _ = outputs | "WriteForecasts" >> WriteForecasts(output, data.series_id_column, summary_path)
+    return summary_path
+
+
+def read_summary(summary_path: str) -> dict[str, Any]:
+    import tensorflow as tf
+    with tf.io.gfile.GFile(summary_path) as f:
+        return json.load(f)

@@ -26,7 +26,7 @@ from serving import contract
 
 __all__ = ["SERVING_INPUT_FEATURES", "TRAINING_LOG_FILE", "build_model", "export_serving_model", "make_dataset",
            "model_description", "model_inputs", "raw_feature", "run_fn", "serving_inputs", "train", "tuner_fn",
-           "warmup_inputs_from", "write_model_description", "write_warmup_requests"]
+           "training_series_ids", "warmup_inputs_from", "write_model_description", "write_warmup_requests"]
 
 # XLA compiles once per input shape (about 0.25 s for this model on 2 cores). The XLA signatures
 # pad each batch up to the next of these sizes (beyond the largest, to a multiple of it), so a
@@ -351,7 +351,7 @@ def write_model_description(export_dir: str, description: dict[str, Any]) -> str
     return path
 
 
-def _series_ids(file_pattern: list[str], data_accessor: tfx.components.DataAccessor,
+def training_series_ids(file_pattern: list[str], data_accessor: tfx.components.DataAccessor,
                 tft_output: tft.TFTransformOutput) -> list[str]:
     """The distinct series ids of transformed examples (Transform passes the raw id through)."""
     options = tfxio.TensorFlowDatasetOptions(batch_size=_READ_BATCH_SIZE, num_epochs=1, shuffle=False)
@@ -431,7 +431,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     warmup = warmup_inputs_from(fn_args.eval_files, fn_args.data_accessor, tft_output,
                                 model_config.scaling == "per_series")
     export_serving_model(model, tft_output, fn_args.serving_model_dir, model_config, warmup_inputs=warmup)
-    known = _series_ids(fn_args.train_files, fn_args.data_accessor, tft_output) \
+    known = training_series_ids(fn_args.train_files, fn_args.data_accessor, tft_output) \
         if model_config.scaling == "per_series" else None
     write_model_description(fn_args.serving_model_dir, model_description(fn_args.custom_config, model_config, known))
 

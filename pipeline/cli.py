@@ -171,8 +171,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"report           {os.path.join(report_dir, report_lib.HTML_FILE)}")
     if config.forecast_after_push and result.pushed_model:
         from pipeline import forecast as forecast_lib
-        forecasts = forecast_lib.forecast_after_push(config, result.pushed_model, progress=True)
-        print(forecast_lib.format_summary(forecasts))
+        print(forecast_lib.format_summary(forecast_lib.published_forecasts(config, result.pushed_model)))
     # A run whose model is not blessed did its job, but a script chaining on it must know.
     return 0 if result.pushed_model else 2
 

@@ -89,6 +89,10 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         settings.check_fields(self)
         self.beam_pipeline_args()  # refuses a preset without the options it needs, before any work
+        if self.forecast_after_push and self.data.future_covariate_columns:
+            raise settings.fail(PipelineConfig, "forecast_after_push",
+                                "cannot forecast a model with future covariates: the run's data holds no future "
+                                "values (use the forecast command with --future-covariates)")
 
     @property
     def report_dir(self) -> str:
@@ -102,6 +106,11 @@ class PipelineConfig:
     @property
     def metadata_path(self) -> str:
         return os.path.join(self.output_dir, "metadata.sqlite")
+
+    @property
+    def forecasts_dir(self) -> str:
+        """Where ``forecast_after_push`` publishes the newest forecasts and their summary."""
+        return os.path.join(self.output_dir, "forecasts")
 
     @property
     def serving_model_dir(self) -> str:

@@ -11,7 +11,6 @@ could be done (bad settings or data, no model, no server: one line on stderr).
 """
 
 import dataclasses
-import json
 import os
 from typing import Any, Optional, Sequence
 
@@ -24,11 +23,8 @@ from serving import contract
 from serving import versions as versions_lib
 
 EXIT_ALL, EXIT_SOME_SKIPPED = 0, 3
-# The data settings that the model's description carries and flags may override.
-DATA_FIELDS = ("timestamp_column", "target_column", "series_id_column", "frequency", "duplicates", "gap_policy",
-               "max_gap", "covariate_columns", "future_covariate_columns")
-SUMMARY_SUFFIX = ".summary.json"
-FORECASTS_DIR = "forecasts"
+DATA_FIELDS, SUMMARY_SUFFIX = batch_forecast.DATA_FIELDS, batch_forecast.SUMMARY_SUFFIX
+read_description, data_config = batch_forecast.read_description, batch_forecast.data_config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,33 +61,6 @@ def model_version_dir(model_base_path: str, version: Optional[int] = None) -> st
         return versions_lib.version_path(model_base_path, version)
     wanted = f"version {version}" if version is not None else "a numbered version"
     raise FileNotFoundError(f"{model_base_path}: no {wanted} (versions: {', '.join(map(str, versions)) or 'none'})")
-
-
-def read_description(model_dir: str) -> dict[str, Any]:
-    """The model description the export wrote into ``model_dir`` (:data:`contract.MODEL_DESCRIPTION_FILE`).
-
-    Raises:
-      FileNotFoundError: The model has none (exported before descriptions were written).
-    """
-    import tensorflow as tf
-    path = os.path.join(model_dir, contract.MODEL_DESCRIPTION_FILE)
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"{path}: the model carries no description of its data; re-run the pipeline "
-                                "to export one, or ask a server (--server) and give the data's columns")
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
-
-
-def data_config(path: str, description: Optional[dict[str, Any]], overrides: dict[str, Any]) -> DataConfig:
-    """The data settings: the model's description, then the flags that were given (not None).
-
-    Raises:
-      ConfigError: A setting out of its choices or range, naming its flag.
-    """
-    values = {k: v for k, v in ((description or {}).get("data") or {}).items() if k in DATA_FIELDS}
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-    values.update({k: v for k, v in overrides.items() if k in DATA_FIELDS and v is not None})
-    return DataConfig(path=path, **values)
 
 
 def beam_args(preset: str, options: Sequence[str], direct_mode: str = "in_memory", workers: int = 1) -> list[str]:
@@ -131,7 +100,7 @@ def run_forecast(data_path: str, output: str, model_base_path: Optional[str] = N
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    batch_forecast.output_format(output)
+    batch_forecast.output_format(output)  # before any work
     description, model_dir = None, None
     if model_base_path:
         model_dir = model_version_dir(model_base_path, version)
@@ -157,7 +126,7 @@ def run_forecast(data_path: str, output: str, model_base_path: Optional[str] = N
         past = tuple(c for c in inputs.covariates if c not in inputs.future_covariates)
         description = {"data": {"covariate_columns": past, "future_covariate_columns": inputs.future_covariates}}
     data = data_config(data_path, description, overrides or {})
-    _check_covariates(data, inputs)
+    batch_forecast.check_covariates(data, inputs)
     files = reader.match_files(data_path)
     future_files = []
     if inputs.future_covariates:
@@ -165,26 +134,11 @@ def run_forecast(data_path: str, output: str, model_base_path: Optional[str] = N
             raise ConfigError(f"the model needs the future values of {', '.join(inputs.future_covariates)} for "
                               "the forecast steps: give --future-covariates FILE")
         future_files = reader.match_files(future_covariates)
-    summary_path = output + SUMMARY_SUFFIX
     with beam.Pipeline(options=PipelineOptions(list(pipeline_args))) as pipeline:
-        outputs = pipeline | "ForecastFiles" >> batch_forecast.ForecastFiles(
-            files, data, inputs, model, future_files, progress=progress, max_batch=max_batch)
-        _ = outputs | "WriteForecasts" >> batch_forecast.WriteForecasts(output, data.series_id_column, summary_path)
-    import tensorflow as tf
-    with tf.io.gfile.GFile(summary_path) as f:
-        summary = json.load(f)
-    return ForecastResult(output=output, summary_path=summary_path, summary=summary, model=where)
-
-
-def _check_covariates(data: DataConfig, inputs: batch_forecast.ModelInputs) -> None:
-    """The data's covariate columns must be the model's (their order does not matter)."""
-    if sorted(data.columns.covariates) != sorted(inputs.covariates) or \
-            sorted(data.future_covariate_columns) != sorted(inputs.future_covariates):
-        raise ConfigError(f"the model takes covariates {', '.join(inputs.covariates) or 'none'} (future: "
-                          f"{', '.join(inputs.future_covariates) or 'none'}); the settings give "
-                          f"{', '.join(data.columns.covariates) or 'none'} (future: "
-                          f"{', '.join(data.future_covariate_columns) or 'none'}): give --covariate-columns "
-                          "and --future-covariate-columns as in training")
+        summary_path = batch_forecast.add_forecast_job(pipeline, files, data, inputs, model, output, future_files,
+                                                       progress=progress, max_batch=max_batch)
+    return ForecastResult(output=output, summary_path=summary_path, summary=batch_forecast.read_summary(summary_path),
+                          model=where)
 
 
 def format_summary(result: ForecastResult) -> str:
@@ -199,14 +153,14 @@ def format_summary(result: ForecastResult) -> str:
     return "\n".join(lines)
 
 
-def forecast_after_push(config: PipelineConfig, pushed_model: str, progress: bool = False) -> ForecastResult:
-    """Forecasts the run's data with the model it just pushed, into ``OUTPUT/forecasts/forecasts.csv``."""
-    out_dir = os.path.join(config.output_dir, FORECASTS_DIR)
-    os.makedirs(out_dir, exist_ok=True)
-    base, version = os.path.split(pushed_model.rstrip("/"))
-    return run_forecast(config.data.path, os.path.join(out_dir, "forecasts.csv"), model_base_path=base,
-                        version=int(version), pipeline_args=config.beam_pipeline_args(), progress=progress)
+def published_forecasts(config: PipelineConfig, pushed_model: str) -> ForecastResult:
+    """The forecasts that the run's Forecaster (``--forecast-after-push``) published in ``OUTPUT/forecasts/``."""
+    from components import forecaster
+    output = os.path.join(config.forecasts_dir, forecaster.FORECASTS_FILE)
+    summary_path = output + SUMMARY_SUFFIX
+    return ForecastResult(output=output, summary_path=summary_path, summary=batch_forecast.read_summary(summary_path),
+                          model=pushed_model)
 
 
 __all__ = ["DataError", "EXIT_ALL", "EXIT_SOME_SKIPPED", "ForecastResult", "beam_args", "data_config",
-           "format_summary", "forecast_after_push", "model_version_dir", "read_description", "run_forecast"]
+           "format_summary", "published_forecasts", "model_version_dir", "read_description", "run_forecast"]

@@ -260,3 +260,99 @@ def test_a_running_server_gives_the_same_numbers_as_the_files(trained_forecasts,
         model_server.stop()
     served = pd.read_csv(output)
     pd.testing.assert_frame_equal(served, from_files, rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_run_with_forecast_after_push_ends_with_fresh_forecasts(pipeline_run, tmp_path, capsys):
+    """The fast run again, with the Forecaster after the Pusher: the run's forecasts land in OUTPUT/forecasts/.
+
+    Slow: the Transform and everything after it run again (about a minute).
+    """
+    config, _ = pipeline_run
+    output = tmp_path / "run"
+    # A copy of the run's metadata and artifacts: the components upstream of the Pusher are cached.
+    shutil.copytree(config.output_dir, output)
+    w, m = config.windows, config.model
+    code = cli.main(["run", "--data", config.data.path, "--output", str(output), "--history", str(w.history),
+                     "--horizon", str(w.horizon), "--season-length", "8", "--split-fractions", "0.6,0.2",
+                     "--scaling", m.scaling, "--lstm-units", "16,16", "--epochs", str(m.epochs),
+                     "--batch-size", str(m.batch_size), "--max-skill", "1e6", "--forecast-after-push"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "Forecaster" in printed and "forecast 1 of 1 series" in printed
+    published = pd.read_csv(output / "forecasts" / "forecasts.csv")
+    pushed = forecast_lib.model_version_dir(str(output / "serving_model" / config.model_name))
+    data = pd.read_csv(config.data.path)
+    last = data["value"].to_numpy(np.float32)[-w.context:][None, :]
+    origin = int(pd.Timestamp(data["timestamp"].iloc[-1], tz="UTC").timestamp())
+    expected = in_process_forecast(pushed, last, {contract.ORIGIN_TIMESTAMP_INPUT_KEY: [origin]})[0]
+    np.testing.assert_allclose(published["forecast"], expected, rtol=1e-6)
+
+
+def _pushed_model_artifact(destination: str, pushed: bool):
+    from tfx.types import standard_artifacts
+    artifact = standard_artifacts.PushedModel()
+    artifact.set_int_custom_property("pushed", int(pushed))
+    artifact.set_string_custom_property("pushed_destination", destination)
+    return artifact
+
+
+def test_the_forecaster_component_publishes_the_pushed_models_forecasts(trained_forecasts, tmp_path):
+    """The pipeline step, run as TFX runs its executor: the same rows as the command, in the published dir."""
+    from components import forecaster
+    config, base, from_command = trained_forecasts
+    forecasts = forecaster.Forecasts()
+    forecasts.uri = str(tmp_path / "artifact")
+    publish = tmp_path / "published"
+    options = forecaster.forecaster_options(config.data, str(publish))
+    executor = forecaster.Executor()
+    executor.Do({forecaster.PUSHED_MODEL_KEY: [_pushed_model_artifact(str(base / "1"), True)]},
+                {forecaster.FORECASTS_KEY: [forecasts]}, {forecaster.OPTIONS_KEY: options})
+    pd.testing.assert_frame_equal(pd.read_csv(publish / forecaster.FORECASTS_FILE), from_command)
+    assert forecasts.get_int_custom_property("forecast") == 1 and forecasts.get_int_custom_property("skipped") == 0
+    # A model that was not pushed forecasts nothing: the published forecasts stay.
+    stale = forecaster.Forecasts()
+    stale.uri = str(tmp_path / "not_pushed")
+    executor.Do({forecaster.PUSHED_MODEL_KEY: [_pushed_model_artifact("", False)]},
+                {forecaster.FORECASTS_KEY: [stale]}, {forecaster.OPTIONS_KEY: options})
+    assert stale.get_int_custom_property("forecast") == 0
+    pd.testing.assert_frame_equal(pd.read_csv(publish / forecaster.FORECASTS_FILE), from_command)
+
+
+def test_forecast_after_push_puts_the_forecaster_after_the_pusher(pipeline_run):
+    import dataclasses
+
+    from pipeline import config as config_lib
+    from pipeline import pipeline as pipeline_lib
+    config, _ = pipeline_run
+    ids = [c.id for c in pipeline_lib.create_pipeline(config).components]
+    assert "Forecaster" not in ids
+    ids = [c.id for c in pipeline_lib.create_pipeline(dataclasses.replace(config, forecast_after_push=True)).components]
+    assert ids[-2:] == ["AtomicPusher", "Forecaster"]
+    with pytest.raises(config_lib.ConfigError, match="--forecast-after-push cannot forecast a model with future"):
+        dataclasses.replace(config, forecast_after_push=True,
+                            data=dataclasses.replace(config.data, future_covariate_columns=("promo",)))
+
+
+def test_the_description_of_a_per_series_model_lists_the_training_series(covariate_transform):
+    import tensorflow_transform as tft
+
+    from components import trainer as trainer_lib
+    from components.trainer_options import ModelConfig
+    from tests import conftest
+    out, _ = covariate_transform
+    tft_output = tft.TFTransformOutput(os.path.join(out, "transform_graph"))
+    known = trainer_lib.training_series_ids(conftest.transformed_files(out, "train"), conftest.data_accessor(out),
+                                            tft_output)
+    assert known == ["high", "low"]
+    custom_config = {"windows": {"history": 8, "horizon": 2, "seasonal_periods": [10], "step_seconds": 3600.0,
+                                 "calendar_features": True},
+                     "data": {"path": "/data/x.csv", "timestamp_column": "t", "target_column": "y",
+                              "series_id_column": "id", "future_covariate_columns": ["price"]}}
+    description = trainer_lib.model_description(custom_config, ModelConfig(scaling="per_series"), known)
+    assert description["known_series"] == ["high", "low"] and description["windows"]["context"] == 10
+    assert "path" not in description["data"]
+    inputs = batch_forecast.ModelInputs.from_description(description)
+    assert inputs == batch_forecast.ModelInputs(
+        context=10, horizon=2, covariates=("price",), future_covariates=("price",), origin_timestamp=True,
+        series_id=True, known_series=frozenset({"high", "low"}))
