@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from components import batch_forecast
-from components.example_gen import reader
+from components.example_gen import grid, reader
 from components.example_gen.options import DataConfig
 from pipeline import cli
 from pipeline import forecast as forecast_lib
@@ -61,6 +61,25 @@ def test_forecast_timestamps_continue_each_series_grid(frequency, times, expecte
     assert stamps == expected
     np.testing.assert_array_equal(result.inputs[contract.INPUT_KEY], [2.0, 3.0, 4.0, 5.0])
     assert result.inputs[contract.ORIGIN_TIMESTAMP_INPUT_KEY] == int(times[-1].timestamp())
+
+
+@pytest.mark.parametrize("start,freq", [("2024-03-30 20:30", "h"), ("2024-02-24", "D"), ("2023-12-06", "W-WED"),
+                                        ("2024-01-01", "15min"), ("2024-01-02", "2W-TUE")])
+def test_a_series_already_on_its_grid_is_assembled_as_the_example_generator_does(start, freq):
+    times = pd.date_range(start, periods=9, freq=freq).strftime("%Y-%m-%dT%H:%M:%SZ")
+    data = DataConfig(path="", covariate_columns=("temp",))
+    frame = pd.DataFrame({"timestamp": times, "value": np.arange(9.0), "temp": np.arange(9.0) * 2})
+    chunks = chunks_of(frame, data.columns)["series"]
+    fast = batch_forecast.regular_series("series", chunks, data)
+    slow, _ = grid.assemble("series", chunks, data)
+    assert fast is not None and fast.frequency == slow.frequency
+    for field in ("times", "target", "covariates", "file_index", "rows"):
+        np.testing.assert_array_equal(getattr(fast, field), getattr(slow, field))
+    assert fast.where(8) == slow.where(8)
+    # Rows out of order, or a frequency given that is not the step, take the example generator's way.
+    assert batch_forecast.regular_series("series", chunks_of(frame.iloc[::-1], data.columns)["series"], data) is None
+    assert batch_forecast.regular_series("series", chunks, DataConfig(path="", covariate_columns=("temp",),
+                                                                      frequency="30s")) is None
 
 
 def test_series_that_cannot_be_forecast_get_their_reasons():
