@@ -183,6 +183,8 @@ def test_quantile_columns_come_from_a_model_that_has_them(quantile_model, tmp_pa
     printed = capsys.readouterr()
     assert code == forecast_lib.EXIT_SOME_SKIPPED
     assert "forecast 2 of 3 series" in printed.out
+    # Progress: series done of those that can be forecast.
+    assert "forecast: 2 of 2 series" in printed.err
     assert "tiny: has 2 points on its D grid; the model needs the last 4" in printed.out
     frame = pd.read_csv(output)
     assert list(frame.columns) == ["store", "timestamp", "step", "forecast", "p10", "p50", "p90"]
@@ -220,6 +222,46 @@ def test_a_users_mistake_is_one_line_and_exit_code_1(quantile_model, tmp_path, c
     assert cli.main(["forecast", "--model-base-path", str(quantile_model), "--version", "3", "--data", str(data),
                      "--output", str(tmp_path / "f.csv")]) == 1
     assert "no version 3 (versions: 7)" in capsys.readouterr().err
+
+
+class _FutureModel(tf.Module):
+    """A hand-built forecaster with a known-future covariate: the last value plus the future promotion."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None, C], tf.float32, name=contract.INPUT_KEY),
+                                  tf.TensorSpec([None, C], tf.float32, name=contract.covariate_input_key("promo")),
+                                  tf.TensorSpec([None, H], tf.float32, name=contract.future_input_key("promo"))])
+    def serve(self, history, covariate_promo, future_promo):
+        return {contract.OUTPUT_KEY: history[:, -1:] + 10 * future_promo + 0 * covariate_promo[:, :1]}
+
+
+def test_future_covariates_come_from_their_file_and_a_series_without_them_is_named(tmp_path, capsys):
+    base = tmp_path / "models"
+    module = _FutureModel()
+    tf.saved_model.save(module, str(base / "1"), signatures={contract.SIGNATURE_NAME: module.serve})
+    (base / "1" / "assets.extra").mkdir()
+    (base / "1" / contract.MODEL_DESCRIPTION_FILE).write_text(json.dumps({
+        "format": 1, "scaling": "window_std",
+        "data": {"series_id_column": "store", "future_covariate_columns": ["promo"]},
+        "windows": {"history": C, "context": C, "horizon": H, "calendar_features": False}}))
+    days = pd.date_range("2024-01-01", periods=5, freq="D").strftime("%Y-%m-%d")
+    data = tmp_path / "sales.csv"
+    pd.concat([pd.DataFrame({"store": s, "timestamp": days, "value": v + np.arange(5.0), "promo": 0.0})
+               for s, v in (("a", 0.0), ("b", 100.0))]).to_csv(data, index=False)
+    future_days = pd.date_range("2024-01-06", periods=H, freq="D").strftime("%Y-%m-%d")
+    future = tmp_path / "future.csv"
+    # Store b's last future day is missing.
+    pd.concat([pd.DataFrame({"store": "a", "timestamp": future_days, "promo": [1.0, 0.0, 1.0]}),
+               pd.DataFrame({"store": "b", "timestamp": future_days[:2], "promo": [0.0, 1.0]})]).to_csv(future,
+                                                                                                   index=False)
+    output = tmp_path / "forecasts.csv"
+    argv = ["forecast", "--model-base-path", str(base), "--data", str(data), "--output", str(output), "--quiet"]
+    assert cli.main(argv) == 1
+    assert "give --future-covariates FILE" in capsys.readouterr().err
+    assert cli.main(argv + ["--future-covariates", str(future)]) == forecast_lib.EXIT_SOME_SKIPPED
+    assert "b: no future values of promo for 2024-01-08T00:00:00+00:00" in capsys.readouterr().out
+    frame = pd.read_csv(output)
+    assert frame["store"].tolist() == ["a"] * 3
+    np.testing.assert_allclose(frame["forecast"], [14.0, 4.0, 14.0])
 
 
 @pytest.fixture(scope="module")
