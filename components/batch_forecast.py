@@ -10,9 +10,9 @@ The Beam graph (:func:`ForecastFiles`) reads the files in chunks, groups rows pe
 future covariates' rows, when the model takes them), batches the series (``BatchElements``) and
 runs the model once per batch: the SavedModel is loaded once per worker (``DoFn.setup``), or a
 running server is asked (:class:`ServedModel`). The forecasts and the list of skipped series are
-written by :func:`write_forecasts` and :func:`write_summary`.
-
-TensorFlow is imported by the model sources only, so the pure functions are cheap to test.
+written by :func:`write_forecasts` and :func:`write_summary`. The ``forecast`` command
+(:mod:`pipeline.forecast`) and the pipeline's Forecaster step (:mod:`components.forecaster`) both
+run this job (:func:`add_forecast_job`).
 """
 
 import dataclasses

@@ -305,7 +305,7 @@ def warmup_inputs_from(file_pattern: list[str], data_accessor: tfx.components.Da
 _DESCRIBED_DATA = ("timestamp_column", "target_column", "series_id_column", "covariate_columns",
                    "future_covariate_columns", "frequency", "duplicates", "gap_policy", "max_gap")
 _DESCRIBED_WINDOWS = ("history", "horizon", "seasonal_periods", "step_seconds", "calendar_features")
-# Bumped when a field changes meaning; readers refuse a newer format.
+# The description's format version, bumped when a field changes meaning.
 MODEL_DESCRIPTION_FORMAT = 1
 
 

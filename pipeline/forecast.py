@@ -18,7 +18,7 @@ from components import batch_forecast
 from components.example_gen import reader
 from components.example_gen.columns import DataError
 from components.example_gen.options import DataConfig
-from pipeline.config import BEAM_PRESETS, ConfigError, PipelineConfig
+from pipeline.config import BEAM_PRESETS, DEFAULT_MODEL_NAME, ConfigError, PipelineConfig
 from serving import contract
 from serving import versions as versions_lib
 
@@ -74,7 +74,7 @@ def beam_args(preset: str, options: Sequence[str], direct_mode: str = "in_memory
 
 
 def run_forecast(data_path: str, output: str, model_base_path: Optional[str] = None, version: Optional[int] = None,
-                 server: Optional[str] = None, model_name: str = "lstm_forecast",
+                 server: Optional[str] = None, model_name: str = DEFAULT_MODEL_NAME,
                  future_covariates: Optional[str] = None, overrides: Optional[dict[str, Any]] = None,
                  pipeline_args: Sequence[str] = ("--runner=DirectRunner",), progress: bool = False,
                  max_batch: int = batch_forecast.MAX_BATCH) -> ForecastResult:
@@ -117,7 +117,7 @@ def run_forecast(data_path: str, output: str, model_base_path: Optional[str] = N
         where = f"{model_name} on {server}"
     elif model_dir:
         inputs = batch_forecast.ModelInputs.from_description(description)
-        model = batch_forecast.LocalModel(model_dir)
+        model = batch_forecast.LocalModel(model_dir, batch=max_batch)
         where = model_dir
     else:
         raise ConfigError("give --model-base-path (a model on disk) or --server (a running server)")
