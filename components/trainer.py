@@ -6,6 +6,7 @@ Transform graph inside the SavedModel, no cuDNN-only op in it, and TF Serving wa
 """
 
 import dataclasses
+import json
 import os
 from typing import Any, Optional
 
@@ -24,8 +25,8 @@ from components.trainer_options import TRAINING_LOG_FILE
 from serving import contract
 
 __all__ = ["SERVING_INPUT_FEATURES", "TRAINING_LOG_FILE", "build_model", "export_serving_model", "make_dataset",
-           "model_inputs", "raw_feature", "run_fn", "serving_inputs", "train", "tuner_fn", "warmup_inputs_from",
-           "write_warmup_requests"]
+           "model_description", "model_inputs", "raw_feature", "run_fn", "serving_inputs", "train", "tuner_fn",
+           "training_series_ids", "warmup_inputs_from", "write_model_description", "write_warmup_requests"]
 
 # XLA compiles once per input shape (about 0.25 s for this model on 2 cores). The XLA signatures
 # pad each batch up to the next of these sizes (beyond the largest, to a multiple of it), so a
@@ -300,6 +301,67 @@ def warmup_inputs_from(file_pattern: list[str], data_accessor: tfx.components.Da
     return inputs
 
 
+# The data settings a forecast of new data must repeat; the path is the training data's, not kept.
+_DESCRIBED_DATA = ("timestamp_column", "target_column", "series_id_column", "covariate_columns",
+                   "future_covariate_columns", "frequency", "duplicates", "gap_policy", "max_gap")
+_DESCRIBED_WINDOWS = ("history", "horizon", "seasonal_periods", "step_seconds", "calendar_features")
+# The description's format version, bumped when a field changes meaning.
+MODEL_DESCRIPTION_FORMAT = 1
+
+
+def model_description(custom_config: dict[str, Any], model_config: trainer_options.ModelConfig,
+                      known_series: Optional[list[str]] = None,
+                      quantile_levels: Optional[list[float]] = None) -> dict[str, Any]:
+    """What the exported model was trained on, for :data:`serving.contract.MODEL_DESCRIPTION_FILE`.
+
+    Args:
+      custom_config: The Trainer's custom config (``windows``, ``data``; see ``PipelineConfig.trainer_config``).
+      model_config: The model settings (its ``scaling``).
+      known_series: The series ids of the training split (``per_series`` scaling: others get the
+        global statistics), or None.
+      quantile_levels: The levels of the ``forecast_quantiles`` output, or None for a point model.
+
+    Returns:
+      A JSON-safe dict: ``data`` (columns, frequency, policies), ``windows`` (history L, context C,
+      horizon H, seasonal periods, step), ``scaling``, and ``known_series`` / ``quantile_levels``
+      when given.
+    """
+    windows = custom_config["windows"]
+    data = custom_config.get("data") or {}
+    description = {
+        "format": MODEL_DESCRIPTION_FORMAT,
+        "data": {k: data[k] for k in _DESCRIBED_DATA if k in data},
+        "windows": {**{k: windows[k] for k in _DESCRIBED_WINDOWS if k in windows},
+                    "context": max([int(windows["history"]), *windows.get("seasonal_periods", ())])},
+        "scaling": model_config.scaling,
+    }
+    if known_series is not None:
+        description["known_series"] = sorted(known_series)
+    if quantile_levels:
+        description["quantile_levels"] = [float(q) for q in quantile_levels]
+    return description
+
+
+def write_model_description(export_dir: str, description: dict[str, Any]) -> str:
+    """Writes ``description`` as JSON into the SavedModel's assets.extra; returns the file's path."""
+    path = os.path.join(export_dir, contract.MODEL_DESCRIPTION_FILE)
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.gfile.GFile(path, "w") as f:
+        json.dump(description, f, indent=1, sort_keys=True)
+    return path
+
+
+def training_series_ids(file_pattern: list[str], data_accessor: tfx.components.DataAccessor,
+                tft_output: tft.TFTransformOutput) -> list[str]:
+    """The distinct series ids of transformed examples (Transform passes the raw id through)."""
+    options = tfxio.TensorFlowDatasetOptions(batch_size=_READ_BATCH_SIZE, num_epochs=1, shuffle=False)
+    dataset = data_accessor.tf_dataset_factory(file_pattern, options, tft_output.transformed_metadata.schema)
+    ids = set()
+    for batch in dataset.map(lambda f: f[features.SERIES_ID]):
+        ids.update(v.decode() for v in batch.numpy().reshape(-1))
+    return sorted(ids)
+
+
 def _model_config(fn_args: Any) -> trainer_options.ModelConfig:
     """The model settings of the pipeline, with the Tuner's best hyperparameters when it ran."""
     model_config = trainer_options.model_config_from_dict((fn_args.custom_config or {}).get("model"))
@@ -369,6 +431,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     warmup = warmup_inputs_from(fn_args.eval_files, fn_args.data_accessor, tft_output,
                                 model_config.scaling == "per_series")
     export_serving_model(model, tft_output, fn_args.serving_model_dir, model_config, warmup_inputs=warmup)
+    known = training_series_ids(fn_args.train_files, fn_args.data_accessor, tft_output) \
+        if model_config.scaling == "per_series" else None
+    write_model_description(fn_args.serving_model_dir, model_description(fn_args.custom_config, model_config, known))
 
 
 def _hypermodel(inputs_spec: dict[str, int], history: int, horizon: int, model_config: trainer_options.ModelConfig):

@@ -170,6 +170,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     report, report_dir = report_lib.make(config, result)
     print(report_lib.format_report(report))
     print(f"report           {os.path.join(report_dir, report_lib.HTML_FILE)}")
+    if config.forecast_after_push and result.pushed_model:
+        from pipeline import forecast as forecast_lib
+        print(forecast_lib.format_summary(forecast_lib.published_forecasts(config, result.pushed_model)))
     # A run whose model is not blessed did its job, but a script chaining on it must know.
     return 0 if result.pushed_model else 2
 
@@ -278,6 +281,50 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_forecast(args: argparse.Namespace) -> int:
+    from pipeline import forecast as forecast_lib
+    overrides = {name: getattr(args, name) for name in forecast_lib.DATA_FIELDS}
+    pipeline_args = forecast_lib.beam_args(args.beam_preset, args.beam_options, args.beam_direct_running_mode,
+                                           args.beam_num_workers)
+    result = forecast_lib.run_forecast(
+        _data_path(args.data), _data_path(args.output),
+        model_base_path=_data_path(args.model_base_path) if args.model_base_path else None,
+        version=args.version, server=args.server, model_name=args.model_name,
+        future_covariates=_data_path(args.future_covariates) if args.future_covariates else None,
+        overrides=overrides, pipeline_args=pipeline_args, progress=not args.quiet)
+    print(forecast_lib.format_summary(result))
+    return result.exit_code
+
+
+def _add_forecast_flags(parser: argparse.ArgumentParser) -> None:
+    D, P = config_lib.DataConfig, config_lib.PipelineConfig  # noqa: N806
+    parser.add_argument("--model-base-path", help="directory of numbered versions (the newest is used); with "
+                        "--server, read only for the model's description")
+    parser.add_argument("--version", type=int, default=None, help="this version instead of the newest")
+    parser.add_argument("--server", default=None, help="HOST:PORT of a running server to ask instead")
+    parser.add_argument("--model-name", default=config_lib.DEFAULT_MODEL_NAME, help="with --server")
+    parser.add_argument("--data", required=True, help=settings.help_of(D, "path"))
+    parser.add_argument("--output", required=True, help="the forecasts: a .csv or .parquet file (a summary JSON "
+                        "goes beside it)")
+    parser.add_argument("--future-covariates", default=None, help="CSV/Parquet with the future covariates' values "
+                        "at the forecast steps (timestamp, series id and the future covariate columns)")
+    # The data settings default to the model's description; a flag given overrides it.
+    for name in ("timestamp_column", "target_column", "series_id_column", "frequency", "duplicates", "gap_policy"):
+        parser.add_argument(settings.flag_of(D, name), dest=name, default=None, choices=settings.choices_of(D, name),
+                            help=settings.help_of(D, name) + " (default: as the model was trained)")
+    parser.add_argument(settings.flag_of(D, "max_gap"), dest="max_gap", type=int, default=None,
+                        help=settings.help_of(D, "max_gap") + " (default: as the model was trained)")
+    for name in ("covariate_columns", "future_covariate_columns"):
+        parser.add_argument(settings.flag_of(D, name), dest=name, type=_names, default=None,
+                            help=settings.help_of(D, name) + " (default: as the model was trained)")
+    _add(parser, P, "beam_preset")
+    parser.add_argument(settings.flag_of(P, "beam_options"), dest="beam_options", action="append", default=[],
+                        metavar="KEY=VALUE", help=settings.help_of(P, "beam_options"))
+    _add(parser, P, "beam_direct_running_mode")
+    _add(parser, P, "beam_num_workers", "int")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines (series done / total)")
+
+
 def _cmd_compile_kubeflow(args: argparse.Namespace) -> int:
     from pipeline import kubeflow_runner
     spec = kubeflow_runner.compile_pipeline(_resolved_config(args), args.image, args.pipeline_json)
@@ -305,7 +352,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", **formatter, help="run the TFX pipeline and push a blessed model")
     _add_pipeline_flags(run)
+    _add(run, config_lib.PipelineConfig, "forecast_after_push", "bool")
     run.set_defaults(func=_cmd_run)
+
+    forecast = commands.add_parser(
+        "forecast", **formatter, help="forecast the next H points of every series with a pushed model",
+        epilog="exit codes: 0 every series was forecast; 3 some were skipped (listed with their reasons, the "
+               "others written); 1 nothing could be done (the error on one line)")
+    _add_forecast_flags(forecast)
+    forecast.set_defaults(func=_cmd_forecast)
 
     windows = commands.add_parser("windows", **formatter,
                                   help="check the data and write the windows only; print a summary")

@@ -83,10 +83,16 @@ class PipelineConfig:
                                                  "temp_location=, flink_master=, ...")
     enable_cache: bool = setting(True, flag="--cache",
                                  help="reuse component outputs whose inputs and settings are unchanged")
+    forecast_after_push: bool = setting(
+        False, help="after a push, forecast every series of the data with the pushed model into OUTPUT/forecasts/")
 
     def __post_init__(self) -> None:
         settings.check_fields(self)
         self.beam_pipeline_args()  # refuses a preset without the options it needs, before any work
+        if self.forecast_after_push and self.data.future_covariate_columns:
+            raise settings.fail(PipelineConfig, "forecast_after_push",
+                                "cannot forecast a model with future covariates: the run's data holds no future "
+                                "values (use the forecast command with --future-covariates)")
 
     @property
     def report_dir(self) -> str:
@@ -100,6 +106,11 @@ class PipelineConfig:
     @property
     def metadata_path(self) -> str:
         return os.path.join(self.output_dir, "metadata.sqlite")
+
+    @property
+    def forecasts_dir(self) -> str:
+        """Where ``forecast_after_push`` publishes the newest forecasts and their summary."""
+        return os.path.join(self.output_dir, "forecasts")
 
     @property
     def serving_model_dir(self) -> str:
@@ -129,8 +140,13 @@ class PipelineConfig:
         return args + [f"--{key}={value}" for key, value in values.items()]
 
     def trainer_config(self) -> dict[str, Any]:
-        """The settings the Trainer module reads from ``fn_args.custom_config`` (JSON-safe)."""
-        return {"windows": dataclasses.asdict(self.windows), "model": dataclasses.asdict(self.model)}
+        """The settings the Trainer module reads from ``fn_args.custom_config`` (JSON-safe).
+
+        ``data`` (the columns and policies) goes only into the exported model's description
+        (:data:`serving.contract.MODEL_DESCRIPTION_FILE`).
+        """
+        return {"windows": dataclasses.asdict(self.windows), "model": dataclasses.asdict(self.model),
+                "data": dataclasses.asdict(self.data)}
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

@@ -2,7 +2,8 @@
 
 Components, in order: TimeSeriesExampleGen, StatisticsGen, SchemaGen, ExampleValidator,
 Transform, Tuner (only with ``ModelConfig.tune``), Trainer, the latest blessed model's resolver,
-Evaluator (eval split: the blessing), TestEvaluator (test split: reported only), Pusher.
+Evaluator (eval split: the blessing), TestEvaluator (test split: reported only), Pusher, and with
+``forecast_after_push`` the Forecaster (every series forecast with the pushed model).
 """
 
 import dataclasses
@@ -19,6 +20,7 @@ import components
 from components import features, forecast_metrics
 from components.example_gen.component import TimeSeriesExampleGen
 from components.example_gen.options import WindowingOptions
+from components.forecaster import Forecaster
 from components.pusher import KEEP_VERSIONS_KEY, AtomicPusher
 from components.transform import transform_config
 from pipeline.config import PipelineConfig
@@ -176,10 +178,12 @@ def create_pipeline(config: PipelineConfig,
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_model_dir)),
         custom_config={KEEP_VERSIONS_KEY: config.keep_versions})
+    forecaster = Forecaster(pushed_model=pusher.outputs["pushed_model"], data=config.data,
+                            publish_dir=config.forecasts_dir) if config.forecast_after_push else None
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=[examples, statistics_gen, schema_gen, example_validator, transform,
                     *([tuner] if tuner is not None else []), trainer, latest_blessed, evaluator,
-                    test_evaluator, pusher],
+                    test_evaluator, pusher, *([forecaster] if forecaster is not None else [])],
         **_runtime(config, metadata))

@@ -65,8 +65,15 @@ COVARIATE_INPUT_PREFIX: Final = "covariate_"
 # Prefix of the known-future covariate inputs ([batch, H]), the same as the example features'.
 FUTURE_INPUT_PREFIX: Final = "future_"
 
+# Models with quantiles: forecast_quantiles float32 [batch, H, Q] and their levels, float32 [batch, Q].
+QUANTILES_OUTPUT_KEY: Final = "forecast_quantiles"
+QUANTILE_LEVELS_OUTPUT_KEY: Final = "quantile_levels"
+
 # TF Serving replays these PredictionLog records when it loads a version, before serving it.
 WARMUP_FILE: Final = "assets.extra/tf_serving_warmup_requests"
+# What the model was trained on (columns, frequency, history, horizon, scaling, covariates), as
+# JSON, so that batch forecasting needs only the model and the data (pipeline/forecast.py).
+MODEL_DESCRIPTION_FILE: Final = "assets.extra/model_description.json"
 
 
 def covariate_input_key(column: str) -> str:

@@ -1,0 +1,147 @@
+"""Batch forecasting throughput: the forecast job against calling the SavedModel directly, same run.
+
+The model is the bundled run's pushed model (weekly CO2, the defaults: L=52, H=4, XLA signatures),
+from :func:`benchmarks.transform_outputs`' pipeline run. The data: ``--series`` synthetic weekly
+series (a seasonal wave, a level and noise per series), ``--points`` points each, in one Parquet
+file (and a CSV file, timed too). Measured, series per second:
+
+* the forecast job (``pipeline.forecast.run_forecast``: read, group, grid, window, batch, model,
+  write) in this process, on the DirectRunner, Parquet input and CSV input; and its rate past its
+  fixed costs (Beam's set-up, loading the model, XLA's first compile: about 3 s), from the
+  difference between a job on all the series and one on a quarter of them;
+* ``serving_default`` called in batches of 1024 on windows cut beforehand (``benchmarks/predict.py``'s
+  way): the upper bound the goal is relative to (goal: the job >= 50% of it);
+* a plain Python loop calling ``serving_default`` once per series, on the same windows.
+
+Peak RSS: of a separate process running the forecast command at a quarter and at all of the
+series (flat memory: the peak should not grow with the series).
+
+  tools/in-env python -m benchmarks.forecast [--run-dir DIR] [--series 10000]
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+import benchmarks
+from pipeline import forecast as forecast_lib
+from serving import contract
+
+BATCH = 1024
+GOAL = 0.5
+
+
+def synthetic_series(series: int, points: int, seed: int = 0) -> pd.DataFrame:
+    """``series`` weekly series of ``points`` points each, ending on the same Saturday."""
+    rng = np.random.default_rng(seed)
+    times = pd.date_range(end="2025-12-27", periods=points, freq="W-SAT")
+    phase = 2 * np.pi * np.arange(points) / 52
+    level = rng.uniform(300, 420, series)[:, None]
+    values = level + 3 * np.sin(phase)[None, :] + rng.normal(0, 0.3, (series, points))
+    return pd.DataFrame({"series": np.repeat([f"s{i:05d}" for i in range(series)], points),
+                         "timestamp": np.tile(times.strftime("%Y-%m-%d"), series),
+                         "value": values.reshape(-1)})
+
+
+def _peak_rss_mb(argv: list[str]) -> float:
+    """The peak RSS (MB) of a fresh process running ``lstm-forecast ARGV`` (which must succeed)."""
+    code = ("import resource, sys; from pipeline import cli; code = cli.main(sys.argv[1:]); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)")
+    done = subprocess.run([sys.executable, "-c", code, *argv], check=True, capture_output=True, text=True)
+    return int(done.stdout.strip().splitlines()[-1]) / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run-dir", default=os.path.join(tempfile.gettempdir(), "lstm_forecast_bench"))
+    parser.add_argument("--series", type=int, default=10_000)
+    parser.add_argument("--points", type=int, default=60, help="points per series (at least the context C)")
+    parser.add_argument("--loop-series", type=int, default=2000, help="series timed in the plain loop")
+    args = parser.parse_args()
+
+    benchmarks.transform_outputs(args.run_dir)
+    model_dir = forecast_lib.model_version_dir(benchmarks.bundled_config(args.run_dir).serving_model_dir)
+    description = forecast_lib.read_description(model_dir)
+    context, horizon = description["windows"]["context"], description["windows"]["horizon"]
+    work = tempfile.mkdtemp(prefix="forecast_bench_")
+    frame = synthetic_series(args.series, max(args.points, context))
+    parquet, csv = os.path.join(work, "series.parquet"), os.path.join(work, "series.csv")
+    frame.to_parquet(parquet, index=False)
+    frame.to_csv(csv, index=False)
+    quarter = os.path.join(work, "quarter.parquet")
+    frame[frame["series"] < f"s{args.series // 4:05d}"].to_parquet(quarter, index=False)
+
+    # The windows the job cuts, cut here with numpy: the last C points of each series.
+    values = frame["value"].to_numpy(np.float32).reshape(args.series, -1)
+    windows = values[:, -context:]
+    origin = int(pd.Timestamp(frame["timestamp"].iloc[-1], tz="UTC").timestamp())
+    inputs = {contract.INPUT_KEY: windows}
+    if description["windows"].get("calendar_features", True):
+        inputs[contract.ORIGIN_TIMESTAMP_INPUT_KEY] = np.full(args.series, origin, np.int64)
+    signature = tf.saved_model.load(model_dir).signatures[contract.SIGNATURE_NAME]
+
+    def call(rows: slice) -> np.ndarray:
+        return signature(**{k: tf.constant(v[rows]) for k, v in inputs.items()})[contract.OUTPUT_KEY].numpy()
+
+    for size in (1, BATCH, args.series % BATCH or BATCH):
+        call(slice(0, size))  # XLA compiles each batch size once
+    start = time.perf_counter()
+    batched = np.concatenate([call(slice(i, i + BATCH)) for i in range(0, args.series, BATCH)])
+    batched_rate = args.series / (time.perf_counter() - start)
+    start = time.perf_counter()
+    for i in range(args.loop_series):
+        call(slice(i, i + 1))
+    loop_rate = args.loop_series / (time.perf_counter() - start)
+
+    rows, result = [], {"series": args.series, "context": context, "horizon": horizon}
+    rows.append([f"serving_default, batches of {BATCH} [baseline]", round(batched_rate), "1.00"])
+    rows.append(["serving_default, plain loop, 1 series a call", round(loop_rate), f"{loop_rate / batched_rate:.2f}"])
+    result.update(batched_series_per_s=round(batched_rate), loop_series_per_s=round(loop_rate))
+    def job(path: str, name: str) -> float:
+        """Seconds of the forecast job on ``path``, its forecasts checked against the batched calls'."""
+        output = os.path.join(work, f"forecasts_{name}.csv")
+        start = time.perf_counter()
+        done = forecast_lib.run_forecast(path, output, model_base_path=os.path.dirname(model_dir),
+                                         overrides={"series_id_column": "series"})
+        seconds = time.perf_counter() - start
+        written = pd.read_csv(output)["forecast"].to_numpy().reshape(-1, horizon)
+        np.testing.assert_allclose(written, batched[:len(written)], rtol=1e-4, atol=1e-3)
+        assert done.summary["forecast"] == len(written), done.summary
+        return seconds
+
+    for name, path in (("parquet", parquet), ("csv", csv)):
+        rate = args.series / job(path, name)
+        rows.append([f"forecast job, DirectRunner, {name} input", round(rate), f"{rate / batched_rate:.2f}"])
+        result[f"job_{name}_series_per_s"] = round(rate)
+        result[f"job_{name}_ratio"] = round(rate / batched_rate, 3)
+    # Past the job's fixed costs (Beam's set-up, loading the SavedModel, XLA's first compile): the
+    # series/s of the last three quarters of the series.
+    # The faster of two runs each: the CPU may be shared.
+    all_s = min(job(parquet, "all") for _ in range(2))
+    quarter_s = min(job(quarter, "quarter") for _ in range(2))
+    marginal = (args.series - args.series // 4) / (all_s - quarter_s)
+    rows.append(["forecast job, parquet, per series past its fixed costs", round(marginal),
+                 f"{marginal / batched_rate:.2f}"])
+    result.update(job_marginal_series_per_s=round(marginal), job_marginal_ratio=round(marginal / batched_rate, 3))
+
+    command = ["forecast", "--model-base-path", os.path.dirname(model_dir), "--series-id-column", "series", "--quiet"]
+    rss_quarter = _peak_rss_mb(command + ["--data", quarter, "--output", os.path.join(work, "q.csv")])
+    rss_all = _peak_rss_mb(command + ["--data", parquet, "--output", os.path.join(work, "a.csv")])
+    rows.append([f"peak RSS of the command, {args.series // 4} / {args.series} series (MB)", "",
+                 f"{rss_quarter:.0f} / {rss_all:.0f}"])
+    result.update(peak_rss_mb_quarter=round(rss_quarter), peak_rss_mb_all=round(rss_all),
+                  goal_ratio=GOAL, meets_goal=result["job_parquet_ratio"] >= GOAL,
+                  marginal_meets_goal=result["job_marginal_ratio"] >= GOAL)
+    benchmarks.print_report(f"Forecasting {args.series} series (C={context}, H={horizon}; goal: job >= "
+                            f"{GOAL:.0%} of batched)", ["what", "series/s", "ratio"], rows, result)
+
+
+if __name__ == "__main__":
+    main()

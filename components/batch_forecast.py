@@ -1,0 +1,570 @@
+"""Batch forecasting: the next H points of every series, from its last C points, as a Beam job.
+
+The per-series work is pure (:func:`series_inputs`, :func:`forecast_columns`): a series is put on
+its grid with the example generator's reader and grid (:mod:`components.example_gen`), its gaps
+handled by the same policy, its last C points and covariates cut, and the H timestamps that follow
+its last one computed on its own grid (:func:`frequency.following`). A series that cannot be
+forecast becomes a :class:`Skipped` with its reason, never dropped.
+
+The Beam graph (:func:`ForecastFiles`) reads the files in chunks, groups rows per series (with the
+future covariates' rows, when the model takes them), batches the series (``BatchElements``) and
+runs the model once per batch: the SavedModel is loaded once per worker (``DoFn.setup``), or a
+running server is asked (:class:`ServedModel`). The forecasts and the list of skipped series are
+written by :func:`write_forecasts` and :func:`write_summary`. The ``forecast`` command
+(:mod:`pipeline.forecast`) and the pipeline's Forecaster step (:mod:`components.forecaster`) both
+run this job (:func:`add_forecast_job`).
+"""
+
+import dataclasses
+import functools
+import io
+import json
+import sys
+import time
+from typing import Any, Iterable, Iterator, Optional, Sequence, Union
+
+import apache_beam as beam
+import numpy as np
+
+from components.example_gen import frequency as frequency_lib
+from components.example_gen import grid, reader
+from components.example_gen.columns import Columns, DataError
+from components.example_gen.options import DataConfig
+from components.settings import ConfigError
+from serving import contract
+
+OUTPUT_SUFFIXES = (".csv", ".parquet")
+TIMESTAMP_COLUMN, STEP_COLUMN, FORECAST_COLUMN = "timestamp", "step", "forecast"
+# Series per model call: the largest batch the XLA signatures compile for (components/trainer.py).
+MAX_BATCH = 1024
+# Missing timestamps named in one skip reason; the rest are counted.
+_NAMED_TIMES = 5
+_PROGRESS_SECONDS = 5.0
+_FORECASTS, _SKIPPED = "forecasts", "skipped"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInputs:
+    """What the model's ``serving_default`` takes and gives, as :mod:`serving.contract` names it.
+
+    Attributes:
+      context: C, the points of history each input row holds.
+      horizon: H, the forecast steps.
+      covariates: Columns whose last C values go in ``covariate_<column>`` (past and known-future ones).
+      future_covariates: Columns whose H future values go in ``future_<column>``.
+      origin_timestamp: Whether the model takes the origin's epoch seconds (calendar features).
+      series_id: Whether the model takes the series id (per-series scaling).
+      known_series: With ``series_id``: the ids the model was trained on (others cannot be
+        forecast: they would get the global scaling silently), or None when not known.
+    """
+
+    context: int
+    horizon: int
+    covariates: tuple[str, ...] = ()
+    future_covariates: tuple[str, ...] = ()
+    origin_timestamp: bool = False
+    series_id: bool = False
+    known_series: Optional[frozenset[str]] = None
+
+    @classmethod
+    def from_description(cls, description: dict[str, Any]) -> "ModelInputs":
+        """The inputs of a model exported with :data:`contract.MODEL_DESCRIPTION_FILE` ``description``."""
+        data, windows = description["data"], description["windows"]
+        per_series = description.get("scaling") == "per_series"
+        known = description.get("known_series")
+        future = tuple(data.get("future_covariate_columns", ()))
+        return cls(context=int(windows["context"]), horizon=int(windows["horizon"]),
+                   covariates=tuple(data.get("covariate_columns", ())) + future, future_covariates=future,
+                   origin_timestamp=bool(windows.get("calendar_features", True)), series_id=per_series,
+                   known_series=frozenset(known) if per_series and known is not None else None)
+
+    @classmethod
+    def from_signature(cls, inputs: dict[str, list[int]], outputs: dict[str, list[int]]) -> "ModelInputs":
+        """The inputs of a served signature, from its input and output shapes (``ForecastClient.metadata``)."""
+        def columns(prefix: str) -> tuple[str, ...]:
+            return tuple(sorted(k[len(prefix):] for k in inputs if k.startswith(prefix)))
+
+        return cls(context=int(inputs[contract.INPUT_KEY][-1]), horizon=int(outputs[contract.OUTPUT_KEY][-1]),
+                   covariates=columns(contract.COVARIATE_INPUT_PREFIX),
+                   future_covariates=columns(contract.FUTURE_INPUT_PREFIX),
+                   origin_timestamp=contract.ORIGIN_TIMESTAMP_INPUT_KEY in inputs,
+                   series_id=contract.SERIES_ID_INPUT_KEY in inputs)
+
+
+@dataclasses.dataclass(frozen=True)
+class SeriesInputs:
+    """One series, ready for the model.
+
+    Attributes:
+      series_id: The series.
+      times: Epoch seconds of the H forecast steps, on the series' grid after its last point.
+      inputs: One row of each ``serving_default`` input, keyed by input name.
+    """
+
+    series_id: str
+    times: np.ndarray
+    inputs: dict[str, np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class Skipped:
+    """A series that could not be forecast, and why."""
+
+    series_id: str
+    reason: str
+
+
+def _missing(times: np.ndarray) -> str:
+    named = ", ".join(grid.stamp(t) for t in times[:_NAMED_TIMES])
+    more = len(times) - _NAMED_TIMES
+    return named + (f" and {more} more" if more > 0 else "")
+
+
+def series_inputs(series_id: str, chunks: Sequence[reader.Chunk], data: DataConfig, model: ModelInputs,
+                  future_chunks: Sequence[reader.Chunk] = ()) -> Union[SeriesInputs, Skipped]:
+    """The model's inputs for the next H points of one series, or why there are none.
+
+    The series is put on its grid and its gaps handled as the example generator does
+    (``data.gap_policy`` ``interpolate`` fills runs up to ``max_gap``); the forecast then needs its
+    last C points whole: a gap among them (``error`` and ``skip`` policies alike) skips the series.
+
+    Args:
+      series_id: The series.
+      chunks: Its rows, as :func:`reader.read_chunks` gives them, in any order.
+      data: Its columns (covariates in the order of ``model.covariates``), frequency and policies.
+      model: What the model takes.
+      future_chunks: With future covariates: rows of the future covariates file for this series,
+        the first future column as the chunks' target and the others as their covariates.
+
+    Returns:
+      The inputs, or a :class:`Skipped` whose reason names the series' problem (and the missing
+      timestamps where some are missing).
+    """
+    try:
+        series = regular_series(series_id, chunks, data) or grid.assemble(series_id, chunks, data)[0]
+    except DataError as error:
+        return Skipped(series_id, str(error))
+    if data.gap_policy == "interpolate":
+        series, _ = grid.apply_gap_policy(series, data)
+    c = model.context
+    if len(series.times) < c:
+        return Skipped(series_id, f"has {len(series.times)} points on its {series.frequency} grid; "
+                                  f"the model needs the last {c}")
+    if model.series_id and model.known_series is not None and series_id not in model.known_series:
+        return Skipped(series_id, "unknown to the model, which scales each series by its own training "
+                                  "statistics (per_series)")
+    last = slice(len(series.times) - c, None)
+    values = np.column_stack([series.target[last], series.covariates[last]])
+    holes = np.isnan(values)
+    if holes.any():
+        columns = [data.columns.target, *data.columns.covariates]
+        which = sorted({columns[i] for i in np.flatnonzero(holes.any(axis=0))})
+        return Skipped(series_id, f"missing values ({', '.join(which)}) among its last {c} points at "
+                                  f"{_missing(series.times[last][holes.any(axis=1)])}")
+    origin = int(series.times[-1])
+    times = _following(origin, series.frequency, model.horizon)
+    inputs = {contract.INPUT_KEY: series.target[last].astype(contract.INPUT_DTYPE)}
+    covariate_index = {name: i for i, name in enumerate(data.columns.covariates)}
+    for name in model.covariates:
+        inputs[contract.covariate_input_key(name)] = series.covariates[last, covariate_index[name]].astype(
+            contract.INPUT_DTYPE)
+    if model.future_covariates:
+        future = _future_values(series_id, future_chunks, model.future_covariates, times)
+        if isinstance(future, Skipped):
+            return future
+        inputs.update(future)
+    if model.origin_timestamp:
+        inputs[contract.ORIGIN_TIMESTAMP_INPUT_KEY] = np.int64(origin)
+    if model.series_id:
+        inputs[contract.SERIES_ID_INPUT_KEY] = np.array(series_id, dtype=object)
+    return SeriesInputs(series_id, times, inputs)
+
+
+_DAY, _WEEK = 86_400, 7 * 86_400
+# Steps from about four weeks up may be calendar months, quarters or years: pandas decides those.
+_CALENDAR_STEPS = 28 * _DAY
+
+
+def regular_series(series_id: str, chunks: Sequence[reader.Chunk], data: DataConfig) -> Optional[grid.Series]:
+    """The series on its grid, when its rows already are one: sorted, distinct, every step alike.
+
+    The common case of data to forecast, done with numpy alone: :func:`grid.assemble` builds the
+    grid with pandas, about 2 ms a series, most of a forecast's per-series time. The result is the
+    one :func:`grid.assemble` gives; None when the rows are not such a grid (gaps, duplicates, rows
+    out of order, steps that may be calendar months, a frequency given that is not the step),
+    which :func:`grid.assemble` then handles, errors included.
+    """
+    if len(chunks) != 1 or len(chunks[0]) < 2:
+        return None
+    chunk = chunks[0]
+    steps = np.diff(chunk.times)
+    step = int(steps[0])
+    if step <= 0 or not (steps == step).all() or (step >= _CALENDAR_STEPS and step % _WEEK):
+        return None
+    # 1970-01-01 was a Thursday (pandas' dayofweek 3).
+    frequency = _step_frequency(step, int((chunk.times[0] // _DAY + 3) % 7))
+    if data.frequency and data.frequency != frequency:
+        return None
+    n = len(chunk)
+    return grid.Series(series_id, frequency, chunk.times, chunk.target, chunk.covariates, (chunk.file,),
+                       np.zeros(n, np.int32), chunk.rows)
+
+
+@functools.lru_cache(maxsize=1024)
+def _step_frequency(step: int, weekday: int) -> str:
+    """The frequency :func:`frequency.infer_frequency` gives a grid of ``step`` seconds starting on ``weekday``."""
+    monday = 4 * _DAY  # 1970-01-05
+    start = monday + weekday * _DAY
+    return frequency_lib.infer_frequency(np.array([start, start + step], np.int64))
+
+
+@functools.lru_cache(maxsize=4096)
+def _following(origin: int, frequency: str, steps: int) -> np.ndarray:
+    """:func:`frequency.following`, once per origin: series of one data set mostly end together."""
+    times = frequency_lib.following(origin, frequency, steps)
+    times.setflags(write=False)
+    return times
+
+
+def _future_values(series_id: str, chunks: Sequence[reader.Chunk], columns: tuple[str, ...],
+                   times: np.ndarray) -> Union[dict[str, np.ndarray], Skipped]:
+    """Each future covariate at the forecast steps ``times``, from the future covariates' rows."""
+    have_times = np.concatenate([c.times for c in chunks]) if chunks else np.zeros(0, np.int64)
+    have = np.concatenate([np.column_stack([c.target, c.covariates]) for c in chunks]) if chunks \
+        else np.zeros((0, len(columns)))
+    found = {int(t): row for t, row in zip(have_times, have) if not np.isnan(row).any()}
+    missing = np.array([t for t in times if int(t) not in found], np.int64)
+    if len(missing):
+        return Skipped(series_id, f"no future values of {', '.join(columns)} for {_missing(missing)}")
+    rows = np.stack([found[int(t)] for t in times])
+    return {contract.future_input_key(name): rows[:, i].astype(contract.INPUT_DTYPE)
+            for i, name in enumerate(columns)}
+
+
+def future_columns(data: DataConfig) -> Columns:
+    """How the future covariates file is read: its first future column in the target's place."""
+    first, *rest = data.future_covariate_columns
+    return Columns(timestamp=data.timestamp_column, target=first, series_id=data.series_id_column,
+                   covariates=tuple(rest))
+
+
+def stack_inputs(batch: Sequence[SeriesInputs]) -> dict[str, np.ndarray]:
+    """The inputs of a batch of series, one row each, keyed by input name."""
+    return {name: np.stack([s.inputs[name] for s in batch]) for name in batch[0].inputs}
+
+
+def quantile_column(level: float) -> str:
+    """The output column of a quantile level: 0.1 gives ``p10``, 0.025 ``p2.5``, 0.5 ``p50``."""
+    return f"p{round(float(level) * 100, 6):g}"
+
+
+def forecast_columns(batch: Sequence[SeriesInputs], outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The output rows of a batch, H per series, as columns.
+
+    Args:
+      batch: The series, as given to the model.
+      outputs: The model's outputs for them: ``forecast`` ``[N, H]``, and with quantiles
+        ``forecast_quantiles`` ``[N, H, Q]`` and ``quantile_levels`` ``[N, Q]``.
+
+    Returns:
+      ``series_id`` (text), ``timestamp`` (epoch seconds), ``step`` (1..H), ``forecast``, and one
+      ``p<percent>`` column per quantile level.
+    """
+    forecast = np.asarray(outputs[contract.OUTPUT_KEY])
+    n, h = forecast.shape
+    columns = {"series_id": np.repeat(np.array([s.series_id for s in batch], dtype=object), h),
+               TIMESTAMP_COLUMN: np.concatenate([s.times for s in batch]).astype(np.int64),
+               STEP_COLUMN: np.tile(np.arange(1, h + 1, dtype=np.int64), n),
+               FORECAST_COLUMN: forecast.reshape(-1).astype(np.float64)}
+    if contract.QUANTILES_OUTPUT_KEY in outputs:
+        quantiles = np.asarray(outputs[contract.QUANTILES_OUTPUT_KEY])
+        levels = np.asarray(outputs[contract.QUANTILE_LEVELS_OUTPUT_KEY]).reshape(-1, quantiles.shape[-1])[0]
+        for q, level in enumerate(levels):
+            columns[quantile_column(level)] = quantiles[:, :, q].reshape(-1).astype(np.float64)
+    return columns
+
+
+# The data settings that a model's description carries and a forecast's flags may override.
+DATA_FIELDS = ("timestamp_column", "target_column", "series_id_column", "frequency", "duplicates", "gap_policy",
+               "max_gap", "covariate_columns", "future_covariate_columns")
+SUMMARY_SUFFIX = ".summary.json"
+
+
+def read_description(model_dir: str) -> dict[str, Any]:
+    """The model description the export wrote into ``model_dir`` (:data:`contract.MODEL_DESCRIPTION_FILE`).
+
+    Raises:
+      FileNotFoundError: The model has none (exported before descriptions were written).
+    """
+    import tensorflow as tf
+    path = f"{model_dir.rstrip('/')}/{contract.MODEL_DESCRIPTION_FILE}"
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"{path}: the model carries no description of its data; re-run the pipeline "
+                                "to export one, or ask a server (--server) and give the data's columns")
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+def data_config(path: str, description: Optional[dict[str, Any]], overrides: dict[str, Any]) -> DataConfig:
+    """The data settings: the model's description, then the ``overrides`` that are not None.
+
+    Raises:
+      ConfigError: A setting out of its choices or range, naming its flag.
+    """
+    values = {k: v for k, v in ((description or {}).get("data") or {}).items() if k in DATA_FIELDS}
+    values.update({k: v for k, v in overrides.items() if k in DATA_FIELDS and v is not None})
+    return DataConfig(path=path, **{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def check_covariates(data: DataConfig, model: ModelInputs) -> None:
+    """The data's covariate columns must be the model's (their order does not matter).
+
+    Raises:
+      ConfigError: They differ; the message names both.
+    """
+    if sorted(data.columns.covariates) != sorted(model.covariates) or \
+            sorted(data.future_covariate_columns) != sorted(model.future_covariates):
+        raise ConfigError(f"the model takes covariates {', '.join(model.covariates) or 'none'} (future: "
+                          f"{', '.join(model.future_covariates) or 'none'}); the settings give "
+                          f"{', '.join(data.columns.covariates) or 'none'} (future: "
+                          f"{', '.join(data.future_covariate_columns) or 'none'}): give --covariate-columns "
+                          "and --future-covariate-columns as in training")
+
+
+class LocalModel:
+    """A SavedModel version on disk, called in this process (TF2)."""
+
+    def __init__(self, path: str, batch: int = MAX_BATCH):
+        self.path, self.batch = path, batch
+
+    def open(self) -> Any:
+        """A callable from stacked inputs to the signature's outputs as numpy arrays."""
+        import tensorflow as tf
+        signature = tf.saved_model.load(self.path).signatures[contract.SIGNATURE_NAME]
+
+        def predict(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            # Every call at one batch size: an XLA signature compiles once per size (about 0.3 s
+            # each), and the last batch of each bundle has a size of its own.
+            n = len(inputs[contract.INPUT_KEY])
+            rows = np.minimum(np.arange(max(n, self.batch)), n - 1)
+            tensors = {k: tf.constant(np.asarray(v, contract.input_dtype(k))[rows]) for k, v in inputs.items()}
+            return {k: v.numpy()[:n] for k, v in signature(**tensors).items()}
+
+        return predict
+
+
+class ServedModel:
+    """A model on a running TF Serving (or ``lstm-forecast serve``) server, asked over gRPC."""
+
+    def __init__(self, target: str, model_name: str, version: Optional[int] = None, timeout_s: float = 30.0):
+        self.target, self.model_name, self.version, self.timeout_s = target, model_name, version, timeout_s
+
+    def open(self) -> Any:
+        from serving import client as client_lib
+        client = client_lib.ForecastClient(self.target, self.model_name, version=self.version,
+                                           timeout_s=self.timeout_s)
+
+        def predict(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            extra = {k: v for k, v in inputs.items() if k != contract.INPUT_KEY}
+            return {contract.OUTPUT_KEY: client.predict(inputs[contract.INPUT_KEY], extra_inputs=extra)}
+
+        return predict
+
+
+class _ReadFile(beam.DoFn):
+    """Reads one file in chunks; emits ``(series_id, (role, Chunk))``.
+
+    The chunks go through the shuffle as they are (pickled), not compressed as the example
+    generator's (``Chunk.to_bytes``): compressing took a fifth of this job's time (10k series,
+    benchmarks/forecast.py), and a forecast holds no windows, so its shuffle is the data's size.
+    """
+
+    def __init__(self, columns: Columns, role: str):
+        self._columns, self._role = columns, role
+
+    def process(self, path: str) -> Iterator[tuple[str, tuple[str, reader.Chunk]]]:
+        for series_id, chunk in reader.read_chunks(path, self._columns):
+            yield series_id, (self._role, chunk)
+
+
+class _Prepare(beam.DoFn):
+    """One series' rows (and future covariates) to its :class:`SeriesInputs`, or tagged :class:`Skipped`."""
+
+    def __init__(self, data: DataConfig, model: ModelInputs):
+        self._data, self._model = data, model
+
+    def process(self, element: tuple[str, Iterable[tuple[str, reader.Chunk]]]) -> Iterator[Any]:
+        series_id, rows = element
+        chunks = {"data": [], "future": []}
+        for role, chunk in rows:
+            chunks[role].append(chunk)
+        if not chunks["data"]:
+            return  # future covariates of a series the data does not hold: nothing to forecast.
+        result = series_inputs(series_id, chunks["data"], self._data, self._model, chunks["future"])
+        if isinstance(result, Skipped):
+            yield beam.pvalue.TaggedOutput(_SKIPPED, dataclasses.asdict(result))
+        else:
+            yield result
+
+
+class _Forecast(beam.DoFn):
+    """Runs the model on a batch of series; the model is opened once per worker."""
+
+    def __init__(self, model: Union[LocalModel, ServedModel], progress: bool):
+        self._model, self._progress = model, progress
+
+    def setup(self) -> None:
+        self._predict = self._model.open()
+        self._done, self._last_report = 0, time.monotonic()
+
+    def process(self, batch: list[SeriesInputs], total: int) -> Iterator[dict[str, np.ndarray]]:
+        yield forecast_columns(batch, self._predict(stack_inputs(batch)))
+        self._done += len(batch)
+        now = time.monotonic()
+        if self._progress and (now - self._last_report >= _PROGRESS_SECONDS or self._done >= total):
+            self._last_report = now
+            # On a distributed runner each worker counts its own series.
+            print(f"forecast: {self._done} of {total} series", file=sys.stderr, flush=True)
+
+
+@beam.ptransform_fn
+def ForecastFiles(pipeline: beam.Pipeline, files: Sequence[str], data: DataConfig,  # noqa: N802
+                  model_inputs: ModelInputs, model: Union[LocalModel, ServedModel],
+                  future_files: Sequence[str] = (), progress: bool = False,
+                  max_batch: int = MAX_BATCH) -> dict[str, beam.pvalue.PCollection]:
+    """Forecasts every series of ``files``.
+
+    Args:
+      pipeline: The Beam pipeline.
+      files: The data files.
+      data: Their columns and policies.
+      model_inputs: What the model takes (:meth:`ModelInputs.from_description` or ``from_signature``).
+      model: Where the model runs.
+      future_files: The future covariates' files, when the model takes future covariates.
+      progress: Print ``forecast: done of total series`` to stderr now and then.
+      max_batch: Most series per model call.
+
+    Returns:
+      ``forecasts``: column batches (:func:`forecast_columns`); ``skipped``: dicts of
+      :class:`Skipped`; ``series``: the number of series (one element).
+    """
+    sources = [pipeline | "Files" >> beam.Create(list(files)) | "SpreadFiles" >> beam.Reshuffle()
+               | "Read" >> beam.ParDo(_ReadFile(data.columns, "data"))]
+    if model_inputs.future_covariates:
+        sources.append(pipeline | "FutureFiles" >> beam.Create(list(future_files))
+                       | "SpreadFutureFiles" >> beam.Reshuffle()
+                       | "ReadFuture" >> beam.ParDo(_ReadFile(future_columns(data), "future")))
+    prepared = (sources | "AllRows" >> beam.Flatten() | "GroupBySeries" >> beam.GroupByKey()
+                | "Prepare" >> beam.ParDo(_Prepare(data, model_inputs)).with_outputs(_SKIPPED, main="series"))
+    skipped_count = prepared[_SKIPPED] | "CountSkipped" >> beam.combiners.Count.Globally()
+    ready_count = prepared.series | "CountReady" >> beam.combiners.Count.Globally()
+    forecasts = (prepared.series
+                 # Full batches: BatchElements' adaptive sizes start at 1, and a small batch costs
+                 # nearly what a full one does.
+                 | "Batch" >> beam.BatchElements(min_batch_size=max_batch, max_batch_size=max_batch)
+                 | "Forecast" >> beam.ParDo(_Forecast(model, progress),
+                                            total=beam.pvalue.AsSingleton(ready_count)))
+    series = ((skipped_count, ready_count) | "Counts" >> beam.Flatten()
+              | "SeriesCount" >> beam.CombineGlobally(sum))
+    return {_FORECASTS: forecasts, _SKIPPED: prepared[_SKIPPED], "series": series}
+
+
+def output_format(path: str) -> str:
+    """``csv`` or ``parquet`` from the output's name; DataError for another."""
+    for suffix in OUTPUT_SUFFIXES:
+        if path.endswith(suffix):
+            return suffix[1:]
+    raise DataError(f"{path}: the output must end in {' or '.join(OUTPUT_SUFFIXES)}")
+
+
+def forecast_table(batches: Iterable[dict[str, np.ndarray]], series_id_column: Optional[str]) -> Any:
+    """All forecast rows as a pandas DataFrame, ordered by series and step.
+
+    The series id column is named as in the data, and left out when the data has none; the
+    timestamps are UTC.
+    """
+    import pandas as pd
+    batches = list(batches)
+    if batches:
+        columns = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+    else:
+        columns = {k: np.zeros(0, t) for k, t in (("series_id", object), (TIMESTAMP_COLUMN, np.int64),
+                                                  (STEP_COLUMN, np.int64), (FORECAST_COLUMN, np.float64))}
+    frame = pd.DataFrame(columns)
+    frame = frame.sort_values(["series_id", STEP_COLUMN], kind="stable").reset_index(drop=True)
+    frame[TIMESTAMP_COLUMN] = pd.to_datetime(frame[TIMESTAMP_COLUMN], unit="s", utc=True)
+    if series_id_column is None:
+        return frame.drop(columns="series_id")
+    return frame.rename(columns={"series_id": series_id_column})
+
+
+def write_forecasts(batches: Iterable[dict[str, np.ndarray]], path: str, series_id_column: Optional[str]) -> int:
+    """Writes every forecast row to ``path`` (CSV with ISO 8601 timestamps, or Parquet); returns the rows.
+
+    Written beside the output, then renamed: a reader never sees half a file.
+    """
+    import tensorflow as tf
+    frame = forecast_table(batches, series_id_column)
+    temporary = path + ".tmp"
+    if output_format(path) == "csv":
+        frame[TIMESTAMP_COLUMN] = frame[TIMESTAMP_COLUMN].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        with tf.io.gfile.GFile(temporary, "w") as f:
+            frame.to_csv(f, index=False)
+    else:
+        # Through a buffer: pyarrow closes a file object it writes to, before GFile can flush it.
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        with tf.io.gfile.GFile(temporary, "wb") as f:
+            f.write(buffer.getvalue())
+    tf.io.gfile.rename(temporary, path, overwrite=True)
+    return len(frame)
+
+
+def summarize(series: int, skipped: Iterable[dict[str, str]], rows: int) -> dict[str, Any]:
+    """The job's summary: series seen, forecast and skipped (each with its reason, by id), rows written."""
+    skipped = sorted(skipped, key=lambda s: s["series_id"])
+    return {"series": series, "forecast": series - len(skipped), "skipped": skipped, "rows": rows}
+
+
+def write_summary(summary: dict[str, Any], path: str) -> None:
+    import tensorflow as tf
+    with tf.io.gfile.GFile(path, "w") as f:
+        json.dump(summary, f, indent=1, sort_keys=True)
+
+
+@beam.ptransform_fn
+def WriteForecasts(outputs: dict[str, beam.pvalue.PCollection], path: str,  # noqa: N802
+                   series_id_column: Optional[str], summary_path: str) -> beam.pvalue.PCollection:
+    """Writes the forecasts of :func:`ForecastFiles` to ``path`` and its summary JSON to ``summary_path``.
+
+    The rows meet on one worker to be ordered and written as one file: H rows a series, a few MB
+    for 100k series.
+    """
+    rows = (outputs[_FORECASTS] | "AllForecasts" >> beam.combiners.ToList()
+            | "Write" >> beam.Map(write_forecasts, path, series_id_column))
+    skipped = outputs[_SKIPPED] | "AllSkipped" >> beam.combiners.ToList()
+    return (outputs["series"] | "Summary" >> beam.Map(
+        lambda n, s, r: write_summary(summarize(n, s, r), summary_path),
+        beam.pvalue.AsSingleton(skipped), beam.pvalue.AsSingleton(rows)))
+
+
+def add_forecast_job(pipeline: beam.Pipeline, files: Sequence[str], data: DataConfig, model_inputs: ModelInputs,
+                     model: Union[LocalModel, ServedModel], output: str, future_files: Sequence[str] = (),
+                     progress: bool = False, max_batch: int = MAX_BATCH) -> str:
+    """Adds the whole job to ``pipeline``: forecast every series of ``files``, write ``output`` and its summary.
+
+    Returns:
+      The path the summary JSON will have (``output`` + :data:`SUMMARY_SUFFIX`) once the pipeline ran.
+    """
+    output_format(output)
+    summary_path = output + SUMMARY_SUFFIX
+    outputs = pipeline | "ForecastFiles" >> ForecastFiles(files, data, model_inputs, model, future_files,
+                                                          progress=progress, max_batch=max_batch)
+    _ = outputs | "WriteForecasts" >> WriteForecasts(output, data.series_id_column, summary_path)
+    return summary_path
+
+
+def read_summary(summary_path: str) -> dict[str, Any]:
+    import tensorflow as tf
+    with tf.io.gfile.GFile(summary_path) as f:
+        return json.load(f)

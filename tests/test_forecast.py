@@ -1,0 +1,419 @@
+"""Batch forecasting: per-series inputs and timestamps, the Beam job, the command, and a served model."""
+
+import json
+import os
+import shutil
+import tempfile
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from components import batch_forecast
+from components.example_gen import grid, reader
+from components.example_gen.options import DataConfig
+from pipeline import cli
+from pipeline import forecast as forecast_lib
+from serving import client as client_lib
+from serving import contract
+from serving import grpc_server as grpc_lib
+from tests.conftest import in_process_forecast
+
+H, C = 3, 4
+
+
+def chunks_of(frame: pd.DataFrame, columns) -> dict[str, list[reader.Chunk]]:
+    """The rows of ``frame`` as the reader gives them, per series (through a CSV, as a user's file)."""
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "rows.csv")
+        frame.to_csv(path, index=False)
+        chunks = {}
+        for series_id, chunk in reader.read_chunks(path, columns):
+            chunks.setdefault(series_id, []).append(chunk)
+        return chunks
+
+
+def one_series(times: list[str], values=None) -> pd.DataFrame:
+    return pd.DataFrame({"timestamp": times, "value": values if values is not None else np.arange(len(times)) + 1.0})
+
+
+@pytest.mark.parametrize("frequency,times,expected", [
+    ("h", pd.date_range("2024-03-30 20:00", periods=5, freq="h"),
+     ["2024-03-31T01:00:00Z", "2024-03-31T02:00:00Z", "2024-03-31T03:00:00Z"]),
+    ("D", pd.date_range("2024-02-24", periods=5, freq="D"),
+     ["2024-02-29T00:00:00Z", "2024-03-01T00:00:00Z", "2024-03-02T00:00:00Z"]),
+    ("W-WED", pd.date_range("2023-12-06", periods=5, freq="W-WED"),
+     ["2024-01-10T00:00:00Z", "2024-01-17T00:00:00Z", "2024-01-24T00:00:00Z"]),
+    ("MS", pd.date_range("2023-08-01", periods=5, freq="MS"),
+     ["2024-01-01T00:00:00Z", "2024-02-01T00:00:00Z", "2024-03-01T00:00:00Z"]),
+    ("ME", pd.date_range("2023-09-30", periods=5, freq="ME"),
+     ["2024-02-29T00:00:00Z", "2024-03-31T00:00:00Z", "2024-04-30T00:00:00Z"]),
+])
+def test_forecast_timestamps_continue_each_series_grid(frequency, times, expected):
+    """The frequency is inferred from the rows, as in training; month ends stay month ends."""
+    frame = one_series([t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in times])
+    data = DataConfig(path="")
+    model = batch_forecast.ModelInputs(context=C, horizon=H, origin_timestamp=True)
+    result = batch_forecast.series_inputs("series", chunks_of(frame, data.columns)["series"], data, model)
+    assert isinstance(result, batch_forecast.SeriesInputs)
+    stamps = pd.to_datetime(result.times, unit="s", utc=True).strftime("%Y-%m-%dT%H:%M:%SZ").tolist()
+    assert stamps == expected
+    np.testing.assert_array_equal(result.inputs[contract.INPUT_KEY], [2.0, 3.0, 4.0, 5.0])
+    assert result.inputs[contract.ORIGIN_TIMESTAMP_INPUT_KEY] == int(times[-1].timestamp())
+
+
+@pytest.mark.parametrize("start,freq", [("2024-03-30 20:30", "h"), ("2024-02-24", "D"), ("2023-12-06", "W-WED"),
+                                        ("2024-01-01", "15min"), ("2024-01-02", "2W-TUE")])
+def test_a_series_already_on_its_grid_is_assembled_as_the_example_generator_does(start, freq):
+    times = pd.date_range(start, periods=9, freq=freq).strftime("%Y-%m-%dT%H:%M:%SZ")
+    data = DataConfig(path="", covariate_columns=("temp",))
+    frame = pd.DataFrame({"timestamp": times, "value": np.arange(9.0), "temp": np.arange(9.0) * 2})
+    chunks = chunks_of(frame, data.columns)["series"]
+    fast = batch_forecast.regular_series("series", chunks, data)
+    slow, _ = grid.assemble("series", chunks, data)
+    assert fast is not None and fast.frequency == slow.frequency
+    for field in ("times", "target", "covariates", "file_index", "rows"):
+        np.testing.assert_array_equal(getattr(fast, field), getattr(slow, field))
+    assert fast.where(8) == slow.where(8)
+    # Rows out of order, or a frequency given that is not the step, take the example generator's way.
+    assert batch_forecast.regular_series("series", chunks_of(frame.iloc[::-1], data.columns)["series"], data) is None
+    assert batch_forecast.regular_series("series", chunks, DataConfig(path="", covariate_columns=("temp",),
+                                                                      frequency="30s")) is None
+
+
+def test_series_that_cannot_be_forecast_get_their_reasons():
+    hours = pd.date_range("2024-01-01", periods=8, freq="h").strftime("%Y-%m-%dT%H:%M:%SZ")
+    frame = pd.concat([
+        pd.DataFrame({"store": "short", "timestamp": hours[:3], "value": 1.0}),
+        # The point at 05:00 is missing: it is among the last 4.
+        pd.DataFrame({"store": "gap", "timestamp": hours[[0, 1, 2, 3, 4, 6, 7]], "value": 1.0}),
+        pd.DataFrame({"store": "whole", "timestamp": hours, "value": np.arange(8.0)}),
+        pd.DataFrame({"store": "stranger", "timestamp": hours, "value": 1.0}),
+    ])
+    data = DataConfig(path="", series_id_column="store")
+    chunks = chunks_of(frame, data.columns)
+    model = batch_forecast.ModelInputs(context=C, horizon=H, series_id=True,
+                                       known_series=frozenset({"short", "gap", "whole"}))
+    results = {s: batch_forecast.series_inputs(s, chunks[s], data, model) for s in chunks}
+    assert results["short"] == batch_forecast.Skipped("short", "has 3 points on its h grid; the model needs the last 4")
+    assert results["gap"] == batch_forecast.Skipped(
+        "gap", "missing values (value) among its last 4 points at 2024-01-01T05:00:00+00:00")
+    assert results["stranger"].reason.startswith("unknown to the model")
+    np.testing.assert_array_equal(results["whole"].inputs[contract.INPUT_KEY], [4, 5, 6, 7])
+    assert results["whole"].inputs[contract.SERIES_ID_INPUT_KEY] == "whole"
+    # Interpolation, as the training's gap policy, fills the gap of one point.
+    interpolate = DataConfig(path="", series_id_column="store", gap_policy="interpolate")
+    filled = batch_forecast.series_inputs("gap", chunks["gap"], interpolate, model)
+    np.testing.assert_array_equal(filled.inputs[contract.INPUT_KEY], [1, 1, 1, 1])
+
+
+def test_future_covariates_are_taken_at_the_forecast_steps_and_missing_ones_named():
+    hours = pd.date_range("2024-01-01", periods=6, freq="h")
+    stamp = lambda t: t.strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    frame = pd.DataFrame({"timestamp": hours.map(stamp), "value": np.arange(6.0), "promo": [0, 1, 0, 1, 0, 1.0]})
+    data = DataConfig(path="", future_covariate_columns=("promo",))
+    model = batch_forecast.ModelInputs(context=C, horizon=H, covariates=("promo",), future_covariates=("promo",))
+    future_hours = pd.date_range("2024-01-01 06:00", periods=H, freq="h")
+    future = pd.DataFrame({"timestamp": future_hours.map(stamp), "promo": [1.0, 0.0, 1.0]})
+    future_chunks = chunks_of(future, batch_forecast.future_columns(data))["series"]
+    result = batch_forecast.series_inputs("series", chunks_of(frame, data.columns)["series"], data, model,
+                                          future_chunks)
+    np.testing.assert_array_equal(result.inputs[contract.covariate_input_key("promo")], [0, 1, 0, 1])
+    np.testing.assert_array_equal(result.inputs[contract.future_input_key("promo")], [1, 0, 1])
+    short = chunks_of(future.iloc[:1], batch_forecast.future_columns(data))["series"]
+    skipped = batch_forecast.series_inputs("series", chunks_of(frame, data.columns)["series"], data, model, short)
+    assert skipped == batch_forecast.Skipped(
+        "series", "no future values of promo for 2024-01-01T07:00:00+00:00, 2024-01-01T08:00:00+00:00")
+
+
+@pytest.mark.parametrize("level,column", [(0.1, "p10"), (0.025, "p2.5"), (0.5, "p50"), (0.975, "p97.5")])
+def test_quantile_columns_are_named_by_percent(level, column):
+    assert batch_forecast.quantile_column(level) == column
+
+
+LEVELS = (0.1, 0.5, 0.9)
+
+
+class _QuantileModel(tf.Module):
+    """A hand-built forecaster with quantiles: the mean of the last 4 points, spread by +-1 per level step."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None, C], tf.float32, name=contract.INPUT_KEY)])
+    def serve(self, history):
+        mean = tf.reduce_mean(history, axis=1, keepdims=True)
+        forecast = tf.tile(mean, [1, H]) + tf.range(H, dtype=tf.float32)
+        offsets = tf.constant([-1.0, 0.0, 1.0])
+        quantiles = forecast[:, :, None] + offsets
+        levels = tf.tile(tf.constant([LEVELS], tf.float32), [tf.shape(history)[0], 1])
+        return {contract.OUTPUT_KEY: forecast, contract.QUANTILES_OUTPUT_KEY: quantiles,
+                contract.QUANTILE_LEVELS_OUTPUT_KEY: levels}
+
+
+@pytest.fixture(scope="module")
+def quantile_model(tmp_path_factory):
+    """A model base path holding the hand-built quantile model as version 7, with its description."""
+    base = tmp_path_factory.mktemp("quantile_model") / "models"
+    version = base / "7"
+    module = _QuantileModel()
+    tf.saved_model.save(module, str(version), signatures={contract.SIGNATURE_NAME: module.serve})
+    description = {"format": 1, "scaling": "global", "quantile_levels": list(LEVELS),
+                   "data": {"timestamp_column": "ts", "target_column": "sales", "series_id_column": "store"},
+                   "windows": {"history": C, "context": C, "horizon": H, "calendar_features": False}}
+    (version / "assets.extra").mkdir()
+    (version / contract.MODEL_DESCRIPTION_FILE).write_text(json.dumps(description))
+    return base
+
+
+def _stores_csv(path) -> pd.DataFrame:
+    days = pd.date_range("2024-01-01", periods=6, freq="D").strftime("%Y-%m-%d")
+    frame = pd.concat([pd.DataFrame({"store": "b", "ts": days, "sales": np.arange(6.0)}),
+                       pd.DataFrame({"store": "a", "ts": days, "sales": 10 * np.arange(6.0)}),
+                       pd.DataFrame({"store": "tiny", "ts": days[:2], "sales": [1.0, 2.0]})])
+    frame.to_csv(path, index=False)
+    return frame
+
+
+def test_quantile_columns_come_from_a_model_that_has_them(quantile_model, tmp_path, capsys):
+    data = tmp_path / "stores.csv"
+    _stores_csv(data)
+    output = tmp_path / "out" / "forecasts.csv"
+    output.parent.mkdir()
+    code = cli.main(["forecast", "--model-base-path", str(quantile_model), "--data", str(data),
+                     "--output", str(output)])
+    printed = capsys.readouterr()
+    assert code == forecast_lib.EXIT_SOME_SKIPPED
+    assert "forecast 2 of 3 series" in printed.out
+    # Progress: series done of those that can be forecast.
+    assert "forecast: 2 of 2 series" in printed.err
+    assert "tiny: has 2 points on its D grid; the model needs the last 4" in printed.out
+    frame = pd.read_csv(output)
+    assert list(frame.columns) == ["store", "timestamp", "step", "forecast", "p10", "p50", "p90"]
+    # Series a: the mean of 20, 30, 40, 50 is 35; b: the mean of 2..5 is 3.5; steps add 0, 1, 2.
+    assert frame["store"].tolist() == ["a"] * 3 + ["b"] * 3
+    np.testing.assert_allclose(frame["forecast"], [35, 36, 37, 3.5, 4.5, 5.5])
+    np.testing.assert_allclose(frame["p10"], frame["forecast"] - 1)
+    np.testing.assert_allclose(frame["p90"], frame["forecast"] + 1)
+    assert frame["timestamp"].tolist() == ["2024-01-07T00:00:00Z", "2024-01-08T00:00:00Z", "2024-01-09T00:00:00Z"] * 2
+    summary = json.loads((tmp_path / "out" / ("forecasts.csv" + forecast_lib.SUMMARY_SUFFIX)).read_text())
+    assert summary["skipped"] == [{"series_id": "tiny", "reason": "has 2 points on its D grid; the model needs "
+                                                                  "the last 4"}]
+    assert (summary["series"], summary["forecast"], summary["rows"]) == (3, 2, 6)
+
+
+def test_parquet_output_and_exit_code_zero_when_every_series_is_forecast(quantile_model, tmp_path):
+    data = tmp_path / "stores.csv"
+    _stores_csv(data).query("store != 'tiny'").to_csv(data, index=False)
+    output = tmp_path / "forecasts.parquet"
+    assert cli.main(["forecast", "--model-base-path", str(quantile_model), "--data", str(data),
+                     "--output", str(output), "--quiet"]) == 0
+    frame = pd.read_parquet(output)
+    assert frame["timestamp"].iloc[0] == pd.Timestamp("2024-01-07", tz="UTC")
+    np.testing.assert_allclose(frame["p50"], [35, 36, 37, 3.5, 4.5, 5.5])
+
+
+def test_a_users_mistake_is_one_line_and_exit_code_1(quantile_model, tmp_path, capsys):
+    data = tmp_path / "stores.csv"
+    _stores_csv(data)
+    code = cli.main(["forecast", "--model-base-path", str(quantile_model), "--data", str(data),
+                     "--output", str(tmp_path / "forecasts.txt")])
+    assert code == 1
+    assert capsys.readouterr().err.strip() == (f"lstm-forecast forecast: error: {tmp_path / 'forecasts.txt'}: the "
+                                               "output must end in .csv or .parquet")
+    assert cli.main(["forecast", "--model-base-path", str(quantile_model), "--version", "3", "--data", str(data),
+                     "--output", str(tmp_path / "f.csv")]) == 1
+    assert "no version 3 (versions: 7)" in capsys.readouterr().err
+
+
+class _FutureModel(tf.Module):
+    """A hand-built forecaster with a known-future covariate: the last value plus the future promotion."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None, C], tf.float32, name=contract.INPUT_KEY),
+                                  tf.TensorSpec([None, C], tf.float32, name=contract.covariate_input_key("promo")),
+                                  tf.TensorSpec([None, H], tf.float32, name=contract.future_input_key("promo"))])
+    def serve(self, history, covariate_promo, future_promo):
+        return {contract.OUTPUT_KEY: history[:, -1:] + 10 * future_promo + 0 * covariate_promo[:, :1]}
+
+
+def test_future_covariates_come_from_their_file_and_a_series_without_them_is_named(tmp_path, capsys):
+    base = tmp_path / "models"
+    module = _FutureModel()
+    tf.saved_model.save(module, str(base / "1"), signatures={contract.SIGNATURE_NAME: module.serve})
+    (base / "1" / "assets.extra").mkdir()
+    (base / "1" / contract.MODEL_DESCRIPTION_FILE).write_text(json.dumps({
+        "format": 1, "scaling": "window_std",
+        "data": {"series_id_column": "store", "future_covariate_columns": ["promo"]},
+        "windows": {"history": C, "context": C, "horizon": H, "calendar_features": False}}))
+    days = pd.date_range("2024-01-01", periods=5, freq="D").strftime("%Y-%m-%d")
+    data = tmp_path / "sales.csv"
+    pd.concat([pd.DataFrame({"store": s, "timestamp": days, "value": v + np.arange(5.0), "promo": 0.0})
+               for s, v in (("a", 0.0), ("b", 100.0))]).to_csv(data, index=False)
+    future_days = pd.date_range("2024-01-06", periods=H, freq="D").strftime("%Y-%m-%d")
+    future = tmp_path / "future.csv"
+    # Store b's last future day is missing.
+    pd.concat([pd.DataFrame({"store": "a", "timestamp": future_days, "promo": [1.0, 0.0, 1.0]}),
+               pd.DataFrame({"store": "b", "timestamp": future_days[:2], "promo": [0.0, 1.0]})]).to_csv(future,
+                                                                                                   index=False)
+    output = tmp_path / "forecasts.csv"
+    argv = ["forecast", "--model-base-path", str(base), "--data", str(data), "--output", str(output), "--quiet"]
+    assert cli.main(argv) == 1
+    assert "give --future-covariates FILE" in capsys.readouterr().err
+    assert cli.main(argv + ["--future-covariates", str(future)]) == forecast_lib.EXIT_SOME_SKIPPED
+    assert "b: no future values of promo for 2024-01-08T00:00:00+00:00" in capsys.readouterr().out
+    frame = pd.read_csv(output)
+    assert frame["store"].tolist() == ["a"] * 3
+    np.testing.assert_allclose(frame["forecast"], [14.0, 4.0, 14.0])
+
+
+@pytest.fixture(scope="module")
+def trained_forecasts(pipeline_run, tmp_path_factory):
+    """The fast pipeline run's pushed model and its forecasts of the run's data, through the command."""
+    config, result = pipeline_run
+    base = tmp_path_factory.mktemp("trained_forecast") / "models"
+    shutil.copytree(result.pushed_model, base / "1")
+    output = base.parent / "forecasts.csv"
+    assert cli.main(["forecast", "--model-base-path", str(base), "--data", config.data.path,
+                     "--output", str(output)]) == 0
+    return config, base, pd.read_csv(output)
+
+
+def test_the_export_describes_the_data_the_model_was_trained_on(trained_forecasts):
+    config, base, _ = trained_forecasts
+    description = forecast_lib.read_description(str(base / "1"))
+    assert description["windows"] == {
+        "history": 16, "context": 16, "horizon": 3, "seasonal_periods": [8], "calendar_features": True,
+        "step_seconds": config.windows.step_seconds}
+    assert description["data"]["timestamp_column"] == "timestamp"
+    assert description["data"]["target_column"] == "value"
+    assert description["scaling"] == "last_value" and "quantile_levels" not in description
+
+
+def test_forecasts_equal_the_in_process_model_on_the_same_window(trained_forecasts):
+    config, base, frame = trained_forecasts
+    data = pd.read_csv(config.data.path)
+    context = config.windows.context
+    last = data["value"].to_numpy(np.float32)[-context:][None, :]
+    origin = int(pd.Timestamp(data["timestamp"].iloc[-1], tz="UTC").timestamp())
+    expected = in_process_forecast(str(base / "1"), last, {contract.ORIGIN_TIMESTAMP_INPUT_KEY: [origin]})[0]
+    # One series, no series id column in the data: none in the output; no quantiles: no p columns.
+    assert list(frame.columns) == ["timestamp", "step", "forecast"]
+    np.testing.assert_allclose(frame["forecast"], expected, rtol=1e-6)
+    week = pd.Timedelta(weeks=1)
+    origin_stamp = pd.Timestamp(origin, unit="s", tz="UTC")
+    assert frame["timestamp"].tolist() == [(origin_stamp + week * i).strftime("%Y-%m-%dT%H:%M:%SZ")
+                                           for i in (1, 2, 3)]
+    assert frame["step"].tolist() == [1, 2, 3]
+
+
+def test_a_running_server_gives_the_same_numbers_as_the_files(trained_forecasts, tmp_path):
+    from tests.test_serving import model_server_for
+    config, base, from_files = trained_forecasts
+    model_server = model_server_for(base)
+    grpc_server, port = grpc_lib.start_server(model_server, 0, host="127.0.0.1")
+    try:
+        with client_lib.ForecastClient(f"127.0.0.1:{port}", "co2", timeout_s=10) as client:
+            client.wait_until_ready(60)
+        output = tmp_path / "served.csv"
+        # No --model-base-path: the model's inputs come from the server's metadata.
+        assert cli.main(["forecast", "--server", f"127.0.0.1:{port}", "--model-name", "co2",
+                         "--data", config.data.path, "--output", str(output), "--quiet"]) == 0
+    finally:
+        grpc_server.stop(grace=None).wait()
+        model_server.stop()
+    served = pd.read_csv(output)
+    pd.testing.assert_frame_equal(served, from_files, rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_run_with_forecast_after_push_ends_with_fresh_forecasts(pipeline_run, tmp_path, capsys):
+    """The fast run again, with the Forecaster after the Pusher: the run's forecasts land in OUTPUT/forecasts/.
+
+    Slow: the Transform and everything after it run again (about a minute).
+    """
+    config, _ = pipeline_run
+    output = tmp_path / "run"
+    # A copy of the run's metadata and artifacts: the components upstream of the Pusher are cached.
+    shutil.copytree(config.output_dir, output)
+    w, m = config.windows, config.model
+    code = cli.main(["run", "--data", config.data.path, "--output", str(output), "--history", str(w.history),
+                     "--horizon", str(w.horizon), "--season-length", "8", "--split-fractions", "0.6,0.2",
+                     "--scaling", m.scaling, "--lstm-units", "16,16", "--epochs", str(m.epochs),
+                     "--batch-size", str(m.batch_size), "--max-skill", "1e6", "--forecast-after-push"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "Forecaster" in printed and "forecast 1 of 1 series" in printed
+    published = pd.read_csv(output / "forecasts" / "forecasts.csv")
+    pushed = forecast_lib.model_version_dir(str(output / "serving_model" / config.model_name))
+    data = pd.read_csv(config.data.path)
+    last = data["value"].to_numpy(np.float32)[-w.context:][None, :]
+    origin = int(pd.Timestamp(data["timestamp"].iloc[-1], tz="UTC").timestamp())
+    expected = in_process_forecast(pushed, last, {contract.ORIGIN_TIMESTAMP_INPUT_KEY: [origin]})[0]
+    np.testing.assert_allclose(published["forecast"], expected, rtol=1e-6)
+
+
+def _pushed_model_artifact(destination: str, pushed: bool):
+    from tfx.types import standard_artifacts
+    artifact = standard_artifacts.PushedModel()
+    artifact.set_int_custom_property("pushed", int(pushed))
+    artifact.set_string_custom_property("pushed_destination", destination)
+    return artifact
+
+
+def test_the_forecaster_component_publishes_the_pushed_models_forecasts(trained_forecasts, tmp_path):
+    """The pipeline step, run as TFX runs its executor: the same rows as the command, in the published dir."""
+    from components import forecaster
+    config, base, from_command = trained_forecasts
+    forecasts = forecaster.Forecasts()
+    forecasts.uri = str(tmp_path / "artifact")
+    publish = tmp_path / "published"
+    options = forecaster.forecaster_options(config.data, str(publish))
+    executor = forecaster.Executor()
+    executor.Do({forecaster.PUSHED_MODEL_KEY: [_pushed_model_artifact(str(base / "1"), True)]},
+                {forecaster.FORECASTS_KEY: [forecasts]}, {forecaster.OPTIONS_KEY: options})
+    pd.testing.assert_frame_equal(pd.read_csv(publish / forecaster.FORECASTS_FILE), from_command)
+    assert forecasts.get_int_custom_property("forecast") == 1 and forecasts.get_int_custom_property("skipped") == 0
+    # A model that was not pushed forecasts nothing: the published forecasts stay.
+    stale = forecaster.Forecasts()
+    stale.uri = str(tmp_path / "not_pushed")
+    executor.Do({forecaster.PUSHED_MODEL_KEY: [_pushed_model_artifact("", False)]},
+                {forecaster.FORECASTS_KEY: [stale]}, {forecaster.OPTIONS_KEY: options})
+    assert stale.get_int_custom_property("forecast") == 0
+    pd.testing.assert_frame_equal(pd.read_csv(publish / forecaster.FORECASTS_FILE), from_command)
+
+
+def test_forecast_after_push_puts_the_forecaster_after_the_pusher(pipeline_run):
+    import dataclasses
+
+    from pipeline import config as config_lib
+    from pipeline import pipeline as pipeline_lib
+    config, _ = pipeline_run
+    ids = [c.id for c in pipeline_lib.create_pipeline(config).components]
+    assert "Forecaster" not in ids
+    ids = [c.id for c in pipeline_lib.create_pipeline(dataclasses.replace(config, forecast_after_push=True)).components]
+    assert ids[-2:] == ["AtomicPusher", "Forecaster"]
+    with pytest.raises(config_lib.ConfigError, match="--forecast-after-push cannot forecast a model with future"):
+        dataclasses.replace(config, forecast_after_push=True,
+                            data=dataclasses.replace(config.data, future_covariate_columns=("promo",)))
+
+
+def test_the_description_of_a_per_series_model_lists_the_training_series(covariate_transform):
+    import tensorflow_transform as tft
+
+    from components import trainer as trainer_lib
+    from components.trainer_options import ModelConfig
+    from tests import conftest
+    out, _ = covariate_transform
+    tft_output = tft.TFTransformOutput(os.path.join(out, "transform_graph"))
+    known = trainer_lib.training_series_ids(conftest.transformed_files(out, "train"), conftest.data_accessor(out),
+                                            tft_output)
+    assert known == ["high", "low"]
+    custom_config = {"windows": {"history": 8, "horizon": 2, "seasonal_periods": [10], "step_seconds": 3600.0,
+                                 "calendar_features": True},
+                     "data": {"path": "/data/x.csv", "timestamp_column": "t", "target_column": "y",
+                              "series_id_column": "id", "future_covariate_columns": ["price"]}}
+    description = trainer_lib.model_description(custom_config, ModelConfig(scaling="per_series"), known)
+    assert description["known_series"] == ["high", "low"] and description["windows"]["context"] == 10
+    assert "path" not in description["data"]
+    inputs = batch_forecast.ModelInputs.from_description(description)
+    assert inputs == batch_forecast.ModelInputs(
+        context=10, horizon=2, covariates=("price",), future_covariates=("price",), origin_timestamp=True,
+        series_id=True, known_series=frozenset({"high", "low"}))
