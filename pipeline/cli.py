@@ -202,24 +202,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_windows(path: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Windows ``[N, C]`` and further inputs by name from a JSON or CSV file (see ``predict --help``)."""
-    with open(path) as f:
-        text = f.read()
-    extra = {}
-    if path.endswith(".json"):
-        data = json.loads(text)
-        if isinstance(data, dict):
-            extra = {k: np.asarray(v) for k, v in data.items() if k != "history"}
-            data = data.get("history", [])
-        windows = np.asarray(data, dtype=np.float32)
-    else:
-        windows = np.loadtxt(path, delimiter=",", dtype=np.float32, ndmin=2)
-    if windows.ndim == 1:
-        windows = windows[None, :]
-    return windows, extra
-
-
 def _series_window(args: argparse.Namespace, context: int):
     """``--series`` on its grid, and its last ``context`` points."""
     from components.example_gen import reader
@@ -232,8 +214,14 @@ def _series_window(args: argparse.Namespace, context: int):
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from components.example_gen import frequency
+    from pipeline import predict_input
     from serving import client as client_lib
     from serving import contract
+    # The file is checked before the server is called: a mistake in it is named, not a shape error.
+    given = None if args.series else predict_input.read_inputs(args.input)
+    if args.series and args.series_id_column and args.series_id is None:
+        raise config_lib.ConfigError(f"--series-id-column {args.series_id_column} needs --series-id: "
+                                     "which series to forecast")
     with client_lib.ForecastClient(args.server, args.model_name, version=args.version,
                                    timeout_s=args.timeout) as client:
         inputs = client.metadata()[contract.SIGNATURE_NAME]["inputs"]
@@ -260,12 +248,21 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 for step, (t, v) in enumerate(zip(times, forecast), start=1):
                     print(f"{step:>4}  {stamp(t):<19}  {v:>10.3f}")
             return 0
-        windows, extra = _read_windows(args.input)
+        windows = given.pop(contract.INPUT_KEY)
+        extra = given
         missing = sorted(set(inputs) - {contract.INPUT_KEY} - set(extra))
         if missing:
             raise client_lib.ForecastError(
                 f"{args.input}: the model also needs {', '.join(missing)} (give them as JSON keys beside "
                 f"\"history\"; {contract.ORIGIN_TIMESTAMP_INPUT_KEY}: epoch seconds of each window's last point)")
+        unused = sorted(set(extra) - set(inputs))
+        if unused:
+            raise client_lib.ForecastError(f"{args.input}: the model takes no input {', '.join(unused)} "
+                                           f"(it takes {', '.join(sorted(inputs))})")
+        context = inputs[contract.INPUT_KEY][-1]
+        if context not in (None, -1) and windows.shape[1] != context:
+            raise client_lib.ForecastError(f"{args.input}: windows of {windows.shape[1]} values; the model takes "
+                                           f"the last {context} points of a series")
         forecasts = client.predict(windows, extra_inputs=extra)
     if args.json:
         print(json.dumps({"forecast": forecasts.tolist()}))
@@ -376,9 +373,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _known_errors() -> tuple[type[Exception], ...]:
     from components.example_gen.columns import DataError
-    from pipeline.errors import DemoError
+    from pipeline.errors import DemoError, InputError
     from serving.client import ForecastError
-    return (DataError, config_lib.ConfigError, DemoError, ForecastError, TimeoutError, FileNotFoundError)
+    return (DataError, config_lib.ConfigError, DemoError, InputError, ForecastError, TimeoutError, FileNotFoundError)
 
 if __name__ == "__main__":
     sys.exit(main())
