@@ -5,18 +5,22 @@ TensorFlow is imported inside the subcommands so that ``--help`` answers at once
 """
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
+import re
 import signal
 import sys
 import threading
+import traceback
 from typing import Optional, Sequence
 
 import numpy as np
 
 from components import settings
 from pipeline import config as config_lib
+from pipeline import console
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -135,25 +139,42 @@ def pipeline_config_from_flags(args: argparse.Namespace) -> config_lib.PipelineC
                                      evaluation=evaluation, **{**run, "beam_options": tuple(run["beam_options"])})
 
 
-def _resolved_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
-    """The flags' settings, with what they leave to the data (history, seasonal periods) read from it."""
-    config = config_lib.resolve_from_data(pipeline_config_from_flags(args))
+def _resolved_config(args: argparse.Namespace, local: bool = True) -> config_lib.PipelineConfig:
+    """The flags' settings, with what they leave to the data (history, seasonal periods) read from it.
+
+    Args:
+      args: The parsed flags.
+      local: The command runs the pipeline here, so its output must be a local directory; once the
+        settings are checked, the libraries' log (if the command keeps one) moves into it.
+
+    Raises:
+      ConfigError: A bad setting, or a remote output for a local run.
+      DataError: The data cannot be read.
+    """
+    unresolved = pipeline_config_from_flags(args)
+    if local:
+        config_lib.check_local_output(unresolved.output_dir)
+    config = config_lib.resolve_from_data(unresolved)
     w = config.windows
-    print(f"windows          history {w.history}, horizon {w.horizon}, seasonal periods "
-          f"{', '.join(map(str, w.seasonal_periods)) or 'none'} (context {w.context})", flush=True)
+    console.say(f"windows          history {w.history}, horizon {w.horizon}, seasonal periods "
+                f"{', '.join(map(str, w.seasonal_periods)) or 'none'} (context {w.context})")
+    log = getattr(args, "library_log", None)
+    if local and log is not None:
+        console.say(f"log              {log.move_into(config.output_dir)} (TensorFlow, TFX and Beam; "
+                    "--verbose prints them)")
     return config
 
 
 def _print_windows_summary(examples_uri: str) -> None:
     from components.example_gen import executor, summary
-    print(summary.format_summary(executor.read_summary(examples_uri)))
-    print(f"summary JSON: {os.path.join(examples_uri, executor.SUMMARY_FILE)}")
+    console.say(summary.format_summary(executor.read_summary(examples_uri)))
+    console.say(f"summary JSON: {os.path.join(examples_uri, executor.SUMMARY_FILE)}")
 
 
 def _cmd_windows(args: argparse.Namespace) -> int:
     from pipeline import local_runner
-    result = local_runner.run(_resolved_config(args), windows_only=True, progress=sys.stdout)
-    print(f"windows written in {result.seconds:.1f} s to {result.examples_uri}")
+    result = local_runner.run(_resolved_config(args), windows_only=True, progress=console.stream())
+    console.say(f"windows written in {result.seconds:.1f} s to {result.examples_uri}")
     _print_windows_summary(result.examples_uri)
     return 0
 
@@ -162,13 +183,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from pipeline import local_runner
     from pipeline import report as report_lib
     config = _resolved_config(args)
-    result = local_runner.run(config, progress=sys.stdout)
+    result = local_runner.run(config, progress=console.stream())
     _print_windows_summary(result.examples_uri)
-    print(local_runner.format_component_runs(result.components))
-    print(f"pipeline finished in {result.seconds:.1f} s; examples: {result.examples_uri}\n")
+    console.say(local_runner.format_component_runs(result.components))
+    console.say(f"pipeline finished in {result.seconds:.1f} s; examples: {result.examples_uri}\n")
     report, report_dir = report_lib.make(config, result)
-    print(report_lib.format_report(report))
-    print(f"report           {os.path.join(report_dir, report_lib.HTML_FILE)}")
+    console.say(report_lib.format_report(report))
+    console.say(f"report           {os.path.join(report_dir, report_lib.HTML_FILE)}")
     # A run whose model is not blessed did its job, but a script chaining on it must know.
     return 0 if result.pushed_model else 2
 
@@ -274,7 +295,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def _cmd_compile_kubeflow(args: argparse.Namespace) -> int:
     from pipeline import kubeflow_runner
-    spec = kubeflow_runner.compile_pipeline(_resolved_config(args), args.image, args.pipeline_json)
+    spec = kubeflow_runner.compile_pipeline(_resolved_config(args, local=False), args.image, args.pipeline_json)
     tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
     print(f"wrote {args.pipeline_json}: {len(tasks)} components ({', '.join(tasks)}) in image {args.image}")
     return 0
@@ -357,25 +378,70 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--windows", type=int, default=6, help="last test windows to forecast")
     demo.add_argument("--ready-timeout", type=float, default=120.0, help="seconds to wait for the server")
     demo.set_defaults(func=_cmd_demo)
+    for command in commands.choices.values():
+        command.add_argument("--verbose", action="store_true",
+                             help="show everything: the libraries' messages (else in OUTPUT/lstm-forecast.log for "
+                                  "run, windows and demo) and the traceback of an error")
     return parser
 
 
+# The commands that run the pipeline: their libraries' output goes to a log in the run's directory.
+_LOGGED = ("run", "windows", "demo")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
+    if not args.verbose and args.command not in _LOGGED:
+        # TensorFlow's C++ information lines; the commands in _LOGGED keep them, in the log.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    log = console.LibraryLog() if args.command in _LOGGED and not args.verbose else None
+    args.library_log = log
     try:
-        return args.func(args)
-    except _known_errors() as error:
-        # Bad data, an unreachable server, a model that was not blessed: one clear line, no trace.
-        print(f"lstm-forecast {args.command}: error: {error}", file=sys.stderr)
+        with log if log is not None else contextlib.nullcontext():
+            try:
+                return args.func(args)
+            except Exception as error:
+                if log is not None and not isinstance(error, _known_errors()):
+                    log.keep()  # a bug, or a library's failure: its traceback is for a bug report
+                    with open(log.path, "a") as f:
+                        traceback.print_exc(file=f)
+                raise
+    except KeyboardInterrupt:
+        print(f"lstm-forecast {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 (every error ends in one line; --verbose shows the traceback)
+        known = isinstance(error, _known_errors())
+        if args.verbose:
+            traceback.print_exc()
+        hint = ""
+        if not known and not args.verbose:
+            hint = f" (unexpected: the traceback is in {log.path})" if log is not None else \
+                " (unexpected: run again with --verbose for the traceback)"
+        print(f"lstm-forecast {args.command}: error: {error_line(error)}{hint}", file=sys.stderr)
         return 1
 
 
+def error_line(error: BaseException) -> str:
+    """The one line (or block, for a summary) that reports ``error`` to the user.
+
+    Beam re-raises an error from a worker with "[while running 'Step']" appended, a detail of the
+    pipeline's insides; a file system error names its file.
+    """
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        return f"{error.filename}: {error.strerror}"
+    message = re.sub(r" \[while running '[^']*'\]$", "", str(error))
+    if isinstance(error, _known_errors()):
+        return message
+    return f"{type(error).__name__}: {message}"
+
+
 def _known_errors() -> tuple[type[Exception], ...]:
+    """The errors that are the user's to fix (data, flags, files, an unreachable server)."""
     from components.example_gen.columns import DataError
     from pipeline.errors import DemoError, InputError
     from serving.client import ForecastError
-    return (DataError, config_lib.ConfigError, DemoError, InputError, ForecastError, TimeoutError, FileNotFoundError)
+    return (DataError, config_lib.ConfigError, DemoError, InputError, ForecastError, TimeoutError, OSError)
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,112 @@
+"""What the command prints, kept apart from what its libraries print.
+
+TensorFlow, TFX, Beam, Keras and setuptools write a hundred lines or more in a run: Python logging
+and warnings, Keras' epoch lines on ``sys.stdout``, C++ logging on file descriptor 2, and child
+processes (the module wheel's build, Beam's workers) on descriptors 1 and 2. :class:`LibraryLog`
+points descriptors 1 and 2 at a log file, so all of these land there whatever their route, while
+the command's own lines (progress, summary, errors) go through :func:`say` to the terminal.
+"""
+
+import contextlib
+import io
+import os
+import sys
+import tempfile
+from typing import Optional, TextIO
+
+LOG_FILE = "lstm-forecast.log"
+
+# The terminal while a LibraryLog is active; None: sys.stdout, as usual.
+_console: Optional[TextIO] = None
+
+
+def stream() -> TextIO:
+    """Where the command's own output goes: the terminal, even while the libraries' goes to a log."""
+    return _console if _console is not None else sys.stdout
+
+
+def say(*parts: object, sep: str = " ", end: str = "\n") -> None:
+    """``print`` to :func:`stream`, flushed: progress must show while a run goes on."""
+    print(*parts, sep=sep, end=end, file=stream(), flush=True)
+
+
+def _terminal_copy(stream_: TextIO, fd: int) -> TextIO:
+    """A stream to where ``stream_`` writes now, that stays there when ``fd`` is pointed elsewhere."""
+    try:
+        backed = stream_.fileno() == fd
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        backed = False  # not a file (a test's capture): it is not affected by moving fd
+    if not backed:
+        return stream_
+    return os.fdopen(os.dup(fd), "w", buffering=1, encoding=getattr(stream_, "encoding", None) or "utf-8",
+                     errors="backslashreplace")
+
+
+class LibraryLog(contextlib.AbstractContextManager):
+    """While active, descriptors 1 and 2 (and so ``sys.stdout``, ``sys.stderr``, Python logging's
+    stream handlers and child processes) write to a log file; :func:`say` and :attr:`errors` write
+    to the terminal.
+
+    The log starts as a temporary file, since the run's directory may not exist yet (and a command
+    refused for its flags must not create it); :meth:`move_into` moves it there once it may.
+
+    Attributes:
+      path: The log file now.
+      errors: The terminal's standard error, for the command's error line.
+    """
+
+    def __init__(self) -> None:
+        self.path = ""
+        self.errors: TextIO = sys.stderr
+        self._saved: tuple[int, int] = (-1, -1)
+        self._moved = False
+
+    def __enter__(self) -> "LibraryLog":
+        global _console
+        fd, self.path = tempfile.mkstemp(prefix="lstm-forecast-", suffix=".log")
+        _console, self.errors = _terminal_copy(sys.stdout, 1), _terminal_copy(sys.stderr, 2)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self._saved = (os.dup(1), os.dup(2))
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        return self
+
+    def move_into(self, directory: str) -> str:
+        """Moves the log to ``directory/lstm-forecast.log`` (creating ``directory``); returns its path.
+
+        What was logged so far is copied; a log from an earlier run there is replaced.
+        """
+        os.makedirs(directory, exist_ok=True)
+        target = os.path.join(directory, LOG_FILE)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        with open(self.path, "rb") as so_far:
+            os.write(fd, so_far.read())
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        os.unlink(self.path)
+        self.path, self._moved = target, True
+        return target
+
+    def keep(self) -> None:
+        """Keeps the temporary log when the block ends (it holds a traceback to read)."""
+        self._moved = True
+
+    def __exit__(self, *exc_info) -> None:
+        global _console
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(self._saved[0], 1)
+        os.dup2(self._saved[1], 2)
+        for fd in self._saved:
+            os.close(fd)
+        for copy, original in ((_console, sys.stdout), (self.errors, sys.stderr)):
+            if copy is not original:
+                copy.close()
+        _console, self.errors = None, sys.stderr
+        if not self._moved:
+            os.unlink(self.path)  # nothing ran worth a log: the command was refused before it started
