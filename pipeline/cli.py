@@ -387,6 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 # The commands that run the pipeline: their libraries' output goes to a log in the run's directory.
 _LOGGED = ("run", "windows", "demo")
+# Commands whose libraries only write on standard error (TensorFlow's start-up lines): it goes to a
+# temporary log, removed unless it holds the traceback of an unexpected error.
+_QUIETED = ("predict", "compile-kubeflow")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -394,7 +397,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not args.verbose and args.command not in _LOGGED:
         # TensorFlow's C++ information lines; the commands in _LOGGED keep them, in the log.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    log = console.LibraryLog() if args.command in _LOGGED and not args.verbose else None
+    log = None
+    if not args.verbose and args.command in _LOGGED + _QUIETED:
+        log = console.LibraryLog(stdout=args.command in _LOGGED)
     args.library_log = log
     try:
         with log if log is not None else contextlib.nullcontext():
@@ -440,7 +445,11 @@ def _known_errors() -> tuple[type[Exception], ...]:
     from components.example_gen.columns import DataError
     from pipeline.errors import DemoError, InputError
     from serving.client import ForecastError
-    return (DataError, config_lib.ConfigError, DemoError, InputError, ForecastError, TimeoutError, OSError)
+    known = (DataError, config_lib.ConfigError, DemoError, InputError, ForecastError, TimeoutError, OSError)
+    if "tensorflow" in sys.modules:  # else no error of its can have been raised
+        # TensorFlow's file systems report as these what Python's report as OSError (gs:// unreachable).
+        known += (sys.modules["tensorflow"].errors.OpError,)
+    return known
 
 
 if __name__ == "__main__":

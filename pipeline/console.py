@@ -55,21 +55,29 @@ class LibraryLog(contextlib.AbstractContextManager):
       errors: The terminal's standard error, for the command's error line.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, stdout: bool = True) -> None:
+        """
+        Args:
+          stdout: Log descriptor 1 as well as 2. Without, only standard error is logged: for a
+            command whose libraries print nothing on standard output (``predict``).
+        """
         self.path = ""
+        self._fds = (1, 2) if stdout else (2,)
         self.errors: TextIO = sys.stderr
-        self._saved: tuple[int, int] = (-1, -1)
+        self._saved: tuple[int, ...] = ()
         self._moved = False
 
     def __enter__(self) -> "LibraryLog":
         global _console
         fd, self.path = tempfile.mkstemp(prefix="lstm-forecast-", suffix=".log")
-        _console, self.errors = _terminal_copy(sys.stdout, 1), _terminal_copy(sys.stderr, 2)
+        if 1 in self._fds:
+            _console = _terminal_copy(sys.stdout, 1)
+        self.errors = _terminal_copy(sys.stderr, 2)
         sys.stdout.flush()
         sys.stderr.flush()
-        self._saved = (os.dup(1), os.dup(2))
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
+        self._saved = tuple(os.dup(n) for n in self._fds)
+        for n in self._fds:
+            os.dup2(fd, n)
         os.close(fd)
         return self
 
@@ -85,8 +93,8 @@ class LibraryLog(contextlib.AbstractContextManager):
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
         with open(self.path, "rb") as so_far:
             os.write(fd, so_far.read())
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
+        for n in self._fds:
+            os.dup2(fd, n)
         os.close(fd)
         os.unlink(self.path)
         self.path, self._moved = target, True
@@ -100,12 +108,11 @@ class LibraryLog(contextlib.AbstractContextManager):
         global _console
         sys.stdout.flush()
         sys.stderr.flush()
-        os.dup2(self._saved[0], 1)
-        os.dup2(self._saved[1], 2)
-        for fd in self._saved:
-            os.close(fd)
+        for saved, n in zip(self._saved, self._fds):
+            os.dup2(saved, n)
+            os.close(saved)
         for copy, original in ((_console, sys.stdout), (self.errors, sys.stderr)):
-            if copy is not original:
+            if copy is not None and copy is not original:
                 copy.close()
         _console, self.errors = None, sys.stderr
         if not self._moved:

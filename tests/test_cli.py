@@ -15,8 +15,8 @@ from serving import client as client_lib
 from tests.conftest import DATA, REPO
 
 # Lines that TensorFlow, absl, TFX, Beam, Keras or setuptools print, not the command.
-NOISE = re.compile(r"^(I0000|W0000|E0000|WARNING|INFO|ERROR|DEBUG|Epoch \d)|absl|tensorflow|apache_beam|"
-                   r"oneDNN|ZetaSQL|adding '|Traceback")
+NOISE = re.compile(r"^(I0000|W0000|E0000|WARNING|INFO|ERROR|DEBUG|Epoch \d|running |copying |creating |writing )|"
+                   r"absl|tensorflow|apache_beam|oneDNN|ZetaSQL|adding '|Traceback")
 
 
 def small_data(tmp_path, rows=300):
