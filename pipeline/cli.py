@@ -206,7 +206,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                                        num_versions=args.num_versions,
                                        xla_cpu_compilation_enabled=args.xla_cpu_compilation_enabled)
     plane = dataplane.DataPlane(model, batching=batching)
-    server, port = grpc_server.start_server(plane, args.port, host=args.host)
+    try:
+        server, port = grpc_server.start_server(plane, args.port, host=args.host)
+    except RuntimeError as error:  # gRPC's only word for a port it cannot bind
+        plane.stop()
+        raise config_lib.ConfigError(f"--port {args.port}: cannot listen on {args.host}:{args.port} (in use by "
+                                     "another server?)") from error
     print(f"serving model '{args.model_name}' from {model.model_base_path} on {args.host}:{port}", flush=True)
     rest_server = None
     if args.rest_port is not None:

@@ -148,3 +148,14 @@ def test_the_demo_fits_on_a_screen_logs_the_libraries_and_writes_nothing_into_th
     logged = (output / console.LOG_FILE).read_text()
     assert "Epoch 1/2" in logged and "oneDNN" in logged
     assert os.listdir(cwd) == []
+
+
+def test_serve_on_a_port_in_use_is_one_line_naming_the_flag(tmp_path, capsys):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code = cli.main(["serve", "--model-base-path", str(tmp_path), "--port", str(port), "--host", "127.0.0.1"])
+    assert code == 1
+    assert capsys.readouterr().err == (f"lstm-forecast serve: error: --port {port}: cannot listen on 127.0.0.1:{port} "
+                                       "(in use by another server?)\n")
