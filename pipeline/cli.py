@@ -439,7 +439,7 @@ def error_line(error: BaseException) -> str:
     """
     if isinstance(error, OSError) and error.filename is not None and error.strerror:
         return f"{error.filename}: {error.strerror}"
-    message = re.sub(r" \[while running '[^']*'\]$", "", str(error))
+    message = re.sub(r"( \[while running '[^']*'\])+$", "", str(error))
     if isinstance(error, _known_errors()):
         return message
     return f"{type(error).__name__}: {message}"

@@ -4,12 +4,14 @@ TensorFlow, TFX, Beam, Keras and setuptools write a hundred lines or more in a r
 and warnings, Keras' epoch lines on ``sys.stdout``, C++ logging on file descriptor 2, and child
 processes (the module wheel's build, Beam's workers) on descriptors 1 and 2. :class:`LibraryLog`
 points descriptors 1 and 2 at a log file, so all of these land there whatever their route, while
-the command's own lines (progress, summary, errors) go through :func:`say` to the terminal.
+the command's own lines (progress, summary) go through :func:`say` to the terminal; its error
+line is printed once the log is closed.
 """
 
 import contextlib
 import io
 import os
+import shutil
 import sys
 import tempfile
 from typing import Optional, TextIO
@@ -43,36 +45,33 @@ def _terminal_copy(stream_: TextIO, fd: int) -> TextIO:
 
 
 class LibraryLog(contextlib.AbstractContextManager):
-    """While active, descriptors 1 and 2 (and so ``sys.stdout``, ``sys.stderr``, Python logging's
-    stream handlers and child processes) write to a log file; :func:`say` and :attr:`errors` write
-    to the terminal.
+    """While active, what the libraries write goes to a log file, and :func:`say` to the terminal.
 
-    The log starts as a temporary file, since the run's directory may not exist yet (and a command
-    refused for its flags must not create it); :meth:`move_into` moves it there once it may.
+    Descriptors 1 and 2 (and so ``sys.stdout``, ``sys.stderr``, Python logging's stream handlers
+    and child processes) are pointed at the log. The log starts as a temporary file, since the run's
+    directory may not exist yet (and a command refused for its flags must not create it);
+    :meth:`move_into` moves it there once it may. A temporary log is removed at the end unless
+    :meth:`keep` was called.
+
+    Args:
+      stdout: Log descriptor 1 as well as 2; without, only standard error is logged, for a command
+        whose libraries print nothing on standard output (``predict``).
 
     Attributes:
       path: The log file now.
-      errors: The terminal's standard error, for the command's error line.
     """
 
     def __init__(self, stdout: bool = True) -> None:
-        """
-        Args:
-          stdout: Log descriptor 1 as well as 2. Without, only standard error is logged: for a
-            command whose libraries print nothing on standard output (``predict``).
-        """
         self.path = ""
         self._fds = (1, 2) if stdout else (2,)
-        self.errors: TextIO = sys.stderr
         self._saved: tuple[int, ...] = ()
-        self._moved = False
+        self._kept = False
 
     def __enter__(self) -> "LibraryLog":
         global _console
         fd, self.path = tempfile.mkstemp(prefix="lstm-forecast-", suffix=".log")
         if 1 in self._fds:
             _console = _terminal_copy(sys.stdout, 1)
-        self.errors = _terminal_copy(sys.stderr, 2)
         sys.stdout.flush()
         sys.stderr.flush()
         self._saved = tuple(os.dup(n) for n in self._fds)
@@ -90,19 +89,18 @@ class LibraryLog(contextlib.AbstractContextManager):
         target = os.path.join(directory, LOG_FILE)
         sys.stdout.flush()
         sys.stderr.flush()
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
-        with open(self.path, "rb") as so_far:
-            os.write(fd, so_far.read())
+        shutil.copyfile(self.path, target)
+        fd = os.open(target, os.O_WRONLY | os.O_APPEND)
         for n in self._fds:
             os.dup2(fd, n)
         os.close(fd)
         os.unlink(self.path)
-        self.path, self._moved = target, True
+        self.path, self._kept = target, True
         return target
 
     def keep(self) -> None:
         """Keeps the temporary log when the block ends (it holds a traceback to read)."""
-        self._moved = True
+        self._kept = True
 
     def __exit__(self, *exc_info) -> None:
         global _console
@@ -111,9 +109,8 @@ class LibraryLog(contextlib.AbstractContextManager):
         for saved, n in zip(self._saved, self._fds):
             os.dup2(saved, n)
             os.close(saved)
-        for copy, original in ((_console, sys.stdout), (self.errors, sys.stderr)):
-            if copy is not None and copy is not original:
-                copy.close()
-        _console, self.errors = None, sys.stderr
-        if not self._moved:
-            os.unlink(self.path)  # nothing ran worth a log: the command was refused before it started
+        if _console is not None and _console is not sys.stdout:
+            _console.close()
+        _console = None
+        if not self._kept:
+            os.unlink(self.path)

@@ -133,20 +133,22 @@ def test_serve_and_predict_write_nothing_into_the_current_directory(tmp_path, pi
 
 
 @pytest.mark.slow
-def test_the_demo_fits_on_a_screen_logs_the_libraries_and_writes_nothing_into_the_current_directory(tmp_path):
-    data, cwd, output = small_data(tmp_path, rows=700), tmp_path / "cwd", tmp_path / "demo"
+@pytest.mark.parametrize("name, last", [("run", "report           "), ("demo", "MAE over these windows")])
+def test_run_and_demo_fit_on_a_screen_log_the_libraries_and_write_nothing_into_the_current_directory(
+        tmp_path, name, last):
+    data, cwd, output = small_data(tmp_path, rows=700), tmp_path / "cwd", tmp_path / "out"
     cwd.mkdir()
-    done = command(["demo", "--data", str(data), "--output", str(output), "--history", "16", "--horizon", "3",
+    done = command([name, "--data", str(data), "--output", str(output), "--history", "16", "--horizon", "3",
                     "--season-length", "8", "--split-fractions", "0.6,0.2", "--scaling", "last_value",
                     "--lstm-units", "16,16", "--epochs", "2", "--max-skill", "1e6"], cwd, timeout=600)
     assert done.returncode == 0, done.stderr
     lines = (done.stdout + done.stderr).splitlines()
     assert [line for line in lines if NOISE.search(line)] == []
     assert len(lines) <= 80, "\n".join(lines)
-    assert any(line.startswith("MAE over these windows") for line in lines)
-    # Keras' epoch lines and TensorFlow's start-up lines went to the log.
+    assert lines[-1].startswith(last)
+    # Keras' epoch lines, setuptools' and TensorFlow's start-up lines went to the log.
     logged = (output / console.LOG_FILE).read_text()
-    assert "Epoch 1/2" in logged and "oneDNN" in logged
+    assert "Epoch 1/2" in logged and "oneDNN" in logged and "running bdist_wheel" in logged
     assert os.listdir(cwd) == []
 
 

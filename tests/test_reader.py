@@ -192,3 +192,14 @@ def test_parquet_values_follow_the_same_policy(tmp_path):
     pd.DataFrame({"timestamp": stamps, "value": [1.0, np.inf, 2.0]}).to_parquet(tmp_path / "inf.parquet")
     with pytest.raises(reader.DataError, match=r"inf.parquet: row 2: column 'value': value inf is beyond"):
         read_all(str(tmp_path / "inf.parquet"))
+
+
+def test_a_truncated_parquet_file_is_an_error_naming_the_file(tmp_path):
+    frame = pd.DataFrame({"timestamp": pd.date_range("2024-01-01", periods=400, freq="D"), "value": np.arange(400.0)})
+    frame.to_parquet(tmp_path / "whole.parquet")
+    whole = (tmp_path / "whole.parquet").read_bytes()
+    path = tmp_path / "s.parquet"
+    path.write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(reader.DataError, match=rf"^{path}: not a readable Parquet file \(it may be truncated or "
+                                               r"corrupt: "):
+        read_all(str(path))

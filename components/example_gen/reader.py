@@ -24,6 +24,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import tensorflow as tf
 from apache_beam.io.filesystem import CompressionTypes
@@ -141,13 +142,17 @@ def _frames(path: str, columns: Columns, chunk_rows: int) -> Iterator[pd.DataFra
     rows = 0
     if path.endswith(PARQUET_SUFFIXES):
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-            table = pq.ParquetFile(f)
-            _check_columns(path, columns, table.schema_arrow.names)
-            for batch in table.iter_batches(batch_size=chunk_rows, columns=columns.all):
-                frame = batch.to_pandas()
-                frame.index = pd.RangeIndex(rows, rows + len(frame))
-                rows += len(frame)
-                yield frame
+            try:
+                table = pq.ParquetFile(f)
+                _check_columns(path, columns, table.schema_arrow.names)
+                for batch in table.iter_batches(batch_size=chunk_rows, columns=columns.all):
+                    frame = batch.to_pandas()
+                    frame.index = pd.RangeIndex(rows, rows + len(frame))
+                    rows += len(frame)
+                    yield frame
+            except (pa.ArrowException, OSError) as error:
+                raise DataError(f"{path}: not a readable Parquet file (it may be truncated or corrupt: "
+                                f"{error})") from error
     else:
         try:
             with _open_csv(path) as f:
