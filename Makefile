@@ -5,7 +5,7 @@ DATA ?= data/co2_weekly_mlo.csv
 DEMO_OUTPUT ?= runs/demo
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-all lint env lock clean
+.PHONY: demo test test-all test-env lint env lock clean
 
 ## demo: run the pipeline on the bundled data, serve the pushed model, forecast over gRPC
 demo:
@@ -18,6 +18,10 @@ test:
 ## test-all: every test
 test-all:
 	$(IN_ENV) python -m pytest $(PYTEST_ARGS)
+
+## test-env: tools/in-env's own tests, run from the host (they start the environment themselves)
+test-env:
+	python3 -m pytest --noconftest -p no:cacheprovider tests/test_in_env.py $(PYTEST_ARGS)
 
 ## lint: ruff over the code
 lint:

@@ -5,18 +5,22 @@ TensorFlow is imported inside the subcommands so that ``--help`` answers at once
 """
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
+import re
 import signal
 import sys
 import threading
+import traceback
 from typing import Optional, Sequence
 
 import numpy as np
 
 from components import settings
 from pipeline import config as config_lib
+from pipeline import console
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -136,25 +140,42 @@ def pipeline_config_from_flags(args: argparse.Namespace) -> config_lib.PipelineC
                                      evaluation=evaluation, **{**run, "beam_options": tuple(run["beam_options"])})
 
 
-def _resolved_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
-    """The flags' settings, with what they leave to the data (history, seasonal periods) read from it."""
-    config = config_lib.resolve_from_data(pipeline_config_from_flags(args))
+def _resolved_config(args: argparse.Namespace, local: bool = True) -> config_lib.PipelineConfig:
+    """The flags' settings, with what they leave to the data (history, seasonal periods) read from it.
+
+    Args:
+      args: The parsed flags.
+      local: The command runs the pipeline here, so its output must be a local directory; once the
+        settings are checked, the libraries' log (if the command keeps one) moves into it.
+
+    Raises:
+      ConfigError: A bad setting, or a remote output for a local run.
+      DataError: The data cannot be read.
+    """
+    unresolved = pipeline_config_from_flags(args)
+    if local:
+        config_lib.check_local_output(unresolved.output_dir)
+    config = config_lib.resolve_from_data(unresolved)
     w = config.windows
-    print(f"windows          history {w.history}, horizon {w.horizon}, seasonal periods "
-          f"{', '.join(map(str, w.seasonal_periods)) or 'none'} (context {w.context})", flush=True)
+    console.say(f"windows          history {w.history}, horizon {w.horizon}, seasonal periods "
+                f"{', '.join(map(str, w.seasonal_periods)) or 'none'} (context {w.context})")
+    log = getattr(args, "library_log", None)
+    if local and log is not None:
+        console.say(f"log              {log.move_into(config.output_dir)} (TensorFlow, TFX and Beam; "
+                    "--verbose prints them)")
     return config
 
 
 def _print_windows_summary(examples_uri: str) -> None:
     from components.example_gen import executor, summary
-    print(summary.format_summary(executor.read_summary(examples_uri)))
-    print(f"summary JSON: {os.path.join(examples_uri, executor.SUMMARY_FILE)}")
+    console.say(summary.format_summary(executor.read_summary(examples_uri)))
+    console.say(f"summary JSON: {os.path.join(examples_uri, executor.SUMMARY_FILE)}")
 
 
 def _cmd_windows(args: argparse.Namespace) -> int:
     from pipeline import local_runner
-    result = local_runner.run(_resolved_config(args), windows_only=True, progress=sys.stdout)
-    print(f"windows written in {result.seconds:.1f} s to {result.examples_uri}")
+    result = local_runner.run(_resolved_config(args), windows_only=True, progress=console.stream())
+    console.say(f"windows written in {result.seconds:.1f} s to {result.examples_uri}")
     _print_windows_summary(result.examples_uri)
     return 0
 
@@ -163,16 +184,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from pipeline import local_runner
     from pipeline import report as report_lib
     config = _resolved_config(args)
-    result = local_runner.run(config, progress=sys.stdout)
+    result = local_runner.run(config, progress=console.stream())
     _print_windows_summary(result.examples_uri)
-    print(local_runner.format_component_runs(result.components))
-    print(f"pipeline finished in {result.seconds:.1f} s; examples: {result.examples_uri}\n")
+    console.say(local_runner.format_component_runs(result.components))
+    console.say(f"pipeline finished in {result.seconds:.1f} s; examples: {result.examples_uri}\n")
     report, report_dir = report_lib.make(config, result)
-    print(report_lib.format_report(report))
-    print(f"report           {os.path.join(report_dir, report_lib.HTML_FILE)}")
+    console.say(report_lib.format_report(report))
+    console.say(f"report           {os.path.join(report_dir, report_lib.HTML_FILE)}")
     if config.forecast_after_push and result.pushed_model:
         from pipeline import forecast as forecast_lib
-        print(forecast_lib.format_summary(forecast_lib.published_forecasts(config, result.pushed_model)))
+        console.say(forecast_lib.format_summary(forecast_lib.published_forecasts(config, result.pushed_model)))
     # A run whose model is not blessed did its job, but a script chaining on it must know.
     return 0 if result.pushed_model else 2
 
@@ -189,7 +210,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                                        num_versions=args.num_versions,
                                        xla_cpu_compilation_enabled=args.xla_cpu_compilation_enabled)
     plane = dataplane.DataPlane(model, batching=batching)
-    server, port = grpc_server.start_server(plane, args.port, host=args.host)
+    try:
+        server, port = grpc_server.start_server(plane, args.port, host=args.host)
+    except RuntimeError as error:  # gRPC's only word for a port it cannot bind
+        plane.stop()
+        raise config_lib.ConfigError(f"--port {args.port}: cannot listen on {args.host}:{args.port} (in use by "
+                                     "another server?)") from error
     print(f"serving model '{args.model_name}' from {model.model_base_path} on {args.host}:{port}", flush=True)
     rest_server = None
     if args.rest_port is not None:
@@ -206,24 +232,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_windows(path: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Windows ``[N, C]`` and further inputs by name from a JSON or CSV file (see ``predict --help``)."""
-    with open(path) as f:
-        text = f.read()
-    extra = {}
-    if path.endswith(".json"):
-        data = json.loads(text)
-        if isinstance(data, dict):
-            extra = {k: np.asarray(v) for k, v in data.items() if k != "history"}
-            data = data.get("history", [])
-        windows = np.asarray(data, dtype=np.float32)
-    else:
-        windows = np.loadtxt(path, delimiter=",", dtype=np.float32, ndmin=2)
-    if windows.ndim == 1:
-        windows = windows[None, :]
-    return windows, extra
-
-
 def _series_window(args: argparse.Namespace, context: int):
     """The settings of ``--series``, the series on its grid, and its last ``context`` points."""
     from components.example_gen import reader
@@ -237,8 +245,11 @@ def _series_window(args: argparse.Namespace, context: int):
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from components.example_gen import frequency
+    from pipeline import predict_input
     from serving import client as client_lib
     from serving import contract
+    # The file is checked before the server is called: a mistake in it is named, not a shape error.
+    given = None if args.series else predict_input.read_inputs(args.input)
     with client_lib.ForecastClient(args.server, args.model_name, version=args.version,
                                    timeout_s=args.timeout) as client:
         inputs = client.metadata()[contract.SIGNATURE_NAME]["inputs"]
@@ -266,12 +277,21 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 for step, (t, v) in enumerate(zip(times, forecast), start=1):
                     print(f"{step:>4}  {stamp(t):<19}  {v:>10.3f}")
             return 0
-        windows, extra = _read_windows(args.input)
+        windows = given.pop(contract.INPUT_KEY)
+        extra = given
         missing = sorted(set(inputs) - {contract.INPUT_KEY} - set(extra))
         if missing:
             raise client_lib.ForecastError(
                 f"{args.input}: the model also needs {', '.join(missing)} (give them as JSON keys beside "
                 f"\"history\"; {contract.ORIGIN_TIMESTAMP_INPUT_KEY}: epoch seconds of each window's last point)")
+        unused = sorted(set(extra) - set(inputs))
+        if unused:
+            raise client_lib.ForecastError(f"{args.input}: the model takes no input {', '.join(unused)} "
+                                           f"(it takes {', '.join(sorted(inputs))})")
+        context = inputs[contract.INPUT_KEY][-1]
+        if context not in (None, -1) and windows.shape[1] != context:
+            raise client_lib.ForecastError(f"{args.input}: windows of {windows.shape[1]} values; the model takes "
+                                           f"the last {context} points of a series")
         forecasts = client.predict(windows, extra_inputs=extra)
     if args.json:
         print(json.dumps({"forecast": forecasts.tolist()}))
@@ -327,7 +347,7 @@ def _add_forecast_flags(parser: argparse.ArgumentParser) -> None:
 
 def _cmd_compile_kubeflow(args: argparse.Namespace) -> int:
     from pipeline import kubeflow_runner
-    spec = kubeflow_runner.compile_pipeline(_resolved_config(args), args.image, args.pipeline_json)
+    spec = kubeflow_runner.compile_pipeline(_resolved_config(args, local=False), args.image, args.pipeline_json)
     tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
     print(f"wrote {args.pipeline_json}: {len(tasks)} components ({', '.join(tasks)}) in image {args.image}")
     return 0
@@ -420,25 +440,79 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--windows", type=int, default=6, help="last test windows to forecast")
     demo.add_argument("--ready-timeout", type=float, default=120.0, help="seconds to wait for the server")
     demo.set_defaults(func=_cmd_demo)
+    for command in commands.choices.values():
+        command.add_argument("--verbose", action="store_true",
+                             help="show everything: the libraries' messages (else in OUTPUT/lstm-forecast.log for "
+                                  "run, windows and demo) and the traceback of an error")
     return parser
 
 
+# The commands that run the pipeline: their libraries' output goes to a log in the run's directory.
+_LOGGED = ("run", "windows", "demo")
+# Commands whose libraries only write on standard error (TensorFlow's start-up lines): it goes to a
+# temporary log, removed unless it holds the traceback of an unexpected error.
+_QUIETED = ("predict", "compile-kubeflow")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
+    if not args.verbose and args.command not in _LOGGED:
+        # TensorFlow's C++ information lines; the commands in _LOGGED keep them, in the log.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    log = None
+    if not args.verbose and args.command in _LOGGED + _QUIETED:
+        log = console.LibraryLog(stdout=args.command in _LOGGED)
+    args.library_log = log
     try:
-        return args.func(args)
-    except _known_errors() as error:
-        # Bad data, an unreachable server, a model that was not blessed: one clear line, no trace.
-        print(f"lstm-forecast {args.command}: error: {error}", file=sys.stderr)
+        with log if log is not None else contextlib.nullcontext():
+            try:
+                return args.func(args)
+            except Exception as error:
+                if log is not None and not isinstance(error, _known_errors()):
+                    log.keep()  # a bug, or a library's failure: its traceback is for a bug report
+                    with open(log.path, "a") as f:
+                        traceback.print_exc(file=f)
+                raise
+    except KeyboardInterrupt:
+        print(f"lstm-forecast {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 (every error ends in one line; --verbose shows the traceback)
+        known = isinstance(error, _known_errors())
+        if args.verbose:
+            traceback.print_exc()
+        hint = ""
+        if not known and not args.verbose:
+            hint = f" (unexpected: the traceback is in {log.path})" if log is not None else \
+                " (unexpected: run again with --verbose for the traceback)"
+        print(f"lstm-forecast {args.command}: error: {error_line(error)}{hint}", file=sys.stderr)
         return 1
 
 
+def error_line(error: BaseException) -> str:
+    """The one line (or block, for a summary) that reports ``error`` to the user.
+
+    Beam re-raises an error from a worker with "[while running 'Step']" appended, a detail of the
+    pipeline's insides; a file system error names its file.
+    """
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        return f"{error.filename}: {error.strerror}"
+    message = re.sub(r"( \[while running '[^']*'\])+$", "", str(error))
+    if isinstance(error, _known_errors()):
+        return message
+    return f"{type(error).__name__}: {message}"
+
+
 def _known_errors() -> tuple[type[Exception], ...]:
+    """The errors that are the user's to fix (data, flags, files, an unreachable server)."""
     from components.example_gen.columns import DataError
-    from pipeline.errors import DemoError
+    from pipeline.errors import DemoError, InputError
     from serving.client import ForecastError
-    return (DataError, config_lib.ConfigError, DemoError, ForecastError, TimeoutError, FileNotFoundError)
+    known = (DataError, config_lib.ConfigError, DemoError, InputError, ForecastError, TimeoutError, OSError)
+    if "tensorflow" in sys.modules:  # else no error of its can have been raised
+        # TensorFlow's file systems report as these what Python's report as OSError (gs:// unreachable).
+        known += (sys.modules["tensorflow"].errors.OpError,)
+    return known
+
 
 if __name__ == "__main__":
     sys.exit(main())

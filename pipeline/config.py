@@ -9,6 +9,7 @@ the CLI builds its flags from the same declarations. ``create_pipeline`` reads o
 import dataclasses
 import json
 import os
+import re
 from typing import Any
 
 from components import settings
@@ -193,3 +194,16 @@ def resolve_from_data(config: PipelineConfig) -> PipelineConfig:
                         f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); give "
                         "--frequency, --history and --season-length to run or compile without reading it") from error
     return resolve(config, data.frequency or frequency, points)
+
+
+def check_local_output(output_dir: str) -> None:
+    """Refuses a remote output (``gs://...``) for a command that runs the pipeline on this machine.
+
+    Raises:
+      ConfigError: ``output_dir`` has a URL scheme.
+    """
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", output_dir):
+        flag = settings.flag_of(PipelineConfig, "output_dir")
+        raise ConfigError(
+            f"{flag} {output_dir}: a local run writes to a local directory; to run in the cloud, compile the "
+            "pipeline with 'lstm-forecast compile-kubeflow' and submit it to Kubeflow Pipelines or Vertex AI")

@@ -21,7 +21,7 @@ import numpy as np
 from components import windowing
 from components.example_gen import executor as example_gen_executor
 from components.example_gen import summary as summary_lib
-from pipeline import local_data, local_runner
+from pipeline import console, local_data, local_runner
 from pipeline import report as report_lib
 from pipeline.config import PipelineConfig
 from pipeline.errors import DemoError
@@ -70,17 +70,17 @@ def format_forecasts(origins: np.ndarray, target_times: np.ndarray, forecasts: n
 
 def run_demo(config: PipelineConfig, windows: int = 6, ready_timeout_s: float = 120.0) -> int:
     """Runs the demo end to end and prints what it does; returns the process exit code."""
-    print(f"[1/3] running the pipeline on {config.data.path} into {config.output_dir}", flush=True)
-    result = local_runner.run(config, progress=sys.stdout)
+    console.say(f"[1/3] running the pipeline on {config.data.path} into {config.output_dir}")
+    result = local_runner.run(config, progress=console.stream())
     config = result.config
-    print(f"      pipeline finished in {result.seconds:.1f} s", flush=True)
+    console.say(f"      pipeline finished in {result.seconds:.1f} s")
     summary = example_gen_executor.read_summary(result.examples_uri)
-    print("      " + summary_lib.format_summary(summary).replace("\n", "\n      "), flush=True)
+    console.say("      " + summary_lib.format_summary(summary).replace("\n", "\n      "))
     report, report_dir = report_lib.make(config, result)
-    print("      " + report_lib.format_report(report).replace("\n", "\n      "), flush=True)
-    print(f"      report: {os.path.join(report_dir, report_lib.HTML_FILE)}", flush=True)
-    print(f"      skill reached: {report.skill[windowing.EVAL]:.3f} on eval (the gate: below "
-          f"{config.evaluation.max_skill:g}), {report.skill[windowing.TEST]:.3f} on test", flush=True)
+    console.say("      " + report_lib.format_report(report).replace("\n", "\n      "))
+    console.say(f"      report: {os.path.join(report_dir, report_lib.HTML_FILE)}")
+    console.say(f"      skill reached: {report.skill[windowing.EVAL]:.3f} on eval (the gate: below "
+          f"{config.evaluation.max_skill:g}), {report.skill[windowing.TEST]:.3f} on test")
     if result.pushed_model is None:
         raise DemoError("the model was not blessed, so nothing was pushed to serve: " + "; ".join(report.reasons))
     with_test = [r["series_id"] for r in summary["per_series"] if r["windows"][windowing.TEST]]
@@ -91,7 +91,7 @@ def run_demo(config: PipelineConfig, windows: int = 6, ready_timeout_s: float = 
 
     port = free_port()
     log_path = os.path.join(config.output_dir, "server.log")
-    print(f"[2/3] starting the gRPC server on 127.0.0.1:{port} (log: {log_path})", flush=True)
+    console.say(f"[2/3] starting the gRPC server on 127.0.0.1:{port} (log: {log_path})")
     with serving_process(config.serving_model_dir, config.model_name, port, log_path) as process, \
             client_lib.ForecastClient(f"127.0.0.1:{port}", config.model_name) as client:
         started = time.monotonic()
@@ -99,15 +99,15 @@ def run_demo(config: PipelineConfig, windows: int = 6, ready_timeout_s: float = 
             version = client.wait_until_ready(ready_timeout_s)
         except TimeoutError as error:
             raise DemoError(f"{error} (server exit code: {process.poll()}; see {log_path})") from error
-        print(f"      version {version} AVAILABLE after {time.monotonic() - started:.1f} s", flush=True)
-        print(f"[3/3] forecasting the last {len(test.histories[last])} test windows of series '{test.series_id}' "
-          f"over gRPC", flush=True)
+        console.say(f"      version {version} AVAILABLE after {time.monotonic() - started:.1f} s")
+        console.say(f"[3/3] forecasting the last {len(test.histories[last])} test windows of series '{test.series_id}' "
+          f"over gRPC")
         extra = {contract.ORIGIN_TIMESTAMP_INPUT_KEY: test.origin_times[last]} if config.windows.calendar_features \
             else {}
         extra.update({contract.future_input_key(c): v[last] for c, v in test.future_covariates.items()})
         forecasts = client.predict(test.histories[last], extra_inputs=extra)
     actuals = test.targets[last]
-    print(format_forecasts(test.origin_times[last], test.target_times[last], forecasts, actuals))
-    print(f"MAE over these windows: {np.mean(np.abs(forecasts - actuals)):.3f} "
+    console.say(format_forecasts(test.origin_times[last], test.target_times[last], forecasts, actuals))
+    console.say(f"MAE over these windows: {np.mean(np.abs(forecasts - actuals)):.3f} "
           f"({forecasts.size} forecasts received over gRPC)")
     return 0

@@ -13,7 +13,7 @@ from tfx import v1 as tfx
 
 from components.example_gen.component import TimeSeriesExampleGen
 from components.pusher import AtomicPusher
-from pipeline.config import PipelineConfig, resolve_from_data
+from pipeline.config import PipelineConfig, check_local_output, resolve_from_data
 from pipeline.pipeline import create_pipeline, create_windows_pipeline
 
 
@@ -101,9 +101,13 @@ def run(config: PipelineConfig, windows_only: bool = False, progress: Optional[T
       windows_only: Run the example generator alone (check the data, write the windows).
       progress: Where to print each component as it starts and finishes (None: nowhere).
 
+    Raises:
+      ConfigError: ``output_dir`` is remote (``gs://...``): a local run writes here.
+
     Returns:
       Where the run's examples and pushed model are, and each component's state and time.
     """
+    check_local_output(config.output_dir)
     config = resolve_from_data(config)
     os.makedirs(config.output_dir, exist_ok=True)
     started = time.time()

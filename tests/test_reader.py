@@ -1,7 +1,9 @@
 """Reading CSV and Parquet files in chunks: file matching, timestamp formats, and errors that name
 the file, line and column."""
 
+import bz2
 import gzip
+import lzma
 
 import numpy as np
 import pandas as pd
@@ -64,7 +66,7 @@ def test_parquet_and_gzipped_csv_read_like_csv(tmp_path):
     ("timestamp,value\n2024-01-01,1\nyesterday,2\n", ":3: column 'timestamp': cannot parse timestamp 'yesterday'"),
     ("timestamp,value\n1704067200,1\n17040x,2\n", ":3: column 'timestamp': cannot parse epoch seconds '17040x'"),
     ("timestamp,value\n2024-01-01,1\n2024-01-02,abc\n", ":3: column 'value': not a number: 'abc'"),
-    ("timestamp,value\n2024-01-01,1\n2024-01-02,inf\n", ":3: column 'value': value is not finite: 'inf'"),
+    ("timestamp,value\n2024-01-01,1\n2024-01-02,inf\n", ":3: column 'value': value inf is beyond"),
     ("time,value\n2024-01-01,1\n", ": no column 'timestamp' (columns: time, value)"),
 ])
 def test_bad_cells_name_file_line_and_column(tmp_path, text, message):
@@ -105,3 +107,99 @@ def test_a_chunk_survives_its_shuffle_encoding():
     assert back.file == chunk.file
     for name in ("rows", "times", "target", "covariates"):
         np.testing.assert_array_equal(getattr(back, name), getattr(chunk, name))
+
+
+# Compressed files: a cut or damaged file stops the read, naming the file, instead of yielding the
+# rows before the damage as if they were all.
+
+COMPRESSORS = {".csv.gz": gzip.compress, ".csv.bz2": bz2.compress, ".csv.xz": lzma.compress}
+
+
+def daily_csv(rows: int) -> bytes:
+    return ("timestamp,value\n" + "".join(f"{np.datetime64('2024-01-01') + i},{i}\n" for i in range(rows))).encode()
+
+
+@pytest.mark.parametrize("suffix", sorted(COMPRESSORS))
+def test_a_compressed_csv_reads_like_the_plain_one(tmp_path, suffix):
+    path = tmp_path / f"s{suffix}"
+    path.write_bytes(COMPRESSORS[suffix](daily_csv(400)))
+    chunks = read_all(str(path), chunk_rows=150)
+    np.testing.assert_array_equal(np.concatenate([c.target for _, c in chunks]), np.arange(400))
+
+
+@pytest.mark.parametrize("suffix", sorted(COMPRESSORS))
+@pytest.mark.parametrize("cut", [0.1, 0.3, 0.5, 0.9, 0.99])
+def test_a_truncated_compressed_csv_is_an_error_naming_the_file(tmp_path, suffix, cut):
+    whole = COMPRESSORS[suffix](daily_csv(400))
+    path = tmp_path / f"s{suffix}"
+    path.write_bytes(whole[:int(len(whole) * cut)])
+    with pytest.raises(reader.DataError, match=rf"^{path}: the compressed file is truncated or corrupt"):
+        read_all(str(path), chunk_rows=50)
+
+
+@pytest.mark.parametrize("suffix", sorted(COMPRESSORS))
+def test_a_corrupt_compressed_csv_is_an_error_naming_the_file(tmp_path, suffix):
+    data = bytearray(COMPRESSORS[suffix](daily_csv(400)))
+    middle = len(data) // 2
+    data[middle:middle + 8] = bytes(b ^ 0xFF for b in data[middle:middle + 8])
+    path = tmp_path / f"s{suffix}"
+    path.write_bytes(bytes(data))
+    with pytest.raises(reader.DataError, match=rf"^{path}: the compressed file is truncated or corrupt"):
+        read_all(str(path), chunk_rows=50)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", ": empty file: a CSV needs a header line naming its columns"),
+    ("timestamp,value\n", ": no data rows, only the header line"),
+], ids=["empty", "header-only"])
+def test_an_empty_or_header_only_csv_is_an_error_naming_the_file(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(reader.DataError) as error:
+        read_all(path)
+    assert str(error.value).startswith(path + message)
+
+
+def test_a_parquet_file_without_rows_is_an_error_naming_the_file(tmp_path):
+    pd.DataFrame({"timestamp": pd.Series([], dtype="datetime64[ns]"), "value": pd.Series([], dtype=float)}).to_parquet(
+        tmp_path / "s.parquet")
+    with pytest.raises(reader.DataError, match=r"s.parquet: no data rows"):
+        read_all(str(tmp_path / "s.parquet"))
+
+
+# Values: a gap is an empty cell or NaN; anything else must be a number the model can hold.
+
+@pytest.mark.parametrize("cell", ["1e300", "-1e16", "1e400", "inf", "-Infinity"])
+def test_a_value_beyond_the_bound_is_refused_with_file_line_column_and_value(tmp_path, cell):
+    path = write(tmp_path, f"timestamp,value\n2024-01-01,1\n2024-01-02,{cell}\n")
+    with pytest.raises(reader.DataError) as error:
+        read_all(path)
+    assert str(error.value).startswith(f"{path}:3: column 'value': value {cell} is beyond ±1e+15")
+
+
+def test_a_value_at_the_bound_is_kept_and_covariates_are_checked_too(tmp_path):
+    (_, chunk), = read_all(write(tmp_path, f"timestamp,value\n2024-01-01,{reader.MAX_ABS_VALUE:g}\n"))
+    assert chunk.target[0] == reader.MAX_ABS_VALUE
+    path = write(tmp_path, "timestamp,value,temp\n2024-01-01,1,2e15\n", "c.csv")
+    with pytest.raises(reader.DataError, match=r"c.csv:2: column 'temp': value 2e15 is beyond"):
+        read_all(path, reader.Columns("timestamp", "value", covariates=("temp",)))
+
+
+def test_parquet_values_follow_the_same_policy(tmp_path):
+    stamps = pd.date_range("2024-01-01", periods=3, freq="D")
+    pd.DataFrame({"timestamp": stamps, "value": [1.0, np.nan, 2.0]}).to_parquet(tmp_path / "gap.parquet")
+    (_, chunk), = read_all(str(tmp_path / "gap.parquet"))
+    np.testing.assert_array_equal(np.isnan(chunk.target), [False, True, False])
+    pd.DataFrame({"timestamp": stamps, "value": [1.0, np.inf, 2.0]}).to_parquet(tmp_path / "inf.parquet")
+    with pytest.raises(reader.DataError, match=r"inf.parquet: row 2: column 'value': value inf is beyond"):
+        read_all(str(tmp_path / "inf.parquet"))
+
+
+def test_a_truncated_parquet_file_is_an_error_naming_the_file(tmp_path):
+    frame = pd.DataFrame({"timestamp": pd.date_range("2024-01-01", periods=400, freq="D"), "value": np.arange(400.0)})
+    frame.to_parquet(tmp_path / "whole.parquet")
+    whole = (tmp_path / "whole.parquet").read_bytes()
+    path = tmp_path / "s.parquet"
+    path.write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(reader.DataError, match=rf"^{path}: not a readable Parquet file \(it may be truncated or "
+                                               r"corrupt: "):
+        read_all(str(path))

@@ -56,8 +56,9 @@ class DataConfig:
     duplicates: str = setting("error", choices=DUPLICATE_POLICIES,
                               help="repeated timestamps in a series: error, or merge them")
     gap_policy: str = setting("skip", choices=GAP_POLICIES,
-                              help="missing points: error; interpolate runs up to --max-gap; skip windows that "
-                                   "touch one")
+                              help="missing points (no row, or an empty, NaN, NA or null value; inf or a value "
+                                   "beyond ±1e15 is an error): error; interpolate runs up to --max-gap; skip "
+                                   "windows that touch one")
     max_gap: int = setting(3, minimum=1, help="longest run of missing points that --gap-policy interpolate fills")
     business_hours: Optional[str] = setting(
         None, help="a grid of business hours HH:MM-HH:MM, e.g. 07:00-21:00 (on --business-days): nights and closed "

@@ -4,10 +4,18 @@ A chunk of rows is checked and converted to numpy (epoch seconds, float64 values
 series id, so that the Beam executor can group rows per series without ever holding a whole file.
 Every error names the file and the line (CSV, the header being line 1) or row (Parquet), and the
 column.
+
+Value policy: an empty cell, ``NaN``, ``NA`` or ``null`` is a missing point (a gap, handled by
+``--gap-policy``); any other value must be a number within ``±MAX_ABS_VALUE``, so ``inf`` and
+``1e300`` are errors that name the cell, not NaNs found after training.
 """
 
+import bz2
+import contextlib
 import dataclasses
+import gzip
 import json
+import lzma
 import os
 import re
 import struct
@@ -16,6 +24,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import tensorflow as tf
 from apache_beam.io.filesystem import CompressionTypes
@@ -25,7 +34,10 @@ from components.example_gen.columns import Columns, DataError
 
 __all__ = ["Chunk", "Columns", "DataError", "location", "match_files", "read_chunks"]
 
-CSV_SUFFIXES = (".csv", ".csv.gz", ".txt")
+# Python's own decompressors, not Beam's: they check each stream's end marker and checksum, so a
+# cut or damaged file is an error instead of the rows before the damage read as if they were all.
+_DECOMPRESSORS = {".csv.gz": lambda f: gzip.GzipFile(fileobj=f), ".csv.bz2": bz2.BZ2File, ".csv.xz": lzma.LZMAFile}
+CSV_SUFFIXES = (".csv", ".txt", *_DECOMPRESSORS)
 PARQUET_SUFFIXES = (".parquet", ".pq")
 DEFAULT_SERIES_ID = "series"
 CHUNK_ROWS = 200_000
@@ -39,6 +51,9 @@ _OFFSET = re.compile(r"(?:[Zz]|(?<=\d)[+-]\d\d(?::?\d\d)?)$")
 # A timestamp's last 6 characters hold its whole UTC offset, if it has one; with its length they
 # tell whether it has one and whether it has a time of day.
 _SUFFIX = 6
+# The largest magnitude a value may have. The model works in float32 (largest 3.4e38), and the
+# Transform's statistics sum squares: (1e15)^2 summed over 1e8 rows is 1e38, still finite.
+MAX_ABS_VALUE = 1e15
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,24 +144,60 @@ def match_files(pattern: str) -> list[str]:
 
 
 def _frames(path: str, columns: Columns, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    """The file's needed columns in chunks of at most ``chunk_rows`` rows, with a 0-based row index."""
+    """The file's needed columns in chunks of at most ``chunk_rows`` rows, with a 0-based row index.
+
+    Raises:
+      DataError: The file is empty, has a header but no rows, is compressed and cut short or
+        damaged, or lacks a column.
+    """
+    rows = 0
     if path.endswith(PARQUET_SUFFIXES):
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-            table = pq.ParquetFile(f)
-            _check_columns(path, columns, table.schema_arrow.names)
-            first = 0
-            for batch in table.iter_batches(batch_size=chunk_rows, columns=columns.all):
-                frame = batch.to_pandas()
-                frame.index = pd.RangeIndex(first, first + len(frame))
-                first += len(frame)
-                yield frame
-        return
-    # Beam's file systems read local, GCS, S3 and HDFS paths alike, and un-gzip ``.gz`` files.
-    with FileSystems.open(path) as f:
-        header = pd.read_csv(f, nrows=0)
-        _check_columns(path, columns, list(header.columns))
-    with FileSystems.open(path) as f:
-        yield from pd.read_csv(f, dtype=str, keep_default_na=False, usecols=columns.all, chunksize=chunk_rows)
+            try:
+                table = pq.ParquetFile(f)
+                _check_columns(path, columns, table.schema_arrow.names)
+                for batch in table.iter_batches(batch_size=chunk_rows, columns=columns.all):
+                    frame = batch.to_pandas()
+                    frame.index = pd.RangeIndex(rows, rows + len(frame))
+                    rows += len(frame)
+                    yield frame
+            except (pa.ArrowException, OSError) as error:
+                raise DataError(f"{path}: not a readable Parquet file (it may be truncated or corrupt: "
+                                f"{error})") from error
+    else:
+        try:
+            with _open_csv(path) as f:
+                try:
+                    header = pd.read_csv(f, nrows=0)
+                except pd.errors.EmptyDataError:
+                    raise DataError(f"{path}: empty file: a CSV needs a header line naming its columns, "
+                                    "then one row a line") from None
+                _check_columns(path, columns, list(header.columns))
+            with _open_csv(path) as f:
+                for frame in pd.read_csv(f, dtype=str, keep_default_na=False, usecols=columns.all,
+                                         chunksize=chunk_rows):
+                    rows += len(frame)
+                    if len(frame):
+                        yield frame
+        except (EOFError, OSError, zlib.error, lzma.LZMAError) as error:
+            if not path.endswith(tuple(_DECOMPRESSORS)):
+                raise
+            raise DataError(f"{path}: the compressed file is truncated or corrupt ({error}); "
+                            "nothing of it is used") from error
+    if not rows:
+        raise DataError(f"{path}: no data rows, only the header line")
+
+
+@contextlib.contextmanager
+def _open_csv(path: str) -> Iterator:
+    """The file's bytes, decompressed by its suffix; any file system Beam reads (local, GCS, S3, HDFS)."""
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+        decompressor = next((d for suffix, d in _DECOMPRESSORS.items() if path.endswith(suffix)), None)
+        if decompressor is None:
+            yield raw
+            return
+        with decompressor(raw) as f:
+            yield f
 
 
 def _check_columns(path: str, columns: Columns, present: list[str]) -> None:
@@ -205,16 +256,19 @@ def _parse_numbers(path: str, frame: pd.DataFrame, column: str) -> np.ndarray:
         # NaN is either a missing value or a cell that is not a number: look at those cells only.
         unknown = np.flatnonzero(np.isnan(values))
         cells = raw.to_numpy(dtype=object)[unknown]
-        unparsed = [str(cell).strip().lower() not in _MISSING for cell in cells]
+        # pandas does not parse what overflows (1e400); Python does, to inf, refused below as such.
+        values[unknown] = [_overflow(str(cell)) for cell in cells]
+        unparsed = [str(cell).strip().lower() not in _MISSING and not np.isinf(v)
+                    for cell, v in zip(cells, values[unknown])]
         if any(unparsed):
             i = unparsed.index(True)
             raise DataError(f"{location(path, int(frame.index[unknown[i]]))}: column '{column}': "
                             f"not a number: '{str(cells[i]).strip()}'")
-    infinite = np.isinf(values)
-    if infinite.any():
-        row = _first_bad(infinite, frame)
-        raise DataError(f"{location(path, row)}: column '{column}': value is not finite: "
-                        f"'{str(raw.loc[row]).strip()}'")
+    beyond = np.abs(values) > MAX_ABS_VALUE  # NaN compares False: a gap, not an error
+    if beyond.any():
+        row = _first_bad(beyond, frame)
+        raise DataError(f"{location(path, row)}: column '{column}': value {str(raw.loc[row]).strip()} is beyond "
+                        f"±{MAX_ABS_VALUE:.0e}, more than the model can hold (a gap is an empty cell or NaN)")
     return values
 
 
@@ -262,6 +316,15 @@ def _forms_of(text: np.ndarray, rows: np.ndarray, codes: np.ndarray, forms: list
     return tuple(forms[codes[i]] + (int(rows[i]), str(text[i])) for i in index[np.sort(first)])
 
 
+def _overflow(cell: str) -> float:
+    """inf (signed) for a number too large for float64, such as ``1e400``; NaN for anything else."""
+    try:
+        value = float(cell)
+    except ValueError:
+        return np.nan
+    return value if np.isinf(value) else np.nan
+
+
 def _series_ids(path: str, frame: pd.DataFrame, column: Optional[str]) -> np.ndarray:
     if column is None:
         return np.full(len(frame), DEFAULT_SERIES_ID, dtype=object)
@@ -290,8 +353,8 @@ def read_chunks(path: str, columns: Columns, chunk_rows: int = CHUNK_ROWS) -> It
       ``(series_id, chunk)`` pairs; one series may come in many chunks.
 
     Raises:
-      DataError: A column is missing, or a timestamp, number or series id does not parse, or a
-        value is infinite.
+      DataError: The file is empty, cut short or damaged, or has no rows; a column is missing; a
+        timestamp, number or series id does not parse; or a value is beyond ``±MAX_ABS_VALUE``.
     """
     epoch = None
     for frame in _frames(path, columns, chunk_rows):
