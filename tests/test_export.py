@@ -310,6 +310,13 @@ def test_every_portable_graph_gives_the_default_exports_forecasts(covariate_expo
                                rtol=1e-5, atol=1e-4)
 
 
+def test_only_the_xla_export_pads_batches(covariate_export):
+    """The padding to power-of-two buckets (tf.searchsorted: LowerBound, then Pad) is for XLA's compilations."""
+    _, _, export_dir, xla_dir, _ = covariate_export
+    assert {"LowerBound", "Pad", "PadV2"} & _ops(xla_dir)
+    assert not {"LowerBound", "Pad", "PadV2"} & _ops(export_dir)
+
+
 @pytest.mark.parametrize("lstm_graph", trainer_lib.LSTM_GRAPHS)
 def test_serving_model_computes_the_keras_model_with_its_weights(lstm_graph):
     """Three stacked LSTMs (the first two return sequences) with random weights and biases, batch 5."""
