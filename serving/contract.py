@@ -34,9 +34,9 @@ Portability and XLA: the default export runs in any TF Serving without flags (TF
 ``--xla_cpu_compilation_enabled`` is false by default). Each LSTM is one ``BlockLSTMV2`` op, a
 core TensorFlow op with CPU and GPU kernels, over the whole window, in place of Keras' while loop
 over the steps; it gives the Keras model's forecasts (tested). Measured in-process (TF1 session,
-as TF Serving runs it), 2 busy cores, one window p50 / windows/s at batch 1024: fused 0.58 ms /
-12,699; the Keras cell unrolled 0.98 ms / 11,406; Keras' loop 1.27 ms / 11,560;
-XLA 0.33 ms / 21,876 (``benchmarks/predict.py``).
+as TF Serving runs it), 2 busy cores, one window p50 / windows/s at batch 1024: fused 0.53 ms /
+11,170; the Keras cell unrolled 0.90 ms / 11,125; Keras' loop 1.31 ms / 10,693; XLA 0.36 ms /
+19,754 (``benchmarks/predict.py``; README, *Benchmarks*).
 
 With ``ModelConfig.serving_xla`` (opt-in, ``--serving-xla``) the model inside both signatures is
 compiled with XLA (``jit_compile``). The server must then run with TF Serving's
