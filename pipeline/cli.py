@@ -11,12 +11,15 @@ import os
 import signal
 import sys
 import threading
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 
 from components import settings
 from pipeline import config as config_lib
+
+if TYPE_CHECKING:
+    from serving.dataplane import DataPlane
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -177,8 +180,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 XLA_FLAG = "--xla-cpu-compilation-enabled"
 
 
-def serving_plane(args: argparse.Namespace):
-    """The data plane ``serve`` runs for its parsed ``args`` (a :class:`serving.dataplane.DataPlane`)."""
+def serving_plane(args: argparse.Namespace) -> "DataPlane":
+    """The data plane ``serve`` runs for its parsed ``args``."""
     from serving import dataplane, repository
     batching = None
     if args.enable_batching:
