@@ -70,6 +70,24 @@ def latencies_ms(call: Callable[[], object], repeats: int, warmup: int = 10) -> 
     return times
 
 
+def interleaved_latencies_ms(calls: dict[str, Callable[[], object]], repeats: int,
+                             warmup: int = 10) -> dict[str, list[float]]:
+    """Milliseconds of each call, taken in turns (one call of each per round), after ``warmup`` rounds.
+
+    On a shared CPU, load that comes and goes then slows every candidate alike: their ratios hold.
+    """
+    for _ in range(warmup):
+        for call in calls.values():
+            call()
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            times[name].append((time.perf_counter() - start) * 1000)
+    return times
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]

@@ -24,9 +24,10 @@ from components import transform as transform_lib
 from components.trainer_options import TRAINING_LOG_FILE
 from serving import contract
 
-__all__ = ["SERVING_INPUT_FEATURES", "TRAINING_LOG_FILE", "build_model", "export_serving_model", "make_dataset",
-           "model_description", "model_inputs", "raw_feature", "run_fn", "serving_inputs", "train", "tuner_fn",
-           "training_series_ids", "warmup_inputs_from", "write_model_description", "write_warmup_requests"]
+__all__ = ["DEFAULT_LSTM_GRAPH", "LSTM_GRAPHS", "SERVING_INPUT_FEATURES", "TRAINING_LOG_FILE", "build_model",
+           "export_serving_model", "make_dataset", "model_description", "model_inputs", "raw_feature", "run_fn",
+           "serving_inputs", "serving_model", "train", "training_series_ids", "tuner_fn", "warmup_inputs_from",
+           "write_model_description", "write_warmup_requests"]
 
 # XLA compiles once per input shape (about 0.25 s for this model on 2 cores). The XLA signatures
 # pad each batch up to the next of these sizes (beyond the largest, to a multiple of it), so a
@@ -158,6 +159,82 @@ def _portable(model: keras.Model) -> None:
             layer.use_cudnn = False
 
 
+# How the export runs the LSTMs when it does not use XLA (see serving/contract.py for the figures):
+#   fused     TensorFlow's BlockLSTMV2 op, one op per layer for the whole sequence (the default)
+#   unrolled  the Keras cell once per history step, no while loop (the history length L is static)
+#   loop      Keras' own graph: a while loop over the steps
+# All three are standard TensorFlow ops with CPU and GPU kernels, and compute the same forecasts
+# from the same weights. The XLA export always compiles the loop.
+LSTM_GRAPHS = ("fused", "unrolled", "loop")
+DEFAULT_LSTM_GRAPH = "fused"
+
+
+def _fusable(layer: keras.layers.LSTM) -> bool:
+    """Whether BlockLSTMV2 computes what ``layer`` does: Keras' default gates, no state carried in or out."""
+    return (layer.cell.activation is keras.activations.tanh
+            and layer.cell.recurrent_activation is keras.activations.sigmoid
+            and layer.cell.use_bias and not (layer.go_backwards or layer.return_state or layer.stateful))
+
+
+class _ExportLSTM(keras.layers.Layer):
+    """Runs a trained Keras LSTM, with its own weights, as an unrolled or a fused graph (inference only).
+
+    Args:
+      lstm: The trained layer; its variables are read, not copied.
+      graph: ``"unrolled"`` or ``"fused"`` (see :data:`LSTM_GRAPHS`).
+    """
+
+    def __init__(self, lstm: keras.layers.LSTM, graph: str, **kwargs: Any):
+        super().__init__(name=f"{lstm.name}_{graph}", **kwargs)
+        self.lstm = lstm
+        self.graph = graph
+
+    def call(self, sequence: tf.Tensor, mask: Optional[tf.Tensor] = None) -> tf.Tensor:
+        # No mask: the model's sequences are whole windows.
+        cell = self.lstm.cell
+        if self.graph == "unrolled":
+            batch = tf.shape(sequence)[0]
+            states = [tf.zeros([batch, cell.units], sequence.dtype)] * 2
+            outputs = []
+            for step in range(sequence.shape[1]):
+                output, states = cell(sequence[:, step], states, training=False)
+                outputs.append(output)
+            return tf.stack(outputs, axis=1) if self.lstm.return_sequences else outputs[-1]
+        # BlockLSTMV2 takes time-major input, the input and recurrent kernels stacked, and the gates
+        # in Keras' order (input, forget, cell, output); no peepholes, no cell clipping (0 turns it off).
+        time_major = tf.transpose(sequence, [1, 0, 2])
+        zeros = tf.zeros([tf.shape(sequence)[0], cell.units], sequence.dtype)
+        no_peephole = tf.zeros([cell.units], sequence.dtype)
+        outputs = tf.raw_ops.BlockLSTMV2(
+            seq_len_max=tf.cast(tf.shape(time_major)[0], tf.int64), x=time_major, cs_prev=zeros, h_prev=zeros,
+            w=tf.concat([tf.convert_to_tensor(cell.kernel), tf.convert_to_tensor(cell.recurrent_kernel)], axis=0),
+            wci=no_peephole, wcf=no_peephole, wco=no_peephole, b=tf.convert_to_tensor(cell.bias), cell_clip=0.0,
+            use_peephole=False)
+        hidden = outputs.h
+        return tf.transpose(hidden, [1, 0, 2]) if self.lstm.return_sequences else hidden[-1]
+
+
+def serving_model(model: keras.Model, lstm_graph: str = DEFAULT_LSTM_GRAPH) -> keras.Model:
+    """The model as the export runs it: the same layers and weights, each LSTM in graph ``lstm_graph``.
+
+    Args:
+      model: The trained model (from :func:`build_model`).
+      lstm_graph: One of :data:`LSTM_GRAPHS`; ``"loop"`` returns ``model`` itself. An LSTM that
+        the fused op cannot compute (another activation, state carried out) keeps Keras' loop.
+    """
+    if lstm_graph not in LSTM_GRAPHS:
+        raise ValueError(f"lstm_graph must be one of {LSTM_GRAPHS}, got {lstm_graph!r}")
+    if lstm_graph == "loop":
+        return model
+
+    def replace(layer: keras.layers.Layer) -> keras.layers.Layer:
+        if isinstance(layer, keras.layers.LSTM) and (lstm_graph == "unrolled" or _fusable(layer)):
+            return _ExportLSTM(layer, lstm_graph)
+        return layer  # shared, with its weights
+
+    return keras.models.clone_model(model, clone_function=replace)
+
+
 def _padded_to_buckets(fn: Any) -> Any:
     """Wraps ``fn`` (dict of ``[batch, L]`` in, ``[batch, H]`` out) to run on a bucketed batch size."""
     buckets = tf.constant(XLA_BATCH_BUCKETS, tf.int32)
@@ -200,7 +277,8 @@ def serving_inputs(tft_output: tft.TFTransformOutput, per_series: bool) -> list[
 
 def export_serving_model(model: keras.Model, tft_output: tft.TFTransformOutput, export_dir: str,
                          model_config: trainer_options.ModelConfig,
-                         warmup_inputs: Optional[dict[str, np.ndarray]] = None) -> None:
+                         warmup_inputs: Optional[dict[str, np.ndarray]] = None,
+                         lstm_graph: str = DEFAULT_LSTM_GRAPH) -> None:
     """Saves the model with the Transform graph and the signatures of :mod:`serving.contract`.
 
     Args:
@@ -210,6 +288,8 @@ def export_serving_model(model: keras.Model, tft_output: tft.TFTransformOutput, 
       model_config: Its ``scaling`` (``per_series`` adds the series id input) and ``serving_xla``.
       warmup_inputs: Raw ``serving_default`` inputs keyed by input name, rows aligned, written as
         TF Serving warmup requests (:func:`write_warmup_requests`); None writes none.
+      lstm_graph: How the LSTMs run without XLA (:data:`LSTM_GRAPHS`); the XLA export compiles
+        Keras' loop whatever this says.
     """
     _portable(model)
     raw_spec = tft_output.raw_feature_spec()
@@ -225,11 +305,15 @@ def export_serving_model(model: keras.Model, tft_output: tft.TFTransformOutput, 
     tft_layer = tft_output.transform_features_layer()
     archive.track(tft_layer)
 
-    # Only the model is compiled with XLA: the Transform graph may hold lookup tables (per-series
-    # statistics), which XLA cannot compile.
-    predict_scaled = tf.function(lambda inputs: model(inputs, training=False), jit_compile=model_config.serving_xla)
     if model_config.serving_xla:
-        predict_scaled = _padded_to_buckets(predict_scaled)
+        # Only the model is compiled with XLA: the Transform graph may hold lookup tables (per-series
+        # statistics), which XLA cannot compile. XLA compiles once per batch size: pad to buckets.
+        predict_scaled = _padded_to_buckets(tf.function(lambda inputs: model(inputs, training=False),
+                                                        jit_compile=True))
+    else:
+        # Runs in any TF Serving, no flag needed; shape-agnostic, so batches are not padded.
+        exported = serving_model(model, lstm_graph)
+        predict_scaled = lambda inputs: exported(inputs, training=False)  # noqa: E731
 
     def forecast(raw: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         transformed = tft_layer(raw)

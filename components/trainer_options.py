@@ -39,8 +39,9 @@ class ModelConfig:
         5, minimum=0, help="epochs without a lower eval loss before training stops and the best weights return "
                            "(0: off)")
     seed: int = setting(42, help="seed of weights, dropout and shuffling: the same seed and data give the same model")
-    serving_xla: bool = setting(True, help="compile the model in the serving signatures with XLA (TF Serving "
-                                           "then needs --xla_cpu_compilation_enabled=true)")
+    serving_xla: bool = setting(False, help="compile the model in the serving signatures with XLA: faster, but TF "
+                                            "Serving then needs --xla_cpu_compilation_enabled=true and "
+                                            "`lstm-forecast serve` --xla-cpu-compilation-enabled")
     tune: bool = setting(False, help="search layers, units, dropout and learning rate with the TFX Tuner first")
     tuner_trials: int = setting(8, minimum=1, help="trials of the --tune search")
 

@@ -14,13 +14,16 @@ import signal
 import sys
 import threading
 import traceback
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 
 from components import settings
 from pipeline import config as config_lib
 from pipeline import console
+
+if TYPE_CHECKING:
+    from serving.dataplane import DataPlane
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -198,8 +201,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0 if result.pushed_model else 2
 
 
-def _cmd_serve(args: argparse.Namespace) -> int:
-    from serving import dataplane, grpc_server, repository, rest
+# serve's flag for XLA-compiled models; the load error of such a model without it names this flag.
+XLA_FLAG = "--xla-cpu-compilation-enabled"
+
+
+def serving_plane(args: argparse.Namespace) -> "DataPlane":
+    """The data plane ``serve`` runs for its parsed ``args``."""
+    from serving import dataplane, repository
     batching = None
     if args.enable_batching:
         batching = dataplane.BatchingOptions(max_batch_size=args.max_batch_size,
@@ -208,8 +216,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     model = repository.ModelRepository(args.model_name, os.path.abspath(args.model_base_path),
                                        run_warmup=dataplane.run_request, poll_seconds=args.poll_seconds,
                                        num_versions=args.num_versions,
-                                       xla_cpu_compilation_enabled=args.xla_cpu_compilation_enabled)
-    plane = dataplane.DataPlane(model, batching=batching)
+                                       xla_cpu_compilation_enabled=args.xla_cpu_compilation_enabled,
+                                       xla_flag=XLA_FLAG)
+    return dataplane.DataPlane(model, batching=batching)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from serving import grpc_server, rest
+    plane = serving_plane(args)
+    model = plane.repository
     try:
         server, port = grpc_server.start_server(plane, args.port, host=args.host)
     except RuntimeError as error:  # gRPC's only word for a port it cannot bind
@@ -391,12 +406,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--model-base-path", required=True, help="directory of numbered versions")
     serve.add_argument("--model-name", default=config_lib.DEFAULT_MODEL_NAME)
     serve.add_argument("--port", type=int, default=8500)
-    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface, "
+                       "as in a container)")
     serve.add_argument("--rest-port", type=int, default=None, help="also serve TF Serving's REST API (8501 in TF "
                        "Serving's images); off unless given")
     serve.add_argument("--poll-seconds", type=float, default=1.0, help="how often to look for new versions")
-    serve.add_argument("--xla-cpu-compilation-enabled", action="store_true",
-                       help="run XLA-compiled signatures (the default export); as in TF Serving, off unless given")
+    serve.add_argument(XLA_FLAG, action="store_true",
+                       help="run XLA-compiled signatures (models trained with --serving-xla); as in TF Serving, off "
+                            "unless given")
     serve.add_argument("--num-versions", type=int, default=1,
                        help="newest versions kept loaded, each addressable by number (TF Serving's latest policy)")
     batching = serve_batching_defaults()

@@ -97,7 +97,7 @@ def run_demo(config: PipelineConfig, windows: int = 6, ready_timeout_s: float = 
         started = time.monotonic()
         try:
             version = client.wait_until_ready(ready_timeout_s)
-        except TimeoutError as error:
+        except (TimeoutError, client_lib.ModelLoadError) as error:
             raise DemoError(f"{error} (server exit code: {process.poll()}; see {log_path})") from error
         console.say(f"      version {version} AVAILABLE after {time.monotonic() - started:.1f} s")
         console.say(f"[3/3] forecasting the last {len(test.histories[last])} test windows of series '{test.series_id}' "

@@ -43,6 +43,13 @@ class ServerUnavailableError(ForecastError):
     """The server could not be reached in time (UNAVAILABLE after retries, or DEADLINE_EXCEEDED)."""
 
 
+class ModelLoadError(ForecastError):
+    """The server failed to load the model: no version is AVAILABLE or LOADING, and one ended with an error.
+
+    The message is the server's own (GetModelStatus' ``status.error_message``), which names what to change.
+    """
+
+
 _ERRORS = {
     grpc.StatusCode.NOT_FOUND: ModelNotFoundError,
     grpc.StatusCode.INVALID_ARGUMENT: InvalidRequestError,
@@ -188,7 +195,25 @@ class ForecastClient:
             return method(request, timeout=timeout_s or self.timeout_s)
         except grpc.RpcError as error:
             code = error.code()
+            not_serving = code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.NOT_FOUND)
+            if not_serving and method is not self._models.GetModelStatus:
+                # "Not loaded" or "not found" while the model failed to load: say why it failed.
+                load_error = self._load_error()
+                if load_error:
+                    raise ModelLoadError(load_error, code) from error
             raise _ERRORS.get(code, ForecastError)(f"{self.target}: {code.name}: {error.details()}", code) from error
+
+    def _status_response(self, timeout_s: Optional[float] = None) -> get_model_status_pb2.GetModelStatusResponse:
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = self.model_name
+        return self._call(self._models.GetModelStatus, request, timeout_s)
+
+    def _load_error(self) -> Optional[str]:
+        """Why the model cannot serve, when no version is AVAILABLE or LOADING and one ended with an error."""
+        try:
+            return load_error(self.target, self.model_name, self._status_response(timeout_s=min(self.timeout_s, 2.0)))
+        except ForecastError:
+            return None
 
     def _model_spec(self, spec) -> None:
         spec.name = self.model_name
@@ -247,9 +272,7 @@ class ForecastClient:
 
     def status(self, timeout_s: Optional[float] = None) -> dict[int, str]:
         """State of each version the server knows: ``{version: "AVAILABLE" | "LOADING" | ...}``."""
-        request = get_model_status_pb2.GetModelStatusRequest()
-        request.model_spec.name = self.model_name
-        response = self._call(self._models.GetModelStatus, request, timeout_s)
+        response = self._status_response(timeout_s)
         names = get_model_status_pb2.ModelVersionStatus.State.Name
         return {s.version: names(s.state) for s in response.model_version_status}
 
@@ -257,6 +280,8 @@ class ForecastClient:
         """Waits until a version (the one asked for, if any) is AVAILABLE and returns it.
 
         Raises:
+          ModelLoadError: The model failed to load (no version AVAILABLE or LOADING, one ended with
+            an error): at once, with the server's error, instead of waiting out ``timeout_s``.
           TimeoutError: No version became available in ``timeout_s``; says what was last seen.
         """
         deadline = time.monotonic() + timeout_s
@@ -267,12 +292,34 @@ class ForecastClient:
                 raise TimeoutError(f"model {self.model_name} at {self.target} not AVAILABLE after "
                                    f"{timeout_s:.0f} s; last seen: {last}")
             try:
-                states = self.status(timeout_s=min(remaining, 2.0))
+                response = self._status_response(timeout_s=min(remaining, 2.0))
+                names = get_model_status_pb2.ModelVersionStatus.State.Name
+                states = {s.version: names(s.state) for s in response.model_version_status}
                 ready = [v for v, s in states.items() if s == "AVAILABLE" and self.version in (None, v)]
                 if ready:
                     return max(ready)
+                failed = load_error(self.target, self.model_name, response)
+                if failed:
+                    raise ModelLoadError(failed)
                 last = f"versions {states}"
             except (ServerUnavailableError, ModelNotFoundError) as error:
                 last = str(error)
             time.sleep(min(poll_s, max(deadline - time.monotonic(), 0)))
+
+
+def load_error(target: str, model_name: str, response: get_model_status_pb2.GetModelStatusResponse) -> Optional[str]:
+    """The load errors of a GetModelStatus response, when no version is AVAILABLE or LOADING; else None.
+
+    Example: version 1 END with "... start the server with --xla-cpu-compilation-enabled ..." and
+    nothing else gives "model co2 at host:8500 failed to load: version 1: ... --xla-cpu-compilation-enabled ...".
+    """
+    states = get_model_status_pb2.ModelVersionStatus
+    statuses = list(response.model_version_status)
+    if any(s.state in (states.AVAILABLE, states.LOADING, states.START) for s in statuses):
+        return None
+    errors = [f"version {s.version}: {s.status.error_message}" for s in statuses
+              if s.state == states.END and s.status.error_code != 0]
+    if not errors:
+        return None
+    return f"model {model_name} at {target} failed to load: " + "; ".join(errors)
 

@@ -30,15 +30,23 @@ Inputs beyond the history, present only in models that use them:
 * :data:`SERIES_ID_INPUT_KEY` string ``[batch]`` in models scaled ``per_series``: the statistics of
   the scaling are looked up by series id (an id the training split never saw gets the global ones).
 
-XLA: with ``ModelConfig.serving_xla`` (the default; ``--no-serving-xla`` turns it off) the model
-inside both signatures is compiled with XLA (``jit_compile``). TF Serving must then run with
-``--xla_cpu_compilation_enabled=true``: it defaults to false, and an XLA signature then fails on
-first use. Measured in-process on 2 cores, one window: p50 0.20 ms with XLA, 1.19 ms without.
-XLA compiles once per input shape (about 0.25 s), so the signatures pad each batch up to a power
-of two (at most 1024; larger batches to a multiple of 1024) and the warmup file
-(:data:`WARMUP_FILE`) holds one request per such size up to 256 (TF Serving replays warmup
-through its batching layer, which refuses a request above ``max_batch_size``, 256 on the CPU
-image): a warmed-up server compiles nothing for requests of up to 256 windows.
+Portability and XLA: the default export runs in any TF Serving without flags (TF Serving's
+``--xla_cpu_compilation_enabled`` is false by default). Each LSTM is one ``BlockLSTMV2`` op, a
+core TensorFlow op with CPU and GPU kernels, over the whole window, in place of Keras' while loop
+over the steps; it gives the Keras model's forecasts (tested). Measured in-process (TF1 session,
+as TF Serving runs it), 2 busy cores, one window p50 / windows/s at batch 1024: fused 0.53 ms /
+11,170; the Keras cell unrolled 0.90 ms / 11,125; Keras' loop 1.31 ms / 10,693; XLA 0.36 ms /
+19,754 (``benchmarks/predict.py``; README, *Benchmarks*).
+
+With ``ModelConfig.serving_xla`` (opt-in, ``--serving-xla``) the model inside both signatures is
+compiled with XLA (``jit_compile``). The server must then run with TF Serving's
+``--xla_cpu_compilation_enabled=true`` (``lstm-forecast serve``: ``--xla-cpu-compilation-enabled``);
+without it the version fails to load, with an error naming the flag. XLA compiles once per input
+shape (about 0.25 s), so the XLA signatures pad each batch up to a power of two (at most 1024;
+larger batches to a multiple of 1024). Every export's warmup file (:data:`WARMUP_FILE`) holds one
+request per power of two up to 256 (TF Serving replays warmup through its batching layer, which
+refuses a request above ``max_batch_size``, 256 on the CPU image): a warmed-up server has run (and
+with XLA compiled) every batch size of up to 256 windows.
 """
 
 from typing import Final

@@ -87,7 +87,14 @@ def xla_functions(meta_graph: meta_graph_pb2.MetaGraphDef) -> list[str]:
             if "_XlaMustCompile" in f.attr and f.attr["_XlaMustCompile"].b]
 
 
-def load_version(path: str, version: int, xla_cpu_compilation_enabled: bool = True) -> LoadedVersion:
+# The flag that turns XLA compilation on in TF Serving. A server started by another command passes
+# its own spelling (`lstm-forecast serve`: --xla-cpu-compilation-enabled), so the error names the
+# flag of the command the user ran.
+TF_SERVING_XLA_FLAG = "--xla_cpu_compilation_enabled=true"
+
+
+def load_version(path: str, version: int, xla_cpu_compilation_enabled: bool = True,
+                 xla_flag: str = TF_SERVING_XLA_FLAG) -> LoadedVersion:
     """Loads a SavedModel the way TF Serving does: the ``serve`` MetaGraph into a TF1 session.
 
     Args:
@@ -97,6 +104,7 @@ def load_version(path: str, version: int, xla_cpu_compilation_enabled: bool = Tr
         in TF Serving and in :class:`ModelRepository`). Without it TF Serving cannot run an
         XLA-compiled signature and the warmup replay fails the load; this loader refuses such a
         graph at once, with a message that names the flag.
+      xla_flag: That flag as the user's command spells it, for the message.
 
     Returns:
       The loaded version, its session open.
@@ -107,9 +115,9 @@ def load_version(path: str, version: int, xla_cpu_compilation_enabled: bool = Tr
     compiled = xla_functions(meta_graph)
     if compiled and not xla_cpu_compilation_enabled:
         session.close()
-        raise RuntimeError(f"{path}: {len(compiled)} function(s) must be compiled with XLA (jit_compile), and XLA "
-                           f"CPU compilation is disabled; start the server with --xla_cpu_compilation_enabled=true "
-                           f"(or export the model without XLA)")
+        raise RuntimeError(f"{path}: the model was exported with XLA ({len(compiled)} function(s) with jit_compile) "
+                           f"and XLA CPU compilation is off: start the server with {xla_flag}, or export the "
+                           f"model without XLA (the default: train without --serving-xla)")
     return LoadedVersion(version=version, path=path, session=session,
                          signatures=dict(meta_graph.signature_def))
 
@@ -171,13 +179,16 @@ class ModelRepository:
       num_versions: How many of the newest versions stay loaded, each addressable by number;
         requests without a version go to the newest (TF Serving's ``latest`` policy).
       xla_cpu_compilation_enabled: Run XLA-compiled signatures (TF Serving's flag of that name,
-        false by default there and here); without it a version that uses XLA fails to load.
+        false by default there and here); without it a version that uses XLA fails to load. The
+        default export does not use XLA.
+      xla_flag: How the command that started this server spells that flag, for the load error.
     """
 
     def __init__(self, model_name: str, model_base_path: str,
                  run_warmup: Callable[[LoadedVersion, predict_pb2.PredictRequest], object],
                  poll_seconds: float = 1.0, max_load_retries: int = 5, load_retry_seconds: float = 60.0,
-                 num_versions: int = 1, xla_cpu_compilation_enabled: bool = False):
+                 num_versions: int = 1, xla_cpu_compilation_enabled: bool = False,
+                 xla_flag: str = TF_SERVING_XLA_FLAG):
         self.model_name = model_name
         self.model_base_path = model_base_path
         self._run_warmup = run_warmup
@@ -186,6 +197,7 @@ class ModelRepository:
         self._load_retry_seconds = load_retry_seconds
         self._num_versions = num_versions
         self._xla = xla_cpu_compilation_enabled
+        self._xla_flag = xla_flag
         # Newest last; replaced as a whole so that readers need no lock.
         self._loaded: tuple[LoadedVersion, ...] = ()
         self._failed: dict[int, _Failure] = {}
@@ -266,7 +278,7 @@ class ModelRepository:
     def _load(self, version: int) -> None:
         path = versions.version_path(self.model_base_path, version)
         try:
-            loaded = load_version(path, version, self._xla)
+            loaded = load_version(path, version, self._xla, self._xla_flag)
             self._warm_up(loaded)
         except Exception as error:
             # A version that fails to load is reported; the ones being served keep serving.

@@ -4,6 +4,7 @@ import dataclasses
 import os
 import sys
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -18,7 +19,7 @@ from serving import contract, dataplane, repository
 from tests import conftest
 
 MODEL = config_lib.ModelConfig(scaling="per_series", lstm_units=(6, 4), epochs=2, batch_size=16,
-                               early_stopping_patience=0, seed=3, serving_xla=False)
+                               early_stopping_patience=0, seed=3)
 
 
 def _ops(saved_model_dir: str) -> set[str]:
@@ -266,3 +267,76 @@ def test_a_request_without_an_input_is_refused_naming_it(covariate_export):
         inputs[contract.ORIGIN_TIMESTAMP_INPUT_KEY][:2].astype(np.float32)))
     with pytest.raises(dataplane.RequestError, match="input 'origin_timestamp' has dtype float32, expected int64"):
         dataplane.run_request(loaded, request)
+
+
+def test_the_default_export_is_not_xla():
+    assert config_lib.ModelConfig().serving_xla is False
+    assert trainer_lib.DEFAULT_LSTM_GRAPH == "fused"
+
+
+def test_the_default_pushed_model_runs_in_a_session_without_xla(pushed_model):
+    """As stock TF Serving runs it (--xla_cpu_compilation_enabled false): both signatures, no XLA function."""
+    assert _xla_functions(pushed_model) == 0
+    ops = _ops(pushed_model)
+    # The LSTMs are BlockLSTMV2 ops, not Keras' while loop over the steps.
+    assert "BlockLSTMV2" in ops and not {"While", "StatelessWhile"} & ops
+    loaded = repository.load_version(pushed_model, 1, xla_cpu_compilation_enabled=False)
+    (request, *_) = repository.warmup_requests(pushed_model)
+    inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+    forecast = _session_forecast(loaded, inputs)
+    assert forecast.shape == (1, loaded.signatures[contract.SIGNATURE_NAME].outputs[contract.OUTPUT_KEY]
+                              .tensor_shape.dim[1].size) and np.isfinite(forecast).all()
+    example = tf.train.Example(features=tf.train.Features(feature={
+        features.HISTORY: tf.train.Feature(float_list=tf.train.FloatList(value=inputs[contract.INPUT_KEY][0])),
+        features.ORIGIN_TIMESTAMP: tf.train.Feature(int64_list=tf.train.Int64List(
+            value=[inputs[contract.ORIGIN_TIMESTAMP_INPUT_KEY][0]]))}))
+    examples = loaded.signatures[contract.EXAMPLES_SIGNATURE_NAME]
+    serialized = [example.SerializeToString()]
+    from_examples = loaded.session.run(examples.outputs[contract.OUTPUT_KEY].name,
+                                       {examples.inputs[contract.EXAMPLES_INPUT_KEY].name: serialized})
+    np.testing.assert_allclose(from_examples, forecast, rtol=1e-6)
+
+
+@pytest.mark.parametrize("lstm_graph", ["unrolled", "loop"])
+def test_every_portable_graph_gives_the_default_exports_forecasts(covariate_export, tmp_path, lstm_graph):
+    """The fused default against Keras' loop (what the model trained as) and the unrolled cell."""
+    model, tft_output, export_dir, _, inputs = covariate_export
+    other = str(tmp_path / lstm_graph)
+    trainer_lib.export_serving_model(model, tft_output, other, MODEL, lstm_graph=lstm_graph)
+    assert "BlockLSTMV2" in _ops(export_dir) and "BlockLSTMV2" not in _ops(other)
+    assert ("While" in _ops(other) or "StatelessWhile" in _ops(other)) == (lstm_graph == "loop")
+    np.testing.assert_allclose(_session_forecast(repository.load_version(export_dir, 1, False), inputs),
+                               _session_forecast(repository.load_version(other, 1, False), inputs),
+                               rtol=1e-5, atol=1e-4)
+
+
+def test_only_the_xla_export_pads_batches(covariate_export):
+    """The padding to power-of-two buckets (tf.searchsorted: LowerBound, then Pad) is for XLA's compilations."""
+    _, _, export_dir, xla_dir, _ = covariate_export
+    assert {"LowerBound", "Pad", "PadV2"} & _ops(xla_dir)
+    assert not {"LowerBound", "Pad", "PadV2"} & _ops(export_dir)
+
+
+@pytest.mark.parametrize("lstm_graph", trainer_lib.LSTM_GRAPHS)
+def test_serving_model_computes_the_keras_model_with_its_weights(lstm_graph):
+    """Three stacked LSTMs (the first two return sequences) with random weights and biases, batch 5."""
+    spec = {features.HISTORY_SCALED: 9, features.CALENDAR_HISTORY: 9 * 4}
+    model = trainer_lib.build_model(spec, 9, 2, config_lib.ModelConfig(lstm_units=(5, 4, 3)))
+    rng = np.random.default_rng(1)
+    for weight in model.weights:
+        weight.assign(rng.normal(0, 0.7, weight.shape).astype(np.float32))
+    inputs = {name: rng.normal(size=(5, width)).astype(np.float32) for name, width in spec.items()}
+    exported = trainer_lib.serving_model(model, lstm_graph)
+    # The same variables, not copies: the export writes the trained weights once.
+    assert {id(w) for w in exported.weights} == {id(w) for w in model.weights}
+    np.testing.assert_allclose(exported(inputs, training=False).numpy(), model(inputs, training=False).numpy(),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_an_lstm_the_fused_op_cannot_compute_keeps_keras_loop():
+    inputs = keras.Input((6, 2))
+    model = keras.Model(inputs, keras.layers.LSTM(3, activation="relu")(inputs))
+    exported = trainer_lib.serving_model(model, "fused")
+    assert [type(layer) for layer in exported.layers[1:]] == [keras.layers.LSTM]
+    with pytest.raises(ValueError, match="lstm_graph must be one of"):
+        trainer_lib.serving_model(model, "cudnn")

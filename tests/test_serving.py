@@ -1,5 +1,6 @@
 """The local TF Serving-compatible server and the gRPC client, on a free loopback port."""
 
+import dataclasses
 import json
 import shutil
 import socket
@@ -30,9 +31,8 @@ def free_port() -> int:
 
 
 def model_server_for(model_base_path, batching=None, **options) -> dataplane.DataPlane:
-    """A data plane of model "co2", started as the production TF Serving is: XLA compilation on."""
-    model = repository.ModelRepository("co2", str(model_base_path), run_warmup=dataplane.run_request,
-                                       xla_cpu_compilation_enabled=True, **options)
+    """A data plane of model "co2", started as a stock TF Serving is: XLA compilation off."""
+    model = repository.ModelRepository("co2", str(model_base_path), run_warmup=dataplane.run_request, **options)
     return dataplane.DataPlane(model, batching=batching)
 
 
@@ -305,8 +305,8 @@ def test_the_client_survives_a_server_restart(model_base_path, test_windows):
         with client_lib.ForecastClient(f"127.0.0.1:{port}", "co2", timeout_s=30, max_attempts=5) as client:
             client.wait_until_ready(60)
             expected = client.predict(test_windows.histories[:2], extra_inputs=origins(test_windows, slice(2)))
-            # Loaded and warmed up (XLA compiles each warmup batch size) before the old server
-            # stops, so the gap the client must ride out is the restart alone.
+            # Loaded and warmed up before the old server stops, so the gap the client must ride out
+            # is the restart alone.
             server = model_server_for(model_base_path)
             server.repository.poll_once()
             grpc_server.stop(grace=None).wait()
@@ -336,8 +336,7 @@ def test_the_warmup_requests_of_a_version_are_replayed_before_it_is_available(mo
 
     requests = repository.warmup_requests(str(model_base_path / "1"))
     assert requests, "the export wrote no warmup requests"
-    model = repository.ModelRepository("co2", str(model_base_path), run_warmup=counting_run,
-                                       xla_cpu_compilation_enabled=True)
+    model = repository.ModelRepository("co2", str(model_base_path), run_warmup=counting_run)
     model.poll_once()
     assert model.current is not None
     assert len(replayed) == len(requests)
@@ -603,14 +602,98 @@ def test_the_health_service_says_serving_once_a_version_is_loaded(model_base_pat
         model_server.stop()
 
 
-def test_without_the_xla_flag_an_xla_version_fails_to_load_as_in_tf_serving(model_base_path):
-    model = repository.ModelRepository("co2", str(model_base_path), run_warmup=dataplane.run_request)
+@pytest.fixture(scope="module")
+def xla_model_base_path(pipeline_run, tmp_path_factory):
+    """A model base path holding, as version 1, the fast run's model exported with XLA (opt-in).
+
+    Untrained (with the seasonal base it forecasts the seasonal naive forecast): what matters is its graph.
+    """
+    import glob
+    import os
+
+    import tensorflow_transform as tft
+
+    from components import trainer as trainer_lib
+
+    config, _ = pipeline_run
+    (transform_dir,) = glob.glob(os.path.join(config.pipeline_root, "Transform", "transform_graph", "*"))
+    tft_output = tft.TFTransformOutput(transform_dir)
+    model_config = dataclasses.replace(config.model, serving_xla=True)
+    model = trainer_lib.build_model(trainer_lib.model_inputs(tft_output), config.windows.history,
+                                    config.windows.horizon, model_config)
+    base = tmp_path_factory.mktemp("xla_models") / "co2"
+    trainer_lib.export_serving_model(model, tft_output, str(base / "1"), model_config)
+    return base
+
+
+def _status_of(model_server: dataplane.DataPlane) -> get_model_status_pb2.ModelVersionStatus:
+    request = get_model_status_pb2.GetModelStatusRequest()
+    request.model_spec.name = model_server.model_name
+    (status,) = model_server.status(request).model_version_status
+    return status
+
+
+def test_a_server_without_xla_serves_the_default_export(model_base_path, test_windows, pushed_model):
+    """Stock TF Serving's setting (XLA off) and the default export: loaded, warmed up, forecasting."""
+    model_server = model_server_for(model_base_path)
+    model_server.repository.poll_once()
+    assert _status_of(model_server).state == get_model_status_pb2.ModelVersionStatus.AVAILABLE
+    response = model_server.predict(request_for(test_windows, slice(3)))
+    np.testing.assert_allclose(tf.make_ndarray(response.outputs[contract.OUTPUT_KEY]),
+                               in_process_forecast(pushed_model, test_windows.histories[:3],
+                                                   origins(test_windows, slice(3))), rtol=1e-5)
+    model_server.stop()
+
+
+def test_without_the_xla_flag_an_xla_version_fails_to_load_as_in_tf_serving(xla_model_base_path):
+    model = repository.ModelRepository("co2", str(xla_model_base_path), run_warmup=dataplane.run_request)
     model_server = dataplane.DataPlane(model)
     model.poll_once()
     assert model.current is None
-    request = get_model_status_pb2.GetModelStatusRequest()
-    request.model_spec.name = "co2"
-    (status,) = model_server.status(request).model_version_status
+    status = _status_of(model_server)
     assert status.state == get_model_status_pb2.ModelVersionStatus.END
-    assert "--xla_cpu_compilation_enabled=true" in status.status.error_message
+    # TF Serving's own spelling, when nothing else is said: the repository stands for TF Serving.
+    assert "start the server with --xla_cpu_compilation_enabled=true" in status.status.error_message
     model_server.stop()
+
+
+def test_serve_without_its_xla_flag_names_it_and_the_client_reports_it(xla_model_base_path, test_windows, tmp_path,
+                                                                       capsys):
+    """``serve`` names its own flag; the readiness wait, ``predict`` and the client carry the server's error."""
+    flags = ["serve", "--model-base-path", str(xla_model_base_path), "--model-name", "co2", "--poll-seconds", "0.1"]
+    model_server = cli.serving_plane(cli.build_parser().parse_args(flags))
+    model_server.repository.start_polling()
+    grpc_server, port = grpc_lib.start_server(model_server, 0, host="127.0.0.1")
+    try:
+        with client_lib.ForecastClient(f"127.0.0.1:{port}", "co2", timeout_s=10) as client:
+            started = time.monotonic()
+            with pytest.raises(client_lib.ModelLoadError, match=r"version 1: .*start the server with "
+                               r"--xla-cpu-compilation-enabled, or export the model without XLA"):
+                client.wait_until_ready(60)
+            # At once, not after the 60 s: the version ended with an error and nothing else is loading.
+            assert time.monotonic() - started < 30
+            with pytest.raises(client_lib.ModelLoadError, match="--xla-cpu-compilation-enabled"):
+                client.predict(test_windows.histories[:1], extra_inputs=origins(test_windows, slice(1)))
+        windows = tmp_path / "windows.json"
+        windows.write_text(json.dumps({"history": test_windows.histories[:1].tolist(),
+                                       "origin_timestamp": test_windows.origin_times[:1].tolist()}))
+        assert cli.main(["predict", "--server", f"127.0.0.1:{port}", "--model-name", "co2",
+                         "--input", str(windows)]) == 1
+        error = capsys.readouterr().err
+        assert error.startswith("lstm-forecast predict: error: model co2 at 127.0.0.1:")
+        assert len(error.splitlines()) == 1
+        assert "--xla-cpu-compilation-enabled" in error and "--xla_cpu_compilation_enabled" not in error
+    finally:
+        grpc_server.stop(grace=None).wait()
+        model_server.stop()
+    # With the flag, the same version serves.
+    model_server = cli.serving_plane(cli.build_parser().parse_args([*flags, "--xla-cpu-compilation-enabled"]))
+    model_server.repository.poll_once()
+    assert _status_of(model_server).state == get_model_status_pb2.ModelVersionStatus.AVAILABLE
+    model_server.stop()
+
+
+def test_serve_listens_on_loopback_unless_told_otherwise():
+    parser = cli.build_parser()
+    assert parser.parse_args(["serve", "--model-base-path", "m"]).host == "127.0.0.1"
+    assert parser.parse_args(["serve", "--model-base-path", "m", "--host", "0.0.0.0"]).host == "0.0.0.0"

@@ -286,7 +286,7 @@ def test_start_script_sets_the_production_flags():
     assert "TFS_BATCHING_PARAMETERS_FILE" in flags["batching_parameters_file"]
     assert flags["monitoring_config_file"] == "/config/monitoring.config"
     assert flags["enable_model_warmup"] == "true"
-    # The serving signatures are XLA-compiled; TF Serving disables XLA JIT unless told otherwise.
+    # The default export needs no XLA; the flag lets an opt-in XLA export (--serving-xla) run too.
     assert flags["xla_cpu_compilation_enabled"] == "true"
     text = START_SCRIPT.read_text()
     assert text.startswith("#!/bin/sh\n") and 'exec tensorflow_model_server' in text and '"$@"' in text
