@@ -162,7 +162,7 @@ def series_inputs(series_id: str, chunks: Sequence[reader.Chunk], data: DataConf
         return Skipped(series_id, f"missing values ({', '.join(which)}) among its last {c} points at "
                                   f"{_missing(series.times[last][holes.any(axis=1)])}")
     origin = int(series.times[-1])
-    times = _following(origin, series.frequency, model.horizon)
+    times = _following(origin, series.frequency, model.horizon, data.business)
     inputs = {contract.INPUT_KEY: series.target[last].astype(contract.INPUT_DTYPE)}
     covariate_index = {name: i for i, name in enumerate(data.columns.covariates)}
     for name in model.covariates:
@@ -194,7 +194,7 @@ def regular_series(series_id: str, chunks: Sequence[reader.Chunk], data: DataCon
     out of order, steps that may be calendar months, a frequency given that is not the step),
     which :func:`grid.assemble` then handles, errors included.
     """
-    if len(chunks) != 1 or len(chunks[0]) < 2:
+    if len(chunks) != 1 or len(chunks[0]) < 2 or data.business_hours is not None:
         return None
     chunk = chunks[0]
     steps = np.diff(chunk.times)
@@ -219,9 +219,10 @@ def _step_frequency(step: int, weekday: int) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
-def _following(origin: int, frequency: str, steps: int) -> np.ndarray:
+def _following(origin: int, frequency: str, steps: int,
+               hours: Optional[frequency_lib.BusinessHours] = None) -> np.ndarray:
     """:func:`frequency.following`, once per origin: series of one data set mostly end together."""
-    times = frequency_lib.following(origin, frequency, steps)
+    times = frequency_lib.following(origin, frequency, steps, hours)
     times.setflags(write=False)
     return times
 
@@ -286,7 +287,7 @@ def forecast_columns(batch: Sequence[SeriesInputs], outputs: dict[str, np.ndarra
 
 # The data settings that a model's description carries and a forecast's flags may override.
 DATA_FIELDS = ("timestamp_column", "target_column", "series_id_column", "frequency", "duplicates", "gap_policy",
-               "max_gap", "covariate_columns", "future_covariate_columns")
+               "max_gap", "covariate_columns", "future_covariate_columns", "business_hours", "business_days")
 SUMMARY_SUFFIX = ".summary.json"
 
 

@@ -387,7 +387,8 @@ def warmup_inputs_from(file_pattern: list[str], data_accessor: tfx.components.Da
 
 # The data settings a forecast of new data must repeat; the path is the training data's, not kept.
 _DESCRIBED_DATA = ("timestamp_column", "target_column", "series_id_column", "covariate_columns",
-                   "future_covariate_columns", "frequency", "duplicates", "gap_policy", "max_gap")
+                   "future_covariate_columns", "frequency", "duplicates", "gap_policy", "max_gap",
+                   "business_hours", "business_days")
 _DESCRIBED_WINDOWS = ("history", "horizon", "seasonal_periods", "step_seconds", "calendar_features")
 # The description's format version, bumped when a field changes meaning.
 MODEL_DESCRIPTION_FORMAT = 1

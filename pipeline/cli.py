@@ -344,7 +344,8 @@ def _add_forecast_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--future-covariates", default=None, help="CSV/Parquet with the future covariates' values "
                         "at the forecast steps (timestamp, series id and the future covariate columns)")
     # The data settings default to the model's description; a flag given overrides it.
-    for name in ("timestamp_column", "target_column", "series_id_column", "frequency", "duplicates", "gap_policy"):
+    for name in ("timestamp_column", "target_column", "series_id_column", "frequency", "duplicates", "gap_policy",
+                 "business_hours", "business_days"):
         parser.add_argument(settings.flag_of(D, name), dest=name, default=None, choices=settings.choices_of(D, name),
                             help=settings.help_of(D, name) + " (default: as the model was trained)")
     parser.add_argument(settings.flag_of(D, "max_gap"), dest="max_gap", type=int, default=None,

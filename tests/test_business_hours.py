@@ -207,3 +207,8 @@ def test_a_pipeline_run_on_business_hours_evaluates_a_daily_seasonal_naive(tmp_p
     # make it worse than the business week ago).
     assert metrics[fm.seasonal_naive(14)]["mae"] < 0.75 * metrics["persistence"]["mae"]
     assert result.pushed_model is not None
+
+
+def test_business_days_without_business_hours_are_refused():
+    with pytest.raises(ConfigError, match=r"--business-days Mon-Sat needs --business-hours"):
+        DataConfig(path="x.csv", business_days="Mon-Sat")

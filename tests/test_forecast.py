@@ -417,3 +417,21 @@ def test_the_description_of_a_per_series_model_lists_the_training_series(covaria
     assert inputs == batch_forecast.ModelInputs(
         context=10, horizon=2, covariates=("price",), future_covariates=("price",), origin_timestamp=True,
         series_id=True, known_series=frozenset({"high", "low"}))
+
+
+def test_a_business_hours_series_is_forecast_on_its_open_hours():
+    """Friday 19:00 and 20:00 close the week: the next steps are Monday's first open hours."""
+    times = pd.date_range("2024-01-05 17:00", periods=4, freq="h")  # Fri 17:00-20:00
+    frame = one_series([t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in times])
+    data = DataConfig(path="", business_hours="07:00-21:00")
+    model = batch_forecast.ModelInputs(context=C, horizon=3, origin_timestamp=True)
+    result = batch_forecast.series_inputs("series", chunks_of(frame, data.columns)["series"], data, model)
+    assert isinstance(result, batch_forecast.SeriesInputs)
+    stamps = pd.to_datetime(result.times, unit="s", utc=True).strftime("%a %H:%M").tolist()
+    assert stamps == ["Mon 07:00", "Mon 08:00", "Mon 09:00"]
+
+
+def test_the_description_carries_the_business_hours():
+    description = {"data": {"business_hours": "07:00-21:00", "business_days": "Mon-Sat", "target_column": "calls"}}
+    data = batch_forecast.data_config("x.csv", description, {"business_hours": None, "business_days": None})
+    assert (data.business_hours, data.business_days, data.target_column) == ("07:00-21:00", "Mon-Sat", "calls")

@@ -74,6 +74,9 @@ class DataConfig:
                 frequency_lib.check_frequency(self.frequency)
             except frequency_lib.FrequencyError as error:
                 raise settings.fail(DataConfig, "frequency", str(error)) from error
+        if self.business_hours is None and self.business_days != settings.default_of(DataConfig, "business_days"):
+            raise settings.fail(DataConfig, "business_days", f"{self.business_days} needs --business-hours: the open "
+                                                             "hours of those days")
         if self.business_hours is not None:
             try:
                 frequency_lib.BusinessHours.parse(self.business_hours)
