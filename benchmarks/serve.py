@@ -11,7 +11,7 @@ and measures from this process, in the same run:
 
 Usage:
   make demo   # or any run that pushed a model
-  tools/in-env python benchmarks/serve.py [--model-base-path runs/demo/serving_model/lstm_forecast]
+  tools/in-env python -m benchmarks.serve [--model-base-path runs/demo/serving_model/lstm_forecast]
 """
 
 import argparse
@@ -38,27 +38,39 @@ def _percentiles(seconds: list[float]) -> dict[str, float]:
     return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
 
 
+# The origin of every benchmark window (2001-12-29, a Saturday like the bundled data's weeks).
+_ORIGIN = 1_009_584_000
+
+
+def extra_inputs(n: int) -> dict[str, np.ndarray]:
+    """The inputs beside the history of the default model (calendar features: the origins)."""
+    return {contract.ORIGIN_TIMESTAMP_INPUT_KEY: np.full(n, _ORIGIN, np.int64)}
+
+
 def in_process(model_dir: str, history: int, calls: int, batch: int) -> dict:
     """The served signature in this process, through the server's own loader."""
     loaded = repository.load_version(model_dir, 1, xla_cpu_compilation_enabled=True)
     signature = loaded.signatures[contract.SIGNATURE_NAME]
     fetch = signature.outputs[contract.OUTPUT_KEY].name
-    feed = signature.inputs[contract.INPUT_KEY].name
     rng = np.random.default_rng(0)
-    one = rng.normal(340, 5, (1, history)).astype(np.float32)
-    many = rng.normal(340, 5, (batch, history)).astype(np.float32)
+
+    def feed(n: int) -> dict:
+        inputs = {contract.INPUT_KEY: rng.normal(340, 5, (n, history)).astype(np.float32), **extra_inputs(n)}
+        return {signature.inputs[k].name: v for k, v in inputs.items() if k in signature.inputs}
+
+    one, many = feed(1), feed(batch)
     for _ in range(20):
-        loaded.session.run(fetch, {feed: one})
-        loaded.session.run(fetch, {feed: many})
+        loaded.session.run(fetch, one)
+        loaded.session.run(fetch, many)
     latencies = []
     for _ in range(calls):
         started = time.perf_counter()
-        loaded.session.run(fetch, {feed: one})
+        loaded.session.run(fetch, one)
         latencies.append(time.perf_counter() - started)
     started = time.perf_counter()
     rounds = max(3, calls // 50)
     for _ in range(rounds):
-        loaded.session.run(fetch, {feed: many})
+        loaded.session.run(fetch, many)
     batched = rounds * batch / (time.perf_counter() - started)
     loaded.retire()
     return {**_percentiles(latencies), "one_window_per_s": 1 / np.median(latencies),
@@ -83,7 +95,8 @@ def serving(model_base_path: str, port: int, batching: bool):
 
 def latency(client: client_lib.ForecastClient, history: int, calls: int) -> dict:
     stub = client._predictions
-    request = client_lib.build_predict_request(MODEL_NAME, np.full((1, history), 340, np.float32))
+    request = client_lib.build_predict_request(MODEL_NAME, np.full((1, history), 340, np.float32),
+                                               extra_inputs=extra_inputs(1))
     for _ in range(50):
         stub.Predict(request, timeout=10)
     seconds = []
@@ -98,7 +111,8 @@ def throughput(client: client_lib.ForecastClient, history: int, concurrency: int
                seconds: float) -> float:
     """Windows/s with ``concurrency`` calls of ``windows`` windows always in flight."""
     stub = client._predictions
-    request = client_lib.build_predict_request(MODEL_NAME, np.full((windows, history), 340, np.float32))
+    request = client_lib.build_predict_request(MODEL_NAME, np.full((windows, history), 340, np.float32),
+                                               extra_inputs=extra_inputs(windows))
     slots = threading.Semaphore(concurrency)
     lock = threading.Lock()
     done, errors = [0], []

@@ -13,7 +13,7 @@ encode, write gzipped TFRecords) on it, and measures, in the same run and on the
 Each measurement runs in its own process so that its peak resident memory is its own.
 
 Usage:
-  tools/in-env python benchmarks/windows.py [--rows 100000 1000000 5000000] [--history 50]
+  tools/in-env python -m benchmarks.windows [--rows 100000 1000000 5000000] [--history 50]
 """
 
 import argparse
