@@ -75,7 +75,8 @@ class ModelInputs:
         future = tuple(data.get("future_covariate_columns", ()))
         return cls(context=int(windows["context"]), horizon=int(windows["horizon"]),
                    covariates=tuple(data.get("covariate_columns", ())) + future, future_covariates=future,
-                   origin_timestamp=bool(windows.get("calendar_features", True)), series_id=per_series,
+                   origin_timestamp=bool(windows.get("calendar_features", True)),
+                   series_id=per_series or int(description.get("series_embedding_dim", 0)) > 0,
                    known_series=frozenset(known) if per_series and known is not None else None)
 
     @classmethod

@@ -42,6 +42,10 @@ from serving import contract
 HISTORY: Final = contract.INPUT_KEY
 TARGET: Final = "target"
 SERIES_ID: Final = "series_id"
+# With a series embedding: the series id's index in the training split's vocabulary, int64 [batch, 1]
+# (the last index for an id the training split never saw).
+SERIES_INDEX: Final = "series_index"
+SERIES_VOCABULARY: Final = "series_ids"
 ORIGIN_TIMESTAMP: Final = "origin_timestamp"
 TARGET_TIMESTAMPS: Final = "target_timestamps"
 COVARIATE_PREFIX: Final = "covariate_"

@@ -49,11 +49,18 @@ _SHUFFLE_BUFFER = 1 << 17
 
 
 def model_inputs(tft_output: tft.TFTransformOutput) -> dict[str, int]:
-    """The Transform outputs the model reads, with their widths: sequence inputs, then per-step future inputs."""
+    """The Transform outputs the model reads, with their widths: sequence inputs, then per-step future inputs.
+
+    With a series embedding, :data:`features.SERIES_INDEX` comes last, with its number of indices.
+    """
     spec = tft_output.transformed_feature_spec()
     names = [n for n in sorted(spec) if _is_sequence_input(n) or _is_future_input(n)]
     names.sort(key=lambda n: (not _is_sequence_input(n), n != features.HISTORY_SCALED, n))
-    return {n: int(spec[n].shape[0]) for n in names}
+    widths = {n: int(spec[n].shape[0]) for n in names}
+    if features.SERIES_INDEX in spec:
+        # Not a width: the number of indices, the training split's ids and one for every other id.
+        widths[features.SERIES_INDEX] = tft_output.vocabulary_size_by_name(features.SERIES_VOCABULARY) + 1
+    return widths
 
 
 def _is_sequence_input(name: str) -> bool:
@@ -83,7 +90,8 @@ def build_model(inputs_spec: dict[str, int], history: int, horizon: int,
 
     Args:
       inputs_spec: Transform output name -> width (see :func:`model_inputs`); sequence inputs
-        are ``[L * k]``, future inputs ``[H * k]``.
+        are ``[L * k]``, future inputs ``[H * k]``; the series index (with ``series_embedding_dim``),
+        its number of indices.
       history: L.
       horizon: H (the output is ``[batch, H]`` scaled values).
       model_config: Layers, units, dropout, recurrent dropout, learning rate and loss.
@@ -91,7 +99,9 @@ def build_model(inputs_spec: dict[str, int], history: int, horizon: int,
     Returns:
       The compiled model; its input is a dict keyed by Transform output name.
     """
-    inputs = {name: keras.Input(shape=(width,), name=name) for name, width in inputs_spec.items()}
+    inputs = {name: keras.Input(shape=(1,) if name == features.SERIES_INDEX else (width,), name=name,
+                                dtype="int64" if name == features.SERIES_INDEX else None)
+              for name, width in inputs_spec.items()}
     sequence = [keras.layers.Reshape((history, inputs_spec[n] // history), name=f"steps_{n}")(inputs[n])
                 for n in inputs_spec if _is_sequence_input(n)]
     x = sequence[0] if len(sequence) == 1 else keras.layers.Concatenate(axis=-1, name="channels")(sequence)
@@ -101,6 +111,12 @@ def build_model(inputs_spec: dict[str, int], history: int, horizon: int,
                               name=f"lstm_{i}")(x)
         x = keras.layers.Dropout(model_config.dropout, name=f"dropout_{i}")(x)
     future = [inputs[n] for n in inputs_spec if _is_future_input(n)]
+    if features.SERIES_INDEX in inputs_spec:
+        # Zeros at the start and for ids the training split never saw (their index gets no
+        # gradient): an unknown series is forecast as the average series.
+        embedding = keras.layers.Embedding(inputs_spec[features.SERIES_INDEX], model_config.series_embedding_dim,
+                                           embeddings_initializer="zeros", name="series_embedding")
+        future.append(keras.layers.Flatten(name="series_vector")(embedding(inputs[features.SERIES_INDEX])))
     if future:
         x = keras.layers.Concatenate(name="state_and_future")([x, *future])
     hidden = keras.layers.Dense(model_config.lstm_units[-1], activation="relu", name="head_hidden")(x)
@@ -261,7 +277,7 @@ def raw_feature(input_key: str) -> str:
     return SERVING_INPUT_FEATURES.get(input_key, input_key)
 
 
-def serving_inputs(tft_output: tft.TFTransformOutput, per_series: bool) -> list[tf.TensorSpec]:
+def serving_inputs(tft_output: tft.TFTransformOutput, series_id: bool) -> list[tf.TensorSpec]:
     """The inputs of ``serving_default``, in order (see :mod:`serving.contract`)."""
     raw = tft_output.raw_feature_spec()
     transformed = tft_output.transformed_feature_spec()
@@ -270,7 +286,7 @@ def serving_inputs(tft_output: tft.TFTransformOutput, per_series: bool) -> list[
         specs.append(tf.TensorSpec([None, raw[name].shape[0]], tf.float32, name=name))
     if features.CALENDAR_HISTORY in transformed:
         specs.append(tf.TensorSpec([None], tf.int64, name=contract.ORIGIN_TIMESTAMP_INPUT_KEY))
-    if per_series:
+    if series_id:
         specs.append(tf.TensorSpec([None], tf.string, name=contract.SERIES_ID_INPUT_KEY))
     return specs
 
@@ -285,7 +301,8 @@ def export_serving_model(model: keras.Model, tft_output: tft.TFTransformOutput, 
       model: The trained model on scaled values (from :func:`build_model`).
       tft_output: Output of the Transform component (its graph does the scaling, lags and calendar).
       export_dir: Where to write the SavedModel.
-      model_config: Its ``scaling`` (``per_series`` adds the series id input) and ``serving_xla``.
+      model_config: Its ``scaling`` and ``series_embedding_dim`` (``per_series`` or an embedding adds
+        the series id input) and ``serving_xla``.
       warmup_inputs: Raw ``serving_default`` inputs keyed by input name, rows aligned, written as
         TF Serving warmup requests (:func:`write_warmup_requests`); None writes none.
       lstm_graph: How the LSTMs run without XLA (:data:`LSTM_GRAPHS`); the XLA export compiles
@@ -293,9 +310,9 @@ def export_serving_model(model: keras.Model, tft_output: tft.TFTransformOutput, 
     """
     _portable(model)
     raw_spec = tft_output.raw_feature_spec()
-    per_series = model_config.scaling == "per_series"
+    series_id = model_config.takes_series_id
     model_keys = list(model_inputs(tft_output))
-    input_specs = serving_inputs(tft_output, per_series)
+    input_specs = serving_inputs(tft_output, series_id)
 
     # Keras 3 variables must be exported through ExportArchive: a plain tf.saved_model.save of a
     # module holding the model writes each variable twice, and the TF1 session loader that TF
@@ -366,7 +383,7 @@ def write_warmup_requests(export_dir: str, inputs: dict[str, np.ndarray]) -> str
 
 
 def warmup_inputs_from(file_pattern: list[str], data_accessor: tfx.components.DataAccessor,
-                       tft_output: tft.TFTransformOutput, per_series: bool) -> dict[str, np.ndarray]:
+                       tft_output: tft.TFTransformOutput, series_id: bool) -> dict[str, np.ndarray]:
     """Raw ``serving_default`` inputs of the first transformed windows of ``file_pattern``.
 
     Transform passes the raw inputs through (:func:`components.transform.preprocessing_fn`), so
@@ -376,7 +393,7 @@ def warmup_inputs_from(file_pattern: list[str], data_accessor: tfx.components.Da
     batch = next(iter(data_accessor.tf_dataset_factory(file_pattern, options,
                                                         tft_output.transformed_metadata.schema)))
     inputs = {}
-    for spec in serving_inputs(tft_output, per_series):
+    for spec in serving_inputs(tft_output, series_id):
         values = batch[raw_feature(spec.name)].numpy()
         if spec.shape.rank == 1:
             values = values.reshape(-1)
@@ -419,6 +436,7 @@ def model_description(custom_config: dict[str, Any], model_config: trainer_optio
         "windows": {**{k: windows[k] for k in _DESCRIBED_WINDOWS if k in windows},
                     "context": max([int(windows["history"]), *windows.get("seasonal_periods", ())])},
         "scaling": model_config.scaling,
+        "series_embedding_dim": model_config.series_embedding_dim,
     }
     if known_series is not None:
         description["known_series"] = sorted(known_series)
@@ -514,7 +532,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     model = train(fn_args.train_files, fn_args.eval_files, fn_args.data_accessor, tft_output,
                   history, horizon, model_config, log_dir=fn_args.model_run_dir)
     warmup = warmup_inputs_from(fn_args.eval_files, fn_args.data_accessor, tft_output,
-                                model_config.scaling == "per_series")
+                                model_config.takes_series_id)
     export_serving_model(model, tft_output, fn_args.serving_model_dir, model_config, warmup_inputs=warmup)
     known = training_series_ids(fn_args.train_files, fn_args.data_accessor, tft_output) \
         if model_config.scaling == "per_series" else None

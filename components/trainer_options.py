@@ -32,6 +32,9 @@ class ModelConfig:
     seasonal_base: bool = setting(
         True, help="forecast a correction to the seasonal naive forecast of the primary period (the head "
                     "starts at zero, so an untrained model is the seasonal naive forecast)")
+    series_embedding_dim: int = setting(
+        0, minimum=0, help="width of a learnt embedding of each series id, beside the LSTM's state (0: none); "
+                           "ids come from the training split, others get a zero vector")
     loss: str = setting("mae", choices=LOSSES, help="training loss on scaled values")
     batch_size: int = setting(64, minimum=1, help="windows per training step")
     epochs: int = setting(100, minimum=1, help="most epochs; early stopping usually ends training sooner")
@@ -49,6 +52,11 @@ class ModelConfig:
         settings.check_fields(self)
         if not self.lstm_units:
             raise settings.fail(ModelConfig, "lstm_units", "needs at least one layer")
+
+    @property
+    def takes_series_id(self) -> bool:
+        """Whether the served model takes each window's series id (per-series scaling or the embedding)."""
+        return self.scaling == "per_series" or self.series_embedding_dim > 0
 
 
 def model_config_from_dict(values: Optional[dict[str, Any]]) -> ModelConfig:

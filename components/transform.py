@@ -208,9 +208,10 @@ def loc_scale(history: tf.Tensor, context: tf.Tensor, series_id: Optional[tf.Ten
     return loc, ones * _safe_std(history - loc)
 
 
-def transform_config(windows: dict[str, Any], scaling: str) -> dict[str, Any]:
+def transform_config(windows: dict[str, Any], scaling: str, series_embedding: bool = False) -> dict[str, Any]:
     """The ``custom_config`` of :func:`preprocessing_fn` from the window settings (``asdict`` of WindowConfig)."""
-    return {"scaling": scaling, "history": windows["history"], "horizon": windows["horizon"],
+    return {"scaling": scaling, "series_embedding": series_embedding,
+            "history": windows["history"], "horizon": windows["horizon"],
             "seasonal_lags": windows["seasonal_lags"], "seasonal_periods": list(windows["seasonal_periods"]),
             "calendar": windows["calendar_features"], "step_seconds": windows["step_seconds"],
             "business_hours": list(windows.get("business_hours", ()))}
@@ -229,7 +230,8 @@ def preprocessing_fn(inputs: dict[str, tf.Tensor],
         covariate has both) and
         :data:`features.ORIGIN_TIMESTAMP` int64 ``[batch, 1]`` (for the calendar).
       custom_config: :func:`transform_config`: ``scaling`` (one of SCALINGS), ``history`` L,
-        ``horizon`` H, ``seasonal_lags`` and ``seasonal_periods``, ``calendar`` and ``step_seconds``.
+        ``horizon`` H, ``seasonal_lags`` and ``seasonal_periods``, ``calendar`` and ``step_seconds``,
+        ``series_embedding`` (the series id's vocabulary index, :data:`features.SERIES_INDEX`).
 
     Returns:
       The scaled history, target and lags, the per-example ``loc`` and ``scale`` ``[batch, 1]``,
@@ -273,6 +275,13 @@ def preprocessing_fn(inputs: dict[str, tf.Tensor],
         outputs.update(calendar_features(inputs[features.ORIGIN_TIMESTAMP], history_length,
                                          int(config["horizon"]), float(config["step_seconds"]),
                                          config.get("business_hours", ())))
+    if config.get("series_embedding"):
+        if features.SERIES_ID not in inputs:
+            raise ValueError(f"a series embedding needs the feature '{features.SERIES_ID}'")
+        # The vocabulary is the analyzed (training) split's; one extra index for every other id.
+        index = tft.compute_and_apply_vocabulary(tf.reshape(inputs[features.SERIES_ID], [-1]), num_oov_buckets=1,
+                                                 vocab_filename=features.SERIES_VOCABULARY)
+        outputs[features.SERIES_INDEX] = tf.reshape(index, [-1, 1])
     # The raw serving inputs pass through, so the Trainer writes warmup requests from them as they were.
     passthrough = [features.HISTORY, features.ORIGIN_TIMESTAMP, features.SERIES_ID,
                    *covariate_features(inputs), *future_features(inputs)]

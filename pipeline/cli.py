@@ -104,7 +104,7 @@ def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
     _add(parser, M, "lstm_units", "ints")
     for name in ("dropout", "recurrent_dropout", "learning_rate"):
         _add(parser, M, name, "float")
-    for name in ("batch_size", "epochs", "early_stopping_patience", "seed", "tuner_trials"):
+    for name in ("batch_size", "epochs", "early_stopping_patience", "seed", "tuner_trials", "series_embedding_dim"):
         _add(parser, M, name, "int")
     for name in ("serving_xla", "tune", "seasonal_base"):
         _add(parser, M, name, "bool")

@@ -62,7 +62,7 @@ def covariate_export(covariate_transform, tmp_path_factory):
     eval_files = conftest.transformed_files(out, "eval")
     model = trainer_lib.train(conftest.transformed_files(out, "train"), eval_files, accessor, tft_output,
                               conftest.UNIT_HISTORY, conftest.UNIT_HORIZON, MODEL)
-    warmup = trainer_lib.warmup_inputs_from(eval_files, accessor, tft_output, per_series=True)
+    warmup = trainer_lib.warmup_inputs_from(eval_files, accessor, tft_output, series_id=True)
     root = tmp_path_factory.mktemp("covariate_export")
     export_dir, xla_dir = str(root / "plain"), str(root / "xla")
     trainer_lib.export_serving_model(model, tft_output, export_dir, MODEL, warmup)
