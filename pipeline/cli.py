@@ -94,6 +94,7 @@ def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
     for name in ("scaling", "loss"):
         _add(parser, M, name)
     _add(parser, M, "lstm_units", "ints")
+    _add(parser, M, "quantiles", "floats")
     for name in ("dropout", "recurrent_dropout", "learning_rate"):
         _add(parser, M, name, "float")
     for name in ("batch_size", "epochs", "early_stopping_patience", "seed", "tuner_trials"):
@@ -101,7 +102,7 @@ def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
     for name in ("serving_xla", "tune", "seasonal_base"):
         _add(parser, M, name, "bool")
     _add(parser, P, "model_name")
-    for name in ("max_skill", "regression_tolerance"):
+    for name in ("max_skill", "regression_tolerance", "coverage_tolerance"):
         _add(parser, E, name, "float")
     _add(parser, E, "report_series", "int")
     _add(parser, P, "keep_versions", "int")
