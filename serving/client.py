@@ -154,8 +154,11 @@ class QuantileForecast:
         return self.quantiles[..., lower[0]], self.quantiles[..., upper[0]]
 
     def intervals(self) -> list[float]:
-        """The nominal coverage of each central interval of :attr:`levels`, narrowest first."""
-        return [round(1 - 2 * float(p), 10) for p in self.levels[::-1] if p < 0.5]
+        """The nominal coverage of each central interval of :attr:`levels`, narrowest first.
+
+        Rounded to 6 digits: the levels come as float32 (0.1 reads 0.100000001).
+        """
+        return [round(1 - 2 * float(p), 6) for p in self.levels[::-1] if p < 0.5]
 
 
 def parse_quantile_response(response: predict_pb2.PredictResponse) -> QuantileForecast:
@@ -259,7 +262,9 @@ class ForecastClient:
           InvalidRequestError: A window holds NaN or infinity (checked here: the model would
             silently forecast NaN), or the server refused the request.
         """
-        return np.concatenate([parse_predict_response(r) for r in self._predict(windows, extra_inputs)])
+        # Only the forecast comes back (output_filter): the quantiles of a quantile model stay on the server.
+        return np.concatenate([parse_predict_response(r) for r in self._predict(windows, extra_inputs,
+                                                                                 [contract.OUTPUT_KEY])])
 
     def predict_quantiles(self, windows: np.ndarray,
                           extra_inputs: Optional[dict[str, np.ndarray]] = None) -> QuantileForecast:
@@ -268,13 +273,20 @@ class ForecastClient:
         Raises:
           ForecastError: The model returns no quantiles (a point model), and as :meth:`predict`.
         """
-        parts = [parse_quantile_response(r) for r in self._predict(windows, extra_inputs)]
+        outputs = self.metadata().get(self.signature_name, {}).get("outputs", {})
+        # Each window's answer (H values, H x Q quantiles, Q levels) may outweigh its request.
+        response_bytes = 4 * sum(int(np.prod(shape[1:])) for shape in outputs.values())
+        parts = [parse_quantile_response(r) for r in self._predict(
+            windows, extra_inputs, [contract.OUTPUT_KEY, contract.QUANTILES_OUTPUT_KEY,
+                                    contract.QUANTILE_LEVELS_OUTPUT_KEY] if outputs.keys() >= {
+                contract.QUANTILES_OUTPUT_KEY, contract.QUANTILE_LEVELS_OUTPUT_KEY} else [], response_bytes)]
         return QuantileForecast(np.concatenate([p.forecast for p in parts]),
                                 np.concatenate([p.quantiles for p in parts]),
                                 next((p.levels for p in parts if len(p.levels)), parts[0].levels))
 
-    def _predict(self, windows: np.ndarray,
-                 extra_inputs: Optional[dict[str, np.ndarray]]) -> list[predict_pb2.PredictResponse]:
+    def _predict(self, windows: np.ndarray, extra_inputs: Optional[dict[str, np.ndarray]],
+                 output_filter: list[str], response_bytes_per_row: int = 0) -> list[predict_pb2.PredictResponse]:
+        """The responses of the requests that carry ``windows``, each within the message limit both ways."""
         windows = np.asarray(windows, dtype=contract.INPUT_DTYPE)
         extra_inputs = {k: np.asarray(v, dtype=contract.input_dtype(k)) for k, v in (extra_inputs or {}).items()}
         for alias, values in {contract.INPUT_KEY: windows, **extra_inputs}.items():
@@ -287,10 +299,12 @@ class ForecastClient:
         bytes_per_row = sum(v[:1].nbytes if v.dtype != object else len(str(v[0])) + 8 if len(v) else 0
                             for v in (windows, *extra_inputs.values()))
         responses = []
-        batches = request_batches(len(windows), bytes_per_row, self.max_message_bytes, self.max_windows_per_request)
+        batches = request_batches(len(windows), max(bytes_per_row, response_bytes_per_row), self.max_message_bytes,
+                                  self.max_windows_per_request)
         for rows in batches or [slice(0, 0)]:
             request = build_predict_request(self.model_name, windows[rows], self.signature_name,
                                             extra_inputs={k: v[rows] for k, v in extra_inputs.items()})
+            request.output_filter.extend(output_filter)
             self._model_spec(request.model_spec)
             responses.append(self._call(self._predictions.Predict, request))
         return responses

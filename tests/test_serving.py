@@ -437,7 +437,11 @@ def test_a_large_batch_is_split_under_the_message_limit(served, test_windows, pu
     limit = windows[:1].nbytes * 50  # about 45 windows a request
     with client_lib.ForecastClient(f"127.0.0.1:{port}", "co2", max_message_bytes=limit) as client:
         forecasts = client.predict(windows, extra_inputs=times)
-    np.testing.assert_allclose(forecasts, in_process_forecast(pushed_model, windows, times), rtol=1e-5, atol=1e-4)
+        # A window's quantiles outweigh its request: the client splits by the larger of the two.
+        result = client.predict_quantiles(windows, extra_inputs=times)
+    expected = in_process_outputs(pushed_model, windows, times)
+    np.testing.assert_allclose(forecasts, expected[contract.OUTPUT_KEY], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(result.quantiles, expected[contract.QUANTILES_OUTPUT_KEY], rtol=1e-5, atol=1e-4)
 
 
 def test_the_client_refuses_nan_and_unknown_labels(served, test_windows):
