@@ -60,6 +60,17 @@ def test_a_zero_baseline_mae_gives_no_relative_change():
     assert "(+nan%)" in verdict.baseline_reason(outcome(baseline_mae=0.0), 0.05)
 
 
+def test_the_coverage_gate_reads_each_interval_only_when_it_is_on():
+    coverage = {0.5: 0.52, 0.8: 0.7, 0.95: 0.94}
+    failed = outcome(blessed=False, failed=frozenset({"coverage_80"}), coverage=coverage)
+    got = verdict.reasons(failed, EvaluationConfig(coverage_tolerance=0.05))
+    assert got[-1] == "eval coverage 50% interval 52.0%, 80% interval 70.0%, 95% interval 94.0%: not all within " \
+                      "5% of nominal"
+    assert verdict.reasons(outcome(coverage=coverage), EvaluationConfig(coverage_tolerance=0.05))[-1].endswith(
+        ": all within 5% of nominal")
+    assert len(verdict.reasons(outcome(coverage=coverage), GATE)) == 2  # off by default
+
+
 def test_a_refusal_without_a_failed_check_says_so():
     got = verdict.reasons(outcome(blessed=False), GATE)
     assert got[-1] == "the Evaluator did not bless the model (see its validation result)" and len(got) == 3
