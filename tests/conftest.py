@@ -67,7 +67,8 @@ def in_process_forecast(saved_model_dir: str, windows: np.ndarray, extra: dict[s
     return in_process_outputs(saved_model_dir, windows, extra)[contract.OUTPUT_KEY]
 
 
-def in_process_outputs(saved_model_dir: str, windows: np.ndarray, extra: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def in_process_outputs(saved_model_dir: str, windows: np.ndarray,
+                       extra: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Every output of the SavedModel's serving_default signature, called in this process (TF2)."""
     signature = tf.saved_model.load(saved_model_dir).signatures[contract.SIGNATURE_NAME]
     inputs = {contract.INPUT_KEY: tf.constant(windows, tf.float32)}

@@ -187,4 +187,5 @@ def test_the_tfma_quantile_metrics_give_the_numpy_values_per_model():
     assert candidate["quantile_loss/step_2"] == pytest.approx(quantiles.pinball(actual, q, LEVELS)[:, 1].mean())
     assert candidate["mae"] == pytest.approx(np.abs(actual - q[..., 3]).mean())
     baseline = {k.name: v for k, v in results.items() if k.model_name == "baseline"}
-    assert math.isnan(baseline["coverage_80"]) and baseline["mae"] == pytest.approx(np.abs(actual - q[..., 3] - 1).mean())
+    assert math.isnan(baseline["coverage_80"])
+    assert baseline["mae"] == pytest.approx(np.abs(actual - q[..., 3] - 1).mean())
