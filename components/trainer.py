@@ -138,7 +138,11 @@ class NonCrossingQuantiles(keras.layers.Layer):
 
     Each gap goes through softplus (positive) and the gaps are summed outwards from the median, so
     every level lies strictly beyond the one next to it towards the median: quantiles never cross,
-    by construction.
+    by construction. The other levels reach the median through a stop-gradient: only its own
+    pinball loss (half its absolute error) moves the median, as the MAE moved the point model's
+    forecast, and the other levels move their gaps. Without it the outer levels pull the median
+    towards whatever makes their own loss lower (measured on seattle_temps: median MAE 1.25 times
+    the point model's).
 
     Args:
       horizon: H.
@@ -158,7 +162,8 @@ class NonCrossingQuantiles(keras.layers.Layer):
         below = ops.flip(ops.cumsum(gaps[..., :m], axis=-1), axis=-1)
         above = ops.cumsum(gaps[..., m:], axis=-1)
         median = ops.expand_dims(median, -1)
-        return ops.concatenate([median - below, median, median + above], axis=-1)
+        anchor = ops.stop_gradient(median)
+        return ops.concatenate([anchor - below, median, anchor + above], axis=-1)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "horizon": self.horizon, "median_index": self.median_index}

@@ -189,3 +189,19 @@ def test_the_tfma_quantile_metrics_give_the_numpy_values_per_model():
     baseline = {k.name: v for k, v in results.items() if k.model_name == "baseline"}
     assert math.isnan(baseline["coverage_80"])
     assert baseline["mae"] == pytest.approx(np.abs(actual - q[..., 3] - 1).mean())
+
+
+def test_only_the_median_level_moves_the_median():
+    """The outer levels train their gaps; the median's own pinball loss alone trains the median."""
+    import tensorflow as tf
+
+    layer = trainer_lib.NonCrossingQuantiles(horizon=2, median_index=1)
+    median = tf.Variable(np.zeros((1, 2), np.float32))
+    gaps = tf.Variable(np.zeros((1, 4), np.float32))
+    with tf.GradientTape(persistent=True) as tape:
+        q = layer(median, gaps)
+        outer = tf.reduce_sum(q[..., 0] + q[..., 2])
+        inner = tf.reduce_sum(q[..., 1])
+    assert tape.gradient(outer, median) is None or not tape.gradient(outer, median).numpy().any()
+    np.testing.assert_array_equal(tape.gradient(inner, median).numpy(), [[1.0, 1.0]])
+    assert tape.gradient(outer, gaps).numpy().all()
