@@ -205,19 +205,3 @@ def test_only_the_median_level_moves_the_median():
     assert tape.gradient(outer, median) is None or not tape.gradient(outer, median).numpy().any()
     np.testing.assert_array_equal(tape.gradient(inner, median).numpy(), [[1.0, 1.0]])
     assert tape.gradient(outer, gaps).numpy().all()
-
-
-def test_the_spread_does_not_train_the_encoder():
-    """The gaps' loss reaches the gap layer only; the encoder learns from the median, as a point model's."""
-    import tensorflow as tf
-
-    model = trainer_lib.build_model({features.HISTORY_SCALED: 4}, 4, 2,
-                                    config_lib.ModelConfig(lstm_units=(3,), quantiles=LEVELS, dropout=0.0))
-    x = {features.HISTORY_SCALED: np.random.default_rng(5).normal(size=(8, 4)).astype(np.float32)}
-    with tf.GradientTape() as tape:
-        q = model(x, training=False)
-        outer = tf.reduce_sum(q[..., 0]) + tf.reduce_sum(q[..., -1])
-    names = [v.path for v in model.trainable_variables]
-    grads = dict(zip(names, tape.gradient(outer, model.trainable_variables)))
-    moved = {n for n, g in grads.items() if g is not None and np.abs(g.numpy()).max() > 0}
-    assert moved and all(n.startswith("quantile_gaps/") for n in moved), moved
