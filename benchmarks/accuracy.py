@@ -23,7 +23,12 @@ to stderr.
 
 Usage:
   tools/in-env python -m benchmarks.accuracy [--datasets hyndsight,usmelec] [--max-origins 40]
-      [--epochs N] [--keep] [--output-dir DIR]
+      [--epochs N] [--point-model] [--keep] [--output-dir DIR]
+
+A quantile model (the default) also gets the coverage and mean width of each central interval
+and its quantile loss on every test window (not only the scored ones), beside the raw and
+calibrated eval coverage its Trainer measured; ``--point-model`` adds the same pipeline with a
+point model (``--quantiles ''``), scored on the same windows.
 """
 
 import argparse
@@ -53,6 +58,9 @@ if TYPE_CHECKING:
     from components.example_gen.grid import Series
 
 MODEL, PERSISTENCE, MSTL, AUTOTHETA = "model", "persistence", "MSTL", "AutoTheta"
+# The same pipeline with a point model (--point-model): what the median is compared with.
+POINT_MODEL = "point model"
+POINT_MODEL_FLAGS = ["--quantiles="]
 # Points the classical models are fitted on: the last max(10 x longest period, FIT_POINTS_MIN).
 FIT_POINTS_MIN, FIT_PERIODS = 1000, 10
 LOG_TAIL_LINES = 30
@@ -130,6 +138,7 @@ class PipelineRun:
       report_test_skill: The run report's own test skill (model over best naive, window history only).
       history: The history L the run used (its default, or the data set's own).
       seasonal_periods: The seasonal periods the run found from the frequency.
+      calibration: A quantile model's raw and calibrated eval coverage (the report's ``calibration``).
     """
 
     examples_uri: str
@@ -141,6 +150,7 @@ class PipelineRun:
     seconds: float
     component_seconds: dict[str, float]
     report_test_skill: Optional[float]
+    calibration: Optional[dict[str, Any]] = None
 
 
 class PipelineFailed(RuntimeError):
@@ -193,7 +203,7 @@ def run_pipeline(spec: DatasetSpec, data_path: str, output: str, epochs: Optiona
                        history=resolved["history"], seasonal_periods=tuple(resolved["seasonal_periods"]),
                        reasons=list(summary.get("reasons", [])), seconds=seconds,
                        component_seconds={c.name: c.seconds for c in local_runner.component_runs(store, name, 0)},
-                       report_test_skill=summary.get("test_skill"))
+                       report_test_skill=summary.get("test_skill"), calibration=summary.get("calibration") or None)
 
 
 # Further ``lstm-forecast run`` flags for every data set (--model-flags): variants to compare.
@@ -294,16 +304,39 @@ def filled(values: np.ndarray) -> np.ndarray:
 
 def load_model(model_dir: str) -> Callable[[list[bytes]], np.ndarray]:
     """The SavedModel's ``serving_examples`` signature as a function: serialized examples -> ``[n, H]``."""
+    outputs = load_model_outputs(model_dir)
+    return lambda records: outputs(records)[0]
+
+
+def load_model_outputs(model_dir: str) -> Callable[[list[bytes]], tuple[np.ndarray, Optional[np.ndarray], tuple]]:
+    """The signature as a function: serialized examples -> forecasts ``[n, H]``, quantiles ``[n, H, Q]`` or None,
+    and their levels."""
     import tensorflow as tf
 
     from serving import contract
     signature = tf.saved_model.load(model_dir).signatures[contract.EXAMPLES_SIGNATURE_NAME]
 
-    def forecast(records: list[bytes]) -> np.ndarray:
+    def forecast(records: list[bytes]) -> tuple[np.ndarray, Optional[np.ndarray], tuple]:
         outputs = signature(**{contract.EXAMPLES_INPUT_KEY: tf.constant(records)})
-        return outputs[contract.OUTPUT_KEY].numpy().astype(np.float64)
+        quantiles = outputs.get(contract.QUANTILES_OUTPUT_KEY)
+        levels = outputs.get(contract.QUANTILE_LEVELS_OUTPUT_KEY)
+        return (outputs[contract.OUTPUT_KEY].numpy().astype(np.float64),
+                None if quantiles is None else quantiles.numpy().astype(np.float64),
+                () if levels is None or not len(levels) else tuple(round(float(p), 6) for p in levels.numpy()[0]))
 
     return forecast
+
+
+def interval_scores(actual: np.ndarray, quantiles: np.ndarray, levels: tuple, naive_mae: float) -> dict[str, Any]:
+    """Coverage and mean width of each central interval, and the quantile loss (and over ``naive_mae``)."""
+    from components import forecast_metrics
+    from components.trainer_options import central_intervals, interval_name
+    metrics = forecast_metrics.QuantileSums.of(actual, quantiles, levels).metrics(naive_mae)
+    intervals = central_intervals(levels)
+    return {"quantile_loss": metrics[forecast_metrics.QUANTILE_LOSS],
+            "scaled_quantile_loss": metrics[forecast_metrics.SCALED_QUANTILE_LOSS],
+            "coverage": {interval_name(c): metrics[forecast_metrics.coverage_name(c)] for c in intervals},
+            "width": {interval_name(c): metrics[forecast_metrics.width_name(c)] for c in intervals}}
 
 
 def baseline_forecasts(spec: DatasetSpec, windows: TestWindows, grids: dict[str, "Series"],
@@ -369,13 +402,26 @@ def score(windows: TestWindows, forecasts: dict[str, np.ndarray], seconds: dict[
     return rows
 
 
-def benchmark_dataset(spec: DatasetSpec, root: str, max_origins: int, epochs: Optional[int]) -> dict[str, Any]:
-    """Runs the pipeline on one data set and scores every forecaster on the same test windows."""
+def benchmark_dataset(spec: DatasetSpec, root: str, max_origins: int, epochs: Optional[int],
+                      point_model: bool = False) -> dict[str, Any]:
+    """Runs the pipeline on one data set and scores every forecaster on the same test windows.
+
+    With ``point_model``, also runs the pipeline with ``--quantiles ''`` (a point model, as before
+    quantiles) and scores it on the same windows, as ``point model``.
+    """
     started = time.perf_counter()
     data_path = spec.write(os.path.join(root, "data"))
     output = os.path.join(root, "run")
     progress(f"{spec.name}: lstm-forecast run {' '.join(spec.run_flags())} (log: {output}/pipeline.log)")
     run = run_pipeline(spec, data_path, output, epochs)
+    point_run = None
+    if point_model:
+        MODEL_FLAGS.extend(POINT_MODEL_FLAGS)
+        try:
+            progress(f"{spec.name}: the point model, {' '.join(POINT_MODEL_FLAGS)}")
+            point_run = run_pipeline(spec, data_path, os.path.join(root, "run_point"), epochs)
+        finally:
+            del MODEL_FLAGS[-len(POINT_MODEL_FLAGS):]
     progress(f"{spec.name}: pipeline done in {run.seconds:.0f} s (Trainer {run.component_seconds.get('Trainer', 0):.0f}"
              f" s); blessed: {'yes' if run.blessed else 'no'}")
     all_windows = read_test_windows(run.examples_uri)
@@ -384,17 +430,28 @@ def benchmark_dataset(spec: DatasetSpec, root: str, max_origins: int, epochs: Op
     indices = origin_indices(windows, grids)
     progress(f"{spec.name}: {len(windows.origins)} of {len(all_windows.origins)} test windows "
              f"({len(np.unique(windows.series_ids))} series); forecasting")
-    model = load_model(run.model_dir)
+    model = load_model_outputs(run.model_dir)
     predict_started = time.perf_counter()
-    forecasts = {MODEL: model(windows.records)}
+    forecasts = {MODEL: model(windows.records)[0]}
     predict_seconds = time.perf_counter() - predict_started
     seconds = {MODEL: run.component_seconds.get("Trainer", float("nan"))}
+    if point_run is not None:
+        forecasts[POINT_MODEL] = load_model(point_run.model_dir)(windows.records)
+        seconds[POINT_MODEL] = point_run.component_seconds.get("Trainer", float("nan"))
     baselines, baseline_seconds = baseline_forecasts(spec, windows, grids, indices)
     forecasts.update(baselines)
     seconds.update(baseline_seconds)
     naive_names = [PERSISTENCE, *(seasonal_naive_name(m) for m in spec.periods)]
     metrics = score(windows, forecasts, seconds, mase_scales(spec, all_windows, grids), naive_names)
-    all_forecast = model(all_windows.records)
+    all_forecast, all_quantiles, levels = model(all_windows.records)
+    intervals = None
+    if all_quantiles is not None:
+        # Coverage on every test window (more points than the scored ones); the scaled loss uses
+        # the best naive MAE of the scored windows.
+        best_naive = min(metrics[name]["mae"] for name in naive_names)
+        intervals = {"levels": list(levels), "test_windows": len(all_windows.origins),
+                     **interval_scores(all_windows.targets.astype(np.float64), all_quantiles, levels, best_naive),
+                     "calibration": run.calibration}
     progress(f"{spec.name}: done in {time.perf_counter() - started:.0f} s")
     return {
         "spec": {"source": spec.source, "frequency": spec.frequency, "horizon": spec.horizon,
@@ -408,9 +465,11 @@ def benchmark_dataset(spec: DatasetSpec, root: str, max_origins: int, epochs: Op
         "model_predict_seconds": predict_seconds,
         "model_mae_all_test_windows": am.mae(all_windows.targets.astype(np.float64), all_forecast),
         "report_test_skill": run.report_test_skill,
-        "metrics": metrics,
+        "metrics": metrics, "intervals": intervals,
         "model_mae_over": {MSTL: metrics[MODEL]["mae"] / metrics[MSTL]["mae"],
-                           AUTOTHETA: metrics[MODEL]["mae"] / metrics[AUTOTHETA]["mae"]},
+                           AUTOTHETA: metrics[MODEL]["mae"] / metrics[AUTOTHETA]["mae"],
+                           **({POINT_MODEL: metrics[MODEL]["mae"] / metrics[POINT_MODEL]["mae"]}
+                              if POINT_MODEL in metrics else {})},
         "seconds": time.perf_counter() - started,
     }
 
@@ -439,6 +498,19 @@ def print_dataset(name: str, result: dict[str, Any]) -> None:
         rows.append([label, _number(m["mae"], ".4g"), _number(m["rmse"], ".4g"), _number(m["smape"], ".2f"),
                      _number(m["mase"], ".3f"), _number(m["skill"], ".3f"), _number(m["fit_seconds"], ".1f")])
     print_table(title, ["forecaster", "MAE", "RMSE", "sMAPE %", "MASE", "skill", "fit s"], rows)
+    intervals = result.get("intervals")
+    if intervals:
+        names = list(intervals["coverage"])
+        calibration = intervals.get("calibration") or {}
+        rows = [["nominal", *(f"{float(n) / 100:.3f}" for n in names), ""]]
+        for key, row_label in (("raw_coverage", "eval, raw"), ("calibrated_coverage", "eval, calibrated")):
+            if calibration.get(key):
+                rows.append([row_label, *(_number(calibration[key].get(n), ".3f") for n in names), ""])
+        rows.append([f"test ({intervals['test_windows']} windows)",
+                     *(_number(intervals["coverage"][n], ".3f") for n in names),
+                     _number(intervals["quantile_loss"], ".4g")])
+        print_table(f"{name}: coverage of the model's central intervals",
+                    ["coverage", *(f"{n}%" for n in names), "quantile loss"], rows)
     if spec["note"]:
         print(f"note: {spec['note']}")
 
@@ -446,12 +518,17 @@ def print_dataset(name: str, result: dict[str, Any]) -> None:
 def print_summary(results: dict[str, dict[str, Any]], failures: dict[str, str]) -> None:
     rows = []
     for name, r in results.items():
+        coverage = (r.get("intervals") or {}).get("coverage", {})
         rows.append([name, _number(r["model_mae_over"][MSTL], ".3f"), _number(r["model_mae_over"][AUTOTHETA], ".3f"),
+                     _number(r["model_mae_over"].get(POINT_MODEL), ".3f"),
                      _number(r["metrics"][MODEL]["skill"], ".3f"), _number(r["metrics"][MODEL]["mase"], ".3f"),
+                     _number(coverage.get("80"), ".3f"), _number(coverage.get("95"), ".3f"),
                      "yes" if r["blessed"] else "no", _number(r["seconds"], ".0f")])
-    rows += [[name, "failed", "", "", "", "", ""] for name in failures]
-    print_table("summary (model MAE over each baseline's MAE on the same windows; below 1: the model is better)",
-                ["data set", "model/MSTL", "model/AutoTheta", "model skill", "model MASE", "blessed", "s"], rows)
+    rows += [[name, "failed", "", "", "", "", "", "", "", ""] for name in failures]
+    print_table("summary (model MAE over each baseline's MAE on the same windows; below 1: the model is better; "
+                "test coverage of the 80% and 95% intervals)",
+                ["data set", "model/MSTL", "model/AutoTheta", "model/point", "model skill", "model MASE", "cov 80",
+                 "cov 95", "blessed", "s"], rows)
 
 
 def _json_safe(value: Any) -> Any:
@@ -478,6 +555,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--model-flags", default="",
                         help="further lstm-forecast run flags for every data set, to compare a variant "
                              "(with '=' as they start with dashes: --model-flags=\"--no-seasonal-lags --history 168\")")
+    parser.add_argument("--point-model", action="store_true",
+                        help="also run each set with a point model (--quantiles ''), scored on the same windows")
     parser.add_argument("--output-dir", default=None,
                         help="where the runs go, one directory per data set (default: a new temporary directory)")
     args = parser.parse_args(argv)
@@ -500,7 +579,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             for name in names:
                 try:
                     results[name] = benchmark_dataset(datasets_lib.DATASETS[name], os.path.join(base, name),
-                                                      args.max_origins, args.epochs)
+                                                      args.max_origins, args.epochs, args.point_model)
                 except PipelineFailed as error:
                     progress(f"{name}: FAILED: {error}")
                     failures[name] = str(error)

@@ -366,9 +366,15 @@ class ServedModel:
         client = client_lib.ForecastClient(self.target, self.model_name, version=self.version,
                                            timeout_s=self.timeout_s)
 
+        with_quantiles = contract.QUANTILES_OUTPUT_KEY in client.metadata()[contract.SIGNATURE_NAME]["outputs"]
+
         def predict(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             extra = {k: v for k, v in inputs.items() if k != contract.INPUT_KEY}
-            return {contract.OUTPUT_KEY: client.predict(inputs[contract.INPUT_KEY], extra_inputs=extra)}
+            if not with_quantiles:
+                return {contract.OUTPUT_KEY: client.predict(inputs[contract.INPUT_KEY], extra_inputs=extra)}
+            result = client.predict_quantiles(inputs[contract.INPUT_KEY], extra_inputs=extra)
+            return {contract.OUTPUT_KEY: result.forecast, contract.QUANTILES_OUTPUT_KEY: result.quantiles,
+                    contract.QUANTILE_LEVELS_OUTPUT_KEY: result.levels}
 
         return predict
 

@@ -20,8 +20,16 @@ by zero; both are percentages. MASE is the mean of ``|error| / scale``, the scal
 in-sample MAE of the seasonal naive forecast at the primary period on its training part (written by
 the example generator); windows of a series without a scale are left out of it.
 
-The arithmetic is in pure numpy functions (:class:`ErrorSums`), which the run's report and the
-tests use too; the TFMA classes only feed them.
+A quantile model (``ModelConfig.quantiles``) also returns its quantiles
+(``contract.QUANTILES_OUTPUT_KEY``), which are scored as well (:class:`QuantileSums`):
+``quantile_loss``, the pinball loss in original units averaged over levels, steps and windows (at
+the median alone it would be half the MAE); ``scaled_quantile_loss``, that over the best naive MAE
+of the same windows; and for each central interval (``80`` for the 10%-90% one) ``coverage_80``,
+the fraction of targets inside it (bounds included), and ``width_80``, its mean width in original
+units. A point model, or a baseline model without quantiles, has them as NaN.
+
+The arithmetic is in pure numpy functions (:class:`ErrorSums`, :class:`QuantileSums`), which the
+run's report and the tests use too; the TFMA classes only feed them.
 """
 
 import dataclasses
@@ -33,13 +41,36 @@ import numpy as np
 from tensorflow_model_analysis.metrics import metric_types, metric_util
 from tensorflow_model_analysis.proto import config_pb2
 
-from components import features, windowing
+from components import features, quantiles, windowing
+from components.trainer_options import central_intervals, interval_name
+from serving import contract
 
 MODEL = "model"
 PERSISTENCE = "persistence"
 SEASONAL_NAIVE = "seasonal_naive"
 ERRORS = ("mae", "rmse", "mape", "smape", "mase")
 SKILL = "skill"
+QUANTILE_LOSS = "quantile_loss"
+SCALED_QUANTILE_LOSS = "scaled_quantile_loss"
+
+
+def coverage_name(coverage: float) -> str:
+    """The metric name of an interval's coverage: ``coverage_80`` for the 80% interval."""
+    return f"coverage_{interval_name(coverage)}"
+
+
+def width_name(coverage: float) -> str:
+    """The metric name of an interval's mean width: ``width_80``."""
+    return f"width_{interval_name(coverage)}"
+
+
+def quantile_metric_names(levels: Sequence[float]) -> tuple[str, ...]:
+    """The quantile metrics of a model with quantile ``levels`` (none for a point model)."""
+    if not levels:
+        return ()
+    intervals = central_intervals(tuple(levels))
+    return (QUANTILE_LOSS, SCALED_QUANTILE_LOSS, *(coverage_name(c) for c in intervals),
+            *(width_name(c) for c in intervals))
 
 
 def seasonal_naive(period: int) -> str:
@@ -177,22 +208,84 @@ def skill(model_mae: float, naive_maes: Iterable[float]) -> float:
 
 
 @dataclasses.dataclass
+class QuantileSums:
+    """Sums over the windows of a quantile forecast, per horizon step; they merge by addition.
+
+    Attributes:
+      levels: The quantile levels ``[Q]``, increasing.
+      count: Points per step ``[H]``.
+      pinball: Sum of the pinball loss per step and level ``[H, Q]``.
+      covered: Targets inside each central interval, per step ``[H, intervals]`` (narrowest first).
+      width: Sum of each interval's width, per step ``[H, intervals]``.
+    """
+
+    levels: tuple[float, ...]
+    count: np.ndarray
+    pinball: np.ndarray
+    covered: np.ndarray
+    width: np.ndarray
+
+    @classmethod
+    def of(cls, actual: np.ndarray, forecast_quantiles: np.ndarray, levels: Sequence[float]) -> "QuantileSums":
+        """The sums over targets ``[N, H]`` and quantiles ``[N, H, Q]`` (or one window, ``[H]`` and ``[H, Q]``)."""
+        actual = np.atleast_2d(np.asarray(actual, dtype=np.float64))
+        forecast_quantiles = np.asarray(forecast_quantiles, dtype=np.float64).reshape(*actual.shape, len(levels))
+        return cls(levels=tuple(float(p) for p in levels), count=np.full(actual.shape[1], float(actual.shape[0])),
+                   pinball=quantiles.pinball(actual, forecast_quantiles, levels).sum(0),
+                   covered=quantiles.covered(actual, forecast_quantiles, levels).sum(0).astype(np.float64),
+                   width=quantiles.widths(forecast_quantiles, levels).sum(0))
+
+    def __add__(self, other: "QuantileSums") -> "QuantileSums":
+        return QuantileSums(self.levels, self.count + other.count, self.pinball + other.pinball,
+                            self.covered + other.covered, self.width + other.width)
+
+    def metrics(self, naive_mae: float = float("nan")) -> dict[str, float]:
+        """Quantile loss (and over ``naive_mae``), coverage and mean width of each interval, over all steps."""
+        return _quantile_metrics(self.levels, self.count.sum(), self.pinball.sum(0), self.covered.sum(0),
+                                 self.width.sum(0), naive_mae)
+
+    def metrics_per_step(self, naive_mae: Sequence[float]) -> list[dict[str, float]]:
+        """The same metrics for each horizon step, with each step's best naive MAE."""
+        return [_quantile_metrics(self.levels, self.count[h], self.pinball[h], self.covered[h], self.width[h],
+                                  naive_mae[h]) for h in range(len(self.count))]
+
+
+def _quantile_metrics(levels: tuple[float, ...], count: float, pinball: np.ndarray, covered: np.ndarray,
+                      width: np.ndarray, naive_mae: float) -> dict[str, float]:
+    loss = _ratio(pinball.sum(), count * len(levels))
+    result = {QUANTILE_LOSS: loss, SCALED_QUANTILE_LOSS: float(loss / naive_mae) if naive_mae > 0 else float("nan")}
+    for i, coverage in enumerate(central_intervals(levels)):
+        result[coverage_name(coverage)] = _ratio(covered[i], count)
+        result[width_name(coverage)] = _ratio(width[i], count)
+    return result
+
+
+@dataclasses.dataclass
 class ForecastErrorSums:
-    """The error sums of the model and of each naive forecaster on the same windows."""
+    """The error sums of the model and of each naive forecaster on the same windows, and the model's quantile sums."""
 
     sums: dict[str, ErrorSums]
+    quantile_sums: Optional[QuantileSums] = None
 
     @classmethod
     def of(cls, history: np.ndarray, actual: np.ndarray, forecast: np.ndarray, periods: Sequence[int],
-           scale: Any = np.nan) -> "ForecastErrorSums":
-        """From histories ``[N, C]``, targets ``[N, H]``, the model's forecasts ``[N, H]`` and MASE scales ``[N]``."""
+           scale: Any = np.nan, forecast_quantiles: Optional[np.ndarray] = None,
+           levels: Sequence[float] = ()) -> "ForecastErrorSums":
+        """From histories ``[N, C]``, targets ``[N, H]``, the model's forecasts ``[N, H]`` and MASE scales ``[N]``.
+
+        With ``forecast_quantiles`` ``[N, H, Q]`` at ``levels``, the quantile sums too.
+        """
         actual = np.atleast_2d(np.asarray(actual, dtype=np.float64))
         naive = naive_forecasts(np.atleast_2d(history), actual.shape[-1], periods)
+        quantile_sums = None if forecast_quantiles is None else QuantileSums.of(actual, forecast_quantiles, levels)
         return cls({MODEL: ErrorSums.of(actual, forecast, scale),
-                    **{name: ErrorSums.of(actual, values, scale) for name, values in naive.items()}})
+                    **{name: ErrorSums.of(actual, values, scale) for name, values in naive.items()}}, quantile_sums)
 
     def __add__(self, other: "ForecastErrorSums") -> "ForecastErrorSums":
-        return ForecastErrorSums({name: self.sums[name] + other.sums[name] for name in self.sums})
+        # A window without quantiles (a point model) leaves none for the whole.
+        quantile_sums = self.quantile_sums + other.quantile_sums \
+            if self.quantile_sums is not None and other.quantile_sums is not None else None
+        return ForecastErrorSums({name: self.sums[name] + other.sums[name] for name in self.sums}, quantile_sums)
 
     @property
     def periods(self) -> list[int]:
@@ -209,11 +302,19 @@ class ForecastErrorSums:
             # NaN MAEs (nothing counted) sort last.
             best = min(seasonal, key=lambda n: (np.isnan(result[n]["mae"]), result[n]["mae"]))
             result[SEASONAL_NAIVE] = {**result[best], "period": int(best[len(SEASONAL_NAIVE) + 1:])}
-        result[SKILL] = skill(result[MODEL]["mae"], (result[name]["mae"] for name in self.sums if name != MODEL))
+        naive = [name for name in self.sums if name != MODEL]
+        result[SKILL] = skill(result[MODEL]["mae"], (result[name]["mae"] for name in naive))
+        if self.quantile_sums is not None:
+            best = min(result[name]["mae"] for name in naive) if naive else float("nan")
+            best_per_step = [min(result[name]["per_step"][h]["mae"] for name in naive) if naive else float("nan")
+                             for h in range(len(self.quantile_sums.count))]
+            result[MODEL].update(self.quantile_sums.metrics(best))
+            for values, extra in zip(result[MODEL]["per_step"], self.quantile_sums.metrics_per_step(best_per_step)):
+                values.update(extra)
         return result
 
-    def named_metrics(self) -> dict[str, float]:
-        """Every metric under its TFMA name (see :func:`metric_name`)."""
+    def named_metrics(self, levels: Sequence[float] = ()) -> dict[str, float]:
+        """Every metric under its TFMA name (see :func:`metric_name`), the quantile metrics of ``levels`` too."""
         report = self.report()
         named = {SKILL: report[SKILL]}
         for forecaster in forecasters(self.periods):
@@ -221,6 +322,10 @@ class ForecastErrorSums:
                 named[metric_name(error, forecaster)] = report[forecaster][error]
                 for step, values in enumerate(report[forecaster]["per_step"], start=1):
                     named[metric_name(error, forecaster, step)] = values[error]
+        for name in quantile_metric_names(levels):
+            named[name] = report[MODEL].get(name, float("nan"))
+            for step, values in enumerate(report[MODEL]["per_step"], start=1):
+                named[metric_name(name, MODEL, step)] = values.get(name, float("nan"))
         return named
 
 
@@ -236,10 +341,24 @@ class _ForecastErrorSumsCombiner(beam.CombineFn):
     """Sums the errors of the model and the naive forecasts over a slice's windows."""
 
     def __init__(self, key: metric_types.MetricKey, eval_config: Optional[config_pb2.EvalConfig],
-                 periods: Sequence[int]):
+                 periods: Sequence[int], levels: Sequence[float] = ()):
         self._key = key
         self._eval_config = eval_config
         self._periods = tuple(periods)
+        self._levels = tuple(levels)
+
+    def _quantiles(self, element: metric_types.StandardMetricInputs) -> Optional[np.ndarray]:
+        """The model's quantiles ``[H, Q]`` of the window, or None (no quantile levels asked, or none served)."""
+        predictions = element.predictions
+        if not self._levels or not isinstance(predictions, dict):
+            return None
+        # Several models: predictions by model name, then by output name.
+        if self._key.model_name in predictions:
+            predictions = predictions[self._key.model_name]
+        if not isinstance(predictions, dict) or contract.QUANTILES_OUTPUT_KEY not in predictions:
+            return None
+        values = np.asarray(predictions[contract.QUANTILES_OUTPUT_KEY], dtype=np.float64)
+        return values.reshape(-1, len(self._levels)) if values.size % len(self._levels) == 0 else None
 
     def create_accumulator(self) -> Optional[ForecastErrorSums]:
         return None
@@ -252,8 +371,11 @@ class _ForecastErrorSumsCombiner(beam.CombineFn):
                 element, eval_config=self._eval_config, model_name=self._key.model_name,
                 output_name=self._key.output_name, example_weighted=self._key.example_weighted,
                 flatten=False, squeeze=False):
+            window_quantiles = self._quantiles(element)
             sums = ForecastErrorSums.of(history, np.reshape(label, (1, -1)),
-                                        np.reshape(prediction, (1, -1)), self._periods, scale)
+                                        np.reshape(prediction, (1, -1)), self._periods, scale,
+                                        None if window_quantiles is None else window_quantiles[None],
+                                        self._levels)
             accumulator = sums if accumulator is None else accumulator + sums
         return accumulator
 
@@ -268,33 +390,38 @@ class _ForecastErrorSumsCombiner(beam.CombineFn):
         return {self._key: accumulator}
 
 
-def _sums_key(model_name: str, output_name: str, example_weighted: bool,
-              periods: Sequence[int]) -> metric_types.MetricKey:
-    return metric_types.MetricKey(name=f"{_SUMS_NAME}_m{'_'.join(map(str, periods))}", model_name=model_name,
-                                  output_name=output_name, example_weighted=example_weighted)
+def _sums_key(model_name: str, output_name: str, example_weighted: bool, periods: Sequence[int],
+              levels: Sequence[float] = ()) -> metric_types.MetricKey:
+    name = f"{_SUMS_NAME}_m{'_'.join(map(str, periods))}" + (f"_q{'_'.join(map(str, levels))}" if levels else "")
+    return metric_types.MetricKey(name=name, model_name=model_name, output_name=output_name,
+                                  example_weighted=example_weighted)
 
 
 def _sums_computation(key: metric_types.MetricKey, eval_config: Optional[config_pb2.EvalConfig],
-                      periods: Sequence[int]) -> metric_types.MetricComputation:
+                      periods: Sequence[int], levels: Sequence[float] = ()) -> metric_types.MetricComputation:
     return metric_types.MetricComputation(
         keys=[key],
         preprocessors=[metric_types.FeaturePreprocessor(feature_keys=[features.HISTORY, features.MASE_SCALE])],
-        combiner=_ForecastErrorSumsCombiner(key, eval_config, periods))
+        combiner=_ForecastErrorSumsCombiner(key, eval_config, periods, levels))
 
 
 def _derived(names: list[str], eval_config: Optional[config_pb2.EvalConfig], model_name: str,
-             output_name: str, example_weighted: bool, periods: Sequence[int]) -> metric_types.MetricComputations:
-    """The computations giving ``names`` (as in :meth:`ForecastErrorSums.named_metrics`)."""
-    sums_key = _sums_key(model_name, output_name, example_weighted, periods)
+             output_name: str, example_weighted: bool, periods: Sequence[int],
+             levels: Sequence[float] = ()) -> metric_types.MetricComputations:
+    """The computations giving ``names`` (as in :meth:`ForecastErrorSums.named_metrics`).
+
+    Every metric of one model with the same ``periods`` and ``levels`` shares one combiner.
+    """
+    sums_key = _sums_key(model_name, output_name, example_weighted, periods, levels)
     keys = {name: metric_types.MetricKey(name=name, model_name=model_name, output_name=output_name,
                                          example_weighted=example_weighted) for name in names}
 
     def result(metrics: dict) -> dict:
         sums = metrics.get(sums_key)
-        values = sums.named_metrics() if sums is not None else {}
+        values = sums.named_metrics(levels) if sums is not None else {}
         return {key: values.get(name, float("nan")) for name, key in keys.items()}
 
-    return [_sums_computation(sums_key, eval_config, periods),
+    return [_sums_computation(sums_key, eval_config, periods, levels),
             metric_types.DerivedMetricComputation(keys=list(keys.values()), result=result)]
 
 
@@ -302,27 +429,31 @@ class ForecastError(metric_types.Metric):
     """One error of one forecaster, over all horizon steps and per step (``mae``, ``mae/step_1``..).
 
     Args:
-      error: One of :data:`ERRORS`.
+      error: One of :data:`ERRORS`, or for the model one of :func:`quantile_metric_names` of ``levels``.
       forecaster: One of :func:`forecasters` of ``periods``.
       horizon: H, for the per-step names.
       periods: The seasonal periods (each at most the history length C).
+      levels: The model's quantile levels (empty for a point model).
     """
 
     def __init__(self, error: str = "mae", forecaster: str = MODEL, horizon: int = 1,
-                 periods: Sequence[int] = (), name: Optional[str] = None):
+                 periods: Sequence[int] = (), levels: Sequence[float] = (), name: Optional[str] = None):
         periods = tuple(int(m) for m in periods)
-        if error not in ERRORS or forecaster not in forecasters(periods):
+        levels = tuple(float(p) for p in levels)
+        known = ERRORS + (quantile_metric_names(levels) if forecaster == MODEL else ())
+        if error not in known or forecaster not in forecasters(periods):
             raise ValueError(f"unknown forecast error {error!r} of {forecaster!r}")
         super().__init__(metric_util.merge_per_key_computations(self._computations),
                          name=name or metric_name(error, forecaster), error=error,
-                         forecaster=forecaster, horizon=horizon, periods=periods)
+                         forecaster=forecaster, horizon=horizon, periods=periods, levels=levels)
 
     @staticmethod
     def _computations(name: str, error: str, forecaster: str, horizon: int, periods: Sequence[int],
-                      eval_config: Optional[config_pb2.EvalConfig] = None, model_name: str = "",
-                      output_name: str = "", example_weighted: bool = False) -> metric_types.MetricComputations:
+                      levels: Sequence[float] = (), eval_config: Optional[config_pb2.EvalConfig] = None,
+                      model_name: str = "", output_name: str = "",
+                      example_weighted: bool = False) -> metric_types.MetricComputations:
         names = [name] + [metric_name(error, forecaster, step) for step in range(1, horizon + 1)]
-        return _derived(names, eval_config, model_name, output_name, example_weighted, periods)
+        return _derived(names, eval_config, model_name, output_name, example_weighted, periods, levels)
 
 
 class ForecastSkill(metric_types.Metric):
@@ -330,17 +461,19 @@ class ForecastSkill(metric_types.Metric):
 
     Args:
       periods: The seasonal periods.
+      levels: The model's quantile levels (empty for a point model): shares the combiner of the
+        :class:`ForecastError` metrics of the same levels.
     """
 
-    def __init__(self, periods: Sequence[int] = (), name: str = SKILL):
+    def __init__(self, periods: Sequence[int] = (), levels: Sequence[float] = (), name: str = SKILL):
         super().__init__(metric_util.merge_per_key_computations(self._computations), name=name,
-                         periods=tuple(int(m) for m in periods))
+                         periods=tuple(int(m) for m in periods), levels=tuple(float(p) for p in levels))
 
     @staticmethod
-    def _computations(name: str, periods: Sequence[int], eval_config: Optional[config_pb2.EvalConfig] = None,
-                      model_name: str = "", output_name: str = "",
-                      example_weighted: bool = False) -> metric_types.MetricComputations:
-        return _derived([name], eval_config, model_name, output_name, example_weighted, periods)
+    def _computations(name: str, periods: Sequence[int], levels: Sequence[float] = (),
+                      eval_config: Optional[config_pb2.EvalConfig] = None, model_name: str = "",
+                      output_name: str = "", example_weighted: bool = False) -> metric_types.MetricComputations:
+        return _derived([name], eval_config, model_name, output_name, example_weighted, periods, levels)
 
 
 def metric_config_json(**values: Any) -> str:

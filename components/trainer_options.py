@@ -12,8 +12,13 @@ from components.settings import setting
 
 SCALINGS = ("global", "per_series", "last_value", "window_mean", "window_std")
 LOSSES = ("mse", "huber", "mae")
+# The median and the 50%, 80% and 95% central intervals.
+DEFAULT_QUANTILES = (0.025, 0.1, 0.25, 0.5, 0.75, 0.9, 0.975)
+MEDIAN = 0.5
 # Loss and eval loss per epoch (Keras' CSVLogger), in the Trainer's model_run directory.
 TRAINING_LOG_FILE = "training_log.csv"
+# The calibration of a quantile model (components.trainer.calibrate), in the same directory.
+CALIBRATION_FILE = "calibration.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,7 +40,11 @@ class ModelConfig:
     series_embedding_dim: int = setting(
         0, minimum=0, help="width of a learnt embedding of each series id, beside the LSTM's state (0: none); "
                            "ids come from the training split, others get a zero vector")
-    loss: str = setting("mae", choices=LOSSES, help="training loss on scaled values")
+    loss: str = setting("mae", choices=LOSSES, help="training loss on scaled values of a point model (--quantiles '')")
+    quantiles: tuple[float, ...] = setting(
+        DEFAULT_QUANTILES, above=0.0, maximum=1.0,
+        help="quantile levels of the forecast, trained with the pinball loss and calibrated on the eval split: "
+             "0.5 and pairs symmetric about it, one central interval each ('': a point model)")
     batch_size: int = setting(64, minimum=1, help="windows per training step")
     epochs: int = setting(100, minimum=1, help="most epochs; early stopping usually ends training sooner")
     early_stopping_patience: int = setting(
@@ -52,6 +61,42 @@ class ModelConfig:
         settings.check_fields(self)
         if not self.lstm_units:
             raise settings.fail(ModelConfig, "lstm_units", "needs at least one layer")
+        problem = quantile_levels_problem(self.quantiles)
+        if problem:
+            raise settings.fail(ModelConfig, "quantiles", problem)
+
+    @property
+    def intervals(self) -> tuple[float, ...]:
+        """The nominal coverage of each central interval of :attr:`quantiles`, narrowest first (0.5, 0.8, 0.95)."""
+        return central_intervals(self.quantiles)
+
+
+def quantile_levels_problem(levels: tuple[float, ...]) -> str:
+    """What is wrong with quantile ``levels``, or ``""``: they must be in (0, 1), increasing, hold
+    0.5 and be symmetric about it (each lower level ``p`` with its upper ``1 - p``), or be empty."""
+    if not levels:
+        return ""
+    if any(not 0 < p < 1 for p in levels):
+        return f"must be between 0 and 1 (exclusive); got {','.join(map(str, levels))}"
+    if any(b <= a for a, b in zip(levels, levels[1:])):
+        return f"must be increasing, each once; got {','.join(map(str, levels))}"
+    if MEDIAN not in levels:
+        return f"must include the median 0.5; got {','.join(map(str, levels))}"
+    lower = [p for p in levels if p < MEDIAN]
+    upper = [p for p in levels if p > MEDIAN]
+    if len(lower) != len(upper) or any(abs(lo + hi - 1) > 1e-9 for lo, hi in zip(lower, reversed(upper))):
+        return f"must pair each level p below 0.5 with 1 - p above it; got {','.join(map(str, levels))}"
+    return ""
+
+
+def central_intervals(levels: tuple[float, ...]) -> tuple[float, ...]:
+    """Nominal coverage of the central intervals of (valid) ``levels``, narrowest first: 0.25/0.75 -> 0.5."""
+    return tuple(round(1 - 2 * p, 10) for p in sorted((p for p in levels if p < MEDIAN), reverse=True))
+
+
+def interval_name(coverage: float) -> str:
+    """How summary.json and the metric names call an interval: ``"80"`` for 0.8, ``"97.5"`` for 0.975."""
+    return f"{100 * coverage:.10g}"
 
     @property
     def takes_series_id(self) -> bool:

@@ -102,6 +102,7 @@ def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
     for name in ("scaling", "loss"):
         _add(parser, M, name)
     _add(parser, M, "lstm_units", "ints")
+    _add(parser, M, "quantiles", "floats")
     for name in ("dropout", "recurrent_dropout", "learning_rate"):
         _add(parser, M, name, "float")
     for name in ("batch_size", "epochs", "early_stopping_patience", "seed", "tuner_trials", "series_embedding_dim"):
@@ -109,7 +110,7 @@ def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
     for name in ("serving_xla", "tune", "seasonal_base"):
         _add(parser, M, name, "bool")
     _add(parser, P, "model_name")
-    for name in ("max_skill", "regression_tolerance"):
+    for name in ("max_skill", "regression_tolerance", "coverage_tolerance"):
         _add(parser, E, name, "float")
     _add(parser, E, "report_series", "int")
     _add(parser, P, "keep_versions", "int")
@@ -258,6 +259,29 @@ def _series_window(args: argparse.Namespace, context: int):
     return data, *local_data.latest_window(reader.match_files(_data_path(args.series)), data, context, args.series_id)
 
 
+def _interval_json(result) -> dict:
+    """The quantiles of a :class:`serving.client.QuantileForecast` as ``predict --json`` prints them."""
+    if result is None:
+        return {}
+    return {"quantile_levels": result.levels.tolist(), "quantiles": result.quantiles.tolist(),
+            "intervals": {f"{100 * c:.10g}": dict(zip(("lower", "upper"), (b.tolist() for b in result.interval(c))))
+                          for c in result.intervals()}}
+
+
+def _interval_cells(result, row: int, step: int) -> str:
+    """``[lo, hi]`` of each interval, widest last, for one window and step; empty for a point model."""
+    if result is None:
+        return ""
+    return "".join(f"  [{lo[row, step]:>10.3f}, {hi[row, step]:>10.3f}]"
+                   for lo, hi in (result.interval(c) for c in result.intervals()))
+
+
+def _interval_header(result) -> str:
+    if result is None:
+        return ""
+    return "".join(f"  {f'{100 * c:.10g}% interval':^26}" for c in result.intervals())
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from components.example_gen import frequency
     from pipeline import predict_input
@@ -267,7 +291,16 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     given = None if args.series else predict_input.read_inputs(args.input)
     with client_lib.ForecastClient(args.server, args.model_name, version=args.version,
                                    timeout_s=args.timeout) as client:
-        inputs = client.metadata()[contract.SIGNATURE_NAME]["inputs"]
+        signature = client.metadata()[contract.SIGNATURE_NAME]
+        inputs = signature["inputs"]
+        with_quantiles = contract.QUANTILES_OUTPUT_KEY in signature["outputs"]
+
+        def forecast(windows: np.ndarray, extra: dict):
+            """The point forecasts, and the quantiles when the model has them (else None)."""
+            if not with_quantiles:
+                return client.predict(windows, extra_inputs=extra), None
+            result = client.predict_quantiles(windows, extra_inputs=extra)
+            return result.forecast, result
         if args.series:
             future = sorted(k for k in inputs if k.startswith(contract.FUTURE_INPUT_PREFIX))
             if future:
@@ -278,19 +311,26 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             origin = int(grid.times[-1])
             extra = {contract.ORIGIN_TIMESTAMP_INPUT_KEY: [origin]} if contract.ORIGIN_TIMESTAMP_INPUT_KEY in inputs \
                 else {}
-            forecast = client.predict(values[None, :], extra_inputs=extra)[0]
-            times = frequency.following(origin, grid.frequency, len(forecast), data.business)
+            forecasts, result = forecast(values[None, :], extra)
+            times = frequency.following(origin, grid.frequency, forecasts.shape[1], data.business)
             if args.json:
+                intervals = _interval_json(result)
+                for key in ("quantiles",):
+                    if key in intervals:
+                        intervals[key] = intervals[key][0]
+                for bounds in intervals.get("intervals", {}).values():
+                    bounds.update({k: v[0] for k, v in bounds.items()})
                 print(json.dumps({"series_id": grid.series_id, "origin_timestamp": origin,
-                                  "target_timestamps": times.tolist(), "forecast": forecast.tolist()}))
+                                  "target_timestamps": times.tolist(), "forecast": forecasts[0].tolist(),
+                                  **intervals}))
             else:
                 stamp = lambda t: str(np.datetime64(int(t), "s")).replace("T00:00:00", "")  # noqa: E731
                 print(f"series '{grid.series_id}', forecast origin {stamp(origin)} "
                       f"(from its last {context} points, frequency {grid.frequency}"
                       f"{f', business hours {data.business}' if data.business else ''})")
-                print(f"{'step':>4}  {'time':<19}  {'forecast':>10}")
-                for step, (t, v) in enumerate(zip(times, forecast), start=1):
-                    print(f"{step:>4}  {stamp(t):<19}  {v:>10.3f}")
+                print(f"{'step':>4}  {'time':<19}  {'forecast':>10}{_interval_header(result)}")
+                for step, (t, v) in enumerate(zip(times, forecasts[0])):
+                    print(f"{step + 1:>4}  {stamp(t):<19}  {v:>10.3f}{_interval_cells(result, 0, step)}")
             return 0
         windows = given.pop(contract.INPUT_KEY)
         extra = given
@@ -307,12 +347,18 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         if context not in (None, -1) and windows.shape[1] != context:
             raise client_lib.ForecastError(f"{args.input}: windows of {windows.shape[1]} values; the model takes "
                                            f"the last {context} points of a series")
-        forecasts = client.predict(windows, extra_inputs=extra)
+        forecasts, result = forecast(windows, extra)
     if args.json:
-        print(json.dumps({"forecast": forecasts.tolist()}))
-    else:
+        print(json.dumps({"forecast": forecasts.tolist(), **_interval_json(result)}))
+    elif result is None:
         for i, row in enumerate(forecasts):
             print(f"window {i}: " + "  ".join(f"{v:.3f}" for v in row))
+    else:
+        for i, row in enumerate(forecasts):
+            print(f"window {i}:")
+            print(f"{'step':>6}  {'forecast':>10}{_interval_header(result)}")
+            for step, v in enumerate(row):
+                print(f"{step + 1:>6}  {v:>10.3f}{_interval_cells(result, i, step)}")
     return 0
 
 

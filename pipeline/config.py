@@ -54,6 +54,10 @@ class EvaluationConfig:
     regression_tolerance: float = setting(
         0.05, minimum=0.0, help="bless the model only if its eval MAE is at most this fraction above the latest "
                                 "blessed model's (the first run has none to compare with)")
+    coverage_tolerance: float = setting(
+        0.0, minimum=0.0, maximum=1.0,
+        help="bless the model only if the eval coverage of each central interval is within this of its nominal "
+             "coverage, e.g. 0.05 (0: off; models with --quantiles only)")
     report_series: int = setting(3, minimum=0, help="series drawn in the report's forecast plots")
 
     def __post_init__(self) -> None:

@@ -7,6 +7,7 @@ Evaluator (eval split: the blessing), TestEvaluator (test split: reported only),
 """
 
 import dataclasses
+import json
 import os
 from typing import Optional
 
@@ -41,13 +42,15 @@ def eval_config(config: PipelineConfig, gate: bool = True) -> tfma.EvalConfig:
 
     Every metric of :mod:`components.forecast_metrics` (MAE, RMSE, MAPE, sMAPE and MASE of the
     model, of persistence and of the seasonal naive forecast of every seasonal period, each overall
-    and per horizon step, and the skill), on the whole split and sliced by series id.
+    and per horizon step, and the skill; with quantiles, the model's quantile loss and the coverage
+    and width of each interval), on the whole split and sliced by series id.
 
     Args:
       config: The run's settings (horizon, seasonal periods, the bounds), resolved.
       gate: With the blessing thresholds, which hold on the whole split only: skill strictly below
         ``max_skill``, and MAE at most ``regression_tolerance`` above the latest blessed model's
-        (TFX drops this change threshold when there is no blessed model yet). Without: metrics only.
+        (TFX drops this change threshold when there is no blessed model yet); with a
+        ``coverage_tolerance``, each interval's coverage within it of nominal. Without: metrics only.
     """
     evaluation = config.evaluation
     periods = list(config.windows.seasonal_periods)
@@ -56,12 +59,15 @@ def eval_config(config: PipelineConfig, gate: bool = True) -> tfma.EvalConfig:
     def on_whole_split(threshold: tfma.MetricThreshold) -> list:
         return [tfma_config.PerSliceMetricThreshold(slicing_specs=[overall], threshold=threshold)]
 
+    levels = list(config.model.quantiles)
     metrics = [tfma.MetricConfig(class_name="ExampleCount")]
     for forecaster in forecast_metrics.forecasters(periods):
-        for error in forecast_metrics.ERRORS:
+        quantile_metrics = forecast_metrics.quantile_metric_names(levels) if forecaster == forecast_metrics.MODEL \
+            else ()
+        for error in forecast_metrics.ERRORS + quantile_metrics:
             metric = tfma.MetricConfig(
                 class_name=forecast_metrics.ForecastError.__name__, module=forecast_metrics.__name__,
-                config=forecast_metrics.metric_config_json(error=error, forecaster=forecaster,
+                config=forecast_metrics.metric_config_json(error=error, forecaster=forecaster, levels=levels,
                                                            horizon=config.windows.horizon, periods=periods))
             if gate and forecaster == forecast_metrics.MODEL and error == "mae":
                 metric.per_slice_thresholds.extend(on_whole_split(tfma.MetricThreshold(
@@ -69,8 +75,16 @@ def eval_config(config: PipelineConfig, gate: bool = True) -> tfma.EvalConfig:
                         direction=tfma.MetricDirection.LOWER_IS_BETTER,
                         relative={"value": evaluation.regression_tolerance}))))
             metrics.append(metric)
+    if gate and evaluation.coverage_tolerance > 0:
+        for coverage in config.model.intervals:
+            name = forecast_metrics.coverage_name(coverage)
+            metric = next(m for m in metrics if json.loads(m.config or "{}").get("error") == name)
+            metric.per_slice_thresholds.extend(on_whole_split(tfma.MetricThreshold(
+                value_threshold=tfma.GenericValueThreshold(
+                    lower_bound={"value": coverage - evaluation.coverage_tolerance},
+                    upper_bound={"value": coverage + evaluation.coverage_tolerance}))))
     skill = tfma.MetricConfig(class_name=forecast_metrics.ForecastSkill.__name__, module=forecast_metrics.__name__,
-                              config=forecast_metrics.metric_config_json(periods=periods))
+                              config=forecast_metrics.metric_config_json(periods=periods, levels=levels))
     if gate:
         # TFMA's bounds are inclusive; the next float below makes "strictly below" exact.
         skill.per_slice_thresholds.extend(on_whole_split(tfma.MetricThreshold(

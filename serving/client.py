@@ -5,6 +5,7 @@ UNAVAILABLE (through gRPC's service config, with exponential backoff) and maps g
 to the few exceptions below. Building requests and reading responses are pure functions.
 """
 
+import dataclasses
 import json
 import time
 from typing import Optional
@@ -133,6 +134,56 @@ def parse_predict_response(response: predict_pb2.PredictResponse) -> np.ndarray:
     return tf.make_ndarray(response.outputs[contract.OUTPUT_KEY])
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class QuantileForecast:
+    """Forecasts with their quantiles (see :mod:`serving.contract`).
+
+    Attributes:
+      forecast: The point forecasts ``[N, H]`` (the median).
+      quantiles: ``[N, H, Q]``, increasing along the last axis.
+      levels: The quantile levels ``[Q]``, increasing.
+    """
+
+    forecast: np.ndarray
+    quantiles: np.ndarray
+    levels: np.ndarray
+
+    def interval(self, coverage: float) -> tuple[np.ndarray, np.ndarray]:
+        """The bounds ``([N, H], [N, H])`` of the central interval of nominal ``coverage`` (0.8: levels 0.1, 0.9).
+
+        Raises:
+          ValueError: The model has no such interval.
+        """
+        lower = np.flatnonzero(np.isclose(self.levels, (1 - coverage) / 2))
+        upper = np.flatnonzero(np.isclose(self.levels, (1 + coverage) / 2))
+        if not len(lower) or not len(upper):
+            raise ValueError(f"no {coverage:.0%} interval in the levels {self.levels.tolist()}")
+        return self.quantiles[..., lower[0]], self.quantiles[..., upper[0]]
+
+    def intervals(self) -> list[float]:
+        """The nominal coverage of each central interval of :attr:`levels`, narrowest first.
+
+        Rounded to 6 digits: the levels come as float32 (0.1 reads 0.100000001).
+        """
+        return [round(1 - 2 * float(p), 6) for p in self.levels[::-1] if p < 0.5]
+
+
+def parse_quantile_response(response: predict_pb2.PredictResponse) -> QuantileForecast:
+    """The forecasts, quantiles and levels of a Predict response of a quantile model.
+
+    Raises:
+      ForecastError: The response lacks them (a point model).
+    """
+    forecast = parse_predict_response(response)
+    missing = [k for k in (contract.QUANTILES_OUTPUT_KEY, contract.QUANTILE_LEVELS_OUTPUT_KEY)
+               if k not in response.outputs]
+    if missing:
+        raise ForecastError(f"the model returns no quantiles (no output {', '.join(missing)}; it is a point model)")
+    levels = tf.make_ndarray(response.outputs[contract.QUANTILE_LEVELS_OUTPUT_KEY])
+    return QuantileForecast(forecast, tf.make_ndarray(response.outputs[contract.QUANTILES_OUTPUT_KEY]),
+                            levels[0] if len(levels) else np.zeros(0, np.float32))
+
+
 class ForecastClient:
     """Talks to one served model over gRPC.
 
@@ -236,6 +287,31 @@ class ForecastClient:
           InvalidRequestError: A window holds NaN or infinity (checked here: the model would
             silently forecast NaN), or the server refused the request.
         """
+        # Only the forecast comes back (output_filter): the quantiles of a quantile model stay on the server.
+        return np.concatenate([parse_predict_response(r) for r in self._predict(windows, extra_inputs,
+                                                                                 [contract.OUTPUT_KEY])])
+
+    def predict_quantiles(self, windows: np.ndarray,
+                          extra_inputs: Optional[dict[str, np.ndarray]] = None) -> QuantileForecast:
+        """Forecasts with their quantiles and levels, as :meth:`predict` takes its inputs.
+
+        Raises:
+          ForecastError: The model returns no quantiles (a point model), and as :meth:`predict`.
+        """
+        outputs = self.metadata().get(self.signature_name, {}).get("outputs", {})
+        # Each window's answer (H values, H x Q quantiles, Q levels) may outweigh its request.
+        response_bytes = 4 * sum(int(np.prod(shape[1:])) for shape in outputs.values())
+        parts = [parse_quantile_response(r) for r in self._predict(
+            windows, extra_inputs, [contract.OUTPUT_KEY, contract.QUANTILES_OUTPUT_KEY,
+                                    contract.QUANTILE_LEVELS_OUTPUT_KEY] if outputs.keys() >= {
+                contract.QUANTILES_OUTPUT_KEY, contract.QUANTILE_LEVELS_OUTPUT_KEY} else [], response_bytes)]
+        return QuantileForecast(np.concatenate([p.forecast for p in parts]),
+                                np.concatenate([p.quantiles for p in parts]),
+                                next((p.levels for p in parts if len(p.levels)), parts[0].levels))
+
+    def _predict(self, windows: np.ndarray, extra_inputs: Optional[dict[str, np.ndarray]],
+                 output_filter: list[str], response_bytes_per_row: int = 0) -> list[predict_pb2.PredictResponse]:
+        """The responses of the requests that carry ``windows``, each within the message limit both ways."""
         windows = np.asarray(windows, dtype=contract.INPUT_DTYPE)
         extra_inputs = {k: np.asarray(v, dtype=contract.input_dtype(k)) for k, v in (extra_inputs or {}).items()}
         for alias, values in {contract.INPUT_KEY: windows, **extra_inputs}.items():
@@ -247,14 +323,16 @@ class ForecastClient:
         # A series id is a Python object in numpy; its bytes are its text's.
         bytes_per_row = sum(v[:1].nbytes if v.dtype != object else len(str(v[0])) + 8 if len(v) else 0
                             for v in (windows, *extra_inputs.values()))
-        forecasts = []
-        batches = request_batches(len(windows), bytes_per_row, self.max_message_bytes, self.max_windows_per_request)
+        responses = []
+        batches = request_batches(len(windows), max(bytes_per_row, response_bytes_per_row), self.max_message_bytes,
+                                  self.max_windows_per_request)
         for rows in batches or [slice(0, 0)]:
             request = build_predict_request(self.model_name, windows[rows], self.signature_name,
                                             extra_inputs={k: v[rows] for k, v in extra_inputs.items()})
+            request.output_filter.extend(output_filter)
             self._model_spec(request.model_spec)
-            forecasts.append(parse_predict_response(self._call(self._predictions.Predict, request)))
-        return np.concatenate(forecasts)
+            responses.append(self._call(self._predictions.Predict, request))
+        return responses
 
     def metadata(self) -> dict[str, dict[str, dict[str, list[int]]]]:
         """The served signatures: ``{name: {"inputs": {alias: shape}, "outputs": {alias: shape}}}``."""

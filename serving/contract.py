@@ -10,6 +10,17 @@ A forecasting SavedModel has two signatures:
   C = max(L, the longest seasonal period) (the model's LSTM reads the last L; the seasonal lags,
   the value of each target step one season earlier, are read further back inside the graph).
   Output :data:`OUTPUT_KEY` float32 ``[batch, H]``.
+* With quantiles (``ModelConfig.quantiles``, the default; ``--quantiles ''`` gives a point model)
+  both signatures also return :data:`QUANTILES_OUTPUT_KEY` float32 ``[batch, H, Q]``, the
+  forecast's quantiles in original units, increasing along the last axis (they never cross), and
+  :data:`QUANTILE_LEVELS_OUTPUT_KEY` float32 ``[batch, Q]``, their levels (quantile probabilities,
+  increasing: the median 0.5 and pairs ``p``, ``1 - p``, each pair a central interval of nominal
+  coverage ``1 - 2p``; the same on every row, which has a batch dimension so that TF Serving's
+  batching can split every output). The quantiles are calibrated on the eval split (split-conformal
+  per horizon step, :mod:`components.quantiles`). :data:`OUTPUT_KEY` is then the median, the 0.5
+  quantile: the point model's default MAE loss already estimated the median (the minimiser of the
+  expected absolute error), so the point forecast keeps its meaning, and it stays inside every
+  interval. A client that reads only :data:`OUTPUT_KEY` works with either kind of model.
 * ``serving_examples`` (:data:`EXAMPLES_SIGNATURE_NAME`): serialized ``tf.Example`` protos in (as
   written by the example generator), the same forecasts out. The Evaluator and batch scoring use
   it. The Evaluator reads the raw label (``target``) from the same examples and compares in
@@ -62,6 +73,9 @@ SERVING_TAG: Final = "serve"
 INPUT_KEY: Final = "history"
 EXAMPLES_INPUT_KEY: Final = "examples"
 OUTPUT_KEY: Final = "forecast"
+# Quantile models: the quantiles [batch, H, Q] and their levels [batch, Q].
+QUANTILES_OUTPUT_KEY: Final = "forecast_quantiles"
+QUANTILE_LEVELS_OUTPUT_KEY: Final = "quantile_levels"
 INPUT_DTYPE: Final = np.float32
 
 # Models with calendar features: epoch seconds of each window's last history point.
@@ -72,10 +86,6 @@ SERIES_ID_INPUT_KEY: Final = "series_id"
 COVARIATE_INPUT_PREFIX: Final = "covariate_"
 # Prefix of the known-future covariate inputs ([batch, H]), the same as the example features'.
 FUTURE_INPUT_PREFIX: Final = "future_"
-
-# Models with quantiles: forecast_quantiles float32 [batch, H, Q] and their levels, float32 [batch, Q].
-QUANTILES_OUTPUT_KEY: Final = "forecast_quantiles"
-QUANTILE_LEVELS_OUTPUT_KEY: Final = "quantile_levels"
 
 # TF Serving replays these PredictionLog records when it loads a version, before serving it.
 WARMUP_FILE: Final = "assets.extra/tf_serving_warmup_requests"

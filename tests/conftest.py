@@ -64,10 +64,16 @@ def in_process_forecast(saved_model_dir: str, windows: np.ndarray, extra: dict[s
       windows: Histories ``[N, C]``.
       extra: The signature's other inputs by name (see :func:`origins`).
     """
+    return in_process_outputs(saved_model_dir, windows, extra)[contract.OUTPUT_KEY]
+
+
+def in_process_outputs(saved_model_dir: str, windows: np.ndarray,
+                       extra: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every output of the SavedModel's serving_default signature, called in this process (TF2)."""
     signature = tf.saved_model.load(saved_model_dir).signatures[contract.SIGNATURE_NAME]
     inputs = {contract.INPUT_KEY: tf.constant(windows, tf.float32)}
     inputs.update({k: tf.constant(np.asarray(v, contract.input_dtype(k))) for k, v in extra.items()})
-    return signature(**inputs)[contract.OUTPUT_KEY].numpy()
+    return {k: v.numpy() for k, v in signature(**inputs).items()}
 
 
 @pytest.fixture()

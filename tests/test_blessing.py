@@ -27,8 +27,9 @@ from components import windowing
 from pipeline import cli, local_data, local_runner
 from pipeline import config as config_lib
 from pipeline import report as report_lib
+from serving import contract
 from serving import versions as versions_lib
-from tests.conftest import DATA, in_process_forecast, origins
+from tests.conftest import DATA, in_process_forecast, in_process_outputs, origins
 
 CRIPPLED = config_lib.ModelConfig(epochs=1, learning_rate=0.5, early_stopping_patience=0)
 GOOD = config_lib.ModelConfig()
@@ -150,3 +151,21 @@ def test_report_metrics_equal_numpy_on_the_same_windows(runs, split):
     (series_id, per_series), = summary["per_series"][split].items()
     assert series_id == windows.series_id and per_series["windows"] == len(windows)
     assert per_series["model"]["mae"] == pytest.approx(metrics["model"]["mae"], rel=1e-6)
+    # The quantiles (the default model has them): pinball loss, coverage and width by numpy.
+    levels = np.array(config.model.quantiles)
+    quantiles = in_process_outputs(result.pushed_model, windows.histories, origins(windows))[
+        contract.QUANTILES_OUTPUT_KEY].astype(np.float64)
+    error = actual[..., None] - quantiles
+    loss = np.mean(np.maximum(levels * error, (levels - 1) * error))
+    assert metrics["model"]["quantile_loss"] == pytest.approx(loss, rel=1e-4)
+    assert metrics["model"]["scaled_quantile_loss"] == pytest.approx(loss / best_naive, rel=1e-4)
+    assert list(metrics["model"]["coverage"]) == ["50", "80", "95"]
+    for name, lower in (("50", 0.25), ("80", 0.1), ("95", 0.025)):
+        lo, hi = list(levels).index(lower), list(levels).index(1 - lower)
+        inside = (quantiles[..., lo] <= actual) & (actual <= quantiles[..., hi])
+        # A target on a bound may fall either side between TF2 here and TFMA's session: one point.
+        assert metrics["model"]["coverage"][name] == pytest.approx(inside.mean(), abs=1.01 / actual.size)
+        assert metrics["model"]["width"][name] == pytest.approx(np.mean(quantiles[..., hi] - quantiles[..., lo]),
+                                                                rel=1e-4)
+        assert per_series["model"]["coverage"][name] == pytest.approx(metrics["model"]["coverage"][name])
+    assert set(summary["calibration"]) == {"windows", "raw_coverage", "calibrated_coverage"}

@@ -12,7 +12,7 @@ import tensorflow_transform as tft
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
-from components import features
+from components import features, quantiles
 from components import trainer as trainer_lib
 from pipeline import config as config_lib
 from serving import contract, dataplane, repository
@@ -43,15 +43,18 @@ def _xla_functions(saved_model_dir: str) -> int:
                if fn.attr.get("_XlaMustCompile") is not None and fn.attr["_XlaMustCompile"].b)
 
 
-def _session_forecast(loaded: repository.LoadedVersion, inputs: dict[str, np.ndarray]) -> np.ndarray:
+def _session_forecast(loaded: repository.LoadedVersion, inputs: dict[str, np.ndarray],
+                      output: str = contract.OUTPUT_KEY) -> np.ndarray:
     signature = loaded.signatures[contract.SIGNATURE_NAME]
-    return loaded.session.run(signature.outputs[contract.OUTPUT_KEY].name,
+    return loaded.session.run(signature.outputs[output].name,
                               {signature.inputs[k].name: v for k, v in inputs.items()})
 
 
 @pytest.fixture(scope="module")
 def covariate_export(covariate_transform, tmp_path_factory):
     """A tiny model with a covariate and per-series scaling, trained and exported as the Trainer does.
+
+    Both exports are calibrated on the eval split, as the Trainer does it.
 
     Returns:
       (model, tft_output, export dir, XLA export dir, raw eval inputs of serving_default).
@@ -65,8 +68,10 @@ def covariate_export(covariate_transform, tmp_path_factory):
     warmup = trainer_lib.warmup_inputs_from(eval_files, accessor, tft_output, series_id=True)
     root = tmp_path_factory.mktemp("covariate_export")
     export_dir, xla_dir = str(root / "plain"), str(root / "xla")
-    trainer_lib.export_serving_model(model, tft_output, export_dir, MODEL, warmup)
-    trainer_lib.export_serving_model(model, tft_output, xla_dir, dataclasses.replace(MODEL, serving_xla=True), warmup)
+    adjustments, _ = trainer_lib.calibrate(model, eval_files, accessor, tft_output, MODEL)
+    trainer_lib.export_serving_model(model, tft_output, export_dir, MODEL, warmup, adjustments)
+    trainer_lib.export_serving_model(model, tft_output, xla_dir, dataclasses.replace(MODEL, serving_xla=True), warmup,
+                                     adjustments)
     rows = splits["eval"]
     inputs = {contract.INPUT_KEY: np.stack([r["history"] for r in rows]),
               conftest.COVARIATE: np.stack([r[conftest.COVARIATE] for r in rows]),
@@ -100,11 +105,16 @@ def test_pushed_model_signatures_follow_the_contract(pipeline_run, pushed_model)
     assert set(default.inputs) == {contract.INPUT_KEY, contract.ORIGIN_TIMESTAMP_INPUT_KEY}
     _assert_tensor(default.inputs[contract.INPUT_KEY], tf.float32, [-1, config.windows.context])
     _assert_tensor(default.inputs[contract.ORIGIN_TIMESTAMP_INPUT_KEY], tf.int64, [-1])
-    assert set(default.outputs) == {contract.OUTPUT_KEY}
-    _assert_tensor(default.outputs[contract.OUTPUT_KEY], tf.float32, [-1, config.windows.horizon])
+    levels = len(config.model.quantiles)
     examples = signatures[contract.EXAMPLES_SIGNATURE_NAME]
     _assert_tensor(examples.inputs[contract.EXAMPLES_INPUT_KEY], tf.string, [-1])
-    _assert_tensor(examples.outputs[contract.OUTPUT_KEY], tf.float32, [-1, config.windows.horizon])
+    for signature in (default, examples):
+        assert set(signature.outputs) == {contract.OUTPUT_KEY, contract.QUANTILES_OUTPUT_KEY,
+                                          contract.QUANTILE_LEVELS_OUTPUT_KEY}
+        _assert_tensor(signature.outputs[contract.OUTPUT_KEY], tf.float32, [-1, config.windows.horizon])
+        _assert_tensor(signature.outputs[contract.QUANTILES_OUTPUT_KEY], tf.float32,
+                       [-1, config.windows.horizon, levels])
+        _assert_tensor(signature.outputs[contract.QUANTILE_LEVELS_OUTPUT_KEY], tf.float32, [-1, levels])
 
 
 def test_covariate_model_takes_each_covariate_the_timestamp_and_the_series_id(covariate_export):
@@ -124,15 +134,32 @@ def test_covariate_model_takes_each_covariate_the_timestamp_and_the_series_id(co
     _assert_tensor(default.outputs[contract.OUTPUT_KEY], tf.float32, [-1, conftest.UNIT_HORIZON])
 
 
-def test_session_loader_gives_the_keras_forecasts(covariate_export):
+def test_session_loader_gives_the_calibrated_keras_quantiles(covariate_export, covariate_transform):
     model, tft_output, export_dir, _, inputs = covariate_export
+    out = covariate_transform[0]
     transformed = tft_output.transform_raw_features(_raw_features(inputs))
     keys = list(trainer_lib.model_inputs(tft_output))
     assert len(keys) == 8  # history, 2 covariates, the calendar of past and future, the future covariate, 2 lags
     scaled = model.predict({k: transformed[k].numpy() for k in keys}, verbose=0)
-    through_keras = scaled * transformed[features.SCALE].numpy() + transformed[features.LOC].numpy()
-    through_session = _session_forecast(repository.load_version(export_dir, 1), inputs)
+    assert scaled.shape == (len(inputs[contract.INPUT_KEY]), conftest.UNIT_HORIZON, len(MODEL.quantiles))
+    # The calibration the export baked in, recomputed here in numpy from the eval windows.
+    eval_data = list(trainer_lib.make_dataset(conftest.transformed_files(out, "eval"), conftest.data_accessor(out),
+                                              tft_output, 16, False, 0))
+    eval_scaled = np.concatenate([model(x, training=False).numpy() for x, _ in eval_data])
+    eval_targets = np.concatenate([y.numpy() for _, y in eval_data])
+    adjustments = quantiles.conformal_adjustments(eval_targets, eval_scaled, MODEL.quantiles)
+    assert np.abs(adjustments).max() > 0
+    scale, loc = transformed[features.SCALE].numpy()[..., None], transformed[features.LOC].numpy()[..., None]
+    through_keras = np.sort(quantiles.calibrate(scaled, adjustments) * scale + loc, axis=-1)
+    loaded = repository.load_version(export_dir, 1)
+    through_session = _session_forecast(loaded, inputs, contract.QUANTILES_OUTPUT_KEY)
     np.testing.assert_allclose(through_session, through_keras, rtol=1e-5, atol=1e-3)
+    assert (np.diff(through_session, axis=-1) >= 0).all()
+    median = MODEL.quantiles.index(0.5)
+    np.testing.assert_array_equal(_session_forecast(loaded, inputs), through_session[..., median])
+    levels = _session_forecast(loaded, inputs, contract.QUANTILE_LEVELS_OUTPUT_KEY)
+    np.testing.assert_array_equal(levels, np.tile(np.float32(MODEL.quantiles), (len(levels), 1)))
+    through_session = through_session[..., median]
     # Original units of each series: the level-1000 series is forecast near 7000 (its eval level
     # is 7 times the training one), the level-10 one near 70, not near 0.
     high = inputs[contract.SERIES_ID_INPUT_KEY] == b"high"
@@ -190,7 +217,7 @@ def test_no_cudnn_op_in_the_pushed_model(pushed_model):
     assert not [op for op in ops if op.startswith("CudnnRNN")]
 
 
-def test_export_traced_as_on_a_gpu_holds_no_cudnn_op(monkeypatch, tmp_path, covariate_export):
+def test_export_traced_as_on_a_gpu_holds_no_cudnn_op(monkeypatch, tmp_path, covariate_export, covariate_transform):
     """Keras picks cuDNN when it sees a GPU at trace time; the export must not, whatever the device."""
     model, tft_output, _, _, inputs = covariate_export
     rnn = sys.modules["keras.src.backend.tensorflow.rnn"]
@@ -205,7 +232,10 @@ def test_export_traced_as_on_a_gpu_holds_no_cudnn_op(monkeypatch, tmp_path, cova
     graph_ops |= {node.op for node in traced.graph.as_graph_def().node}
     assert any(op.startswith("CudnnRNN") for op in graph_ops)
     export_dir = str(tmp_path / "gpu_traced")
-    trainer_lib.export_serving_model(fresh, tft_output, export_dir, MODEL)
+    out = covariate_transform[0]
+    adjustments, _ = trainer_lib.calibrate(fresh, conftest.transformed_files(out, "eval"), conftest.data_accessor(out),
+                                           tft_output, MODEL)
+    trainer_lib.export_serving_model(fresh, tft_output, export_dir, MODEL, adjustments=adjustments)
     assert not [op for op in _ops(export_dir) if op.startswith("CudnnRNN")]
     np.testing.assert_allclose(_session_forecast(repository.load_version(export_dir, 1), inputs),
                                _session_forecast(repository.load_version(covariate_export[2], 1), inputs),

@@ -114,9 +114,13 @@ def test_the_gate_holds_on_the_whole_eval_split_and_the_test_split_has_none():
     # Every error of the model and of each naive forecaster of the resolved season (52 weeks).
     errors = [json.loads(m.config) for m in gate.metrics_specs[0].metrics if m.class_name == "ForecastError"]
     forecasters = ("model", "persistence", "seasonal_naive_52", "seasonal_naive")
+    # And the model's quantile metrics: the quantile loss, each interval's coverage and width.
+    quantile_metrics = {"quantile_loss", "scaled_quantile_loss", "coverage_50", "coverage_80", "coverage_95",
+                        "width_50", "width_80", "width_95"}
     assert {(e["forecaster"], e["error"]) for e in errors} == {
-        (f, e) for f in forecasters for e in forecast_metrics.ERRORS}
+        (f, e) for f in forecasters for e in forecast_metrics.ERRORS} | {("model", q) for q in quantile_metrics}
     assert all(e["periods"] == [52] and e["horizon"] == 4 for e in errors)
+    assert all(e["levels"] == list(config.model.quantiles) for e in errors)
     thresholds = {json.loads(m.config).get("error", m.class_name): m.per_slice_thresholds
                   for m in gate.metrics_specs[0].metrics if m.per_slice_thresholds}
     assert set(thresholds) == {"mae", "ForecastSkill"}
@@ -132,6 +136,27 @@ def test_the_gate_holds_on_the_whole_eval_split_and_the_test_split_has_none():
     assert len(report_only.model_specs) == 1
     assert not any(m.per_slice_thresholds or m.HasField("threshold") for m in report_only.metrics_specs[0].metrics)
     assert [list(s.feature_keys) for s in report_only.slicing_specs] == [[], ["series_id"]]
+
+
+def test_the_coverage_gate_bounds_each_interval_on_the_whole_eval_split_only_when_asked():
+    config = config_lib.resolve(config_lib.PipelineConfig(
+        data=config_lib.DataConfig(path=DATA), output_dir="out",
+        evaluation=config_lib.EvaluationConfig(coverage_tolerance=0.05)), "W-SAT", 2284)
+    thresholds = {json.loads(m.config).get("error"): m.per_slice_thresholds
+                  for m in pipeline_lib.eval_config(config).metrics_specs[0].metrics if m.per_slice_thresholds}
+    assert set(thresholds) == {"mae", None, "coverage_50", "coverage_80", "coverage_95"}  # None: the skill
+    for name, nominal in (("coverage_50", 0.5), ("coverage_80", 0.8), ("coverage_95", 0.95)):
+        (threshold,) = thresholds[name]
+        assert list(threshold.slicing_specs) == [tfma_config.SlicingSpec()]
+        bounds = threshold.threshold.value_threshold
+        assert (bounds.lower_bound.value, bounds.upper_bound.value) == pytest.approx((nominal - 0.05, nominal + 0.05))
+    assert not [m for m in pipeline_lib.eval_config(config, gate=False).metrics_specs[0].metrics
+                if m.per_slice_thresholds]
+    # A point model has no quantile metric, so nothing to bound.
+    point = dataclasses.replace(config, model=config_lib.ModelConfig(quantiles=()))
+    errors = [json.loads(m.config) for m in pipeline_lib.eval_config(point).metrics_specs[0].metrics
+              if m.class_name == "ForecastError"]
+    assert {e["error"] for e in errors} == set(forecast_metrics.ERRORS)
 
 
 def test_a_failed_report_rewrite_leaves_the_previous_report_whole(pipeline_run, monkeypatch):
@@ -154,5 +179,6 @@ def test_a_failed_report_rewrite_leaves_the_previous_report_whole(pipeline_run, 
     with open(summary_path) as f:
         assert f.read() == before
     assert sorted(os.listdir(config.report_dir)) == sorted(
-        ["forecast_0.png", report_lib.HTML_FILE, report_lib.SUMMARY_FILE, report_lib.TRAINING_PLOT])
+        ["forecast_0.png", report_lib.HTML_FILE, report_lib.SUMMARY_FILE, report_lib.TRAINING_PLOT,
+         report_render.CALIBRATION_PLOT])
     assert not [name for name in os.listdir(config.output_dir) if name.startswith(".report-")]

@@ -60,6 +60,17 @@ def test_a_zero_baseline_mae_gives_no_relative_change():
     assert "(+nan%)" in verdict.baseline_reason(outcome(baseline_mae=0.0), 0.05)
 
 
+def test_the_coverage_gate_reads_each_interval_only_when_it_is_on():
+    coverage = {0.5: 0.52, 0.8: 0.7, 0.95: 0.94}
+    failed = outcome(blessed=False, failed=frozenset({"coverage_80"}), coverage=coverage)
+    got = verdict.reasons(failed, EvaluationConfig(coverage_tolerance=0.05))
+    assert got[-1] == "eval coverage 50% interval 52.0%, 80% interval 70.0%, 95% interval 94.0%: not all within " \
+                      "5% of nominal"
+    assert verdict.reasons(outcome(coverage=coverage), EvaluationConfig(coverage_tolerance=0.05))[-1].endswith(
+        ": all within 5% of nominal")
+    assert len(verdict.reasons(outcome(coverage=coverage), GATE)) == 2  # off by default
+
+
 def test_a_refusal_without_a_failed_check_says_so():
     got = verdict.reasons(outcome(blessed=False), GATE)
     assert got[-1] == "the Evaluator did not bless the model (see its validation result)" and len(got) == 3
@@ -175,7 +186,8 @@ def test_summary_json_writes_nan_as_null_and_splits_the_skills():
     assert got["skill"] == 0.81234 and got["test_skill"] is None
     assert got["per_series"]["eval"]["a"]["skill"] is None and got["metrics"]["test"]["model"]["mae"] is None
     assert list(got) == ["blessed", "reasons", "pushed_model", "windows", "metrics", "skill", "test_skill",
-                         "baseline_mae", "per_step", "per_series", "training", "seasonal_periods", "losing_series"]
+                         "baseline_mae", "per_step", "per_series", "training", "seasonal_periods", "losing_series",
+                         "intervals", "calibration"]
     assert got["seasonal_periods"] == [4] and set(got["metrics"]["eval"]) == set(FORECASTERS)
     assert got["losing_series"]["eval"] == {"count": 1, "series": 2, "worst": [["a", None]]}
 
@@ -195,3 +207,61 @@ def test_the_plots_are_pngs_named_in_order(tmp_path):
     assert render.training_plot({"loss": [1.0, 0.5], "val_loss": [1.2, 0.7]}, str(tmp_path)) == render.TRAINING_PLOT
     for name in ("forecast_0.png", "forecast_1.png", render.TRAINING_PLOT):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+INTERVALS = (0.5, 0.8, 0.95)
+
+
+def quantile_report() -> collect.Report:
+    """The hand-made report of a quantile model: coverage and quantile loss on both splits, a calibration."""
+    report = hand_made_report()
+    values = {"eval": (0.5, 0.79, 0.951), "test": (0.47, 0.77, 0.93)}
+    for split, coverage in values.items():
+        report.metrics[split]["model"].update({
+            "quantile_loss": 0.25, "scaled_quantile_loss": 0.4,
+            "coverage": dict(zip(("50", "80", "95"), coverage)), "width": {"50": 1.0, "80": 2.0, "95": 3.0}})
+    return dataclasses.replace(report, intervals=INTERVALS, calibration={
+        "windows": 3, "raw_coverage": {"50": 0.3, "80": 0.6, "95": 0.8},
+        "calibrated_coverage": {"50": 0.5, "80": 0.8, "95": 0.95}})
+
+
+def test_summary_json_has_the_coverage_and_quantile_loss_of_each_split():
+    got = json.loads(json.dumps(quantile_report().to_json()))
+    assert got["metrics"]["eval"]["model"]["coverage"] == {"50": 0.5, "80": 0.79, "95": 0.951}
+    assert got["metrics"]["test"]["model"]["coverage"] == {"50": 0.47, "80": 0.77, "95": 0.93}
+    assert got["metrics"]["test"]["model"]["quantile_loss"] == 0.25
+    assert got["intervals"] == ["50", "80", "95"]
+    assert got["calibration"]["raw_coverage"]["80"] == 0.6
+
+
+def test_the_coverage_table_text_page_and_calibration_plot(tmp_path):
+    report = quantile_report()
+    rows = render.coverage_rows(report)
+    assert [r[0] for r in rows] == ["nominal", "eval, raw (Trainer)", "eval, calibrated (Trainer)",
+                                    "eval, served model", "test, served model"]
+    assert rows[-1][1] == [0.47, 0.77, 0.93] and rows[0][1] == list(INTERVALS)
+    text = render.format_report(report)
+    assert "test, served model            0.47    0.77    0.93" in text
+    page = _Html(render.html(report, [], None, render.CALIBRATION_PLOT))
+    coverage_table = next(t for t in page.tables if t[0][0] == "interval")
+    assert coverage_table[0] == ["interval", "50%", "80%", "95%"]
+    assert coverage_table[-1] == ["test, served model", "0.47", "0.77", "0.93"]
+    assert {"src": render.CALIBRATION_PLOT, "alt": "observed against nominal coverage"} in page.images
+    assert render.calibration_plot(report, str(tmp_path)) == render.CALIBRATION_PLOT
+    assert (tmp_path / render.CALIBRATION_PLOT).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # A point model has no intervals: no table, no plot.
+    assert render.coverage_rows(hand_made_report()) == []
+    assert render.calibration_plot(hand_made_report(), str(tmp_path / "none")) is None
+
+
+def test_forecast_plots_draw_the_interval_bands(tmp_path):
+    times = np.arange("2024-01-01", "2024-01-07", dtype="datetime64[D]").astype("datetime64[s]").reshape(3, 2)
+    values = np.arange(6, dtype=np.float32).reshape(3, 2)
+    levels = (0.1, 0.5, 0.9)
+    bands = np.stack([values - 1, values, values + 1], axis=-1)
+    curve = collect.ForecastCurve(series_id="a", times=times, actual=values, model=values, persistence=values,
+                                  quantiles=bands, levels=levels)
+    plain = dataclasses.replace(curve, series_id="b", quantiles=None, levels=())
+    render.forecast_plots([curve, plain], str(tmp_path))
+    # The band changes the picture.
+    assert (tmp_path / "forecast_0.png").read_bytes() != (tmp_path / "forecast_1.png").read_bytes()

@@ -20,7 +20,7 @@ from serving import client as client_lib
 from serving import contract, dataplane, repository
 from serving import grpc_server as grpc_lib
 from serving import rest as rest_lib
-from tests.conftest import in_process_forecast, origins
+from tests.conftest import in_process_forecast, in_process_outputs, origins
 
 
 def free_port() -> int:
@@ -76,6 +76,22 @@ def test_grpc_forecasts_equal_the_saved_model_in_process(served, test_windows, p
                                                               origins(test_windows)), rtol=1e-5, atol=1e-4)
 
 
+def test_grpc_quantiles_equal_the_saved_model_in_process(served, test_windows, pushed_model, pipeline_run):
+    client, _, _ = served
+    levels = pipeline_run[0].model.quantiles
+    result = client.predict_quantiles(test_windows.histories, extra_inputs=origins(test_windows))
+    expected = in_process_outputs(pushed_model, test_windows.histories, origins(test_windows))
+    assert result.quantiles.shape == (*test_windows.targets.shape, len(levels))
+    np.testing.assert_allclose(result.quantiles, expected[contract.QUANTILES_OUTPUT_KEY], rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(result.levels, np.float32(levels))
+    np.testing.assert_array_equal(result.forecast, result.quantiles[..., levels.index(0.5)])
+    assert (np.diff(result.quantiles, axis=-1) >= 0).all()
+    lower, upper = result.interval(0.8)
+    np.testing.assert_array_equal(lower, result.quantiles[..., levels.index(0.1)])
+    np.testing.assert_array_equal(upper, result.quantiles[..., levels.index(0.9)])
+    assert result.intervals() == [0.5, 0.8, 0.95]
+
+
 def test_status_and_metadata_describe_the_contract(served, pipeline_run):
     client, _, _ = served
     config, _ = pipeline_run
@@ -83,7 +99,9 @@ def test_status_and_metadata_describe_the_contract(served, pipeline_run):
     signatures = client.metadata()
     assert signatures[contract.SIGNATURE_NAME] == {
         "inputs": {contract.INPUT_KEY: [-1, config.windows.context], contract.ORIGIN_TIMESTAMP_INPUT_KEY: [-1]},
-        "outputs": {contract.OUTPUT_KEY: [-1, config.windows.horizon]},
+        "outputs": {contract.OUTPUT_KEY: [-1, config.windows.horizon],
+                    contract.QUANTILES_OUTPUT_KEY: [-1, config.windows.horizon, len(config.model.quantiles)],
+                    contract.QUANTILE_LEVELS_OUTPUT_KEY: [-1, len(config.model.quantiles)]},
     }
     assert contract.EXAMPLES_SIGNATURE_NAME in signatures
 
@@ -171,9 +189,19 @@ def test_predict_command_prints_the_served_forecasts(served, test_windows, tmp_p
                      "--input", str(path), "--json"])
     assert code == 0
     printed = json.loads(capsys.readouterr().out)
-    np.testing.assert_allclose(printed["forecast"], client.predict(windows, extra_inputs=origins(test_windows,
-                                                                                                 slice(3))),
-                               rtol=1e-6)
+    expected = client.predict_quantiles(windows, extra_inputs=origins(test_windows, slice(3)))
+    np.testing.assert_allclose(printed["forecast"], expected.forecast, rtol=1e-6)
+    np.testing.assert_allclose(printed["quantiles"], expected.quantiles, rtol=1e-6)
+    np.testing.assert_allclose(printed["quantile_levels"], expected.levels, rtol=1e-6)
+    np.testing.assert_allclose(printed["intervals"]["80"]["upper"], expected.interval(0.8)[1], rtol=1e-6)
+    assert list(printed["intervals"]) == ["50", "80", "95"]
+    # The table: a line per step with the forecast and each interval's bounds.
+    assert cli.main(["predict", "--server", f"127.0.0.1:{port}", "--model-name", "co2", "--input", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "window 0:" and "80% interval" in lines[1]
+    lo, hi = expected.interval(0.95)
+    assert lines[2].split()[:2] == ["1", f"{expected.forecast[0, 0]:.3f}"]
+    assert lines[2].endswith(f"[{lo[0, 0]:>10.3f}, {hi[0, 0]:>10.3f}]")
 
 
 def test_predict_command_says_what_else_the_model_needs(served, test_windows, tmp_path, capsys):
@@ -408,7 +436,11 @@ def test_a_large_batch_is_split_under_the_message_limit(served, test_windows, pu
     limit = windows[:1].nbytes * 50  # about 45 windows a request
     with client_lib.ForecastClient(f"127.0.0.1:{port}", "co2", max_message_bytes=limit) as client:
         forecasts = client.predict(windows, extra_inputs=times)
-    np.testing.assert_allclose(forecasts, in_process_forecast(pushed_model, windows, times), rtol=1e-5, atol=1e-4)
+        # A window's quantiles outweigh its request: the client splits by the larger of the two.
+        result = client.predict_quantiles(windows, extra_inputs=times)
+    expected = in_process_outputs(pushed_model, windows, times)
+    np.testing.assert_allclose(forecasts, expected[contract.OUTPUT_KEY], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(result.quantiles, expected[contract.QUANTILES_OUTPUT_KEY], rtol=1e-5, atol=1e-4)
 
 
 def test_the_client_refuses_nan_and_unknown_labels(served, test_windows):
@@ -564,11 +596,17 @@ def test_the_rest_api_forecasts_with_the_origin_timestamp(served, test_windows):
                      for w, t in zip(windows, times)]
         status, body = _rest_call(base + ":predict", {"instances": instances})
         assert status == 200, body
-        np.testing.assert_allclose(body["predictions"], expected, rtol=1e-6)
+        # Several outputs: one object per row, as TF Serving answers (the quantiles and their levels too).
+        quantiles = client.predict_quantiles(windows, extra_inputs=origins(test_windows, slice(3)))
+        np.testing.assert_allclose([row[contract.OUTPUT_KEY] for row in body["predictions"]], expected, rtol=1e-6)
+        np.testing.assert_allclose([row[contract.QUANTILES_OUTPUT_KEY] for row in body["predictions"]],
+                                   quantiles.quantiles, rtol=1e-6)
+        np.testing.assert_allclose(body["predictions"][0][contract.QUANTILE_LEVELS_OUTPUT_KEY], quantiles.levels)
         status, body = _rest_call(base + "/versions/1:predict", {"inputs": {
             contract.INPUT_KEY: windows.tolist(), contract.ORIGIN_TIMESTAMP_INPUT_KEY: times.tolist()}})
         assert status == 200, body
-        np.testing.assert_allclose(body["outputs"], expected, rtol=1e-6)
+        np.testing.assert_allclose(body["outputs"][contract.OUTPUT_KEY], expected, rtol=1e-6)
+        np.testing.assert_allclose(body["outputs"][contract.QUANTILES_OUTPUT_KEY], quantiles.quantiles, rtol=1e-6)
         wrong_shape = [{**row, contract.INPUT_KEY: row[contract.INPUT_KEY][:-1]} for row in instances]
         assert _rest_call(base + ":predict", {"instances": wrong_shape})[0] == 400
     finally:

@@ -80,7 +80,9 @@ def test_signatures_follow_the_contract(client):
             assert key == contract.INPUT_KEY or key.startswith(
                 (contract.COVARIATE_INPUT_PREFIX, contract.FUTURE_INPUT_PREFIX)), key
             assert len(shape) == 2 and shape[0] == -1, key
-    assert list(default["outputs"]) == [contract.OUTPUT_KEY]
+    # A point model returns the forecast; a quantile model (the default) its quantiles and levels too.
+    assert set(default["outputs"]) in ({contract.OUTPUT_KEY}, {contract.OUTPUT_KEY, contract.QUANTILES_OUTPUT_KEY,
+                                                               contract.QUANTILE_LEVELS_OUTPUT_KEY})
     assert contract.EXAMPLES_SIGNATURE_NAME in signatures
     assert "AVAILABLE" in client.status().values()
 

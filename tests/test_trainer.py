@@ -69,7 +69,7 @@ def test_the_model_reads_the_sequence_inputs_then_the_future_ones(covariate_tran
 
 def test_model_follows_the_config():
     model_config = config_lib.ModelConfig(lstm_units=(8, 6, 4), dropout=0.3, recurrent_dropout=0.1, loss="huber",
-                                          learning_rate=0.01)
+                                          learning_rate=0.01, quantiles=())
     covariate = transform_lib.scaled_feature(conftest.COVARIATE)
     lag = transform_lib.scaled_feature(features.lag_feature(7))
     spec = {features.HISTORY_SCALED: 12, covariate: 12, features.CALENDAR_HISTORY: 12 * 4, lag: 3,
@@ -88,18 +88,31 @@ def test_model_follows_the_config():
     assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(0.01)
     assert model.output_shape == (None, 3)
     assert set(model.input) == set(spec)
-    plain = trainer_lib.build_model({features.HISTORY_SCALED: 12}, 12, 3, config_lib.ModelConfig(lstm_units=(4,)))
+    plain = trainer_lib.build_model({features.HISTORY_SCALED: 12}, 12, 3,
+                                    config_lib.ModelConfig(lstm_units=(4,), quantiles=()))
     assert plain.loss == "mae" and [layer.name for layer in plain.layers if "future" in layer.name] == []
+    # With quantiles (the default) the loss is the pinball loss, whatever --loss says, over [H, Q] outputs.
+    levels = (0.1, 0.5, 0.9)
+    quantile = trainer_lib.build_model(spec, 12, 3, dataclasses.replace(model_config, quantiles=levels))
+    assert isinstance(quantile.loss, trainer_lib.PinballLoss) and quantile.loss.levels == levels
+    assert quantile.output_shape == (None, 3, 3)
 
 
 def test_with_a_seasonal_base_an_untrained_model_is_the_seasonal_naive_forecast():
     lag_7, lag_28 = (transform_lib.scaled_feature(features.lag_feature(m)) for m in (7, 28))
     spec = {features.HISTORY_SCALED: 14, lag_28: 3, lag_7: 3}
-    model = trainer_lib.build_model(spec, 14, 3, config_lib.ModelConfig(lstm_units=(4,), seasonal_base=True))
     rng = np.random.default_rng(0)
     inputs = {name: rng.normal(size=(5, width)).astype(np.float32) for name, width in spec.items()}
+    point = trainer_lib.build_model(spec, 14, 3, config_lib.ModelConfig(lstm_units=(4,), seasonal_base=True,
+                                                                        quantiles=()))
     # The primary (shortest) season's lags, whatever the order of the inputs.
-    np.testing.assert_allclose(model(inputs, training=False).numpy(), inputs[lag_7], atol=1e-6)
+    np.testing.assert_allclose(point(inputs, training=False).numpy(), inputs[lag_7], atol=1e-6)
+    # A quantile model's median is that forecast, the other quantiles around it.
+    model = trainer_lib.build_model(spec, 14, 3, config_lib.ModelConfig(lstm_units=(4,), seasonal_base=True))
+    quantiles = model(inputs, training=False).numpy()
+    median = config_lib.ModelConfig().quantiles.index(0.5)
+    np.testing.assert_allclose(quantiles[..., median], inputs[lag_7], atol=1e-6)
+    assert (quantiles[..., :median] < inputs[lag_7][..., None]).all()
 
 
 def test_tuner_hyperparameters_replace_the_configured_ones():
@@ -125,8 +138,10 @@ def test_constant_series_forecasts_near_the_constant_in_original_units(tmp_path,
     # A free head: this checks the way back to original units. With the seasonal base, a model of
     # white noise starts as last season's (noisy) value and needs far more than 5 epochs to learn
     # to average it out; tests/test_future_covariates.py and the accuracy benchmark cover the base.
+    # A point model: the pinball loss of 7 levels gives the median a seventh of the gradient, too
+    # little in 5 epochs; tests/test_export.py checks a quantile model's way back.
     model_config = config_lib.ModelConfig(scaling=scaling, lstm_units=(8,), epochs=5, batch_size=16, seed=1,
-                                          serving_xla=False, seasonal_base=False)
+                                          serving_xla=False, seasonal_base=False, quantiles=())
     model = _train(out, model_config)
     export_dir = str(tmp_path / "export")
     trainer_lib.export_serving_model(model, tft.TFTransformOutput(os.path.join(out, "transform_graph")),

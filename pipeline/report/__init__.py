@@ -33,8 +33,9 @@ def write(config: PipelineConfig, result: local_runner.RunResult, report: Report
             json.dump(report.to_json(), f, indent=2)
         plots = render.forecast_plots(collect.forecast_curves(config, result), staging)
         training_plot = render.training_plot(report.training, staging)
+        calibration_plot = render.calibration_plot(report, staging)
         with open(os.path.join(staging, HTML_FILE), "w") as f:
-            f.write(render.html(report, plots, training_plot))
+            f.write(render.html(report, plots, training_plot, calibration_plot))
         old = None
         if os.path.exists(config.report_dir):
             old = f"{staging}.old"

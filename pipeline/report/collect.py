@@ -12,6 +12,7 @@ SavedModel). A cached re-run reports the same numbers, from the same artifacts.
 import contextlib
 import csv
 import dataclasses
+import json
 import math
 import os
 from typing import Any, Iterator, Optional
@@ -26,7 +27,7 @@ from tfx.utils import path_utils
 from components import forecast_metrics, windowing
 from components.example_gen import executor as example_gen_executor
 from components.example_gen import windows as windows_lib
-from components.trainer_options import TRAINING_LOG_FILE
+from components.trainer_options import CALIBRATION_FILE, TRAINING_LOG_FILE, interval_name
 from pipeline import local_data, local_runner
 from pipeline import pipeline as pipeline_lib
 from pipeline.config import PipelineConfig
@@ -64,6 +65,11 @@ class Report:
         :func:`components.forecast_metrics.forecasters`).
       losing_series: ``{split: {"count": n, "series": total, "worst": [[series id, skill], ...]}}``:
         the series whose model MAE is not below their best naive forecast's, the worst first.
+      intervals: Nominal coverage of the model's central intervals (empty for a point model);
+        ``metrics``, ``per_step`` and ``per_series`` then hold the model's ``quantile_loss``,
+        ``scaled_quantile_loss``, ``coverage`` and ``width`` (these two by interval name, ``"80"``).
+      calibration: The Trainer's calibration on the eval split (:func:`components.trainer.calibrate`):
+        ``raw_coverage`` and ``calibrated_coverage`` by interval name, ``windows``; empty without.
     """
 
     blessed: bool
@@ -79,21 +85,26 @@ class Report:
     seasonal_periods: tuple[int, ...] = ()
     forecasters: tuple[str, ...] = (forecast_metrics.MODEL, forecast_metrics.PERSISTENCE)
     losing_series: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    intervals: tuple[float, ...] = ()
+    calibration: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """``summary.json``: ``blessed``, ``pushed_model``, ``windows``, ``metrics``, ``skill``, ...
 
         ``skill`` is the eval skill, the one the blessing used; ``test_skill`` the test split's.
         ``metrics.{eval,test}`` has ``model``, ``persistence``, ``seasonal_naive_<m>`` for each
-        period in ``seasonal_periods`` and ``seasonal_naive`` (the best of those). NaN (no value)
-        is written as null.
+        period in ``seasonal_periods`` and ``seasonal_naive`` (the best of those). A quantile
+        model's ``metrics.{eval,test}.model`` also has ``quantile_loss``, ``scaled_quantile_loss``,
+        ``coverage`` and ``width`` (``{"50": x, "80": y, "95": z}``), and ``calibration`` its raw
+        and calibrated eval coverage. NaN (no value) is written as null.
         """
         return _json_safe({
             "blessed": self.blessed, "reasons": list(self.reasons), "pushed_model": self.pushed_model,
             "windows": self.windows, "metrics": self.metrics, "skill": self.skill[windowing.EVAL],
             "test_skill": self.skill[windowing.TEST], "baseline_mae": self.baseline_mae,
             "per_step": self.per_step, "per_series": self.per_series, "training": self.training,
-            "seasonal_periods": list(self.seasonal_periods), "losing_series": self.losing_series})
+            "seasonal_periods": list(self.seasonal_periods), "losing_series": self.losing_series,
+            "intervals": [interval_name(c) for c in self.intervals], "calibration": self.calibration})
 
 
 # eq=False: numpy arrays have no single truth value to compare by.
@@ -107,6 +118,8 @@ class ForecastCurve:
       actual: Target values, ``[windows, H]``.
       model: The model's forecasts, ``[windows, H]``.
       persistence: The persistence forecasts, ``[windows, H]``.
+      quantiles: The model's quantiles ``[windows, H, Q]``, or None for a point model.
+      levels: Their levels ``[Q]``.
     """
 
     series_id: str
@@ -114,6 +127,8 @@ class ForecastCurve:
     actual: np.ndarray
     model: np.ndarray
     persistence: np.ndarray
+    quantiles: Optional[np.ndarray] = None
+    levels: tuple[float, ...] = ()
 
 
 @contextlib.contextmanager
@@ -154,15 +169,32 @@ def _slice_metrics(evaluation_uri: str) -> dict[tuple, dict[str, dict[str, float
     return result
 
 
-def _by_forecaster(named: dict[str, float], horizon: int, forecasters: tuple[str, ...]) -> tuple[dict, dict]:
-    """Overall and per-step metrics by forecaster, from TFMA's metric names."""
+def _quantile_values(named: dict[str, float], intervals: tuple[float, ...], step: Optional[int]) -> dict[str, Any]:
+    """The model's quantile metrics from TFMA's names: loss, scaled loss, coverage and width by interval name."""
+    if not intervals:
+        return {}
+
+    def get(name: str) -> float:
+        return named.get(forecast_metrics.metric_name(name, forecast_metrics.MODEL, step), float("nan"))
+
+    return {forecast_metrics.QUANTILE_LOSS: get(forecast_metrics.QUANTILE_LOSS),
+            forecast_metrics.SCALED_QUANTILE_LOSS: get(forecast_metrics.SCALED_QUANTILE_LOSS),
+            "coverage": {interval_name(c): get(forecast_metrics.coverage_name(c)) for c in intervals},
+            "width": {interval_name(c): get(forecast_metrics.width_name(c)) for c in intervals}}
+
+
+def _by_forecaster(named: dict[str, float], horizon: int, forecasters: tuple[str, ...],
+                   intervals: tuple[float, ...] = ()) -> tuple[dict, dict]:
+    """Overall and per-step metrics by forecaster, from TFMA's metric names (the model's quantile ones too)."""
     overall, per_step = {}, {}
     for forecaster in forecasters:
-        overall[forecaster] = {e: named.get(forecast_metrics.metric_name(e, forecaster), float("nan"))
-                               for e in forecast_metrics.ERRORS}
+        quantile = intervals if forecaster == forecast_metrics.MODEL else ()
+        overall[forecaster] = {**{e: named.get(forecast_metrics.metric_name(e, forecaster), float("nan"))
+                                  for e in forecast_metrics.ERRORS}, **_quantile_values(named, quantile, None)}
         per_step[forecaster] = [
-            {e: named.get(forecast_metrics.metric_name(e, forecaster, step), float("nan"))
-             for e in forecast_metrics.ERRORS} for step in range(1, horizon + 1)]
+            {**{e: named.get(forecast_metrics.metric_name(e, forecaster, step), float("nan"))
+                for e in forecast_metrics.ERRORS}, **_quantile_values(named, quantile, step)}
+            for step in range(1, horizon + 1)]
     return overall, per_step
 
 
@@ -174,7 +206,7 @@ def losing_series(per_series: dict[str, dict[str, Any]], worst: int = 5) -> dict
 
 
 def _gate_outcome(blessed: bool, eval_named: dict[str, float], baseline_mae: Optional[float],
-                  failures: list, periods: tuple[int, ...]) -> verdict.GateOutcome:
+                  failures: list, periods: tuple[int, ...], intervals: tuple[float, ...] = ()) -> verdict.GateOutcome:
     """What the gate saw, from the eval split's metrics and the failures of TFMA's validation."""
     return verdict.GateOutcome(
         blessed=blessed, failed=frozenset(f.metric_key.name for f in failures),
@@ -182,7 +214,17 @@ def _gate_outcome(blessed: bool, eval_named: dict[str, float], baseline_mae: Opt
         skill=eval_named.get(forecast_metrics.SKILL, float("nan")),
         naive_mae={name: eval_named.get(forecast_metrics.metric_name("mae", name), float("nan"))
                    for name in forecast_metrics.naive_forecasters(periods) if name != forecast_metrics.SEASONAL_NAIVE},
-        baseline_mae=baseline_mae)
+        baseline_mae=baseline_mae,
+        coverage={c: eval_named.get(forecast_metrics.coverage_name(c), float("nan")) for c in intervals})
+
+
+def _calibration(model_run_uri: str) -> dict[str, Any]:
+    path = os.path.join(model_run_uri, CALIBRATION_FILE)
+    if not tf.io.gfile.exists(path):
+        return {}
+    with tf.io.gfile.GFile(path) as f:
+        values = json.load(f)
+    return {k: values[k] for k in ("windows", "raw_coverage", "calibrated_coverage") if k in values}
 
 
 def _training_log(model_run_uri: str) -> dict[str, list[float]]:
@@ -209,6 +251,7 @@ def collect(config: PipelineConfig, result: local_runner.RunResult) -> Report:
     store = _store(config)
     periods = tuple(config.windows.seasonal_periods)
     forecasters = forecast_metrics.forecasters(periods)
+    intervals = config.model.intervals
 
     def artifact(node: str, key: str):
         found = local_runner.output_artifact(store, config.pipeline_name, node, key, result.since_ms)
@@ -225,13 +268,13 @@ def collect(config: PipelineConfig, result: local_runner.RunResult) -> Report:
         slices = _slice_metrics(uri)
         overall[split] = slices.get((), {})
         candidate = overall[split].get("candidate", {})
-        metrics[split], per_step[split] = _by_forecaster(candidate, horizon, forecasters)
+        metrics[split], per_step[split] = _by_forecaster(candidate, horizon, forecasters, intervals)
         skill[split] = candidate.get(forecast_metrics.SKILL, float("nan"))
         per_series[split] = {}
         for key, by_model in slices.items():
             if len(key) == 1 and key[0][0] == "series_id":
                 named = by_model.get("candidate", {})
-                per_series[split][key[0][1]] = {**_by_forecaster(named, horizon, forecasters)[0],
+                per_series[split][key[0][1]] = {**_by_forecaster(named, horizon, forecasters, intervals)[0],
                                                 "skill": named.get(forecast_metrics.SKILL, float("nan")),
                                                 "windows": int(named.get("example_count", 0))}
     eval_named = overall[windowing.EVAL].get("candidate", {})
@@ -242,14 +285,16 @@ def collect(config: PipelineConfig, result: local_runner.RunResult) -> Report:
     with _quiet_tensorflow():
         validation = tfma.load_validation_result(uris[windowing.EVAL])
     failures = [f for per_slice in validation.metric_validations_per_slice for f in per_slice.failures]
-    outcome = _gate_outcome(blessed, eval_named, baseline_mae, failures, periods)
+    outcome = _gate_outcome(blessed, eval_named, baseline_mae, failures, periods, intervals)
+    model_run = artifact(_TRAINER, "model_run").uri
     return Report(
         blessed=blessed, reasons=verdict.reasons(outcome, config.evaluation),
         pushed_model=result.pushed_model,
         windows={split: summary["windows"].get(split, 0) for split in windowing.SPLITS},
         metrics=metrics, per_step=per_step, per_series=per_series, skill=skill, baseline_mae=baseline_mae,
-        training=_training_log(artifact(_TRAINER, "model_run").uri), seasonal_periods=periods,
-        forecasters=forecasters, losing_series={split: losing_series(per_series[split]) for split in SPLITS})
+        training=_training_log(model_run), seasonal_periods=periods,
+        forecasters=forecasters, losing_series={split: losing_series(per_series[split]) for split in SPLITS},
+        intervals=intervals, calibration=_calibration(model_run) if intervals else {})
 
 
 def forecast_curves(config: PipelineConfig, result: local_runner.RunResult) -> list[ForecastCurve]:
@@ -269,10 +314,13 @@ def forecast_curves(config: PipelineConfig, result: local_runner.RunResult) -> l
     curves = []
     for series_id in with_test[:config.evaluation.report_series]:
         windows = local_data.read_split_windows(result.examples_uri, windowing.TEST, series_id)
-        forecast = signature(**{contract.EXAMPLES_INPUT_KEY: tf.constant(windows_lib.encode_examples(windows))}
-                             )[contract.OUTPUT_KEY].numpy()
+        outputs = signature(**{contract.EXAMPLES_INPUT_KEY: tf.constant(windows_lib.encode_examples(windows))})
+        quantiles = outputs.get(contract.QUANTILES_OUTPUT_KEY)
+        levels = outputs.get(contract.QUANTILE_LEVELS_OUTPUT_KEY)
         curves.append(ForecastCurve(
             series_id=series_id, times=windows.target_times.astype("datetime64[s]"), actual=windows.targets,
-            model=forecast,
-            persistence=forecast_metrics.persistence_forecast(windows.histories, windows.targets.shape[1])))
+            model=outputs[contract.OUTPUT_KEY].numpy(),
+            persistence=forecast_metrics.persistence_forecast(windows.histories, windows.targets.shape[1]),
+            quantiles=None if quantiles is None else quantiles.numpy(),
+            levels=() if levels is None or not len(levels) else tuple(float(p) for p in levels.numpy()[0])))
     return curves

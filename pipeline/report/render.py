@@ -18,7 +18,8 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from components import forecast_metrics, windowing
+from components import forecast_metrics, quantiles, windowing
+from components.trainer_options import interval_name
 from pipeline.report.collect import SPLITS, ForecastCurve, Report
 from pipeline.report.verdict import label
 
@@ -26,6 +27,7 @@ from pipeline.report.verdict import label
 SUMMARY_FILE = "summary.json"
 HTML_FILE = "index.html"
 TRAINING_PLOT = "training.png"
+CALIBRATION_PLOT = "calibration.png"
 _ERROR_LABELS = {"mae": "MAE", "rmse": "RMSE", "mape": "MAPE%", "smape": "sMAPE%", "mase": "MASE"}
 _PLOT_DPI = 90
 
@@ -52,6 +54,39 @@ def _losing_lines(report: Report) -> list[str]:
     return lines
 
 
+def coverage_rows(report: Report) -> list[tuple[str, list[float]]]:
+    """The coverage table: ``(row label, [coverage of each interval])``, nominal first.
+
+    Rows: nominal, the raw and calibrated eval coverage the Trainer measured, then the served
+    (calibrated) model's eval and test coverage as the Evaluators measured them. Empty for a point model.
+    """
+    if not report.intervals:
+        return []
+    names = [interval_name(c) for c in report.intervals]
+    rows = [("nominal", list(report.intervals))]
+    for key, row_label in (("raw_coverage", "eval, raw"), ("calibrated_coverage", "eval, calibrated")):
+        if report.calibration.get(key):
+            rows.append((f"{row_label} (Trainer)", [report.calibration[key].get(n, float("nan")) for n in names]))
+    for split in SPLITS:
+        coverage = report.metrics[split][forecast_metrics.MODEL].get("coverage", {})
+        rows.append((f"{split}, served model", [coverage.get(n, float("nan")) for n in names]))
+    return rows
+
+
+def _coverage_lines(report: Report) -> list[str]:
+    rows = coverage_rows(report)
+    if not rows:
+        return []
+    model = {split: report.metrics[split][forecast_metrics.MODEL] for split in SPLITS}
+    lines = ["", f"{'interval':<26}" + "".join(f"{interval_name(c) + '%':>8}" for c in report.intervals)]
+    lines += [f"{label_:<26}" + "".join(f"{_cell(v, 3):>8}" for v in values) for label_, values in rows]
+    lines.append("quantile loss    " + ", ".join(
+        f"{split} {_cell(model[split].get(forecast_metrics.QUANTILE_LOSS))} "
+        f"({_cell(model[split].get(forecast_metrics.SCALED_QUANTILE_LOSS), 3)} of the best naive MAE)"
+        for split in SPLITS))
+    return lines
+
+
 def format_report(report: Report) -> str:
     """The summary a person reads at a glance at the end of a run."""
     w = report.windows
@@ -68,7 +103,7 @@ def format_report(report: Report) -> str:
             "  " + "".join(f"{_cell(report.metrics[s][forecaster][e]):>8}" for e in errors) for s in SPLITS))
     lines += ["", f"skill            eval {_cell(report.skill[windowing.EVAL], 3)}, "
                   f"test {_cell(report.skill[windowing.TEST], 3)}  (model MAE / best naive MAE; below 1 beats naive)",
-              *_losing_lines(report),
+              *_losing_lines(report), *_coverage_lines(report),
               f"blessed          {'yes' if report.blessed else 'no'}"]
     lines += [f"  - {reason}" for reason in report.reasons]
     lines.append(f"pushed           {report.pushed_model or 'nothing (the model was not blessed)'}")
@@ -91,6 +126,11 @@ def forecast_plots(curves: list[ForecastCurve], directory: str) -> list[tuple[st
     for index, curve in enumerate(curves):
         last = curve.actual.shape[1] - 1
         figure, axes = _figure(9, 3.6)
+        if curve.quantiles is not None:
+            # The 1-step-ahead intervals, widest first so the narrower ones show on top.
+            for (lo, hi, coverage), alpha in zip(reversed(quantiles.interval_pairs(curve.levels)), (0.15, 0.25, 0.35)):
+                axes.fill_between(curve.times[:, 0], curve.quantiles[:, 0, lo], curve.quantiles[:, 0, hi],
+                                  color="tab:blue", alpha=alpha, linewidth=0, label=f"{coverage:.0%} interval")
         axes.plot(curve.times[:, 0], curve.actual[:, 0], color="black", linewidth=1.4, label="actual")
         axes.plot(curve.times[:, 0], curve.model[:, 0], label="model, 1 step ahead")
         if last:
@@ -129,15 +169,44 @@ def training_plot(training: dict[str, list[float]], directory: str) -> Optional[
     return TRAINING_PLOT
 
 
-def html(report: Report, plots: list[tuple[str, str]], training_plot_file: Optional[str]) -> str:
+def calibration_plot(report: Report, directory: str) -> Optional[str]:
+    """Draws observed against nominal coverage of each interval (the coverage table's rows) into ``directory``.
+
+    Returns:
+      The file name, or None for a point model.
+    """
+    rows = coverage_rows(report)
+    if not rows:
+        return None
+    figure, axes = _figure(4.6, 4.2)
+    nominal = np.asarray(rows[0][1])
+    axes.plot([0, 1], [0, 1], color="gray", linestyle="--", linewidth=1, label="nominal")
+    for row_label, values in rows[1:]:
+        axes.plot(nominal, values, marker="o", label=row_label)
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1)
+    axes.set_xlabel("nominal coverage")
+    axes.set_ylabel("observed coverage")
+    axes.legend(loc="upper left", fontsize="small")
+    figure.tight_layout()
+    figure.savefig(os.path.join(directory, CALIBRATION_PLOT), dpi=_PLOT_DPI)
+    return CALIBRATION_PLOT
+
+
+def html(report: Report, plots: list[tuple[str, str]], training_plot_file: Optional[str],
+         calibration_plot_file: Optional[str] = None) -> str:
     """``index.html``: the verdict, the metric tables, and the plots already drawn beside it.
 
     Args:
       report: The collected report.
       plots: ``[(file name, series id)]`` of the forecast plots, as :func:`forecast_plots` returns.
       training_plot_file: The training plot's file name, or None for no training section.
+      calibration_plot_file: The calibration plot's file name, or None (a point model).
     """
     return _TEMPLATES.get_template(HTML_FILE).render(
+        coverage_rows=coverage_rows(report), interval_names=[interval_name(c) for c in report.intervals],
+        calibration_plot=calibration_plot_file, quantile_loss=forecast_metrics.QUANTILE_LOSS,
+        scaled_quantile_loss=forecast_metrics.SCALED_QUANTILE_LOSS,
         report=report, plots=plots, training_plot=training_plot_file, summary_file=SUMMARY_FILE,
         splits=SPLITS, eval_split=windowing.EVAL, test_split=windowing.TEST,
         errors=forecast_metrics.ERRORS, error_labels=_ERROR_LABELS, forecasters=report.forecasters,

@@ -33,6 +33,7 @@ class GateOutcome:
       skill: The model's eval skill (its MAE over the better naive MAE).
       naive_mae: Eval MAE of each naive forecaster, by forecaster name.
       baseline_mae: Eval MAE of the latest blessed model, or None when there was none.
+      coverage: Eval coverage of each central interval, by nominal coverage (quantile models).
     """
 
     blessed: bool
@@ -41,6 +42,7 @@ class GateOutcome:
     skill: float
     naive_mae: Mapping[str, float]
     baseline_mae: Optional[float]
+    coverage: Mapping[float, float] = dataclasses.field(default_factory=dict)
 
 
 def skill_reason(outcome: GateOutcome, max_skill: float) -> str:
@@ -64,6 +66,14 @@ def baseline_reason(outcome: GateOutcome, regression_tolerance: float) -> str:
             f"({change:+.1%}): {verdict} the {regression_tolerance:.0%} tolerance")
 
 
+def coverage_reason(outcome: GateOutcome, tolerance: float) -> str:
+    """How the coverage bounds went: every interval's eval coverage against its nominal coverage."""
+    outside = [c for c in outcome.coverage if forecast_metrics.coverage_name(c) in outcome.failed]
+    listed = ", ".join(f"{c:.0%} interval {outcome.coverage[c]:.1%}" for c in outcome.coverage)
+    verdict = "not all within" if outside else "all within"
+    return f"eval coverage {listed}: {verdict} {tolerance:.0%} of nominal"
+
+
 def reasons(outcome: GateOutcome, evaluation: EvaluationConfig) -> tuple[str, ...]:
     """One sentence per check of the gate, saying how it went.
 
@@ -72,6 +82,8 @@ def reasons(outcome: GateOutcome, evaluation: EvaluationConfig) -> tuple[str, ..
     """
     found = [skill_reason(outcome, evaluation.max_skill),
              baseline_reason(outcome, evaluation.regression_tolerance)]
+    if evaluation.coverage_tolerance > 0 and outcome.coverage:
+        found.append(coverage_reason(outcome, evaluation.coverage_tolerance))
     if not outcome.blessed and not outcome.failed:
         found.append("the Evaluator did not bless the model (see its validation result)")
     return tuple(found)
