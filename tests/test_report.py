@@ -163,8 +163,6 @@ def test_the_page_links_the_summary_and_names_the_pushed_version():
 
 def test_the_text_summary_lines_up_the_splits_and_lists_the_reasons():
     assert render.format_report(hand_made_report()).splitlines() == [
-        "windows          train 5, eval 3, test 2",
-        "",
         "                      -------------- eval split --------------  -------------- test split --------------",
         "                           MAE    RMSE   MAPE%  sMAPE%    MASE       MAE    RMSE   MAPE%  sMAPE%    MASE",
         "model                      0.5     0.6     0.7     0.8     0.9         -       -       -       -       -",

@@ -1,6 +1,8 @@
 """The same pipeline for other orchestrators and Beam runners: Kubeflow/Vertex compile, Beam presets."""
 
 import json
+import os
+import tempfile
 
 import pytest
 import tensorflow as tf
@@ -104,3 +106,20 @@ def test_multi_processing_direct_runner_writes_the_same_examples_as_in_memory(tm
         written[mode] = _examples_by_split(local_runner.run(config, windows_only=True).examples_uri)
     assert [len(written["in_memory"][s]) for s in windowing.SPLITS] == [1058, 339, 340]
     assert written["multi_processing"] == written["in_memory"]
+
+
+def test_tfx_module_wheels_leave_nothing_in_the_temporary_directory(tmp_path, monkeypatch):
+    """TFX builds a module's wheel in mkdtemp() directories it never removes: a run keeps them in its scratch."""
+    from tfx.components.util import udf_utils
+
+    shared_tmp = tmp_path / "tmp"
+    shared_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(shared_tmp))
+    with local_runner.scratch_tempdir() as scratch:
+        assert tempfile.gettempdir() == scratch and os.environ["TMPDIR"] == scratch
+        wheel, _ = udf_utils.package_user_module_file("transform", os.path.abspath("components/transform.py"),
+                                                      str(tmp_path / "root"))
+        assert os.listdir(scratch)  # where TFX built it
+    assert os.path.exists(wheel) and wheel.startswith(str(tmp_path / "root"))
+    assert os.listdir(shared_tmp) == []
+    assert tempfile.gettempdir() == str(shared_tmp)

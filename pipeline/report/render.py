@@ -88,12 +88,11 @@ def _coverage_lines(report: Report) -> list[str]:
 
 
 def format_report(report: Report) -> str:
-    """The summary a person reads at a glance at the end of a run."""
-    w = report.windows
+    """The summary a person reads at a glance at the end of a run (after the windows summary, which
+    gives the windows of each split)."""
     errors = forecast_metrics.ERRORS
     block = 8 * len(errors)
-    lines = [f"windows          train {w.get('train', 0)}, eval {w.get('eval', 0)}, test {w.get('test', 0)}", "",
-             f"{'':<16}" + "".join(f"  {(' ' + split + ' split '):-^{block}}" for split in SPLITS),
+    lines = [f"{'':<16}" + "".join(f"  {(' ' + split + ' split '):-^{block}}" for split in SPLITS),
              f"{'':<16}" + "".join("  " + "".join(f"{_ERROR_LABELS[e]:>8}" for e in errors)
                                   for _ in SPLITS)]
     width = max(16, *(len(label(f)) + 1 for f in report.forecasters))
