@@ -125,7 +125,7 @@ def build_model(inputs_spec: dict[str, int], history: int, horizon: int,
     head = keras.layers.Concatenate(name="head")([x, hidden])
     lags = sorted((n for n in inputs_spec if n.startswith(features.LAG_PREFIX)),
                   key=lambda n: int(n[len(features.LAG_PREFIX):].split("_")[0]))
-    levels = model_config.quantiles
+    levels = model_config.quantiles if model_config.quantile_head else ()
     point_name = "median_scaled" if levels else "forecast_scaled"
     if model_config.seasonal_base and lags:
         # The primary season's lags are the seasonal naive forecast; the head learns what to add.
@@ -326,7 +326,13 @@ def serving_model(model: keras.Model, lstm_graph: str = DEFAULT_LSTM_GRAPH) -> k
             return _ExportLSTM(layer, lstm_graph)
         return layer  # shared, with its weights
 
-    return keras.models.clone_model(model, clone_function=replace)
+    # The clone only runs forward: left uncompiled, Keras does not rebuild the loss and metrics from
+    # their configs (the quantile head's are custom, with no registered config).
+    compiled, model.compiled = model.compiled, False
+    try:
+        return keras.models.clone_model(model, clone_function=replace)
+    finally:
+        model.compiled = compiled
 
 
 def _padded_to_buckets(fn: Any) -> Any:
@@ -421,6 +427,9 @@ def export_serving_model(model: keras.Model, tft_output: tft.TFTransformOutput, 
         scaled = predict_scaled({k: transformed[k] for k in model_keys})
         if not levels:
             return {contract.OUTPUT_KEY: scaled * transformed[features.SCALE] + transformed[features.LOC]}
+        if not model_config.quantile_head:
+            # Conformal intervals around the point forecast: every level starts at it.
+            scaled = tf.repeat(tf.expand_dims(scaled, -1), len(levels), axis=-1)
         return quantile_outputs(scaled, transformed[features.SCALE], transformed[features.LOC], levels, adjustments)
 
     def from_inputs(*values: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -462,9 +471,11 @@ def quantile_outputs(scaled: tf.Tensor, scale: tf.Tensor, loc: tf.Tensor, levels
 def calibrate(model: keras.Model, eval_files: list[str], data_accessor: tfx.components.DataAccessor,
               tft_output: tft.TFTransformOutput, model_config: trainer_options.ModelConfig
               ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Split-conformal calibration of a quantile model on the eval split (:mod:`components.quantiles`).
+    """Split-conformal calibration of the intervals on the eval split (:mod:`components.quantiles`).
 
-    The eval split also drives early stopping, so it is not quite unseen by the model: the
+    A point model's raw quantiles are all its point forecast, so each interval becomes the point
+    forecast plus and minus a quantile of the absolute scaled eval errors of its horizon step (split
+    conformal prediction), and the median stays the point forecast. The eval split also drives early stopping, so it is not quite unseen by the model: the
     calibrated coverage on the test split is the honest figure (the run's report shows it).
 
     Returns:
@@ -475,7 +486,8 @@ def calibrate(model: keras.Model, eval_files: list[str], data_accessor: tfx.comp
     data = make_dataset(eval_files, data_accessor, tft_output, model_config.batch_size, False, model_config.seed)
     predicted, actual = [], []
     for inputs, target in data:
-        predicted.append(model(inputs, training=False).numpy())
+        output = model(inputs, training=False).numpy()
+        predicted.append(output if model_config.quantile_head else np.repeat(output[..., None], len(levels), -1))
         actual.append(target.numpy())
     horizon = int(model.output.shape[1])
     predicted = np.concatenate(predicted) if predicted else np.zeros((0, horizon, len(levels)))

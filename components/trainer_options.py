@@ -12,6 +12,8 @@ from components.settings import setting
 
 SCALINGS = ("global", "per_series", "last_value", "window_mean", "window_std")
 LOSSES = ("mse", "huber", "mae")
+# How intervals are made (ModelConfig.interval_method).
+INTERVAL_METHODS = ("conformal", "quantile_head")
 # The median and the 50%, 80% and 95% central intervals.
 DEFAULT_QUANTILES = (0.025, 0.1, 0.25, 0.5, 0.75, 0.9, 0.975)
 MEDIAN = 0.5
@@ -40,11 +42,17 @@ class ModelConfig:
     series_embedding_dim: int = setting(
         0, minimum=0, help="width of a learnt embedding of each series id, beside the LSTM's state (0: none); "
                            "ids come from the training split, others get a zero vector")
-    loss: str = setting("mae", choices=LOSSES, help="training loss on scaled values of a point model (--quantiles '')")
+    loss: str = setting("mae", choices=LOSSES,
+                        help="training loss on scaled values of the point model (all but --interval-method "
+                             "quantile_head)")
     quantiles: tuple[float, ...] = setting(
         DEFAULT_QUANTILES, above=0.0, maximum=1.0,
-        help="quantile levels of the forecast, trained with the pinball loss and calibrated on the eval split: "
-             "0.5 and pairs symmetric about it, one central interval each ('': a point model)")
+        help="quantile levels of the forecast, calibrated on the eval split: 0.5 and pairs symmetric about it, "
+             "one central interval each ('': a point model, no intervals)")
+    interval_method: str = setting(
+        "conformal", choices=INTERVAL_METHODS,
+        help="conformal: the point model, with intervals from its scaled eval errors per step (the median is the "
+             "point forecast); quantile_head: a head of quantiles trained with the pinball loss, then calibrated")
     batch_size: int = setting(64, minimum=1, help="windows per training step")
     epochs: int = setting(100, minimum=1, help="most epochs; early stopping usually ends training sooner")
     early_stopping_patience: int = setting(
@@ -64,6 +72,16 @@ class ModelConfig:
         problem = quantile_levels_problem(self.quantiles)
         if problem:
             raise settings.fail(ModelConfig, "quantiles", problem)
+
+    @property
+    def takes_series_id(self) -> bool:
+        """Whether the served model takes each window's series id (per-series scaling or the embedding)."""
+        return self.scaling == "per_series" or self.series_embedding_dim > 0
+
+    @property
+    def quantile_head(self) -> bool:
+        """Whether the network itself outputs quantiles (else: a point forecast, intervals from calibration)."""
+        return bool(self.quantiles) and self.interval_method == "quantile_head"
 
     @property
     def intervals(self) -> tuple[float, ...]:
@@ -97,11 +115,6 @@ def central_intervals(levels: tuple[float, ...]) -> tuple[float, ...]:
 def interval_name(coverage: float) -> str:
     """How summary.json and the metric names call an interval: ``"80"`` for 0.8, ``"97.5"`` for 0.975."""
     return f"{100 * coverage:.10g}"
-
-    @property
-    def takes_series_id(self) -> bool:
-        """Whether the served model takes each window's series id (per-series scaling or the embedding)."""
-        return self.scaling == "per_series" or self.series_embedding_dim > 0
 
 
 def model_config_from_dict(values: Optional[dict[str, Any]]) -> ModelConfig:

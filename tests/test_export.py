@@ -18,7 +18,8 @@ from pipeline import config as config_lib
 from serving import contract, dataplane, repository
 from tests import conftest
 
-MODEL = config_lib.ModelConfig(scaling="per_series", lstm_units=(6, 4), epochs=2, batch_size=16,
+MODEL = config_lib.ModelConfig(scaling="per_series", interval_method="quantile_head", lstm_units=(6, 4),
+                               epochs=2, batch_size=16,
                                early_stopping_patience=0, seed=3)
 
 
@@ -328,11 +329,15 @@ def test_the_default_pushed_model_runs_in_a_session_without_xla(pushed_model):
 
 
 @pytest.mark.parametrize("lstm_graph", ["unrolled", "loop"])
-def test_every_portable_graph_gives_the_default_exports_forecasts(covariate_export, tmp_path, lstm_graph):
+def test_every_portable_graph_gives_the_default_exports_forecasts(covariate_export, covariate_transform, tmp_path,
+                                                                  lstm_graph):
     """The fused default against Keras' loop (what the model trained as) and the unrolled cell."""
     model, tft_output, export_dir, _, inputs = covariate_export
+    out = covariate_transform[0]
+    adjustments, _ = trainer_lib.calibrate(model, conftest.transformed_files(out, "eval"), conftest.data_accessor(out),
+                                           tft_output, MODEL)
     other = str(tmp_path / lstm_graph)
-    trainer_lib.export_serving_model(model, tft_output, other, MODEL, lstm_graph=lstm_graph)
+    trainer_lib.export_serving_model(model, tft_output, other, MODEL, adjustments=adjustments, lstm_graph=lstm_graph)
     assert "BlockLSTMV2" in _ops(export_dir) and "BlockLSTMV2" not in _ops(other)
     assert ("While" in _ops(other) or "StatelessWhile" in _ops(other)) == (lstm_graph == "loop")
     np.testing.assert_allclose(_session_forecast(repository.load_version(export_dir, 1, False), inputs),
@@ -370,3 +375,41 @@ def test_an_lstm_the_fused_op_cannot_compute_keeps_keras_loop():
     assert [type(layer) for layer in exported.layers[1:]] == [keras.layers.LSTM]
     with pytest.raises(ValueError, match="lstm_graph must be one of"):
         trainer_lib.serving_model(model, "cudnn")
+
+
+def test_conformal_intervals_are_the_point_forecast_plus_minus_its_scaled_eval_errors(covariate_transform, tmp_path):
+    """The default: the point model; each interval is its forecast -/+ a quantile of the step's scaled eval errors."""
+    out, splits = covariate_transform
+    config = dataclasses.replace(MODEL, interval_method="conformal")
+    tft_output = tft.TFTransformOutput(os.path.join(out, "transform_graph"))
+    accessor = conftest.data_accessor(out)
+    eval_files = conftest.transformed_files(out, "eval")
+    model = trainer_lib.train(conftest.transformed_files(out, "train"), eval_files, accessor, tft_output,
+                              conftest.UNIT_HISTORY, conftest.UNIT_HORIZON, config)
+    assert model.output_shape == (None, conftest.UNIT_HORIZON)  # a point model
+    adjustments, report = trainer_lib.calibrate(model, eval_files, accessor, tft_output, config)
+    trainer_lib.export_serving_model(model, tft_output, str(tmp_path / "m"), config, None, adjustments)
+    # By hand: absolute scaled errors on eval, per step, their ceil((n+1)c)-th smallest.
+    eval_data = list(trainer_lib.make_dataset(eval_files, accessor, tft_output, 16, False, 0))
+    errors = np.abs(np.concatenate([y.numpy() - model(x, training=False).numpy() for x, y in eval_data]))
+    n, levels = len(errors), config.quantiles
+    for lo, hi, coverage in quantiles.interval_pairs(levels):
+        rank = min(int(np.ceil((n + 1) * coverage - 1e-9)), n)
+        np.testing.assert_allclose(adjustments[:, hi], np.sort(errors, axis=0)[rank - 1], rtol=1e-6)
+        np.testing.assert_allclose(adjustments[:, lo], -adjustments[:, hi])
+    rows = splits["eval"]
+    inputs = {contract.INPUT_KEY: np.stack([r["history"] for r in rows]),
+              conftest.COVARIATE: np.stack([r[conftest.COVARIATE] for r in rows]),
+              conftest.FUTURE_HISTORY: np.stack([r[conftest.FUTURE_HISTORY] for r in rows]),
+              conftest.FUTURE: np.stack([r[conftest.FUTURE] for r in rows]),
+              contract.ORIGIN_TIMESTAMP_INPUT_KEY: np.concatenate([r["origin_timestamp"] for r in rows]),
+              contract.SERIES_ID_INPUT_KEY: np.array([r["series_id"][0] for r in rows], dtype=object)}
+    transformed = tft_output.transform_raw_features(_raw_features(inputs))
+    scaled = model({k: transformed[k] for k in trainer_lib.model_inputs(tft_output)}, training=False).numpy()
+    scale, loc = transformed[features.SCALE].numpy(), transformed[features.LOC].numpy()
+    loaded = repository.load_version(str(tmp_path / "m"), 1)
+    np.testing.assert_allclose(_session_forecast(loaded, inputs), scaled * scale + loc, rtol=1e-5, atol=1e-3)
+    served = _session_forecast(loaded, inputs, contract.QUANTILES_OUTPUT_KEY)
+    expected = np.sort((scaled[..., None] + adjustments) * scale[..., None] + loc[..., None], axis=-1)
+    np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-3)
+    assert set(report["calibrated_coverage"]) == {"50", "80", "95"}

@@ -121,7 +121,7 @@ def test_no_levels_give_a_point_model():
 
 
 def test_the_head_never_crosses_and_the_loss_is_the_numpy_pinball_loss():
-    config = config_lib.ModelConfig(lstm_units=(3,), quantiles=LEVELS)
+    config = config_lib.ModelConfig(lstm_units=(3,), quantiles=LEVELS, interval_method="quantile_head")
     model = trainer_lib.build_model({features.HISTORY_SCALED: 4}, 4, 2, config)
     rng = np.random.default_rng(3)
     # Random weights, large inputs: the gaps are softplus values, never negative whatever the head

@@ -91,9 +91,13 @@ def test_model_follows_the_config():
     plain = trainer_lib.build_model({features.HISTORY_SCALED: 12}, 12, 3,
                                     config_lib.ModelConfig(lstm_units=(4,), quantiles=()))
     assert plain.loss == "mae" and [layer.name for layer in plain.layers if "future" in layer.name] == []
-    # With quantiles (the default) the loss is the pinball loss, whatever --loss says, over [H, Q] outputs.
+    # The default, conformal intervals, keeps the point model and its loss.
+    default = trainer_lib.build_model(spec, 12, 3, dataclasses.replace(model_config, quantiles=(0.1, 0.5, 0.9)))
+    assert isinstance(default.loss, keras.losses.Huber) and default.output_shape == (None, 3)
+    # A quantile head's loss is the pinball loss, whatever --loss says, over [H, Q] outputs.
     levels = (0.1, 0.5, 0.9)
-    quantile = trainer_lib.build_model(spec, 12, 3, dataclasses.replace(model_config, quantiles=levels))
+    quantile = trainer_lib.build_model(spec, 12, 3, dataclasses.replace(model_config, quantiles=levels,
+                                                                        interval_method="quantile_head"))
     assert isinstance(quantile.loss, trainer_lib.PinballLoss) and quantile.loss.levels == levels
     assert quantile.output_shape == (None, 3, 3)
 
@@ -108,7 +112,8 @@ def test_with_a_seasonal_base_an_untrained_model_is_the_seasonal_naive_forecast(
     # The primary (shortest) season's lags, whatever the order of the inputs.
     np.testing.assert_allclose(point(inputs, training=False).numpy(), inputs[lag_7], atol=1e-6)
     # A quantile model's median is that forecast, the other quantiles around it.
-    model = trainer_lib.build_model(spec, 14, 3, config_lib.ModelConfig(lstm_units=(4,), seasonal_base=True))
+    model = trainer_lib.build_model(spec, 14, 3, config_lib.ModelConfig(lstm_units=(4,), seasonal_base=True,
+                                                                        interval_method="quantile_head"))
     quantiles = model(inputs, training=False).numpy()
     median = config_lib.ModelConfig().quantiles.index(0.5)
     np.testing.assert_allclose(quantiles[..., median], inputs[lag_7], atol=1e-6)
