@@ -18,6 +18,7 @@ from pipeline import forecast as forecast_lib
 from serving import client as client_lib
 from serving import contract
 from serving import grpc_server as grpc_lib
+from tests import conftest
 from tests.conftest import in_process_forecast
 
 H, C = 3, 4
@@ -284,7 +285,8 @@ def test_the_export_describes_the_data_the_model_was_trained_on(trained_forecast
         "step_seconds": config.windows.step_seconds}
     assert description["data"]["timestamp_column"] == "timestamp"
     assert description["data"]["target_column"] == "value"
-    assert description["scaling"] == "last_value" and "quantile_levels" not in description
+    assert description["scaling"] == "last_value"
+    assert description["quantile_levels"] == list(config.model.quantiles)
 
 
 def test_forecasts_equal_the_in_process_model_on_the_same_window(trained_forecasts):
@@ -294,9 +296,14 @@ def test_forecasts_equal_the_in_process_model_on_the_same_window(trained_forecas
     last = data["value"].to_numpy(np.float32)[-context:][None, :]
     origin = int(pd.Timestamp(data["timestamp"].iloc[-1], tz="UTC").timestamp())
     expected = in_process_forecast(str(base / "1"), last, {contract.ORIGIN_TIMESTAMP_INPUT_KEY: [origin]})[0]
-    # One series, no series id column in the data: none in the output; no quantiles: no p columns.
-    assert list(frame.columns) == ["timestamp", "step", "forecast"]
+    # One series, no series id column in the data: none in the output; a p column per quantile level.
+    levels = config.model.quantiles
+    columns = [batch_forecast.quantile_column(p) for p in levels]
+    assert list(frame.columns) == ["timestamp", "step", "forecast", *columns]
     np.testing.assert_allclose(frame["forecast"], expected, rtol=1e-6)
+    quantiles = conftest.in_process_outputs(str(base / "1"), last, {contract.ORIGIN_TIMESTAMP_INPUT_KEY: [origin]})[
+        contract.QUANTILES_OUTPUT_KEY][0]
+    np.testing.assert_allclose(frame[columns].to_numpy(), quantiles, rtol=1e-6)
     week = pd.Timedelta(weeks=1)
     origin_stamp = pd.Timestamp(origin, unit="s", tz="UTC")
     assert frame["timestamp"].tolist() == [(origin_stamp + week * i).strftime("%Y-%m-%dT%H:%M:%SZ")
