@@ -147,6 +147,16 @@ def make_windows(values: np.ndarray, series_id: str, covariate: bool = True, sta
     return rows
 
 
+def serving_inputs_of(rows: list[dict]) -> dict[str, np.ndarray]:
+    """The raw ``serving_default`` inputs of windows from :func:`make_windows` (with covariates)."""
+    return {contract.INPUT_KEY: np.stack([r["history"] for r in rows]),
+            COVARIATE: np.stack([r[COVARIATE] for r in rows]),
+            FUTURE_HISTORY: np.stack([r[FUTURE_HISTORY] for r in rows]),
+            FUTURE: np.stack([r[FUTURE] for r in rows]),
+            contract.ORIGIN_TIMESTAMP_INPUT_KEY: np.concatenate([r["origin_timestamp"] for r in rows]),
+            contract.SERIES_ID_INPUT_KEY: np.array([r["series_id"][0] for r in rows], dtype=object)}
+
+
 def run_transform(out_dir: str, splits: dict[str, list[dict]], custom_config: dict, covariate: bool = True) -> str:
     """Runs the project's ``preprocessing_fn`` with tf.Transform on Beam, as the Transform component does.
 

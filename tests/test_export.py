@@ -74,12 +74,7 @@ def covariate_export(covariate_transform, tmp_path_factory):
     trainer_lib.export_serving_model(model, tft_output, xla_dir, dataclasses.replace(MODEL, serving_xla=True), warmup,
                                      adjustments)
     rows = splits["eval"]
-    inputs = {contract.INPUT_KEY: np.stack([r["history"] for r in rows]),
-              conftest.COVARIATE: np.stack([r[conftest.COVARIATE] for r in rows]),
-              conftest.FUTURE_HISTORY: np.stack([r[conftest.FUTURE_HISTORY] for r in rows]),
-              conftest.FUTURE: np.stack([r[conftest.FUTURE] for r in rows]),
-              contract.ORIGIN_TIMESTAMP_INPUT_KEY: np.concatenate([r["origin_timestamp"] for r in rows]),
-              contract.SERIES_ID_INPUT_KEY: np.array([r["series_id"][0] for r in rows], dtype=object)}
+    inputs = conftest.serving_inputs_of(rows)
     return model, tft_output, export_dir, xla_dir, inputs
 
 
@@ -398,12 +393,7 @@ def test_conformal_intervals_are_the_point_forecast_plus_minus_its_scaled_eval_e
         np.testing.assert_allclose(adjustments[:, hi], np.sort(errors, axis=0)[rank - 1], rtol=1e-6)
         np.testing.assert_allclose(adjustments[:, lo], -adjustments[:, hi])
     rows = splits["eval"]
-    inputs = {contract.INPUT_KEY: np.stack([r["history"] for r in rows]),
-              conftest.COVARIATE: np.stack([r[conftest.COVARIATE] for r in rows]),
-              conftest.FUTURE_HISTORY: np.stack([r[conftest.FUTURE_HISTORY] for r in rows]),
-              conftest.FUTURE: np.stack([r[conftest.FUTURE] for r in rows]),
-              contract.ORIGIN_TIMESTAMP_INPUT_KEY: np.concatenate([r["origin_timestamp"] for r in rows]),
-              contract.SERIES_ID_INPUT_KEY: np.array([r["series_id"][0] for r in rows], dtype=object)}
+    inputs = conftest.serving_inputs_of(rows)
     transformed = tft_output.transform_raw_features(_raw_features(inputs))
     scaled = model({k: transformed[k] for k in trainer_lib.model_inputs(tft_output)}, training=False).numpy()
     scale, loc = transformed[features.SCALE].numpy(), transformed[features.LOC].numpy()

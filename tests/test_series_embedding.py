@@ -68,12 +68,7 @@ def test_the_model_embeds_each_known_series_and_an_unseen_one_as_zeros(embedded)
 def test_the_served_model_takes_the_series_id_and_gives_the_keras_forecasts(embedded):
     _, splits, tft_output, model, export_dir = embedded
     rows = splits["eval"]
-    inputs = {contract.INPUT_KEY: np.stack([r["history"] for r in rows]),
-              conftest.COVARIATE: np.stack([r[conftest.COVARIATE] for r in rows]),
-              conftest.FUTURE_HISTORY: np.stack([r[conftest.FUTURE_HISTORY] for r in rows]),
-              conftest.FUTURE: np.stack([r[conftest.FUTURE] for r in rows]),
-              contract.ORIGIN_TIMESTAMP_INPUT_KEY: np.concatenate([r["origin_timestamp"] for r in rows]),
-              contract.SERIES_ID_INPUT_KEY: np.array([r["series_id"][0] for r in rows], dtype=object)}
+    inputs = conftest.serving_inputs_of(rows)
     loaded = repository.load_version(export_dir, 1)
     signature = loaded.signatures[contract.SIGNATURE_NAME]
     assert contract.SERIES_ID_INPUT_KEY in signature.inputs
