@@ -499,9 +499,11 @@ def calibrate(model: keras.Model, eval_files: list[str], data_accessor: tfx.comp
         return {trainer_options.interval_name(c): float(hits[:, i].mean()) if len(hits) else float("nan")
                 for i, (_, _, c) in enumerate(quantiles.interval_pairs(levels))}
 
-    report = {"levels": list(levels), "windows": len(actual), "raw_coverage": coverage(predicted),
+    report = {"levels": list(levels), "windows": len(actual),
               "calibrated_coverage": coverage(quantiles.calibrate(predicted, adjustments)),
               "adjustments": adjustments.tolist()}
+    if model_config.quantile_head:  # a point model's raw "intervals" are a point: nothing to show
+        report["raw_coverage"] = coverage(predicted)
     return adjustments, report
 
 

@@ -168,4 +168,6 @@ def test_report_metrics_equal_numpy_on_the_same_windows(runs, split):
         assert metrics["model"]["width"][name] == pytest.approx(np.mean(quantiles[..., hi] - quantiles[..., lo]),
                                                                 rel=1e-4)
         assert per_series["model"]["coverage"][name] == pytest.approx(metrics["model"]["coverage"][name])
-    assert set(summary["calibration"]) == {"windows", "raw_coverage", "calibrated_coverage"}
+    # Conformal intervals (the default) around the point model: no raw coverage to report.
+    assert not config.model.quantile_head
+    assert set(summary["calibration"]) == {"windows", "calibrated_coverage"}

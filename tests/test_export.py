@@ -402,4 +402,4 @@ def test_conformal_intervals_are_the_point_forecast_plus_minus_its_scaled_eval_e
     served = _session_forecast(loaded, inputs, contract.QUANTILES_OUTPUT_KEY)
     expected = np.sort((scaled[..., None] + adjustments) * scale[..., None] + loc[..., None], axis=-1)
     np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-3)
-    assert set(report["calibrated_coverage"]) == {"50", "80", "95"}
+    assert set(report["calibrated_coverage"]) == {"50", "80", "95"} and "raw_coverage" not in report
