@@ -406,13 +406,13 @@ class _Prepare(beam.DoFn):
         chunks = {"data": [], "future": []}
         for role, chunk in rows:
             chunks[role].append(chunk)
-        if not chunks["data"]:
-            return  # future covariates of a series the data does not hold: nothing to forecast.
-        result = series_inputs(series_id, chunks["data"], self._data, self._model, chunks["future"])
-        if isinstance(result, Skipped):
-            yield beam.pvalue.TaggedOutput(_SKIPPED, dataclasses.asdict(result))
-        else:
-            yield result
+        # Future covariates of a series the data does not hold: nothing to forecast.
+        if chunks["data"]:
+            result = series_inputs(series_id, chunks["data"], self._data, self._model, chunks["future"])
+            if isinstance(result, Skipped):
+                yield beam.pvalue.TaggedOutput(_SKIPPED, dataclasses.asdict(result))
+            else:
+                yield result
 
 
 class _Forecast(beam.DoFn):
