@@ -475,8 +475,9 @@ def calibrate(model: keras.Model, eval_files: list[str], data_accessor: tfx.comp
 
     A point model's raw quantiles are all its point forecast, so each interval becomes the point
     forecast plus and minus a quantile of the absolute scaled eval errors of its horizon step (split
-    conformal prediction), and the median stays the point forecast. The eval split also drives early stopping, so it is not quite unseen by the model: the
-    calibrated coverage on the test split is the honest figure (the run's report shows it).
+    conformal prediction), and the median stays the point forecast. The eval split also drives
+    early stopping, so it is not quite unseen by the model: the calibrated coverage on the test
+    split is the honest figure (the run's report shows it).
 
     Returns:
       The adjustments ``[H, Q]`` in scaled units, and what the report shows of them: the eval

@@ -7,9 +7,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from components import features
+from components import features, transform
 from components import trainer as trainer_lib
-from components import transform
 from pipeline import config as config_lib
 from serving import contract, repository
 from tests import conftest
