@@ -432,7 +432,7 @@ class _Forecast(beam.DoFn):
         if self._progress and (now - self._last_report >= _PROGRESS_SECONDS or self._done >= total):
             self._last_report = now
             # On a distributed runner each worker counts its own series.
-            print(f"forecast: {self._done} of {total} series", file=sys.stderr, flush=True)
+            print(f"forecast: {self._done} of {total} series", file=sys.stdout, flush=True)
 
 
 @beam.ptransform_fn
@@ -449,7 +449,8 @@ def ForecastFiles(pipeline: beam.Pipeline, files: Sequence[str], data: DataConfi
       model_inputs: What the model takes (:meth:`ModelInputs.from_description` or ``from_signature``).
       model: Where the model runs.
       future_files: The future covariates' files, when the model takes future covariates.
-      progress: Print ``forecast: done of total series`` to stderr now and then.
+      progress: Print ``forecast: done of total series`` to standard output now and then (standard
+        error is the libraries' log while the command runs).
       max_batch: Most series per model call.
 
     Returns:

@@ -515,7 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
 _LOGGED = ("run", "windows", "demo")
 # Commands whose libraries only write on standard error (TensorFlow's start-up lines): it goes to a
 # temporary log, removed unless it holds the traceback of an unexpected error.
-_QUIETED = ("predict", "compile-kubeflow")
+_QUIETED = ("predict", "compile-kubeflow", "forecast")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -161,3 +161,15 @@ def test_serve_on_a_port_in_use_is_one_line_naming_the_flag(tmp_path, capsys):
     assert code == 1
     assert capsys.readouterr().err == (f"lstm-forecast serve: error: --port {port}: cannot listen on 127.0.0.1:{port} "
                                        "(in use by another server?)\n")
+
+
+def test_forecast_shows_its_progress_and_summary_and_no_library_noise(tmp_path, pipeline_run, model_base_path):
+    config, _ = pipeline_run
+    done = command(["forecast", "--model-base-path", str(model_base_path), "--data", config.data.path,
+                    "--output", str(tmp_path / "forecasts.csv")], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    lines = done.stdout.splitlines()
+    assert lines[0] == "forecast: 1 of 1 series"
+    assert lines[1].startswith("forecast 1 of 1 series with ") and lines[1].endswith("forecasts.csv")
+    assert [line for line in lines if NOISE.search(line)] == []

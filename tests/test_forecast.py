@@ -185,7 +185,7 @@ def test_quantile_columns_come_from_a_model_that_has_them(quantile_model, tmp_pa
     assert code == forecast_lib.EXIT_SOME_SKIPPED
     assert "forecast 2 of 3 series" in printed.out
     # Progress: series done of those that can be forecast.
-    assert "forecast: 2 of 2 series" in printed.err
+    assert "forecast: 2 of 2 series" in printed.out
     assert "tiny: has 2 points on its D grid; the model needs the last 4" in printed.out
     frame = pd.read_csv(output)
     assert list(frame.columns) == ["store", "timestamp", "step", "forecast", "p10", "p50", "p90"]
