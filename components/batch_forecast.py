@@ -76,7 +76,7 @@ class ModelInputs:
         return cls(context=int(windows["context"]), horizon=int(windows["horizon"]),
                    covariates=tuple(data.get("covariate_columns", ())) + future, future_covariates=future,
                    origin_timestamp=bool(windows.get("calendar_features", True)),
-                   series_id=per_series or int(description.get("series_embedding_dim", 0)) > 0,
+                   series_id=bool(description.get("takes_series_id", per_series)),
                    known_series=frozenset(known) if per_series and known is not None else None)
 
     @classmethod
@@ -336,21 +336,21 @@ def check_covariates(data: DataConfig, model: ModelInputs) -> None:
 class LocalModel:
     """A SavedModel version on disk, called in this process (TF2)."""
 
-    def __init__(self, path: str, batch: int = MAX_BATCH):
-        self.path, self.batch = path, batch
+    def __init__(self, path: str):
+        self.path = path
 
     def open(self) -> Any:
-        """A callable from stacked inputs to the signature's outputs as numpy arrays."""
+        """A callable from stacked inputs to the signature's outputs as numpy arrays.
+
+        Batches go in at their own size: an XLA export pads each batch to its few compiled sizes
+        itself (``components/trainer.py``), and the default export compiles nothing.
+        """
         import tensorflow as tf
         signature = tf.saved_model.load(self.path).signatures[contract.SIGNATURE_NAME]
 
         def predict(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-            # Every call at one batch size: an XLA signature compiles once per size (about 0.3 s
-            # each), and the last batch of each bundle has a size of its own.
-            n = len(inputs[contract.INPUT_KEY])
-            rows = np.minimum(np.arange(max(n, self.batch)), n - 1)
-            tensors = {k: tf.constant(np.asarray(v, contract.input_dtype(k))[rows]) for k, v in inputs.items()}
-            return {k: v.numpy()[:n] for k, v in signature(**tensors).items()}
+            tensors = {k: tf.constant(np.asarray(v, contract.input_dtype(k))) for k, v in inputs.items()}
+            return {k: v.numpy() for k, v in signature(**tensors).items()}
 
         return predict
 

@@ -577,8 +577,9 @@ def model_description(custom_config: dict[str, Any], model_config: trainer_optio
 
     Returns:
       A JSON-safe dict: ``data`` (columns, frequency, policies), ``windows`` (history L, context C,
-      horizon H, seasonal periods, step), ``scaling``, and ``known_series`` / ``quantile_levels``
-      when given.
+      horizon H, seasonal periods, step), ``scaling``, ``series_embedding_dim``,
+      ``takes_series_id`` (whether ``serving_default`` takes the series id), and ``known_series`` /
+      ``quantile_levels`` when given.
     """
     windows = custom_config["windows"]
     data = custom_config.get("data") or {}
@@ -589,6 +590,7 @@ def model_description(custom_config: dict[str, Any], model_config: trainer_optio
                     "context": max([int(windows["history"]), *windows.get("seasonal_periods", ())])},
         "scaling": model_config.scaling,
         "series_embedding_dim": model_config.series_embedding_dim,
+        "takes_series_id": model_config.takes_series_id,
     }
     if known_series is not None:
         description["known_series"] = sorted(known_series)

@@ -117,7 +117,7 @@ def run_forecast(data_path: str, output: str, model_base_path: Optional[str] = N
         where = f"{model_name} on {server}"
     elif model_dir:
         inputs = batch_forecast.ModelInputs.from_description(description)
-        model = batch_forecast.LocalModel(model_dir, batch=max_batch)
+        model = batch_forecast.LocalModel(model_dir)
         where = model_dir
     else:
         raise ConfigError("give --model-base-path (a model on disk) or --server (a running server)")

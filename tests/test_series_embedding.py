@@ -97,3 +97,14 @@ def test_the_embedding_width_is_a_flag_and_needs_no_per_series_scaling():
     assert not config_lib.ModelConfig().takes_series_id
     with pytest.raises(config_lib.ConfigError, match="--series-embedding-dim"):
         config_lib.ModelConfig(series_embedding_dim=-1)
+
+
+def test_the_model_description_tells_the_forecast_job_to_send_the_series_id():
+    from components import batch_forecast
+    custom = {"windows": {"history": 8, "horizon": 2, "seasonal_periods": [10]}, "data": {}}
+    description = trainer_lib.model_description(custom, MODEL)
+    assert description["takes_series_id"] is True
+    inputs = batch_forecast.ModelInputs.from_description(description)
+    assert inputs.series_id and inputs.known_series is None  # an unseen id gets the zero vector: not skipped
+    assert not batch_forecast.ModelInputs.from_description(
+        trainer_lib.model_description(custom, config_lib.ModelConfig())).series_id
