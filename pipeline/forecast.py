@@ -18,7 +18,7 @@ from components import batch_forecast
 from components.example_gen import reader
 from components.example_gen.columns import DataError
 from components.example_gen.options import DataConfig
-from pipeline.config import BEAM_PRESETS, DEFAULT_MODEL_NAME, ConfigError, PipelineConfig
+from pipeline.config import DEFAULT_MODEL_NAME, ConfigError, PipelineConfig
 from serving import contract
 from serving import versions as versions_lib
 
@@ -64,9 +64,11 @@ def model_version_dir(model_base_path: str, version: Optional[int] = None) -> st
 
 
 def beam_args(preset: str, options: Sequence[str], direct_mode: str = "in_memory", workers: int = 1) -> list[str]:
-    """The Beam options of a preset (as ``run`` builds them; see :data:`pipeline.config.BEAM_PRESETS`)."""
-    if preset not in BEAM_PRESETS:
-        raise ConfigError(f"--beam-preset must be one of {', '.join(sorted(BEAM_PRESETS))}; got '{preset}'")
+    """The Beam options of a preset (as ``run`` builds them; see :data:`pipeline.config.BEAM_PRESETS`).
+
+    Raises:
+      ConfigError: An unknown preset (PipelineConfig checks it, naming ``--beam-preset``).
+    """
     config = PipelineConfig(data=DataConfig(path=""), output_dir="", beam_preset=preset,
                             beam_options=tuple(options), beam_direct_running_mode=direct_mode,
                             beam_num_workers=workers)
