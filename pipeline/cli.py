@@ -8,6 +8,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import re
 import signal
@@ -223,6 +224,20 @@ def serving_plane(args: argparse.Namespace) -> "DataPlane":
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    # The server's own events (a version loaded, one that failed to load) on the terminal, while
+    # TensorFlow's lines go to the temporary log.
+    handler = logging.StreamHandler(args.library_log.terminal_stderr if args.library_log else sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    server_log = logging.getLogger("serving")
+    server_log.addHandler(handler)
+    server_log.setLevel(logging.INFO)
+    try:
+        return _serve(args)
+    finally:
+        server_log.removeHandler(handler)
+
+
+def _serve(args: argparse.Namespace) -> int:
     from serving import grpc_server, rest
     plane = serving_plane(args)
     model = plane.repository
@@ -515,7 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
 _LOGGED = ("run", "windows", "demo")
 # Commands whose libraries only write on standard error (TensorFlow's start-up lines): it goes to a
 # temporary log, removed unless it holds the traceback of an unexpected error.
-_QUIETED = ("predict", "compile-kubeflow", "forecast")
+_QUIETED = ("predict", "compile-kubeflow", "forecast", "serve")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

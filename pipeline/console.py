@@ -59,6 +59,8 @@ class LibraryLog(contextlib.AbstractContextManager):
 
     Attributes:
       path: The log file now.
+      terminal_stderr: While active, a stream to the terminal's standard error (for a server's own
+        log lines).
     """
 
     def __init__(self, stdout: bool = True) -> None:
@@ -66,6 +68,7 @@ class LibraryLog(contextlib.AbstractContextManager):
         self._fds = (1, 2) if stdout else (2,)
         self._saved: tuple[int, ...] = ()
         self._kept = False
+        self.terminal_stderr: TextIO = sys.stderr
 
     def __enter__(self) -> "LibraryLog":
         global _console
@@ -75,6 +78,7 @@ class LibraryLog(contextlib.AbstractContextManager):
         sys.stdout.flush()
         sys.stderr.flush()
         self._saved = tuple(os.dup(n) for n in self._fds)
+        self.terminal_stderr = _terminal_copy(sys.stderr, 2)
         for n in self._fds:
             os.dup2(fd, n)
         os.close(fd)
@@ -111,6 +115,8 @@ class LibraryLog(contextlib.AbstractContextManager):
             os.close(saved)
         if _console is not None and _console is not sys.stdout:
             _console.close()
+        if self.terminal_stderr is not sys.stderr:
+            self.terminal_stderr.close()
         _console = None
         if not self._kept:
             os.unlink(self.path)

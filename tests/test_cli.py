@@ -109,7 +109,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_serve_and_predict_write_nothing_into_the_current_directory(tmp_path, pipeline_run, model_base_path,
+def test_serve_and_predict_write_nothing_into_the_current_directory_nor_library_noise_on_screen(tmp_path, pipeline_run, model_base_path,
                                                                     monkeypatch, capsys):
     config, _ = pipeline_run
     cwd = tmp_path / "cwd"
@@ -117,8 +117,8 @@ def test_serve_and_predict_write_nothing_into_the_current_directory(tmp_path, pi
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "pipeline", "serve", "--model-base-path", str(model_base_path),
                                "--model-name", "co2", "--port", str(port), "--host", "127.0.0.1",
-                               "--xla-cpu-compilation-enabled"], cwd=cwd, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": REPO})
+                               "--xla-cpu-compilation-enabled"], cwd=cwd, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": REPO})
     try:
         with client_lib.ForecastClient(f"127.0.0.1:{port}", "co2") as client:
             client.wait_until_ready(120)
@@ -128,8 +128,13 @@ def test_serve_and_predict_write_nothing_into_the_current_directory(tmp_path, pi
         assert '"forecast"' in capsys.readouterr().out
     finally:
         server.terminate()
-        server.wait(30)
+        out, err = server.communicate(timeout=30)
     assert os.listdir(cwd) == []
+    # TensorFlow's lines went to a temporary log, removed when the server stopped; the server's own
+    # events show.
+    assert out.splitlines() == [f"serving model 'co2' from {model_base_path} on 127.0.0.1:{port}"]
+    assert [line for line in err.splitlines() if NOISE.search(line)] == []
+    assert re.fullmatch(r"\S+ \S+ serving version \d+ of model co2 from .+", err.splitlines()[0]), err
 
 
 @pytest.mark.slow
