@@ -109,8 +109,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_serve_and_predict_write_nothing_into_the_current_directory_nor_library_noise_on_screen(tmp_path, pipeline_run, model_base_path,
-                                                                    monkeypatch, capsys):
+def test_serve_and_predict_write_nothing_into_the_current_directory_nor_library_noise_on_screen(
+        tmp_path, pipeline_run, model_base_path, monkeypatch, capsys):
     config, _ = pipeline_run
     cwd = tmp_path / "cwd"
     cwd.mkdir()
