@@ -9,6 +9,7 @@ from typing import Any, Optional
 
 from components import settings
 from components.settings import setting
+from serving.contract import central_intervals  # noqa: F401 (its users import it from here too)
 
 SCALINGS = ("global", "per_series", "last_value", "window_mean", "window_std")
 LOSSES = ("mse", "huber", "mae")
@@ -105,11 +106,6 @@ def quantile_levels_problem(levels: tuple[float, ...]) -> str:
     if len(lower) != len(upper) or any(abs(lo + hi - 1) > 1e-9 for lo, hi in zip(lower, reversed(upper))):
         return f"must pair each level p below 0.5 with 1 - p above it; got {','.join(map(str, levels))}"
     return ""
-
-
-def central_intervals(levels: tuple[float, ...]) -> tuple[float, ...]:
-    """Nominal coverage of the central intervals of (valid) ``levels``, narrowest first: 0.25/0.75 -> 0.5."""
-    return tuple(round(1 - 2 * p, 10) for p in sorted((p for p in levels if p < MEDIAN), reverse=True))
 
 
 def interval_name(coverage: float) -> str:

@@ -161,11 +161,8 @@ class QuantileForecast:
         return self.quantiles[..., lower[0]], self.quantiles[..., upper[0]]
 
     def intervals(self) -> list[float]:
-        """The nominal coverage of each central interval of :attr:`levels`, narrowest first.
-
-        Rounded to 6 digits: the levels come as float32 (0.1 reads 0.100000001).
-        """
-        return [round(1 - 2 * float(p), 6) for p in self.levels[::-1] if p < 0.5]
+        """The nominal coverage of each central interval of :attr:`levels`, narrowest first."""
+        return list(contract.central_intervals(self.levels))
 
 
 def parse_quantile_response(response: predict_pb2.PredictResponse) -> QuantileForecast:

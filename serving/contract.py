@@ -60,6 +60,7 @@ refuses a request above ``max_batch_size``, 256 on the CPU image): a warmed-up s
 with XLA compiled) every batch size of up to 256 windows.
 """
 
+from collections.abc import Iterable
 from typing import Final
 
 import numpy as np
@@ -107,3 +108,13 @@ def future_input_key(column: str) -> str:
 def input_dtype(key: str) -> type:
     """The numpy dtype of ``serving_default`` input ``key``."""
     return {ORIGIN_TIMESTAMP_INPUT_KEY: np.int64, SERIES_ID_INPUT_KEY: np.object_}.get(key, INPUT_DTYPE)
+
+
+def central_intervals(levels: Iterable[float]) -> tuple[float, ...]:
+    """The nominal coverage of each central interval of quantile ``levels``, narrowest first.
+
+    A level ``p`` below the median bounds the interval ``1 - 2p`` with ``1 - p``: the levels
+    0.025, 0.1, 0.25, 0.5, 0.75, 0.9, 0.975 give ``(0.5, 0.8, 0.95)``. Rounded to 6 digits, so
+    float32 levels (0.1 reads 0.100000001) give the same numbers.
+    """
+    return tuple(round(1 - 2 * float(p), 6) for p in sorted((p for p in levels if p < 0.5), reverse=True))
