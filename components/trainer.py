@@ -724,9 +724,11 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     warmup = warmup_inputs_from(fn_args.eval_files, fn_args.data_accessor, tft_output,
                                 model_config.takes_series_id)
     adjustments = None
-    # The context C is the raw history's width (max of L and the seasonal periods).
-    spread_period = quantiles.spread_period(int(tft_output.raw_feature_spec()[features.HISTORY].shape[0]),
-                                            fn_args.custom_config["windows"].get("seasonal_periods", ()))
+    # The context C is the raw history's width (max of L and the seasonal periods). The quantile
+    # head's own quantiles already follow each window; its conformal scores stay in scaled units.
+    spread_period = 0 if model_config.quantile_head else quantiles.spread_period(
+        int(tft_output.raw_feature_spec()[features.HISTORY].shape[0]),
+        fn_args.custom_config["windows"].get("seasonal_periods", ()))
     if model_config.quantiles:
         adjustments, calibration = calibrate(model, fn_args.eval_files, fn_args.data_accessor, tft_output,
                                              model_config, spread_period)
