@@ -14,10 +14,11 @@ are sorted across levels afterwards (a monotone rearrangement), so no two quanti
 where an interval was narrowed past its neighbour. TensorFlow-free: the trainer bakes
 :func:`conformal_adjustments`' output into the served graph, and the tests use the same functions.
 
-The scores are normalised (locally adaptive, "normalized nonconformity scores": Papadopoulos et
-al., 2008; Lei et al., 2018): each window's score is divided by its spread, a difficulty measure
-computed from the window's own raw context (:func:`interval_spread`), and the calibrated interval
-is widened by the score quantile times that window's spread. A window whose recent seasonal
+For the point model's intervals (``--interval-method conformal``) the scores are normalised
+(locally adaptive, "normalized nonconformity scores": Papadopoulos et al., 2008; Lei et al., 2018):
+each window's score is divided by its spread, a difficulty measure computed from the window's own
+raw context (:func:`interval_spread`), and the calibrated interval is widened by the score
+quantile times that window's spread. A window whose recent seasonal
 changes are large gets a wide interval, a calm one a narrow interval, and the coverage holds across
 windows of different difficulty rather than only on average. The spread is the in-window MAE of
 the seasonal naive forecast (what MASE divides by, Hyndman and Koehler 2006) where the context

@@ -26,7 +26,8 @@ from serving import contract
 
 __all__ = ["CALIBRATION_FILE", "DEFAULT_LSTM_GRAPH", "LSTM_GRAPHS", "NonCrossingQuantiles", "PinballLoss",
            "SERVING_INPUT_FEATURES", "TRAINING_LOG_FILE", "build_model", "calibrate", "export_serving_model",
-           "make_dataset", "model_description", "model_inputs", "quantile_outputs", "raw_feature", "run_fn",
+           "interval_spread", "make_dataset", "model_description", "model_inputs", "quantile_outputs", "raw_feature",
+           "run_fn",
            "serving_inputs", "serving_model", "train", "training_series_ids", "tuner_fn", "warmup_inputs_from",
            "write_model_description", "write_warmup_requests"]
 
