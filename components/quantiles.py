@@ -13,6 +13,16 @@ interval then covers at least ``1 - a`` of the targets. The median is left as it
 are sorted across levels afterwards (a monotone rearrangement), so no two quantiles cross even
 where an interval was narrowed past its neighbour. TensorFlow-free: the trainer bakes
 :func:`conformal_adjustments`' output into the served graph, and the tests use the same functions.
+
+For the point model's intervals (``--interval-method conformal``) the scores are normalised
+(locally adaptive, "normalized nonconformity scores": Papadopoulos et al., 2008; Lei et al., 2018):
+each window's score is divided by its spread, a difficulty measure computed from the window's own
+raw context (:func:`interval_spread`), and the calibrated interval is widened by the score
+quantile times that window's spread. A window whose recent seasonal
+changes are large gets a wide interval, a calm one a narrow interval, and the coverage holds across
+windows of different difficulty rather than only on average. The spread is the in-window MAE of
+the seasonal naive forecast (what MASE divides by, Hyndman and Koehler 2006) where the context
+holds at least two seasons (:func:`spread_period`), else the scaling's own window scale.
 """
 
 import math
@@ -55,19 +65,63 @@ def widths(quantiles: np.ndarray, levels: Sequence[float]) -> np.ndarray:
     return np.stack([quantiles[..., hi] - quantiles[..., lo] for lo, hi, _ in interval_pairs(levels)], axis=-1)
 
 
-def conformal_adjustments(actual: np.ndarray, quantiles: np.ndarray, levels: Sequence[float]) -> np.ndarray:
-    """What to add to each quantile, per horizon step, for calibrated central intervals: ``[H, Q]``.
+# The spread's floor, as a fraction of the context's mean magnitude: the floor the window_std
+# scaling puts under its scale (components.transform), so a flat window still gets an interval.
+SPREAD_FLOOR = 0.01
+
+
+def spread_period(context: int, seasonal_periods: Sequence[int]) -> int:
+    """The season :func:`interval_spread` differences over, or 0 for the window scale.
+
+    The primary (first) seasonal period ``m`` where the context of ``context`` points holds at
+    least one whole season of seasonal differences (``context >= 2 m``), so every phase of the
+    season is in the mean; else 0 (no season, or one the context holds only once).
+    """
+    if not seasonal_periods:
+        return 0
+    period = int(seasonal_periods[0])
+    return period if period >= 1 and context >= 2 * period else 0
+
+
+def interval_spread(context: np.ndarray, scale: np.ndarray, period: int) -> np.ndarray:
+    """Each window's spread in scaled units ``[N, 1]``: what its conformal scores are divided by.
+
+    With ``period`` m > 0: the mean absolute seasonal difference ``|x_t - x_{t-m}|`` over the raw
+    context (the in-window seasonal naive forecast's MAE), floored at :data:`SPREAD_FLOOR` of the
+    context's mean magnitude, divided by the window's scale; a window of zeros gets 1. With 0: 1
+    (the scores are the scaled errors themselves, the window scale their unit).
+
+    Args:
+      context: Raw contexts ``[N, C]``, original units.
+      scale: The scaling's ``scale`` of each window ``[N, 1]`` (``original = scaled * scale + loc``).
+      period: From :func:`spread_period`.
+    """
+    context = np.asarray(context, dtype=np.float64)
+    scale = np.asarray(scale, dtype=np.float64).reshape(-1, 1)
+    if period == 0:
+        return np.ones_like(scale)
+    mae = np.abs(context[:, period:] - context[:, :-period]).mean(axis=1, keepdims=True)
+    spread = np.maximum(mae, SPREAD_FLOOR * np.abs(context).mean(axis=1, keepdims=True))
+    return np.where(spread > 0, spread / scale, 1.0)
+
+
+def conformal_adjustments(actual: np.ndarray, quantiles: np.ndarray, levels: Sequence[float],
+                          spread: np.ndarray | None = None) -> np.ndarray:
+    """What to add to each quantile, per horizon step and unit of spread, for calibrated central intervals: ``[H, Q]``.
 
     Args:
       actual: Targets ``[N, H]`` of held-out windows.
       quantiles: The model's quantiles of those windows ``[N, H, Q]``, same units.
       levels: The ``Q`` levels, increasing.
+      spread: Each window's spread ``[N, 1]`` (:func:`interval_spread`), positive, same units;
+        None: 1 for every window.
 
     Returns:
       ``[H, Q]``: ``-c`` at each interval's lower level, ``+c`` at its upper, 0 at the median,
-      ``c`` being the ``ceil((n + 1)(1 - a))``-th smallest score of the step (the largest when
-      ``n`` is too small for that rank, which then promises less than ``1 - a``). All zeros
-      without windows.
+      ``c`` being the ``ceil((n + 1)(1 - a))``-th smallest score of the step, each score divided
+      by its window's spread (the largest when ``n`` is too small for that rank, which then
+      promises less than ``1 - a``). All zeros without windows. :func:`calibrate` multiplies
+      them by each window's spread.
     """
     actual = np.asarray(actual, dtype=np.float64)
     quantiles = np.asarray(quantiles, dtype=np.float64)
@@ -75,14 +129,19 @@ def conformal_adjustments(actual: np.ndarray, quantiles: np.ndarray, levels: Seq
     adjustments = np.zeros((horizon, len(levels)))
     if n == 0:
         return adjustments
+    spread = np.ones((n, 1)) if spread is None else np.asarray(spread, dtype=np.float64).reshape(n, 1)
     for lo, hi, coverage in interval_pairs(levels):
-        scores = np.sort(np.maximum(quantiles[..., lo] - actual, actual - quantiles[..., hi]), axis=0)
+        scores = np.maximum(quantiles[..., lo] - actual, actual - quantiles[..., hi]) / spread
+        scores = np.sort(scores, axis=0)
         rank = min(math.ceil((n + 1) * coverage - 1e-9), n)
         adjustments[:, lo] = -scores[rank - 1]
         adjustments[:, hi] = scores[rank - 1]
     return adjustments
 
 
-def calibrate(quantiles: np.ndarray, adjustments: np.ndarray) -> np.ndarray:
-    """Quantiles ``[..., H, Q]`` with the adjustments ``[H, Q]`` added, sorted across levels (never crossing)."""
-    return np.sort(np.asarray(quantiles, dtype=np.float64) + adjustments, axis=-1)
+def calibrate(quantiles: np.ndarray, adjustments: np.ndarray, spread: np.ndarray | None = None) -> np.ndarray:
+    """Quantiles ``[N, H, Q]`` plus the adjustments ``[H, Q]`` times each window's spread ``[N, 1]``
+    (None: 1), sorted across levels (never crossing)."""
+    quantiles = np.asarray(quantiles, dtype=np.float64)
+    scaled = adjustments if spread is None else np.asarray(spread, dtype=np.float64)[..., None] * adjustments
+    return np.sort(quantiles + scaled, axis=-1)

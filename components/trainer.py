@@ -26,7 +26,8 @@ from serving import contract
 
 __all__ = ["CALIBRATION_FILE", "DEFAULT_LSTM_GRAPH", "LSTM_GRAPHS", "NonCrossingQuantiles", "PinballLoss",
            "SERVING_INPUT_FEATURES", "TRAINING_LOG_FILE", "build_model", "calibrate", "export_serving_model",
-           "make_dataset", "model_description", "model_inputs", "quantile_outputs", "raw_feature", "run_fn",
+           "interval_spread", "make_dataset", "model_description", "model_inputs", "quantile_outputs", "raw_feature",
+           "run_fn",
            "serving_inputs", "serving_model", "train", "training_series_ids", "tuner_fn", "warmup_inputs_from",
            "write_model_description", "write_warmup_requests"]
 
@@ -216,7 +217,8 @@ def _median_error(levels: tuple[float, ...]) -> Any:
 
 
 def make_dataset(file_pattern: list[str], data_accessor: tfx.components.DataAccessor,
-                 tft_output: tft.TFTransformOutput, batch_size: int, shuffle: bool, seed: int) -> tf.data.Dataset:
+                 tft_output: tft.TFTransformOutput, batch_size: int, shuffle: bool, seed: int,
+                 extra_keys: tuple[str, ...] = ()) -> tf.data.Dataset:
     """Transformed windows through the TFX data accessor: ``(features dict, scaled target)`` batches.
 
     The files are parsed once, in large batches, and cached in memory: later epochs read the cache,
@@ -230,9 +232,11 @@ def make_dataset(file_pattern: list[str], data_accessor: tfx.components.DataAcce
       batch_size: Windows per batch.
       shuffle: Reshuffle every epoch (training) or keep file order (evaluation).
       seed: Shuffle seed.
+      extra_keys: Further transformed features to keep in the features dict beside the model's
+        inputs (the calibration reads the raw context and the scale).
     """
     schema = tft_output.transformed_metadata.schema
-    keys = list(model_inputs(tft_output))
+    keys = list(model_inputs(tft_output)) + list(extra_keys)
     options = tfxio.TensorFlowDatasetOptions(batch_size=_READ_BATCH_SIZE, label_key=features.TARGET_SCALED,
                                              num_epochs=1, shuffle=False)
     dataset = data_accessor.tf_dataset_factory(file_pattern, options, schema)
@@ -350,6 +354,20 @@ def _padded_to_buckets(fn: Any) -> Any:
     return padded
 
 
+def interval_spread(context: tf.Tensor, scale: tf.Tensor, period: int) -> tf.Tensor:
+    """Each window's conformal spread ``[batch, 1]`` in the graph: :func:`components.quantiles.interval_spread`.
+
+    Computed from the raw context ``[batch, C]`` alone, so a served model calibrates each window
+    it is sent without anything but the window.
+    """
+    if period == 0:
+        return tf.ones_like(scale)
+    context = tf.cast(context, tf.float32)
+    mae = tf.reduce_mean(tf.abs(context[:, period:] - context[:, :-period]), axis=1, keepdims=True)
+    spread = tf.maximum(mae, quantiles.SPREAD_FLOOR * tf.reduce_mean(tf.abs(context), axis=1, keepdims=True))
+    return tf.where(spread > 0, spread / scale, tf.ones_like(scale))
+
+
 # Serving inputs that are [batch] but hold example features stored as [batch, 1], by input name;
 # every other input is named like its raw feature.
 SERVING_INPUT_FEATURES = {contract.ORIGIN_TIMESTAMP_INPUT_KEY: features.ORIGIN_TIMESTAMP,
@@ -379,7 +397,7 @@ def export_serving_model(model: keras.Model, tft_output: tft.TFTransformOutput, 
                          model_config: trainer_options.ModelConfig,
                          warmup_inputs: Optional[dict[str, np.ndarray]] = None,
                          adjustments: Optional[np.ndarray] = None,
-                         lstm_graph: str = DEFAULT_LSTM_GRAPH) -> None:
+                         lstm_graph: str = DEFAULT_LSTM_GRAPH, spread_period: int = 0) -> None:
     """Saves the model with the Transform graph and the signatures of :mod:`serving.contract`.
 
     Args:
@@ -391,10 +409,13 @@ def export_serving_model(model: keras.Model, tft_output: tft.TFTransformOutput, 
         the quantiles and their levels).
       warmup_inputs: Raw ``serving_default`` inputs keyed by input name, rows aligned, written as
         TF Serving warmup requests (:func:`write_warmup_requests`); None writes none.
-      adjustments: The calibration ``[H, Q]`` added to the scaled quantiles inside the graph
-        (:func:`components.quantiles.conformal_adjustments`); None: the model's own quantiles.
+      adjustments: The calibration ``[H, Q]``, per unit of spread, added to the scaled quantiles
+        inside the graph (:func:`components.quantiles.conformal_adjustments`); None: the model's
+        own quantiles.
       lstm_graph: How the LSTMs run without XLA (:data:`LSTM_GRAPHS`); the XLA export compiles
         Keras' loop whatever this says.
+      spread_period: The period of each window's spread (:func:`interval_spread`), as
+        :func:`calibrate` was given it; 0: the window scale.
     """
     _portable(model)
     raw_spec = tft_output.raw_feature_spec()
@@ -430,7 +451,9 @@ def export_serving_model(model: keras.Model, tft_output: tft.TFTransformOutput, 
         if not model_config.quantile_head:
             # Conformal intervals around the point forecast: every level starts at it.
             scaled = tf.repeat(tf.expand_dims(scaled, -1), len(levels), axis=-1)
-        return quantile_outputs(scaled, transformed[features.SCALE], transformed[features.LOC], levels, adjustments)
+        spread = interval_spread(transformed[features.HISTORY], transformed[features.SCALE], spread_period)
+        return quantile_outputs(scaled, transformed[features.SCALE], transformed[features.LOC], levels, adjustments,
+                                spread)
 
     def from_inputs(*values: tf.Tensor) -> dict[str, tf.Tensor]:
         raw = {}
@@ -452,15 +475,20 @@ def export_serving_model(model: keras.Model, tft_output: tft.TFTransformOutput, 
 
 
 def quantile_outputs(scaled: tf.Tensor, scale: tf.Tensor, loc: tf.Tensor, levels: tuple[float, ...],
-                     adjustments: Optional[np.ndarray] = None) -> dict[str, tf.Tensor]:
+                     adjustments: Optional[np.ndarray] = None,
+                     spread: Optional[tf.Tensor] = None) -> dict[str, tf.Tensor]:
     """The outputs of a quantile model (see :mod:`serving.contract`) from its scaled quantiles ``[batch, H, Q]``.
 
-    The calibration (constants in the graph) is added in scaled units, the values are put back in
-    original units (``scale`` and ``loc`` ``[batch, 1]``) and sorted across levels, so calibrated
-    quantiles never cross (:func:`components.quantiles.calibrate`); ``forecast`` is their median.
+    The calibration (constants in the graph, times each window's ``spread`` ``[batch, 1]`` in
+    scaled units; None: 1) is added in scaled units, the values are put back in original units
+    (``scale`` and ``loc`` ``[batch, 1]``) and sorted across levels, so calibrated quantiles never
+    cross (:func:`components.quantiles.calibrate`); ``forecast`` is their median.
     """
     if adjustments is not None:
-        scaled = scaled + tf.constant(adjustments, scaled.dtype)
+        adjustment = tf.constant(adjustments, scaled.dtype)
+        if spread is not None:
+            adjustment = tf.expand_dims(tf.cast(spread, scaled.dtype), -1) * adjustment
+        scaled = scaled + adjustment
     values = tf.sort(scaled * tf.expand_dims(scale, -1) + tf.expand_dims(loc, -1), axis=-1)
     rows = tf.shape(values)[0]
     return {contract.OUTPUT_KEY: values[..., levels.index(trainer_options.MEDIAN)],
@@ -469,39 +497,48 @@ def quantile_outputs(scaled: tf.Tensor, scale: tf.Tensor, loc: tf.Tensor, levels
 
 
 def calibrate(model: keras.Model, eval_files: list[str], data_accessor: tfx.components.DataAccessor,
-              tft_output: tft.TFTransformOutput, model_config: trainer_options.ModelConfig
-              ) -> tuple[np.ndarray, dict[str, Any]]:
+              tft_output: tft.TFTransformOutput, model_config: trainer_options.ModelConfig,
+              spread_period: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
     """Split-conformal calibration of the intervals on the eval split (:mod:`components.quantiles`).
 
     A point model's raw quantiles are all its point forecast, so each interval becomes the point
-    forecast plus and minus a quantile of the absolute scaled eval errors of its horizon step (split
-    conformal prediction), and the median stays the point forecast. The eval split also drives
-    early stopping, so it is not quite unseen by the model: the calibrated coverage on the test
-    split is the honest figure (the run's report shows it).
+    forecast plus and minus a quantile of the step's absolute scaled eval errors, each divided by
+    its window's spread (normalised split conformal prediction), times the window's spread; the
+    median stays the point forecast. The eval split also drives early stopping, so it is not quite
+    unseen by the model: the calibrated coverage on the test split is the honest figure (the run's
+    report shows it).
+
+    Args:
+      spread_period: The period of each window's spread (:func:`interval_spread`,
+        :func:`components.quantiles.spread_period`); 0: the window scale, every spread 1.
 
     Returns:
-      The adjustments ``[H, Q]`` in scaled units, and what the report shows of them: the eval
-      windows, and the raw and calibrated eval coverage of each central interval.
+      The adjustments ``[H, Q]`` in scaled units per unit of spread, and what the report shows of
+      them: the eval windows, the spread's period, and the raw and calibrated eval coverage of
+      each central interval.
     """
     levels = model_config.quantiles
-    data = make_dataset(eval_files, data_accessor, tft_output, model_config.batch_size, False, model_config.seed)
-    predicted, actual = [], []
+    data = make_dataset(eval_files, data_accessor, tft_output, model_config.batch_size, False, model_config.seed,
+                        extra_keys=(features.HISTORY, features.SCALE))
+    predicted, actual, spread = [], [], []
     for inputs, target in data:
+        spread.append(interval_spread(inputs.pop(features.HISTORY), inputs.pop(features.SCALE), spread_period).numpy())
         output = model(inputs, training=False).numpy()
         predicted.append(output if model_config.quantile_head else np.repeat(output[..., None], len(levels), -1))
         actual.append(target.numpy())
     horizon = int(model.output.shape[1])
     predicted = np.concatenate(predicted) if predicted else np.zeros((0, horizon, len(levels)))
     actual = np.concatenate(actual) if actual else np.zeros((0, horizon))
-    adjustments = quantiles.conformal_adjustments(actual, predicted, levels)
+    spread = np.concatenate(spread) if spread else np.zeros((0, 1))
+    adjustments = quantiles.conformal_adjustments(actual, predicted, levels, spread)
 
     def coverage(values: np.ndarray) -> dict[str, float]:
         hits = quantiles.covered(actual, values, levels).reshape(-1, len(quantiles.interval_pairs(levels)))
         return {trainer_options.interval_name(c): float(hits[:, i].mean()) if len(hits) else float("nan")
                 for i, (_, _, c) in enumerate(quantiles.interval_pairs(levels))}
 
-    report = {"levels": list(levels), "windows": len(actual),
-              "calibrated_coverage": coverage(quantiles.calibrate(predicted, adjustments)),
+    report = {"levels": list(levels), "windows": len(actual), "spread_period": spread_period,
+              "calibrated_coverage": coverage(quantiles.calibrate(predicted, adjustments, spread)),
               "adjustments": adjustments.tolist()}
     if model_config.quantile_head:  # a point model's raw "intervals" are a point: nothing to show
         report["raw_coverage"] = coverage(predicted)
@@ -688,13 +725,18 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     warmup = warmup_inputs_from(fn_args.eval_files, fn_args.data_accessor, tft_output,
                                 model_config.takes_series_id)
     adjustments = None
+    # The context C is the raw history's width (max of L and the seasonal periods). The quantile
+    # head's own quantiles already follow each window; its conformal scores stay in scaled units.
+    spread_period = 0 if model_config.quantile_head else quantiles.spread_period(
+        int(tft_output.raw_feature_spec()[features.HISTORY].shape[0]),
+        fn_args.custom_config["windows"].get("seasonal_periods", ()))
     if model_config.quantiles:
         adjustments, calibration = calibrate(model, fn_args.eval_files, fn_args.data_accessor, tft_output,
-                                             model_config)
+                                             model_config, spread_period)
         with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, CALIBRATION_FILE), "w") as f:
             f.write(json.dumps(calibration, indent=1))
     export_serving_model(model, tft_output, fn_args.serving_model_dir, model_config, warmup_inputs=warmup,
-                         adjustments=adjustments)
+                         adjustments=adjustments, spread_period=spread_period)
     known = training_series_ids(fn_args.train_files, fn_args.data_accessor, tft_output) \
         if model_config.scaling == "per_series" else None
     write_model_description(fn_args.serving_model_dir, model_description(

@@ -372,8 +372,10 @@ def test_an_lstm_the_fused_op_cannot_compute_keeps_keras_loop():
         trainer_lib.serving_model(model, "cudnn")
 
 
-def test_conformal_intervals_are_the_point_forecast_plus_minus_its_scaled_eval_errors(covariate_transform, tmp_path):
-    """The default: the point model; each interval is its forecast -/+ a quantile of the step's scaled eval errors."""
+def test_conformal_intervals_are_the_point_forecast_plus_minus_its_normalised_eval_errors(covariate_transform,
+                                                                                           tmp_path):
+    """The default: the point model; each interval is its forecast -/+ a quantile of the step's scaled eval
+    errors over their windows' spread, times the window's spread, computed in the graph from the raw context."""
     out, splits = covariate_transform
     config = dataclasses.replace(MODEL, interval_method="conformal")
     tft_output = tft.TFTransformOutput(os.path.join(out, "transform_graph"))
@@ -382,11 +384,20 @@ def test_conformal_intervals_are_the_point_forecast_plus_minus_its_scaled_eval_e
     model = trainer_lib.train(conftest.transformed_files(out, "train"), eval_files, accessor, tft_output,
                               conftest.UNIT_HISTORY, conftest.UNIT_HORIZON, config)
     assert model.output_shape == (None, conftest.UNIT_HORIZON)  # a point model
-    adjustments, report = trainer_lib.calibrate(model, eval_files, accessor, tft_output, config)
-    trainer_lib.export_serving_model(model, tft_output, str(tmp_path / "m"), config, None, adjustments)
-    # By hand: absolute scaled errors on eval, per step, their ceil((n+1)c)-th smallest.
-    eval_data = list(trainer_lib.make_dataset(eval_files, accessor, tft_output, 16, False, 0))
-    errors = np.abs(np.concatenate([y.numpy() - model(x, training=False).numpy() for x, y in eval_data]))
+    # The unit windows' context (10 points) holds one season of 10: spread_period would give 0 (the
+    # window scale); the differences over 3 steps exercise the spread.
+    period = 3
+    adjustments, report = trainer_lib.calibrate(model, eval_files, accessor, tft_output, config, period)
+    trainer_lib.export_serving_model(model, tft_output, str(tmp_path / "m"), config, None, adjustments,
+                                     spread_period=period)
+    # By hand: absolute scaled errors on eval over each window's spread (from its raw context, in
+    # numpy), per step, their ceil((n+1)c)-th smallest.
+    eval_data = list(trainer_lib.make_dataset(eval_files, accessor, tft_output, 16, False, 0,
+                                              extra_keys=(features.HISTORY, features.SCALE)))
+    spread = np.concatenate([quantiles.interval_spread(x.pop(features.HISTORY).numpy(), x.pop(features.SCALE).numpy(),
+                                                       period) for x, _ in eval_data])
+    assert spread.std() > 0.05 * spread.mean()  # the windows differ: the spread matters
+    errors = np.abs(np.concatenate([y.numpy() - model(x, training=False).numpy() for x, y in eval_data])) / spread
     n, levels = len(errors), config.quantiles
     for lo, hi, coverage in quantiles.interval_pairs(levels):
         rank = min(int(np.ceil((n + 1) * coverage - 1e-9)), n)
@@ -400,6 +411,9 @@ def test_conformal_intervals_are_the_point_forecast_plus_minus_its_scaled_eval_e
     loaded = repository.load_version(str(tmp_path / "m"), 1)
     np.testing.assert_allclose(_session_forecast(loaded, inputs), scaled * scale + loc, rtol=1e-5, atol=1e-3)
     served = _session_forecast(loaded, inputs, contract.QUANTILES_OUTPUT_KEY)
-    expected = np.sort((scaled[..., None] + adjustments) * scale[..., None] + loc[..., None], axis=-1)
+    window_spread = quantiles.interval_spread(inputs[contract.INPUT_KEY], scale, period)
+    expected = np.sort((scaled[..., None] + window_spread[..., None] * adjustments) * scale[..., None]
+                       + loc[..., None], axis=-1)
     np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-3)
     assert set(report["calibrated_coverage"]) == {"50", "80", "95"} and "raw_coverage" not in report
+    assert report["spread_period"] == period

@@ -101,6 +101,56 @@ def test_too_few_windows_take_the_largest_score():
     assert not quantiles.conformal_adjustments(np.zeros((0, 2)), np.zeros((0, 2, 3)), (0.1, 0.5, 0.9)).any()
 
 
+def test_the_spread_is_the_in_window_seasonal_naive_mae_over_the_scale():
+    context = np.array([[1.0, 2.0, 4.0, 3.0, 2.0, 6.0],  # lag-2 differences 3, 1, 2, 3: mean 2.25
+                        [5.0, 5.0, 5.0, 5.0, 5.0, 5.0],  # flat: the floor, 1% of 5
+                        [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]])  # nothing to scale by: 1
+    scale = np.array([[0.5], [2.0], [1.0]])
+    np.testing.assert_allclose(quantiles.interval_spread(context, scale, 2), [[4.5], [0.025], [1.0]])
+    np.testing.assert_array_equal(quantiles.interval_spread(context, scale, 0), np.ones((3, 1)))
+    rng = np.random.default_rng(5)
+    context, scale = rng.normal(10, 3, size=(32, 24)), rng.uniform(0.5, 2, size=(32, 1))
+    graph = trainer_lib.interval_spread(context.astype(np.float32), scale.astype(np.float32), 7).numpy()
+    np.testing.assert_allclose(graph, quantiles.interval_spread(context, scale, 7), rtol=1e-5)
+
+
+@pytest.mark.parametrize("context, periods, expected", [
+    (168, (24, 168), 24),  # hourly with daily and weekly seasons: the primary one
+    (8, (4,), 4),  # exactly two seasons
+    (52, (52,), 0),  # one season only: no seasonal difference in the window
+    (28, (), 0),
+])
+def test_the_spread_differences_over_the_primary_season_where_the_context_holds_two(context, periods, expected):
+    assert quantiles.spread_period(context, periods) == expected
+
+
+def test_normalised_scores_cover_calm_and_volatile_windows_alike():
+    """Errors proportional to each window's spread: one interval width for all under-covers the volatile windows."""
+    rng = np.random.default_rng(6)
+
+    def windows(n: int) -> tuple[np.ndarray, np.ndarray]:
+        spread = np.where(np.arange(n) % 4 == 0, 4.0, 1.0)[:, None]  # a quarter of the windows 4x as volatile
+        return rng.normal(size=(n, 2)) * spread, spread
+
+    actual, spread = windows(999)
+    raw = np.zeros((999, 2, len(LEVELS)))
+    normalised = quantiles.conformal_adjustments(actual, raw, LEVELS, spread)
+    plain = quantiles.conformal_adjustments(actual, raw, LEVELS)
+    # On the calibration windows the normalised scores hold the rank's promise exactly, as the plain ones.
+    for adjustments, s in ((normalised, spread), (plain, None)):
+        hit = quantiles.covered(actual, quantiles.calibrate(raw, adjustments, s), LEVELS).mean(axis=0)
+        np.testing.assert_allclose(hit, np.tile([math.ceil(1000 * c) / 999 for c in (0.5, 0.8, 0.95)], (2, 1)))
+    new, new_spread = windows(20000)
+    volatile = new_spread[:, 0] > 1
+    calibrated = quantiles.covered(new, quantiles.calibrate(np.zeros((20000, 2, len(LEVELS))), normalised,
+                                                             new_spread), LEVELS)
+    one_width = quantiles.covered(new, quantiles.calibrate(np.zeros((20000, 2, len(LEVELS))), plain), LEVELS)
+    for i, nominal in enumerate((0.5, 0.8, 0.95)):
+        for group in (volatile, ~volatile):
+            assert abs(calibrated[group][..., i].mean() - nominal) < 0.025
+        assert one_width[volatile][..., i].mean() < nominal - 0.1  # what the spread fixes
+
+
 @pytest.mark.parametrize("levels, message", [
     ((0.1, 0.9), "must include the median"),
     ((0.5, 0.1, 0.9), "increasing"),
@@ -147,6 +197,13 @@ def test_the_quantile_outputs_follow_the_contract():
     np.testing.assert_allclose(outputs[contract.OUTPUT_KEY], expected[..., 1])
     np.testing.assert_array_equal(outputs[contract.QUANTILE_LEVELS_OUTPUT_KEY],
                                   np.float32([[0.1, 0.5, 0.9], [0.1, 0.5, 0.9]]))
+    # Each window's spread multiplies the adjustments, in scaled units, before the sort.
+    spread = np.array([[2.0], [0.5]], np.float32)
+    widened = trainer_lib.quantile_outputs(keras.ops.convert_to_tensor(scaled), scale, loc, (0.1, 0.5, 0.9),
+                                           -adjustments, spread)[contract.QUANTILES_OUTPUT_KEY].numpy()
+    expected = quantiles.calibrate(scaled, -adjustments, spread) * scale[..., None] + loc[..., None]
+    np.testing.assert_allclose(widened, expected, rtol=1e-6)
+    np.testing.assert_allclose(widened[0, 0], [6.0, 10.0, 14.0])  # 10 -/+ (1 + 2 * 0.5) * 2
 
 
 def test_the_tfma_quantile_metrics_give_the_numpy_values_per_model():
