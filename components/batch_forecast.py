@@ -306,7 +306,9 @@ class SeriesRows:
         """Rows ``at`` (increasing), with their series' timestamp forms."""
         chunk = self.chunk
         mine = set(chunk.rows[at].tolist())
-        return SeriesRows(self.names, self.codes[at], reader.Chunk(
+        # Only the series that have rows among them.
+        present, codes = np.unique(self.codes[at], return_inverse=True)
+        return SeriesRows(self.names[present], codes.astype(np.int32), reader.Chunk(
             chunk.file, chunk.rows[at], chunk.times[at], chunk.target[at], chunk.covariates[at],
             tuple(f for f in chunk.forms if f[2] in mine)))
 
