@@ -4,15 +4,19 @@ The per-series work is pure (:func:`series_inputs`, :func:`forecast_columns`): a
 its grid with the example generator's reader and grid (:mod:`components.example_gen`), its gaps
 handled by the same policy, its last C points and covariates cut, and the H timestamps that follow
 its last one computed on its own grid (:func:`frequency.following`). A series that cannot be
-forecast becomes a :class:`Skipped` with its reason, never dropped.
+forecast becomes a :class:`Skipped` with its reason, never dropped. :func:`prepare_series` does
+the same for many series at once with numpy (the series already on a regular grid, the common
+case) and hands the others to :func:`series_inputs`.
 
-The Beam graph (:func:`ForecastFiles`) reads the files in chunks, groups rows per series (with the
-future covariates' rows, when the model takes them), batches the series (``BatchElements``) and
-runs the model once per batch: the SavedModel is loaded once per worker (``DoFn.setup``), or a
-running server is asked (:class:`ServedModel`). The forecasts and the list of skipped series are
-written by :func:`write_forecasts` and :func:`write_summary`. The ``forecast`` command
-(:mod:`pipeline.forecast`) and the pipeline's Forecaster step (:mod:`components.forecaster`) both
-run this job (:func:`add_forecast_job`).
+The Beam graph (:func:`ForecastFiles`) reads the files in chunks of many series
+(:class:`SeriesRows`), sends each chunk's rows to their series' shards (:func:`shard_of`), prepares
+each shard's series in bulk (with the future covariates' rows, when the model takes them) and runs
+the model once per block of up to 1024 series: the SavedModel is loaded once per worker
+(``DoFn.setup``), or a running server is asked (:class:`ServedModel`). Nothing in the job is one
+element per series: Beam's per-element work cost more than the forecast (benchmarks/forecast.py).
+The forecasts and the list of skipped series are written by :func:`write_forecasts` and
+:func:`write_summary`. The ``forecast`` command (:mod:`pipeline.forecast`) and the pipeline's
+Forecaster step (:mod:`components.forecaster`) both run this job (:func:`add_forecast_job`).
 """
 
 import dataclasses
@@ -39,7 +43,8 @@ from serving import contract
 
 OUTPUT_SUFFIXES = (".csv", ".parquet")
 TIMESTAMP_COLUMN, STEP_COLUMN, FORECAST_COLUMN = "timestamp", "step", "forecast"
-# Series per model call: the largest batch the XLA signatures compile for (components/trainer.py).
+# Series per model call: the batch of benchmarks/predict.py's baseline (and the largest an XLA
+# export compiles for, components/trainer.py).
 MAX_BATCH = 1024
 # Missing timestamps named in one skip reason; the rest are counted.
 _NAMED_TIMES = 5
@@ -284,7 +289,7 @@ class SeriesRows:
     forecast itself (10k series, benchmarks/forecast.py).
 
     Attributes:
-      names: The distinct series ids ``[k]``.
+      names: The distinct series ids that have rows here ``[k]``.
       codes: Each row's index into ``names`` ``[n]``.
       chunk: The rows (:func:`reader.read_blocks`).
     """
@@ -684,11 +689,15 @@ def ForecastFiles(pipeline: beam.Pipeline, files: Sequence[str], data: DataConfi
       ``forecasts``: column batches (:func:`forecast_columns`); ``skipped``: dicts of
       :class:`Skipped`; ``ready``: the number of series forecast (one element).
     """
-    sources = [pipeline | "Files" >> beam.Create(list(files)) | "SpreadFiles" >> beam.Reshuffle()
+    def spread(names: beam.pvalue.PCollection, paths: Sequence[str], label: str) -> beam.pvalue.PCollection:
+        # Files spread over workers; one file gains nothing, and each transform costs set-up time.
+        return names | label >> beam.Reshuffle() if len(paths) > 1 else names
+
+    sources = [spread(pipeline | "Files" >> beam.Create(list(files)), files, "SpreadFiles")
                | "Read" >> beam.ParDo(_ReadFile(data.columns, "data", shards))]
     if model_inputs.future_covariates:
-        sources.append(pipeline | "FutureFiles" >> beam.Create(list(future_files))
-                       | "SpreadFutureFiles" >> beam.Reshuffle()
+        sources.append(spread(pipeline | "FutureFiles" >> beam.Create(list(future_files)), future_files,
+                              "SpreadFutureFiles")
                        | "ReadFuture" >> beam.ParDo(_ReadFile(future_columns(data), "future", shards)))
     rows = sources[0] if len(sources) == 1 else sources | "AllRows" >> beam.Flatten()
     prepared = (rows | "GroupByShard" >> beam.GroupByKey()
