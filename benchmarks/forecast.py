@@ -60,9 +60,14 @@ def export_kind(model_dir: str) -> str:
 
 
 def _peak_rss_mb(argv: list[str]) -> float:
-    """The peak RSS (MB) of a fresh process running ``lstm-forecast ARGV`` (which must succeed)."""
-    code = ("import resource, sys; from pipeline import cli; code = cli.main(sys.argv[1:]); "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)")
+    """The peak RSS (MB) of a fresh process running ``lstm-forecast ARGV`` (which must succeed).
+
+    Read from the process' own ``VmHWM``: ``ru_maxrss`` survives ``exec``, so a child forked from
+    this process would report this process' size (the whole data set) whatever the command used.
+    """
+    code = ("import sys; from pipeline import cli; code = cli.main(sys.argv[1:]); "
+            "print(next(line for line in open('/proc/self/status') if line.startswith('VmHWM:')).split()[1]); "
+            "sys.exit(code)")
     done = subprocess.run([sys.executable, "-c", code, *argv], check=True, capture_output=True, text=True)
     return int(done.stdout.strip().splitlines()[-1]) / 1024
 

@@ -650,8 +650,9 @@ class _Forecast(beam.DoFn):
             print(f"forecast: {self._done} of {total} series", file=sys.stdout, flush=True)
 
 
-# Bytes of input files per shard: a shard's rows are held together on one worker while prepared.
-SHARD_BYTES = 64 << 20
+# Bytes of input files per shard: a shard's rows are held together on one worker while prepared
+# (about 16k series of 60 points in Parquet, their arrays some 70 MB while prepared).
+SHARD_BYTES = 8 << 20
 
 
 def shard_count(files: Sequence[str]) -> int:
