@@ -339,6 +339,34 @@ def _series_chunks(parts: Sequence[SeriesRows], order: np.ndarray, begin: int, e
     return [parts[p].take(index[part == p] - offsets[p]).chunk for p in np.unique(part)]
 
 
+def _future_lookup(parts: Sequence[SeriesRows], codes: np.ndarray, wanted: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Future covariates of many series at their forecast steps, as :func:`_future_values` finds them.
+
+    Args:
+      parts: The future covariates' rows.
+      codes: Each of their rows' series code (-1: a series not wanted).
+      wanted: The series' codes ``[N]``.
+      times: Their forecast steps ``[N, H]``.
+
+    Returns:
+      ``[N, H, F]``: the values of the last row at each series and step that has no missing value;
+      NaN where there is none.
+    """
+    width = parts[0].chunk.covariates.shape[1] + 1 if parts else 1
+    found = np.full((*times.shape, width), np.nan)
+    if not parts:
+        return found
+    rows = np.concatenate([np.column_stack([p.chunk.target, p.chunk.covariates]) for p in parts])
+    usable = (codes >= 0) & ~np.isnan(rows).any(axis=1)
+    keys = pd.DataFrame({"series": codes[usable], "time": np.concatenate([p.chunk.times for p in parts])[usable]})
+    last = ~keys.duplicated(keep="last").to_numpy()
+    index = pd.MultiIndex.from_frame(keys[last])
+    at = index.get_indexer(pd.MultiIndex.from_arrays([np.repeat(wanted, times.shape[1]), times.reshape(-1)]))
+    flat = found.reshape(-1, width)
+    flat[at >= 0] = rows[usable][last][at[at >= 0]]
+    return found
+
+
 def prepare_series(parts: Sequence[SeriesRows], data: DataConfig, model: ModelInputs,
                    future_parts: Sequence[SeriesRows] = ()) -> tuple[Optional[SeriesBlock], list[Skipped]]:
     """The model's inputs for the next H points of every series in ``parts``, in bulk.
@@ -419,19 +447,15 @@ def prepare_series(parts: Sequence[SeriesRows], data: DataConfig, model: ModelIn
     skipped, slow = [], []
     future = _grouped(future_parts, uniques) if model.future_covariates else None
     if future is not None:
-        # Future values are looked up per series: a series may lack some, and is then named.
-        keep = np.ones(len(fast_codes), bool)
-        extra = {contract.future_input_key(name): np.zeros((len(fast_codes), h), contract.INPUT_DTYPE)
-                 for name in model.future_covariates}
-        for i, code in enumerate(fast_codes):
+        values = _future_lookup(future_parts, future[0], fast_codes, steps)
+        keep = ~np.isnan(values).any(axis=(1, 2))
+        extra = {contract.future_input_key(name): values[:, :, i].astype(contract.INPUT_DTYPE)
+                 for i, name in enumerate(model.future_covariates)}
+        # A series lacking some future values: the per-series lookup names them.
+        for i in np.flatnonzero(~keep):
+            code = fast_codes[i]
             chunks = _series_chunks(future_parts, future[1], future[2][code], future[2][code + 1])
-            values = _future_values(str(uniques[code]), chunks, model.future_covariates, steps[i])
-            if isinstance(values, Skipped):
-                skipped.append(values)
-                keep[i] = False
-                continue
-            for name, value in values.items():
-                extra[name][i] = value
+            skipped.append(_future_values(str(uniques[code]), chunks, model.future_covariates, steps[i]))
         ready = [SeriesBlock(ready[0].series_ids, steps, {**inputs, **extra}).rows(keep)]
     for code in np.flatnonzero(~fast):
         series_id = str(uniques[code])

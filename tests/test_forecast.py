@@ -195,7 +195,9 @@ def test_series_with_future_covariates_prepared_in_bulk_are_what_each_series_giv
     frame = pd.concat([pd.DataFrame({"store": s, "timestamp": hours[:6], "value": np.arange(6.0) + i,
                                      "promo": [0, 1, 0, 1, 0, 1.0]}) for i, s in enumerate("abc")])
     # Store b lacks its last future value; store c has none; store z is not in the data.
-    future = pd.concat([pd.DataFrame({"store": "a", "timestamp": hours[6:9], "promo": [1.0, 0.0, 1.0]}),
+    # Store a's row with a missing value does not count, nor its first row at 08:00, repeated.
+    future = pd.concat([pd.DataFrame({"store": "a", "timestamp": hours[[6, 7, 8, 8, 6]],
+                                      "promo": [1.0, 0.0, 0.0, 1.0, np.nan]}),
                         pd.DataFrame({"store": "b", "timestamp": hours[6:8], "promo": [0.0, 1.0]}),
                         pd.DataFrame({"store": "z", "timestamp": hours[6:9], "promo": [1.0, 1.0, 1.0]})])
     data = DataConfig(path="", series_id_column="store", future_covariate_columns=("promo",))
