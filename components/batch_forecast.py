@@ -4,15 +4,19 @@ The per-series work is pure (:func:`series_inputs`, :func:`forecast_columns`): a
 its grid with the example generator's reader and grid (:mod:`components.example_gen`), its gaps
 handled by the same policy, its last C points and covariates cut, and the H timestamps that follow
 its last one computed on its own grid (:func:`frequency.following`). A series that cannot be
-forecast becomes a :class:`Skipped` with its reason, never dropped.
+forecast becomes a :class:`Skipped` with its reason, never dropped. :func:`prepare_series` does
+the same for many series at once with numpy (the series already on a regular grid, the common
+case) and hands the others to :func:`series_inputs`.
 
-The Beam graph (:func:`ForecastFiles`) reads the files in chunks, groups rows per series (with the
-future covariates' rows, when the model takes them), batches the series (``BatchElements``) and
-runs the model once per batch: the SavedModel is loaded once per worker (``DoFn.setup``), or a
-running server is asked (:class:`ServedModel`). The forecasts and the list of skipped series are
-written by :func:`write_forecasts` and :func:`write_summary`. The ``forecast`` command
-(:mod:`pipeline.forecast`) and the pipeline's Forecaster step (:mod:`components.forecaster`) both
-run this job (:func:`add_forecast_job`).
+The Beam graph (:func:`ForecastFiles`) reads the files in chunks of many series
+(:class:`SeriesRows`), sends each chunk's rows to their series' shards (:func:`shard_of`), prepares
+each shard's series in bulk (with the future covariates' rows, when the model takes them) and runs
+the model once per block of up to 1024 series: the SavedModel is loaded once per worker
+(``DoFn.setup``), or a running server is asked (:class:`ServedModel`). Nothing in the job is one
+element per series: Beam's per-element work cost more than the forecast (benchmarks/forecast.py).
+The forecasts and the list of skipped series are written by :func:`write_forecasts` and
+:func:`write_summary`. The ``forecast`` command (:mod:`pipeline.forecast`) and the pipeline's
+Forecaster step (:mod:`components.forecaster`) both run this job (:func:`add_forecast_job`).
 """
 
 import dataclasses
@@ -21,10 +25,14 @@ import io
 import json
 import sys
 import time
+import zlib
 from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
 import apache_beam as beam
 import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 
 from components.example_gen import frequency as frequency_lib
 from components.example_gen import grid, reader
@@ -35,12 +43,13 @@ from serving import contract
 
 OUTPUT_SUFFIXES = (".csv", ".parquet")
 TIMESTAMP_COLUMN, STEP_COLUMN, FORECAST_COLUMN = "timestamp", "step", "forecast"
-# Series per model call: the largest batch the XLA signatures compile for (components/trainer.py).
+# Series per model call: the batch of benchmarks/predict.py's baseline (and the largest an XLA
+# export compiles for, components/trainer.py).
 MAX_BATCH = 1024
 # Missing timestamps named in one skip reason; the rest are counted.
 _NAMED_TIMES = 5
 _PROGRESS_SECONDS = 5.0
-_FORECASTS, _SKIPPED = "forecasts", "skipped"
+_FORECASTS, _SKIPPED, _READY = "forecasts", "skipped", "ready"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,6 +259,231 @@ def future_columns(data: DataConfig) -> Columns:
                    covariates=tuple(rest))
 
 
+@dataclasses.dataclass(frozen=True)
+class SeriesBlock:
+    """Many series, ready for the model: the bulk form of :class:`SeriesInputs`.
+
+    Attributes:
+      series_ids: The series ``[N]``.
+      times: Epoch seconds of each series' H forecast steps ``[N, H]``.
+      inputs: The ``serving_default`` inputs, one row per series, keyed by input name.
+    """
+
+    series_ids: np.ndarray
+    times: np.ndarray
+    inputs: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.series_ids)
+
+    def rows(self, part: slice) -> "SeriesBlock":
+        """The series ``part`` of the block."""
+        return SeriesBlock(self.series_ids[part], self.times[part], {k: v[part] for k, v in self.inputs.items()})
+
+
+@dataclasses.dataclass(frozen=True)
+class SeriesRows:
+    """Rows of many series from one chunk of a file, as the job's shuffle carries them.
+
+    The ids go as codes into the distinct ones: pickling one text per row took longer than the
+    forecast itself (10k series, benchmarks/forecast.py).
+
+    Attributes:
+      names: The distinct series ids that have rows here ``[k]``.
+      codes: Each row's index into ``names`` ``[n]``.
+      chunk: The rows (:func:`reader.read_blocks`).
+    """
+
+    names: np.ndarray
+    codes: np.ndarray
+    chunk: reader.Chunk
+
+    @classmethod
+    def of(cls, series_ids: np.ndarray, chunk: reader.Chunk) -> "SeriesRows":
+        """The rows ``chunk``, of series ``series_ids`` ``[n]``."""
+        codes, names = pd.factorize(np.asarray(series_ids, dtype=object))
+        return cls(np.asarray(names, dtype=object), codes.astype(np.int32), chunk)
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def take(self, at: np.ndarray) -> "SeriesRows":
+        """Rows ``at`` (increasing), with their series' timestamp forms."""
+        chunk = self.chunk
+        mine = set(chunk.rows[at].tolist())
+        # Only the series that have rows among them.
+        present, codes = np.unique(self.codes[at], return_inverse=True)
+        return SeriesRows(self.names[present], codes.astype(np.int32), reader.Chunk(
+            chunk.file, chunk.rows[at], chunk.times[at], chunk.target[at], chunk.covariates[at],
+            tuple(f for f in chunk.forms if f[2] in mine)))
+
+
+def _grouped(parts: Sequence[SeriesRows], ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The series code of each row of ``parts`` (codes index ``ids``; -1: not one of them), the rows
+    ordered by series, then part, then file order, and each series' bounds in that order."""
+    index = pd.Index(ids)
+    codes = np.concatenate([index.get_indexer(p.names)[p.codes] for p in parts]) if parts \
+        else np.zeros(0, np.int64)
+    part = np.concatenate([np.full(len(p), i, np.int64) for i, p in enumerate(parts)]) if parts else codes
+    order = np.lexsort((part, codes))
+    bounds = np.searchsorted(codes[order], np.arange(len(ids) + 1))
+    return codes, order, bounds
+
+
+def _series_chunks(parts: Sequence[SeriesRows], order: np.ndarray, begin: int, end: int) -> list[reader.Chunk]:
+    """The rows ``order[begin:end]`` of ``parts`` (one series, ordered by part), one Chunk per part,
+    each with its own timestamp forms (``Chunk.forms`` of a part lists each series' first rows)."""
+    offsets = np.cumsum([0] + [len(p) for p in parts])
+    index = order[begin:end]
+    part = np.searchsorted(offsets, index, side="right") - 1
+    return [parts[p].take(index[part == p] - offsets[p]).chunk for p in np.unique(part)]
+
+
+def _future_lookup(parts: Sequence[SeriesRows], codes: np.ndarray, wanted: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Future covariates of many series at their forecast steps, as :func:`_future_values` finds them.
+
+    Args:
+      parts: The future covariates' rows.
+      codes: Each of their rows' series code (-1: a series not wanted).
+      wanted: The series' codes ``[N]``.
+      times: Their forecast steps ``[N, H]``.
+
+    Returns:
+      ``[N, H, F]``: the values of the last row at each series and step that has no missing value;
+      NaN where there is none.
+    """
+    width = parts[0].chunk.covariates.shape[1] + 1 if parts else 1
+    found = np.full((*times.shape, width), np.nan)
+    if not parts:
+        return found
+    rows = np.concatenate([np.column_stack([p.chunk.target, p.chunk.covariates]) for p in parts])
+    usable = (codes >= 0) & ~np.isnan(rows).any(axis=1)
+    keys = pd.DataFrame({"series": codes[usable], "time": np.concatenate([p.chunk.times for p in parts])[usable]})
+    last = ~keys.duplicated(keep="last").to_numpy()
+    index = pd.MultiIndex.from_frame(keys[last])
+    at = index.get_indexer(pd.MultiIndex.from_arrays([np.repeat(wanted, times.shape[1]), times.reshape(-1)]))
+    flat = found.reshape(-1, width)
+    flat[at >= 0] = rows[usable][last][at[at >= 0]]
+    return found
+
+
+def prepare_series(parts: Sequence[SeriesRows], data: DataConfig, model: ModelInputs,
+                   future_parts: Sequence[SeriesRows] = ()) -> tuple[Optional[SeriesBlock], list[Skipped]]:
+    """The model's inputs for the next H points of every series in ``parts``, in bulk.
+
+    What :func:`series_inputs` gives each series, computed with numpy for all series at once where
+    a series is already on its grid (sorted, distinct, every step alike, not a calendar step), its
+    last C points whole and its id known: the common case. Any other series goes through
+    :func:`series_inputs` itself (grids with gaps, duplicates, interpolation, business hours, errors).
+
+    Args:
+      parts: The rows of the series, from any files and in any order; one series may be in many parts.
+      data: Their columns (covariates in the order of ``model.covariates``), frequency and policies.
+      model: What the model takes.
+      future_parts: With future covariates: the future covariates file's rows
+        (:func:`future_columns`); rows of series that ``parts`` does not hold are ignored.
+
+    Returns:
+      The series that can be forecast, in order of first appearance (None when there are none),
+      and the others, each with its reason.
+    """
+    if not parts:
+        return None, []
+    c, h = model.context, model.horizon
+    uniques = pd.unique(np.concatenate([p.names for p in parts]))
+    k = len(uniques)
+    codes, order, bounds = _grouped(parts, uniques)
+    times = np.concatenate([p.chunk.times for p in parts])
+    target = np.concatenate([p.chunk.target for p in parts])
+    covariates = np.concatenate([p.chunk.covariates for p in parts])
+    # Rows by series, then time (the grid check); a stable sort keeps each series' file order in ties.
+    by_time = np.lexsort((times, codes))
+    sorted_codes, sorted_times = codes[by_time], times[by_time]
+    starts, ends = bounds[:-1], bounds[1:]
+    counts = ends - starts
+    fast = counts >= max(2, c)
+    if data.business_hours is not None:
+        fast[:] = False
+    first = np.minimum(starts + 1, len(times) - 1)
+    step = np.where(counts >= 2, sorted_times[first] - sorted_times[starts], 0)
+    same = sorted_codes[1:] == sorted_codes[:-1]
+    uneven = same & (np.diff(sorted_times) != step[sorted_codes[1:]])
+    fast &= np.bincount(sorted_codes[1:][uneven], minlength=k) == 0
+    fast &= (step > 0) & ((step < _CALENDAR_STEPS) | (step % _WEEK == 0))
+    # 1970-01-01 was a Thursday (pandas' dayofweek 3).
+    weekday = (sorted_times[starts] // _DAY + 3) % 7
+    frequencies = np.full(k, "", dtype=object)
+    for s, w in set(zip(step[fast].tolist(), weekday[fast].tolist())):
+        alike = fast & (step == s) & (weekday == w)
+        try:
+            frequencies[alike] = _step_frequency(s, w)
+        except frequency_lib.FrequencyError:
+            fast &= ~alike  # grid.assemble names the problem
+    if data.frequency:
+        fast &= frequencies == data.frequency
+    # The last C points of each series, [k, C] (rows of short series are clipped, and unused).
+    last = by_time[np.clip(ends[:, None] - c + np.arange(c), 0, max(len(times) - 1, 0))]
+    fast &= ~np.isnan(target[last]).any(axis=1)
+    if covariates.shape[1]:
+        fast &= ~np.isnan(covariates[last]).any(axis=(1, 2))
+    if model.series_id and model.known_series is not None:
+        fast &= np.isin(uniques, list(model.known_series))
+    fast_codes = np.flatnonzero(fast)
+    origins = sorted_times[ends[fast_codes] - 1]
+    steps = np.zeros((len(fast_codes), h), np.int64)
+    for origin, frequency in set(zip(origins.tolist(), frequencies[fast_codes].tolist())):
+        steps[(origins == origin) & (frequencies[fast_codes] == frequency)] = _following(origin, frequency, h)
+    window = last[fast_codes]
+    inputs = {contract.INPUT_KEY: target[window].astype(contract.INPUT_DTYPE)}
+    covariate_index = {name: i for i, name in enumerate(data.columns.covariates)}
+    for name in model.covariates:
+        inputs[contract.covariate_input_key(name)] = covariates[window, covariate_index[name]].astype(
+            contract.INPUT_DTYPE)
+    if model.origin_timestamp:
+        inputs[contract.ORIGIN_TIMESTAMP_INPUT_KEY] = origins.astype(np.int64)
+    if model.series_id:
+        inputs[contract.SERIES_ID_INPUT_KEY] = uniques[fast_codes].astype(object)
+    ready = [SeriesBlock(uniques[fast_codes].astype(object), steps, inputs)]
+    skipped, slow = [], []
+    future = _grouped(future_parts, uniques) if model.future_covariates else None
+    if future is not None:
+        values = _future_lookup(future_parts, future[0], fast_codes, steps)
+        keep = ~np.isnan(values).any(axis=(1, 2))
+        extra = {contract.future_input_key(name): values[:, :, i].astype(contract.INPUT_DTYPE)
+                 for i, name in enumerate(model.future_covariates)}
+        # A series lacking some future values: the per-series lookup names them.
+        for i in np.flatnonzero(~keep):
+            code = fast_codes[i]
+            chunks = _series_chunks(future_parts, future[1], future[2][code], future[2][code + 1])
+            skipped.append(_future_values(str(uniques[code]), chunks, model.future_covariates, steps[i]))
+        ready = [SeriesBlock(ready[0].series_ids, steps, {**inputs, **extra}).rows(keep)]
+    for code in np.flatnonzero(~fast):
+        series_id = str(uniques[code])
+        future_chunks = _series_chunks(future_parts, future[1], future[2][code], future[2][code + 1]) \
+            if future is not None else ()
+        result = series_inputs(series_id, _series_chunks(parts, order, bounds[code], bounds[code + 1]), data,
+                               model, future_chunks)
+        (skipped if isinstance(result, Skipped) else slow).append(result)
+    if slow:
+        ready.append(SeriesBlock(np.array([s.series_id for s in slow], dtype=object),
+                                 np.stack([s.times for s in slow]).astype(np.int64), stack_inputs(slow)))
+    ready = [b for b in ready if len(b)]
+    if not ready:
+        return None, skipped
+    if len(ready) == 1:
+        return ready[0], skipped
+    return SeriesBlock(np.concatenate([b.series_ids for b in ready]), np.concatenate([b.times for b in ready]),
+                       {k: np.concatenate([b.inputs[k] for b in ready]) for k in ready[0].inputs}), skipped
+
+
+def shard_of(series_ids: np.ndarray, shards: int) -> np.ndarray:
+    """Each series' shard in ``0..shards-1``, the same on every worker and run (CRC-32 of the id)."""
+    if shards == 1:
+        return np.zeros(len(series_ids), np.int64)
+    codes, uniques = pd.factorize(series_ids)
+    return np.array([zlib.crc32(str(u).encode()) % shards for u in uniques], np.int64)[codes]
+
+
 def stack_inputs(batch: Sequence[SeriesInputs]) -> dict[str, np.ndarray]:
     """The inputs of a batch of series, one row each, keyed by input name."""
     return {name: np.stack([s.inputs[name] for s in batch]) for name in batch[0].inputs}
@@ -260,11 +494,11 @@ def quantile_column(level: float) -> str:
     return f"p{round(float(level) * 100, 6):g}"
 
 
-def forecast_columns(batch: Sequence[SeriesInputs], outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The output rows of a batch, H per series, as columns.
+def forecast_columns(block: SeriesBlock, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The output rows of a block of series, H per series, as columns.
 
     Args:
-      batch: The series, as given to the model.
+      block: The series, as given to the model.
       outputs: The model's outputs for them: ``forecast`` ``[N, H]``, and with quantiles
         ``forecast_quantiles`` ``[N, H, Q]`` and ``quantile_levels`` ``[N, Q]``.
 
@@ -274,8 +508,8 @@ def forecast_columns(batch: Sequence[SeriesInputs], outputs: dict[str, np.ndarra
     """
     forecast = np.asarray(outputs[contract.OUTPUT_KEY])
     n, h = forecast.shape
-    columns = {"series_id": np.repeat(np.array([s.series_id for s in batch], dtype=object), h),
-               TIMESTAMP_COLUMN: np.concatenate([s.times for s in batch]).astype(np.int64),
+    columns = {"series_id": np.repeat(block.series_ids.astype(object), h),
+               TIMESTAMP_COLUMN: block.times.reshape(-1).astype(np.int64),
                STEP_COLUMN: np.tile(np.arange(1, h + 1, dtype=np.int64), n),
                FORECAST_COLUMN: forecast.reshape(-1).astype(np.float64)}
     if contract.QUANTILES_OUTPUT_KEY in outputs:
@@ -380,43 +614,48 @@ class ServedModel:
 
 
 class _ReadFile(beam.DoFn):
-    """Reads one file in chunks; emits ``(series_id, (role, Chunk))``.
+    """Reads one file in chunks of rows (:func:`reader.read_blocks`); emits ``(shard, (role, SeriesRows))``.
 
-    The chunks go through the shuffle as they are (pickled), not compressed as the example
-    generator's (``Chunk.to_bytes``): compressing took a fifth of this job's time (10k series,
-    benchmarks/forecast.py), and a forecast holds no windows, so its shuffle is the data's size.
+    Rows travel in bulk, a shard's part of a chunk at a time: one element per series cost more in
+    Beam's per-element work than the whole forecast (10k series, benchmarks/forecast.py).
     """
 
-    def __init__(self, columns: Columns, role: str):
-        self._columns, self._role = columns, role
+    def __init__(self, columns: Columns, role: str, shards: int):
+        self._columns, self._role, self._shards = columns, role, shards
 
-    def process(self, path: str) -> Iterator[tuple[str, tuple[str, reader.Chunk]]]:
-        for series_id, chunk in reader.read_chunks(path, self._columns):
-            yield series_id, (self._role, chunk)
+    def process(self, path: str) -> Iterator[tuple[int, tuple[str, SeriesRows]]]:
+        for ids, chunk in reader.read_blocks(path, self._columns):
+            rows = SeriesRows.of(ids, chunk)
+            if self._shards == 1:
+                yield 0, (self._role, rows)
+                continue
+            shards = shard_of(rows.names, self._shards)[rows.codes]
+            for shard in np.unique(shards).tolist():
+                yield shard, (self._role, rows.take(np.flatnonzero(shards == shard)))
 
 
 class _Prepare(beam.DoFn):
-    """One series' rows (and future covariates) to its :class:`SeriesInputs`, or tagged :class:`Skipped`."""
+    """One shard's rows (and future covariates) to blocks of at most ``max_batch`` series; tagged: each
+    :class:`Skipped`, and the number of series ready."""
 
-    def __init__(self, data: DataConfig, model: ModelInputs):
-        self._data, self._model = data, model
+    def __init__(self, data: DataConfig, model: ModelInputs, max_batch: int):
+        self._data, self._model, self._max_batch = data, model, max_batch
 
-    def process(self, element: tuple[str, Iterable[tuple[str, reader.Chunk]]]) -> Iterator[Any]:
-        series_id, rows = element
-        chunks = {"data": [], "future": []}
-        for role, chunk in rows:
-            chunks[role].append(chunk)
-        # Future covariates of a series the data does not hold: nothing to forecast.
-        if chunks["data"]:
-            result = series_inputs(series_id, chunks["data"], self._data, self._model, chunks["future"])
-            if isinstance(result, Skipped):
-                yield beam.pvalue.TaggedOutput(_SKIPPED, dataclasses.asdict(result))
-            else:
-                yield result
+    def process(self, element: tuple[int, Iterable[tuple[str, SeriesRows]]]) -> Iterator[Any]:
+        _, rows = element
+        parts = {"data": [], "future": []}
+        for role, part in rows:
+            parts[role].append(part)
+        block, skipped = prepare_series(parts["data"], self._data, self._model, parts["future"])
+        for entry in skipped:
+            yield beam.pvalue.TaggedOutput(_SKIPPED, dataclasses.asdict(entry))
+        yield beam.pvalue.TaggedOutput(_READY, len(block) if block is not None else 0)
+        for start in range(0, len(block) if block is not None else 0, self._max_batch):
+            yield block.rows(slice(start, start + self._max_batch))
 
 
 class _Forecast(beam.DoFn):
-    """Runs the model on a batch of series; the model is opened once per worker."""
+    """Runs the model on a block of series; the model is opened once per worker."""
 
     def __init__(self, model: Union[LocalModel, ServedModel], progress: bool):
         self._model, self._progress = model, progress
@@ -425,9 +664,9 @@ class _Forecast(beam.DoFn):
         self._predict = self._model.open()
         self._done, self._last_report = 0, time.monotonic()
 
-    def process(self, batch: list[SeriesInputs], total: int) -> Iterator[dict[str, np.ndarray]]:
-        yield forecast_columns(batch, self._predict(stack_inputs(batch)))
-        self._done += len(batch)
+    def process(self, block: SeriesBlock, total: int) -> Iterator[dict[str, np.ndarray]]:
+        yield forecast_columns(block, self._predict(block.inputs))
+        self._done += len(block)
         now = time.monotonic()
         if self._progress and (now - self._last_report >= _PROGRESS_SECONDS or self._done >= total):
             self._last_report = now
@@ -435,12 +674,29 @@ class _Forecast(beam.DoFn):
             print(f"forecast: {self._done} of {total} series", file=sys.stdout, flush=True)
 
 
+# Bytes of input files per shard: a shard's rows are held together on one worker while prepared
+# (about 16k series of 60 points in Parquet, their arrays some 70 MB while prepared).
+SHARD_BYTES = 8 << 20
+
+
+def shard_count(files: Sequence[str]) -> int:
+    """Shards for ``files``: one per :data:`SHARD_BYTES` of them, so that the work spreads over
+    workers as the data grows, while a small job makes full batches of :data:`MAX_BATCH`."""
+    from apache_beam.io.filesystems import FileSystems
+    sizes = [m.size_in_bytes for result in FileSystems.match(list(files)) for m in result.metadata_list]
+    return max(1, -(-sum(sizes) // SHARD_BYTES))
+
+
 @beam.ptransform_fn
 def ForecastFiles(pipeline: beam.Pipeline, files: Sequence[str], data: DataConfig,  # noqa: N802
                   model_inputs: ModelInputs, model: Union[LocalModel, ServedModel],
                   future_files: Sequence[str] = (), progress: bool = False,
-                  max_batch: int = MAX_BATCH) -> dict[str, beam.pvalue.PCollection]:
+                  max_batch: int = MAX_BATCH, shards: int = 1) -> dict[str, beam.pvalue.PCollection]:
     """Forecasts every series of ``files``.
+
+    The files are read in chunks of rows, which go to the series' shards (:func:`shard_of`); each
+    shard's series are prepared in bulk (:func:`prepare_series`) and given to the model in blocks of
+    up to ``max_batch`` series.
 
     Args:
       pipeline: The Beam pipeline.
@@ -452,30 +708,30 @@ def ForecastFiles(pipeline: beam.Pipeline, files: Sequence[str], data: DataConfi
       progress: Print ``forecast: done of total series`` to standard output now and then (standard
         error is the libraries' log while the command runs).
       max_batch: Most series per model call.
+      shards: Groups of series prepared together (:func:`shard_count`).
 
     Returns:
       ``forecasts``: column batches (:func:`forecast_columns`); ``skipped``: dicts of
-      :class:`Skipped`; ``series``: the number of series (one element).
+      :class:`Skipped`; ``ready``: the number of series forecast (one element).
     """
-    sources = [pipeline | "Files" >> beam.Create(list(files)) | "SpreadFiles" >> beam.Reshuffle()
-               | "Read" >> beam.ParDo(_ReadFile(data.columns, "data"))]
+    def spread(names: beam.pvalue.PCollection, paths: Sequence[str], label: str) -> beam.pvalue.PCollection:
+        # Files spread over workers; one file gains nothing, and each transform costs set-up time.
+        return names | label >> beam.Reshuffle() if len(paths) > 1 else names
+
+    sources = [spread(pipeline | "Files" >> beam.Create(list(files)), files, "SpreadFiles")
+               | "Read" >> beam.ParDo(_ReadFile(data.columns, "data", shards))]
     if model_inputs.future_covariates:
-        sources.append(pipeline | "FutureFiles" >> beam.Create(list(future_files))
-                       | "SpreadFutureFiles" >> beam.Reshuffle()
-                       | "ReadFuture" >> beam.ParDo(_ReadFile(future_columns(data), "future")))
-    prepared = (sources | "AllRows" >> beam.Flatten() | "GroupBySeries" >> beam.GroupByKey()
-                | "Prepare" >> beam.ParDo(_Prepare(data, model_inputs)).with_outputs(_SKIPPED, main="series"))
-    skipped_count = prepared[_SKIPPED] | "CountSkipped" >> beam.combiners.Count.Globally()
-    ready_count = prepared.series | "CountReady" >> beam.combiners.Count.Globally()
-    forecasts = (prepared.series
-                 # Full batches: BatchElements' adaptive sizes start at 1, and a small batch costs
-                 # nearly what a full one does.
-                 | "Batch" >> beam.BatchElements(min_batch_size=max_batch, max_batch_size=max_batch)
-                 | "Forecast" >> beam.ParDo(_Forecast(model, progress),
-                                            total=beam.pvalue.AsSingleton(ready_count)))
-    series = ((skipped_count, ready_count) | "Counts" >> beam.Flatten()
-              | "SeriesCount" >> beam.CombineGlobally(sum))
-    return {_FORECASTS: forecasts, _SKIPPED: prepared[_SKIPPED], "series": series}
+        sources.append(spread(pipeline | "FutureFiles" >> beam.Create(list(future_files)), future_files,
+                              "SpreadFutureFiles")
+                       | "ReadFuture" >> beam.ParDo(_ReadFile(future_columns(data), "future", shards)))
+    rows = sources[0] if len(sources) == 1 else sources | "AllRows" >> beam.Flatten()
+    prepared = (rows | "GroupByShard" >> beam.GroupByKey()
+                | "Prepare" >> beam.ParDo(_Prepare(data, model_inputs, max_batch)).with_outputs(
+                    _SKIPPED, _READY, main="series"))
+    ready = prepared[_READY] | "CountReady" >> beam.CombineGlobally(sum)
+    forecasts = prepared.series | "Forecast" >> beam.ParDo(_Forecast(model, progress),
+                                                            total=beam.pvalue.AsSingleton(ready))
+    return {_FORECASTS: forecasts, _SKIPPED: prepared[_SKIPPED], _READY: ready}
 
 
 def output_format(path: str) -> str:
@@ -492,7 +748,6 @@ def forecast_table(batches: Iterable[dict[str, np.ndarray]], series_id_column: O
     The series id column is named as in the data, and left out when the data has none; the
     timestamps are UTC.
     """
-    import pandas as pd
     batches = list(batches)
     if batches:
         columns = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
@@ -516,9 +771,19 @@ def write_forecasts(batches: Iterable[dict[str, np.ndarray]], path: str, series_
     frame = forecast_table(batches, series_id_column)
     temporary = path + ".tmp"
     if output_format(path) == "csv":
-        frame[TIMESTAMP_COLUMN] = frame[TIMESTAMP_COLUMN].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-        with tf.io.gfile.GFile(temporary, "w") as f:
-            frame.to_csv(f, index=False)
+        # Each distinct timestamp formatted once: series of one data set mostly share their steps.
+        codes, distinct = pd.factorize(frame[TIMESTAMP_COLUMN])
+        frame[TIMESTAMP_COLUMN] = np.asarray(distinct.strftime("%Y-%m-%dT%H:%M:%SZ"), dtype=object)[codes] \
+            if len(frame) else np.zeros(0, object)
+        # The model's float32 values, written as float32 (the shortest text that reads back the
+        # same number), by pyarrow: pandas took as long as the model did (10k series,
+        # benchmarks/forecast.py). Text cells are quoted.
+        values = [c for c in frame.columns if frame[c].dtype == np.float64]
+        table = pa.Table.from_pandas(frame.astype(dict.fromkeys(values, np.float32)), preserve_index=False)
+        buffer = io.BytesIO()
+        pa_csv.write_csv(table, buffer)
+        with tf.io.gfile.GFile(temporary, "wb") as f:
+            f.write(buffer.getvalue())
     else:
         # Through a buffer: pyarrow closes a file object it writes to, before GFile can flush it.
         buffer = io.BytesIO()
@@ -529,10 +794,10 @@ def write_forecasts(batches: Iterable[dict[str, np.ndarray]], path: str, series_
     return len(frame)
 
 
-def summarize(series: int, skipped: Iterable[dict[str, str]], rows: int) -> dict[str, Any]:
+def summarize(forecast: int, skipped: Iterable[dict[str, str]], rows: int) -> dict[str, Any]:
     """The job's summary: series seen, forecast and skipped (each with its reason, by id), rows written."""
     skipped = sorted(skipped, key=lambda s: s["series_id"])
-    return {"series": series, "forecast": series - len(skipped), "skipped": skipped, "rows": rows}
+    return {"series": forecast + len(skipped), "forecast": forecast, "skipped": skipped, "rows": rows}
 
 
 def write_summary(summary: dict[str, Any], path: str) -> None:
@@ -541,20 +806,23 @@ def write_summary(summary: dict[str, Any], path: str) -> None:
         json.dump(summary, f, indent=1, sort_keys=True)
 
 
+def _write_all(forecast: int, batches: list[dict[str, np.ndarray]], skipped: list[dict[str, str]], path: str,
+               series_id_column: Optional[str], summary_path: str) -> None:
+    write_summary(summarize(forecast, skipped, write_forecasts(batches, path, series_id_column)), summary_path)
+
+
 @beam.ptransform_fn
 def WriteForecasts(outputs: dict[str, beam.pvalue.PCollection], path: str,  # noqa: N802
                    series_id_column: Optional[str], summary_path: str) -> beam.pvalue.PCollection:
     """Writes the forecasts of :func:`ForecastFiles` to ``path`` and its summary JSON to ``summary_path``.
 
     The rows meet on one worker to be ordered and written as one file: H rows a series, a few MB
-    for 100k series.
+    for 100k series. Side inputs, not combiners, bring them there: each transform of the graph
+    costs Beam's set-up time, a fixed cost of every run.
     """
-    rows = (outputs[_FORECASTS] | "AllForecasts" >> beam.combiners.ToList()
-            | "Write" >> beam.Map(write_forecasts, path, series_id_column))
-    skipped = outputs[_SKIPPED] | "AllSkipped" >> beam.combiners.ToList()
-    return (outputs["series"] | "Summary" >> beam.Map(
-        lambda n, s, r: write_summary(summarize(n, s, r), summary_path),
-        beam.pvalue.AsSingleton(skipped), beam.pvalue.AsSingleton(rows)))
+    return outputs[_READY] | "Write" >> beam.Map(_write_all, beam.pvalue.AsList(outputs[_FORECASTS]),
+                                                 beam.pvalue.AsList(outputs[_SKIPPED]), path, series_id_column,
+                                                 summary_path)
 
 
 def add_forecast_job(pipeline: beam.Pipeline, files: Sequence[str], data: DataConfig, model_inputs: ModelInputs,
@@ -568,7 +836,8 @@ def add_forecast_job(pipeline: beam.Pipeline, files: Sequence[str], data: DataCo
     output_format(output)
     summary_path = output + SUMMARY_SUFFIX
     outputs = pipeline | "ForecastFiles" >> ForecastFiles(files, data, model_inputs, model, future_files,
-                                                          progress=progress, max_batch=max_batch)
+                                                          progress=progress, max_batch=max_batch,
+                                                          shards=shard_count([*files, *future_files]))
     _ = outputs | "WriteForecasts" >> WriteForecasts(output, data.series_id_column, summary_path)
     return summary_path
 

@@ -128,6 +128,120 @@ def test_future_covariates_are_taken_at_the_forecast_steps_and_missing_ones_name
         "series", "no future values of promo for 2024-01-01T07:00:00+00:00, 2024-01-01T08:00:00+00:00")
 
 
+def blocks_of(frames: list[pd.DataFrame], columns) -> list[batch_forecast.SeriesRows]:
+    """The rows of ``frames``, one CSV file each, as the job reads them: chunks of many series."""
+    with tempfile.TemporaryDirectory() as directory:
+        parts = []
+        for i, frame in enumerate(frames):
+            path = os.path.join(directory, f"rows{i}.csv")
+            frame.to_csv(path, index=False)
+            parts += [batch_forecast.SeriesRows.of(ids, chunk) for ids, chunk in reader.read_blocks(path, columns)]
+        return parts
+
+
+def _assert_same_as_per_series(parts, data, model, future_parts=()):
+    """``prepare_series`` on all series at once gives, for each, what ``series_inputs`` gives it."""
+    block, skipped = batch_forecast.prepare_series(parts, data, model, future_parts)
+    # Each series' rows as the per-series job had them: one Chunk per file chunk, with its forms.
+    chunks, future_chunks, expected = {}, {}, {}
+    for rows, into in [(p, chunks) for p in parts] + [(p, future_chunks) for p in future_parts]:
+        for code, series_id in enumerate(rows.names):
+            into.setdefault(series_id, []).append(rows.take(np.flatnonzero(rows.codes == code)).chunk)
+    for series_id in chunks:
+        expected[series_id] = batch_forecast.series_inputs(series_id, chunks[series_id], data, model,
+                                                           future_chunks.get(series_id, ()))
+    assert {s.series_id: s for s in skipped} == {k: v for k, v in expected.items()
+                                                  if isinstance(v, batch_forecast.Skipped)}
+    ready = {k: v for k, v in expected.items() if isinstance(v, batch_forecast.SeriesInputs)}
+    assert sorted(block.series_ids if block is not None else []) == sorted(ready)
+    for i, series_id in enumerate(block.series_ids if block is not None else []):
+        np.testing.assert_array_equal(block.times[i], ready[series_id].times)
+        assert set(block.inputs) == set(ready[series_id].inputs)
+        for name, value in ready[series_id].inputs.items():
+            assert block.inputs[name].dtype == np.asarray(value).dtype, name
+            np.testing.assert_array_equal(block.inputs[name][i], value)
+    return block, skipped
+
+
+@pytest.mark.parametrize("gap_policy", ["skip", "interpolate"])
+def test_series_prepared_in_bulk_are_what_each_series_gives_alone(gap_policy):
+    """Series on their grids (the numpy way) and every other kind (series_inputs' way), in one call."""
+    hours = pd.date_range("2024-01-01", periods=8, freq="h").strftime("%Y-%m-%dT%H:%M:%SZ")
+    months = pd.date_range("2023-01-31", periods=6, freq="ME").strftime("%Y-%m-%d")
+    rng = np.random.default_rng(3)
+    frame = lambda store, times: pd.DataFrame({  # noqa: E731
+        "store": store, "timestamp": times, "value": rng.normal(size=len(times)).round(3),
+        "temp": rng.normal(size=len(times)).round(3)})
+    first = pd.concat([
+        frame("whole", hours), frame("whole2", hours[2:]), frame("short", hours[:3]),
+        frame("gap", hours[[0, 1, 2, 3, 4, 6, 7]]), frame("old_gap", hours[[0, 2, 3, 4, 5, 6, 7]]),
+        frame("months", months), frame("stranger", hours), frame("dupes", hours[[0, 1, 2, 3, 3, 4, 5]]),
+        frame("reversed", hours[::-1]), frame("split", hours[:4]),
+    ])
+    first.loc[(first["store"] == "whole2") & (first["timestamp"] == hours[7]), "temp"] = np.nan
+    # "split" goes on in a second file: one series in two files.
+    second = frame("split", hours[4:])
+    data = DataConfig(path="", series_id_column="store", covariate_columns=("temp",), gap_policy=gap_policy)
+    model = batch_forecast.ModelInputs(context=C, horizon=H, covariates=("temp",), origin_timestamp=True,
+                                       series_id=True, known_series=frozenset(set(first["store"]) - {"stranger"}))
+    block, skipped = _assert_same_as_per_series(blocks_of([first, second], data.columns), data, model)
+    reasons = {s.series_id: s.reason for s in skipped}
+    assert set(reasons) == {"short", "stranger", "dupes", "whole2"} | ({"gap"} if gap_policy == "skip" else set())
+    assert {"whole", "old_gap", "months", "reversed", "split"} <= set(block.series_ids)
+
+
+def test_series_with_future_covariates_prepared_in_bulk_are_what_each_series_gives_alone():
+    hours = pd.date_range("2024-01-01", periods=10, freq="h").strftime("%Y-%m-%dT%H:%M:%SZ")
+    frame = pd.concat([pd.DataFrame({"store": s, "timestamp": hours[:6], "value": np.arange(6.0) + i,
+                                     "promo": [0, 1, 0, 1, 0, 1.0]}) for i, s in enumerate("abc")])
+    # Store b lacks its last future value; store c has none; store z is not in the data.
+    # Store a's row with a missing value does not count, nor its first row at 08:00, repeated.
+    future = pd.concat([pd.DataFrame({"store": "a", "timestamp": hours[[6, 7, 8, 8, 6]],
+                                      "promo": [1.0, 0.0, 0.0, 1.0, np.nan]}),
+                        pd.DataFrame({"store": "b", "timestamp": hours[6:8], "promo": [0.0, 1.0]}),
+                        pd.DataFrame({"store": "z", "timestamp": hours[6:9], "promo": [1.0, 1.0, 1.0]})])
+    data = DataConfig(path="", series_id_column="store", future_covariate_columns=("promo",))
+    model = batch_forecast.ModelInputs(context=C, horizon=H, covariates=("promo",), future_covariates=("promo",))
+    block, skipped = _assert_same_as_per_series(blocks_of([frame], data.columns), data, model,
+                                                blocks_of([future], batch_forecast.future_columns(data)))
+    assert list(block.series_ids) == ["a"]
+    np.testing.assert_array_equal(block.inputs[contract.future_input_key("promo")], [[1, 0, 1]])
+    assert sorted(s.series_id for s in skipped) == ["b", "c"]
+
+
+def test_timestamps_mixing_utc_offsets_are_explained_as_the_example_generator_does():
+    """The forms of each series' timestamps travel with the bulk rows: the message names both rows."""
+    days = ["2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z", "2024-01-03T00:00:00+01:00", "2024-01-04T00:00:00Z",
+            "2024-01-05T00:00:00Z"]
+    frame = pd.concat([pd.DataFrame({"store": "mixed", "timestamp": days, "value": 1.0}),
+                       pd.DataFrame({"store": "plain", "timestamp": [d[:10] for d in days], "value": 1.0})])
+    data = DataConfig(path="", series_id_column="store")
+    model = batch_forecast.ModelInputs(context=C, horizon=H)
+    _, skipped = _assert_same_as_per_series(blocks_of([frame], data.columns), data, model)
+    assert [s.series_id for s in skipped] == ["mixed"] and "mix UTC offsets" in skipped[0].reason
+
+
+def test_a_series_keeps_its_shard_and_shards_forecast_what_one_does():
+    ids = np.array([f"s{i}" for i in range(50)], dtype=object)
+    shards = batch_forecast.shard_of(ids, 4)
+    np.testing.assert_array_equal(batch_forecast.shard_of(ids[::-1], 4), shards[::-1])
+    assert set(shards.tolist()) == {0, 1, 2, 3}
+    assert (batch_forecast.shard_of(ids, 1) == 0).all()
+
+
+def test_many_shards_write_the_forecasts_of_one(quantile_model, tmp_path, monkeypatch):
+    data = tmp_path / "stores.csv"
+    _stores_csv(data)
+    one = forecast_lib.run_forecast(str(data), str(tmp_path / "one.csv"), model_base_path=str(quantile_model))
+    monkeypatch.setattr(batch_forecast, "SHARD_BYTES", os.path.getsize(data) // 3 + 1)
+    assert batch_forecast.shard_count([str(data)]) == 3
+    # The three series are in more than one shard.
+    assert len(set(batch_forecast.shard_of(np.array(["a", "b", "tiny"], dtype=object), 3).tolist())) > 1
+    many = forecast_lib.run_forecast(str(data), str(tmp_path / "many.csv"), model_base_path=str(quantile_model))
+    assert many.summary == one.summary
+    assert (tmp_path / "many.csv").read_text() == (tmp_path / "one.csv").read_text()
+
+
 @pytest.mark.parametrize("level,column", [(0.1, "p10"), (0.025, "p2.5"), (0.5, "p50"), (0.975, "p97.5")])
 def test_quantile_columns_are_named_by_percent(level, column):
     assert batch_forecast.quantile_column(level) == column

@@ -32,7 +32,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from components.example_gen.columns import Columns, DataError
 
-__all__ = ["Chunk", "Columns", "DataError", "location", "match_files", "read_chunks"]
+__all__ = ["Chunk", "Columns", "DataError", "location", "match_files", "read_blocks", "read_chunks"]
 
 # Python's own decompressors, not Beam's: they check each stream's end marker and checksum, so a
 # cut or damaged file is an error instead of the rows before the damage read as if they were all.
@@ -341,21 +341,10 @@ def _is_epoch(frame: pd.DataFrame, column: str) -> bool:
     return len(values) > 0 and isinstance(values.iloc[0], str) and bool(_EPOCH_SECONDS.fullmatch(values.iloc[0]))
 
 
-def read_chunks(path: str, columns: Columns, chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[str, Chunk]]:
-    """Reads and validates a file chunk by chunk, yielding its rows per series.
-
-    Args:
-      path: A CSV (a header row, then one row a line) or Parquet file.
-      columns: Which columns to read and how.
-      chunk_rows: Rows read at a time; memory stays bounded by it.
-
-    Yields:
-      ``(series_id, chunk)`` pairs; one series may come in many chunks.
-
-    Raises:
-      DataError: The file is empty, cut short or damaged, or has no rows; a column is missing; a
-        timestamp, number or series id does not parse; or a value is beyond ``±MAX_ABS_VALUE``.
-    """
+def _parsed(path: str, columns: Columns, chunk_rows: int) -> Iterator[tuple[np.ndarray, Chunk, np.ndarray, np.ndarray,
+                                                                      list[tuple[str, bool]]]]:
+    """Each chunk of rows of a file, validated: series ids, the rows as one Chunk (no forms), and
+    the timestamps' texts, form codes and forms (:func:`timestamp_forms`; none for epoch seconds)."""
     epoch = None
     for frame in _frames(path, columns, chunk_rows):
         if epoch is None:
@@ -371,6 +360,55 @@ def read_chunks(path: str, columns: Columns, chunk_rows: int = CHUNK_ROWS) -> It
         # Forms matter only for text timestamps: a grid that fails is then explained by them.
         written = len(text) and not epoch and isinstance(text[0], str)
         form_codes, forms = timestamp_forms(text) if written else (np.zeros(len(text), np.int64), [])
+        yield ids, Chunk(path, rows, times, target, covariates), text, form_codes, forms
+
+
+def read_blocks(path: str, columns: Columns, chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[np.ndarray, Chunk]]:
+    """Reads and validates a file chunk by chunk, many series at a time (for work done in bulk).
+
+    Args:
+      path: A CSV or Parquet file, as :func:`read_chunks` reads it.
+      columns: Which columns to read and how.
+      chunk_rows: Rows read at a time.
+
+    Yields:
+      ``(series_ids, chunk)``: each row's series id ``[n]`` and the rows, in the file's order;
+      ``chunk.forms`` lists the first row of each distinct (series, timestamp form) pair: each
+      series' own distinct forms (what :func:`grid.mixed_forms` looks at) can be told from it.
+
+    Raises:
+      DataError: As :func:`read_chunks`.
+    """
+    for ids, chunk, text, form_codes, forms in _parsed(path, columns, chunk_rows):
+        if forms:
+            # Codes tell texts apart by their last characters; many codes share one form.
+            distinct: dict[tuple[str, bool], int] = {}
+            form_of_code = np.array([distinct.setdefault(form, len(distinct)) for form in forms], np.int64)
+            series, _ = pd.factorize(ids)
+            pairs = series.astype(np.int64) * len(distinct) + form_of_code[form_codes]
+            first = np.sort(np.unique(pairs, return_index=True)[1])
+            chunk = dataclasses.replace(chunk, forms=tuple(
+                forms[form_codes[i]] + (int(chunk.rows[i]), str(text[i])) for i in first))
+        yield ids, chunk
+
+
+def read_chunks(path: str, columns: Columns, chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[str, Chunk]]:
+    """Reads and validates a file chunk by chunk, yielding its rows per series.
+
+    Args:
+      path: A CSV (a header row, then one row a line) or Parquet file.
+      columns: Which columns to read and how.
+      chunk_rows: Rows read at a time; memory stays bounded by it.
+
+    Yields:
+      ``(series_id, chunk)`` pairs; one series may come in many chunks.
+
+    Raises:
+      DataError: The file is empty, cut short or damaged, or has no rows; a column is missing; a
+        timestamp, number or series id does not parse; or a value is beyond ``±MAX_ABS_VALUE``.
+    """
+    for ids, block, text, form_codes, forms in _parsed(path, columns, chunk_rows):
+        rows, times, target, covariates = block.rows, block.times, block.target, block.covariates
         if columns.series_id is None:
             yield DEFAULT_SERIES_ID, Chunk(path, rows, times, target, covariates,
                                            _forms_of(text, rows, form_codes, forms, np.arange(len(rows))))
