@@ -19,6 +19,7 @@ The forecasts and the list of skipped series are written by :func:`write_forecas
 Forecaster step (:mod:`components.forecaster`) both run this job (:func:`add_forecast_job`).
 """
 
+import csv
 import dataclasses
 import functools
 import io
@@ -777,11 +778,18 @@ def write_forecasts(batches: Iterable[dict[str, np.ndarray]], path: str, series_
             if len(frame) else np.zeros(0, object)
         # The model's float32 values, written as float32 (the shortest text that reads back the
         # same number), by pyarrow: pandas took as long as the model did (10k series,
-        # benchmarks/forecast.py). Text cells are quoted.
+        # benchmarks/forecast.py).
         values = [c for c in frame.columns if frame[c].dtype == np.float64]
         table = pa.Table.from_pandas(frame.astype(dict.fromkeys(values, np.float32)), preserve_index=False)
         buffer = io.BytesIO()
-        pa_csv.write_csv(table, buffer)
+        # pyarrow quotes every text cell (and the header) or none: the header as the csv module
+        # writes it, and the cells unquoted unless one holds a separator or a quote.
+        csv.writer(text := io.StringIO(), lineterminator="\n").writerow(frame.columns)
+        buffer.write(text.getvalue().encode())
+        texts = [frame[c] for c in frame.columns if frame[c].dtype == object]
+        special = any(t.astype(str).str.contains(r'[,"\r\n]').any() for t in texts)
+        pa_csv.write_csv(table, buffer, pa_csv.WriteOptions(
+            include_header=False, quoting_style="needed" if special else "none"))
         with tf.io.gfile.GFile(temporary, "wb") as f:
             f.write(buffer.getvalue())
     else:

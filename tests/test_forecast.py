@@ -240,6 +240,8 @@ def test_many_shards_write_the_forecasts_of_one(quantile_model, tmp_path, monkey
     many = forecast_lib.run_forecast(str(data), str(tmp_path / "many.csv"), model_base_path=str(quantile_model))
     assert many.summary == one.summary
     assert (tmp_path / "many.csv").read_text() == (tmp_path / "one.csv").read_text()
+    # Plain CSV: text quoted only where it must be.
+    assert (tmp_path / "one.csv").read_text().splitlines()[1].startswith("a,20")
 
 
 @pytest.mark.parametrize("level,column", [(0.1, "p10"), (0.025, "p2.5"), (0.5, "p50"), (0.975, "p97.5")])
@@ -556,3 +558,16 @@ def test_the_description_carries_the_business_hours():
     description = {"data": {"business_hours": "07:00-21:00", "business_days": "Mon-Sat", "target_column": "calls"}}
     data = batch_forecast.data_config("x.csv", description, {"business_hours": None, "business_days": None})
     assert (data.business_hours, data.business_days, data.target_column) == ("07:00-21:00", "Mon-Sat", "calls")
+
+
+def test_the_csv_quotes_text_only_where_a_cell_needs_it(tmp_path):
+    def batch(ids: list[str]) -> dict[str, np.ndarray]:
+        return {"series_id": np.array(ids, dtype=object), batch_forecast.TIMESTAMP_COLUMN: np.array([0, 0]),
+                batch_forecast.STEP_COLUMN: np.array([1, 1]), batch_forecast.FORECAST_COLUMN: np.array([0.5, 1.25])}
+
+    plain, special = tmp_path / "plain.csv", tmp_path / "special.csv"
+    batch_forecast.write_forecasts([batch(["a", "b"])], str(plain), "store")
+    batch_forecast.write_forecasts([batch(['x,1', 'say "hi"'])], str(special), "store")
+    assert plain.read_text().splitlines() == ["store,timestamp,step,forecast", "a,1970-01-01T00:00:00Z,1,0.5",
+                                              "b,1970-01-01T00:00:00Z,1,1.25"]
+    assert pd.read_csv(special)["store"].tolist() == ['say "hi"', "x,1"]
