@@ -25,7 +25,7 @@ from components.trainer_options import CALIBRATION_FILE, TRAINING_LOG_FILE
 from serving import contract
 
 __all__ = ["CALIBRATION_FILE", "DEFAULT_LSTM_GRAPH", "LSTM_GRAPHS", "NonCrossingQuantiles", "PinballLoss",
-           "SERVING_INPUT_FEATURES", "TRAINING_LOG_FILE", "build_model", "calibrate", "export_serving_model",
+           "SERVING_INPUT_FEATURES", "SeasonalBaseMix", "TRAINING_LOG_FILE", "build_model", "calibrate", "export_serving_model",
            "make_dataset", "model_description", "model_inputs", "quantile_outputs", "raw_feature", "run_fn",
            "serving_inputs", "serving_model", "train", "training_series_ids", "tuner_fn", "warmup_inputs_from",
            "write_model_description", "write_warmup_requests"]
@@ -73,7 +73,8 @@ def _is_sequence_input(name: str) -> bool:
 def _is_future_input(name: str) -> bool:
     # One value per target step, known at the origin: seasonal lags, future covariates, the calendar.
     return name == features.CALENDAR_FUTURE or (
-        name.startswith((features.LAG_PREFIX, features.FUTURE_PREFIX)) and name.endswith(transform_lib.SCALED_SUFFIX))
+        name.startswith((features.LAG_PREFIX, features.FUTURE_PREFIX, features.BASE_PREFIX))
+        and name.endswith(transform_lib.SCALED_SUFFIX))
 
 
 def build_model(inputs_spec: dict[str, int], history: int, horizon: int,
@@ -129,8 +130,13 @@ def build_model(inputs_spec: dict[str, int], history: int, horizon: int,
     point_name = "median_scaled" if levels else "forecast_scaled"
     if model_config.seasonal_base and lags:
         # The primary season's lags are the seasonal naive forecast; the head learns what to add.
+        base = inputs[lags[0]]
+        bases = [inputs[n] for n in (transform_lib.scaled_feature(features.base_feature(k))
+                                     for k in features.SEASONAL_BASES) if n in inputs]
+        if model_config.seasonal_base_mix and bases:
+            base = SeasonalBaseMix(name="seasonal_base")([base, *bases])
         correction = keras.layers.Dense(horizon, kernel_initializer="zeros", name="correction")(head)
-        outputs = keras.layers.Add(name=point_name)([inputs[lags[0]], correction])
+        outputs = keras.layers.Add(name=point_name)([base, correction])
     else:
         outputs = keras.layers.Dense(horizon, name=point_name)(head)
     optimizer = keras.optimizers.Adam(model_config.learning_rate)
@@ -148,6 +154,24 @@ def build_model(inputs_spec: dict[str, int], history: int, horizon: int,
     model.compile(optimizer=optimizer, loss=losses[model_config.loss],
                   metrics=[keras.metrics.MeanAbsoluteError(name="mae")])
     return model
+
+
+class SeasonalBaseMix(keras.layers.Layer):
+    """A learnt weighted mean of candidate forecasts ``[batch, H]`` each: softmax weights, one per candidate.
+
+    The candidates are the seasonal naive forecast and the smoothed ones of
+    :func:`components.transform.seasonal_bases`; the weights start equal. A handful of weights
+    shared by all steps and series: the data choose the base (the long profile where the season is
+    stable, the recent trend where the level moves) without room to overfit a short series.
+    """
+
+    def build(self, input_shape: Any) -> None:
+        self.logits = self.add_weight(shape=(len(input_shape),), initializer="zeros", name="logits")
+
+    def call(self, candidates: list[Any]) -> Any:
+        ops = keras.ops
+        weights = ops.softmax(self.logits)
+        return ops.sum(ops.stack(candidates, axis=-1) * weights, axis=-1)
 
 
 class NonCrossingQuantiles(keras.layers.Layer):
