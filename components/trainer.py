@@ -19,7 +19,8 @@ from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from components import features, quantiles, trainer_options
+from components import features, quantiles, settings, trainer_options
+from components.example_gen import options as window_options
 from components import transform as transform_lib
 from components.trainer_options import CALIBRATION_FILE, TRAINING_LOG_FILE
 from serving import contract
@@ -165,12 +166,16 @@ class SeasonalBaseMix(keras.layers.Layer):
     stable, the recent trend where the level moves) without room to overfit a short series.
     """
 
+    # The weights' logits are this times the trained variable: Adam moves a variable about one
+    # learning rate a step, which would take hundreds of epochs to move a logit by a few units.
+    LOGIT_SCALE = 20.0
+
     def build(self, input_shape: Any) -> None:
         self.logits = self.add_weight(shape=(len(input_shape),), initializer="zeros", name="logits")
 
     def call(self, candidates: list[Any]) -> Any:
         ops = keras.ops
-        weights = ops.softmax(self.logits)
+        weights = ops.softmax(self.logits * self.LOGIT_SCALE)
         return ops.sum(ops.stack(candidates, axis=-1) * weights, axis=-1)
 
 
@@ -611,7 +616,7 @@ def model_description(custom_config: dict[str, Any], model_config: trainer_optio
         "format": MODEL_DESCRIPTION_FORMAT,
         "data": {k: data[k] for k in _DESCRIBED_DATA if k in data},
         "windows": {**{k: windows[k] for k in _DESCRIBED_WINDOWS if k in windows},
-                    "context": max([int(windows["history"]), *windows.get("seasonal_periods", ())])},
+                    "context": _context(windows)},
         "scaling": model_config.scaling,
         "series_embedding_dim": model_config.series_embedding_dim,
         "takes_series_id": model_config.takes_series_id,
@@ -621,6 +626,12 @@ def model_description(custom_config: dict[str, Any], model_config: trainer_optio
     if quantile_levels:
         description["quantile_levels"] = [float(q) for q in quantile_levels]
     return description
+
+
+def _context(windows: dict[str, Any]) -> int:
+    """The context C of the windows (``asdict`` of WindowConfig through JSON): WindowConfig.context."""
+    fields = ("history", "seasonal_periods", "seasonal_lags", "seasonal_cycles")
+    return settings.from_dict(window_options.WindowConfig, {k: windows[k] for k in fields if k in windows}).context
 
 
 def write_model_description(export_dir: str, description: dict[str, Any]) -> str:

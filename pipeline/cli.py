@@ -84,6 +84,7 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
         _add(parser, W, name, "int")
     _add(parser, W, "seasonal_periods", "ints")
     _add(parser, W, "seasonal_lags", "bool")
+    _add(parser, W, "seasonal_cycles", "int")
     _add(parser, W, "split_fractions", "floats")
     _add(parser, W, "split_times", "names")
     _add(parser, W, "split_scope")

@@ -137,7 +137,7 @@ def test_the_seasonal_base_is_a_learnt_mean_of_the_naive_and_smoothed_forecasts(
     # The weights are a softmax of trainable logits: other logits, another weighted mean.
     mix = model.get_layer("seasonal_base")
     logits = np.array([0.0, 1.0, -1.0, 2.0], dtype=np.float32)
-    mix.logits.assign(logits)
+    mix.logits.assign(logits / mix.LOGIT_SCALE)
     weights = np.exp(logits) / np.exp(logits).sum()
     np.testing.assert_allclose(model(inputs, training=False).numpy(), candidates @ weights, atol=1e-5)
     # Without the mix the base is the seasonal naive forecast; the smoothed ones only feed the head.
