@@ -629,9 +629,13 @@ def model_description(custom_config: dict[str, Any], model_config: trainer_optio
 
 
 def _context(windows: dict[str, Any]) -> int:
-    """The context C of the windows (``asdict`` of WindowConfig through JSON): WindowConfig.context."""
+    """The context C of the windows (``asdict`` of WindowConfig through JSON): WindowConfig.context.
+
+    Windows without ``seasonal_cycles`` (written before it existed) held one cycle.
+    """
     fields = ("history", "seasonal_periods", "seasonal_lags", "seasonal_cycles")
-    return settings.from_dict(window_options.WindowConfig, {k: windows[k] for k in fields if k in windows}).context
+    values = {"seasonal_cycles": 1, **{k: windows[k] for k in fields if k in windows}}
+    return settings.from_dict(window_options.WindowConfig, values).context
 
 
 def write_model_description(export_dir: str, description: dict[str, Any]) -> str:

@@ -237,6 +237,13 @@ def test_a_pipeline_config_resolves_against_its_data(tmp_path):
         (24,), 48, 3600)
     assert config_lib.resolve_from_data(resolved) == resolved
     assert config_lib.resolve(config, "h", 168) == resolved
+    # A quarter of 168 points holds one day: a context of max(L, 24) = 48.
+    assert (resolved.windows.seasonal_cycles, resolved.windows.context) == (1, 48)
+    # Frequency, history and seasons all given: nothing is read, the context's cycles stay as given.
+    given = dataclasses.replace(config, data=dataclasses.replace(config.data, path=str(tmp_path / "absent.csv"),
+                                                                 frequency="h"),
+                                windows=config_lib.WindowConfig(history=8, seasonal_periods=(24,), seasonal_cycles=3))
+    assert config_lib.resolve_from_data(given).windows.context == 72
 
 
 def test_every_setting_of_a_run_has_its_flag():
