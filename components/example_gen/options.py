@@ -169,8 +169,8 @@ class WindowConfig:
         with the lags, the smoothed seasonal forecasts (:func:`components.transform.seasonal_bases`)
         average ``seasonal_cycles`` cycles of the primary season.
         """
-        cycles = self.seasonal_cycles * min(self.seasonal_periods) if self.seasonal_lags and self.seasonal_periods else 0
-        return max([self.history or 1, *self.seasonal_periods, cycles])
+        primary = min(self.seasonal_periods) if self.seasonal_lags and self.seasonal_periods else 0
+        return max([self.history or 1, *self.seasonal_periods, self.seasonal_cycles * primary])
 
     @property
     def resolved(self) -> bool:
