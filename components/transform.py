@@ -15,7 +15,8 @@ context, so the model sees last week without a 168-step recurrence.
 Scalings of the target's history, lags and target (``custom_config["scaling"]``), one map for all:
 
 * ``window_std`` (default): each window relative to its history's mean, divided by the std of its
-  whole context (a season or more, so one spike does not change the scale much). Scale-free
+  last max(L, longest season) points (a season or more, so one spike does not change the scale
+  much; not the further cycles the context holds for the seasonal bases). Scale-free
   across series of any size, and an additive effect (a promotion, a holiday) keeps about one size
   in scaled units.
 * ``window_mean``: relative to the history's mean, divided by the training split's std of those
@@ -298,7 +299,11 @@ def preprocessing_fn(inputs: dict[str, tf.Tensor],
     width = context.shape[1]
     history_length = int(config.get("history") or width)
     history = context[:, width - history_length:]
-    loc, scale = loc_scale(history, context, inputs.get(features.SERIES_ID), scaling)
+    # window_std's spread: over the history and the longest season, not the further cycles the
+    # context holds for the seasonal bases (five years of a trending series would mostly measure
+    # its trend, and shrink every window's scaled values).
+    spread = min(width, max([history_length, *(int(m) for m in config.get("seasonal_periods", ()))]))
+    loc, scale = loc_scale(history, context[:, width - spread:], inputs.get(features.SERIES_ID), scaling)
     outputs = {
         features.HISTORY_SCALED: (history - loc) / scale,
         features.LOC: loc,
