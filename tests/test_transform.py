@@ -313,3 +313,23 @@ def test_a_linear_trend_plus_a_fixed_season_is_forecast_exactly_by_the_trend_bas
     np.testing.assert_allclose(bases["recent_trend"].numpy()[0], series[width:], atol=1e-9)
     # Without the trend the profile lags by the whole seasons back to each step's lag: 4 steps, then 8.
     np.testing.assert_allclose(series[width:] - bases["profile"].numpy()[0], 2.0 * np.array([4, 4, 4, 4, 8, 8]))
+
+
+def test_a_context_of_several_cycles_gives_the_seasonal_bases_and_keeps_the_scale_of_one():
+    """preprocessing_fn on a context of 3 cycles of m = 10: the bases read all of it, the scale only
+    the last max(L, m) points (window_std), as with a context of one cycle."""
+    rng = np.random.default_rng(3)
+    context = (np.arange(3 * M) * 2.0 + 5 * np.sin(np.arange(3 * M) * 2 * np.pi / M) + rng.normal(size=(2, 3 * M)))
+    origin = np.array([[conftest.JAN1], [conftest.JAN1 + 3600]], np.int64)
+    out = {k: v.numpy() for k, v in transform_lib.preprocessing_fn(
+        {features.HISTORY: tf.constant(context, tf.float32), features.ORIGIN_TIMESTAMP: tf.constant(origin)},
+        conftest.unit_transform_config("window_std")).items()}
+    np.testing.assert_allclose(out[features.LOC][:, 0], context[:, -L:].mean(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(out[features.SCALE][:, 0], context[:, -M:].std(axis=1), rtol=1e-4)
+    bases = transform_lib.seasonal_bases(tf.constant(context), H, M)
+    for kind in features.SEASONAL_BASES:
+        scaled = out[transform_lib.scaled_feature(features.base_feature(kind))]
+        np.testing.assert_allclose(scaled * out[features.SCALE] + out[features.LOC], bases[kind].numpy(), rtol=1e-4)
+    # Three cycles of a trending series: the trend bases differ from the seasonal naive forecast.
+    naive = out[transform_lib.scaled_feature(features.lag_feature(M))]
+    assert np.abs(out[transform_lib.scaled_feature(features.base_feature("profile_trend"))] - naive).min() > 1e-3
