@@ -27,6 +27,9 @@ Transform outputs (the model's inputs and label, in scaled units):
 * ``lag_<m>_scaled`` ``[H]`` (:func:`lag_feature`): for each seasonal period m, each target step's
   value one season earlier (:func:`components.windowing.seasonal_lag_offsets`), computed from the
   history in the graph.
+* ``base_<kind>_scaled`` ``[H]`` (:func:`base_feature`, kinds :data:`SEASONAL_BASES`): smoothed
+  seasonal forecasts of the primary period from the cycles the context holds
+  (:func:`components.transform.seasonal_bases`), beside the seasonal naive forecast (the lag).
 * ``future_<column>_scaled`` ``[H]`` and, per seasonal period m, ``future_<column>_lag_<m>_scaled``
   ``[H]``: the covariate where the seasonal lag of each target step was read (was last week's
   value a holiday?); ``covariate_<column>_scaled`` ``[L]``.
@@ -51,6 +54,9 @@ TARGET_TIMESTAMPS: Final = "target_timestamps"
 COVARIATE_PREFIX: Final = "covariate_"
 FUTURE_PREFIX: Final = "future_"
 LAG_PREFIX: Final = "lag_"
+# Smoothed seasonal forecasts of the primary period, from the context (components.transform.seasonal_bases).
+BASE_PREFIX: Final = "base_"
+SEASONAL_BASES: Final = ("profile", "profile_trend", "recent_trend")
 MASE_SCALE: Final = "mase_scale"
 
 # Calendar cycles: name and period in seconds (the day of year uses 365.2425 days).
@@ -79,3 +85,8 @@ def lag_feature(period: int) -> str:
     """Name of the Transform output that holds the (scaled) seasonal lags of ``period``."""
     return f"{LAG_PREFIX}{period}"
 
+
+
+def base_feature(kind: str) -> str:
+    """Name of the seasonal base ``kind`` (of :data:`SEASONAL_BASES`); its Transform output adds ``_scaled``."""
+    return f"{BASE_PREFIX}{kind}"

@@ -19,17 +19,17 @@ from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from components import features, quantiles, trainer_options
+from components import features, quantiles, settings, trainer_options
 from components import transform as transform_lib
+from components.example_gen import options as window_options
 from components.trainer_options import CALIBRATION_FILE, TRAINING_LOG_FILE
 from serving import contract
 
 __all__ = ["CALIBRATION_FILE", "DEFAULT_LSTM_GRAPH", "LSTM_GRAPHS", "NonCrossingQuantiles", "PinballLoss",
-           "SERVING_INPUT_FEATURES", "TRAINING_LOG_FILE", "build_model", "calibrate", "export_serving_model",
-           "interval_spread", "make_dataset", "model_description", "model_inputs", "quantile_outputs", "raw_feature",
-           "run_fn",
-           "serving_inputs", "serving_model", "train", "training_series_ids", "tuner_fn", "warmup_inputs_from",
-           "write_model_description", "write_warmup_requests"]
+           "SERVING_INPUT_FEATURES", "SeasonalBaseMix", "TRAINING_LOG_FILE", "build_model", "calibrate",
+           "export_serving_model", "interval_spread", "make_dataset", "model_description", "model_inputs",
+           "quantile_outputs", "raw_feature", "run_fn", "serving_inputs", "serving_model", "train",
+           "training_series_ids", "tuner_fn", "warmup_inputs_from", "write_model_description", "write_warmup_requests"]
 
 # XLA compiles once per input shape (about 0.25 s for this model on 2 cores). The XLA signatures
 # pad each batch up to the next of these sizes (beyond the largest, to a multiple of it), so a
@@ -74,7 +74,8 @@ def _is_sequence_input(name: str) -> bool:
 def _is_future_input(name: str) -> bool:
     # One value per target step, known at the origin: seasonal lags, future covariates, the calendar.
     return name == features.CALENDAR_FUTURE or (
-        name.startswith((features.LAG_PREFIX, features.FUTURE_PREFIX)) and name.endswith(transform_lib.SCALED_SUFFIX))
+        name.startswith((features.LAG_PREFIX, features.FUTURE_PREFIX, features.BASE_PREFIX))
+        and name.endswith(transform_lib.SCALED_SUFFIX))
 
 
 def build_model(inputs_spec: dict[str, int], history: int, horizon: int,
@@ -88,7 +89,10 @@ def build_model(inputs_spec: dict[str, int], history: int, horizon: int,
     head of H outputs with a linear path and a ReLU path. With ``seasonal_base`` (the default) the
     head's output, zero at the start, is added to the primary season's lags: the model starts as
     the seasonal naive forecast and learns a correction to it (measured on five public data sets:
-    model MAE over MSTL's 1.09 on average, against 1.17 with a free head).
+    model MAE over MSTL's 1.09 on average, against 1.17 with a free head). With
+    ``seasonal_base_mix`` (the default) and the smoothed seasonal forecasts among the inputs
+    (:func:`components.transform.seasonal_bases`), the correction is added to a learnt weighted
+    mean of those and the lags instead (:class:`SeasonalBaseMix`).
 
     Args:
       inputs_spec: Transform output name -> width (see :func:`model_inputs`); sequence inputs
@@ -130,8 +134,13 @@ def build_model(inputs_spec: dict[str, int], history: int, horizon: int,
     point_name = "median_scaled" if levels else "forecast_scaled"
     if model_config.seasonal_base and lags:
         # The primary season's lags are the seasonal naive forecast; the head learns what to add.
+        base = inputs[lags[0]]
+        bases = [inputs[n] for n in (transform_lib.scaled_feature(features.base_feature(k))
+                                     for k in features.SEASONAL_BASES) if n in inputs]
+        if model_config.seasonal_base_mix and bases:
+            base = SeasonalBaseMix(name="seasonal_base")([base, *bases])
         correction = keras.layers.Dense(horizon, kernel_initializer="zeros", name="correction")(head)
-        outputs = keras.layers.Add(name=point_name)([inputs[lags[0]], correction])
+        outputs = keras.layers.Add(name=point_name)([base, correction])
     else:
         outputs = keras.layers.Dense(horizon, name=point_name)(head)
     optimizer = keras.optimizers.Adam(model_config.learning_rate)
@@ -149,6 +158,28 @@ def build_model(inputs_spec: dict[str, int], history: int, horizon: int,
     model.compile(optimizer=optimizer, loss=losses[model_config.loss],
                   metrics=[keras.metrics.MeanAbsoluteError(name="mae")])
     return model
+
+
+class SeasonalBaseMix(keras.layers.Layer):
+    """A learnt weighted mean of candidate forecasts ``[batch, H]`` each: softmax weights, one per candidate.
+
+    The candidates are the seasonal naive forecast and the smoothed ones of
+    :func:`components.transform.seasonal_bases`; the weights start equal. A handful of weights
+    shared by all steps and series: the data choose the base (the long profile where the season is
+    stable, the recent trend where the level moves) without room to overfit a short series.
+    """
+
+    # The weights' logits are this times the trained variable: Adam moves a variable about one
+    # learning rate a step, which would take hundreds of epochs to move a logit by a few units.
+    LOGIT_SCALE = 20.0
+
+    def build(self, input_shape: Any) -> None:
+        self.logits = self.add_weight(shape=(len(input_shape),), initializer="zeros", name="logits")
+
+    def call(self, candidates: list[Any]) -> Any:
+        ops = keras.ops
+        weights = ops.softmax(self.logits * self.LOGIT_SCALE)
+        return ops.sum(ops.stack(candidates, axis=-1) * weights, axis=-1)
 
 
 class NonCrossingQuantiles(keras.layers.Layer):
@@ -624,7 +655,7 @@ def model_description(custom_config: dict[str, Any], model_config: trainer_optio
         "format": MODEL_DESCRIPTION_FORMAT,
         "data": {k: data[k] for k in _DESCRIBED_DATA if k in data},
         "windows": {**{k: windows[k] for k in _DESCRIBED_WINDOWS if k in windows},
-                    "context": max([int(windows["history"]), *windows.get("seasonal_periods", ())])},
+                    "context": _context(windows)},
         "scaling": model_config.scaling,
         "series_embedding_dim": model_config.series_embedding_dim,
         "takes_series_id": model_config.takes_series_id,
@@ -634,6 +665,16 @@ def model_description(custom_config: dict[str, Any], model_config: trainer_optio
     if quantile_levels:
         description["quantile_levels"] = [float(q) for q in quantile_levels]
     return description
+
+
+def _context(windows: dict[str, Any]) -> int:
+    """The context C of the windows (``asdict`` of WindowConfig through JSON): WindowConfig.context.
+
+    Windows without ``seasonal_cycles`` (written before it existed) held one cycle.
+    """
+    fields = ("history", "seasonal_periods", "seasonal_lags", "seasonal_cycles")
+    values = {"seasonal_cycles": 1, **{k: windows[k] for k in fields if k in windows}}
+    return settings.from_dict(window_options.WindowConfig, values).context
 
 
 def write_model_description(export_dir: str, description: dict[str, Any]) -> str:

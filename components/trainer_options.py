@@ -40,6 +40,10 @@ class ModelConfig:
     seasonal_base: bool = setting(
         True, help="forecast a correction to the seasonal naive forecast of the primary period (the head "
                     "starts at zero, so an untrained model is the seasonal naive forecast)")
+    seasonal_base_mix: bool = setting(
+        True, help="with --seasonal-base: the base is a learnt weighted mean of the seasonal naive forecast and "
+                   "smoothed ones (the mean seasonal profile of the context's cycles at the latest level, with "
+                   "the trend of the cycle means, and of the last two cycles; see components/transform.py)")
     series_embedding_dim: int = setting(
         0, minimum=0, help="width of a learnt embedding of each series id, beside the LSTM's state (0: none); "
                            "ids come from the training split, others get a zero vector")

@@ -15,7 +15,8 @@ context, so the model sees last week without a 168-step recurrence.
 Scalings of the target's history, lags and target (``custom_config["scaling"]``), one map for all:
 
 * ``window_std`` (default): each window relative to its history's mean, divided by the std of its
-  whole context (a season or more, so one spike does not change the scale much). Scale-free
+  last max(L, longest season) points (a season or more, so one spike does not change the scale
+  much; not the further cycles the context holds for the seasonal bases). Scale-free
   across series of any size, and an additive effect (a promotion, a holiday) keeps about one size
   in scaled units.
 * ``window_mean``: relative to the history's mean, divided by the training split's std of those
@@ -160,6 +161,59 @@ def calendar_features(origin: tf.Tensor, history: int, horizon: int, step_second
     }
 
 
+def seasonal_bases(context: tf.Tensor, horizon: int, period: int) -> dict[str, tf.Tensor]:
+    """Smoothed seasonal forecasts ``[batch, H]`` of each target step from the K = C // m whole cycles
+    that end at the origin of the context ``[batch, C]`` (classical decomposition, in the graph).
+
+    Each cycle minus its own mean is a seasonal profile; the profile of step h is read at the phase
+    of its seasonal lag (:func:`components.windowing.seasonal_lag_offsets`), ``d_h = m * ceil(h / m)``
+    steps before it. With cycle means ``mu_1`` (the latest cycle) .. ``mu_K``:
+
+    * ``profile``: the mean profile of the K cycles plus ``mu_1``;
+    * ``profile_trend``: that plus the trend of the cycle means over the d_h steps,
+      ``d_h (mu_1 - mu_K) / ((K - 1) m)`` (a profile keeps the trend within its cycle, so a linear
+      trend plus a fixed season is forecast exactly);
+    * ``recent_trend``: the same from the last two cycles alone (follows a changing level and shape sooner).
+
+    With one cycle (K = 1) each is the seasonal naive forecast. Measured on the benchmark's data
+    sets, none of them is best everywhere (the recent trend on hourly temperatures, the long profile
+    on quarterly tourism), so the model learns how to weigh them (:func:`components.trainer.build_model`).
+
+    Args:
+      context: The raw context, at least one cycle (C >= m).
+      horizon: H.
+      period: m.
+
+    Returns:
+      ``{kind: [batch, H]}`` for each kind of :data:`features.SEASONAL_BASES`.
+    """
+    width = int(context.shape[1])
+    cycles = max(1, width // period)
+    # [batch, K, m], the latest cycle first.
+    stacked = tf.stack([context[:, width - k * period:width - (k - 1) * period] for k in range(1, cycles + 1)], axis=1)
+    means = tf.reduce_mean(stacked, axis=2, keepdims=True)
+    profiles = stacked - means
+    steps = np.arange(1, horizon + 1)
+    phase = period - 1 + windowing.seasonal_lag_offsets(horizon, period)
+    distance = tf.constant(steps - windowing.seasonal_lag_offsets(horizon, period), dtype=context.dtype)
+    latest = means[:, 0]
+
+    def trend(oldest: int) -> tf.Tensor:
+        if oldest == 0:
+            return tf.zeros_like(latest)
+        return (latest - means[:, oldest]) / float(oldest * period)
+
+    def profile(count: int) -> tf.Tensor:
+        return tf.gather(tf.reduce_mean(profiles[:, :count], axis=1), phase, axis=1)
+
+    recent = min(2, cycles)
+    return {
+        "profile": profile(cycles) + latest,
+        "profile_trend": profile(cycles) + latest + trend(cycles - 1) * distance,
+        "recent_trend": profile(recent) + latest + trend(recent - 1) * distance,
+    }
+
+
 def _positive(std: tf.Tensor) -> tf.Tensor:
     # A constant training series would give std 0; 1 keeps the map invertible.
     return tf.where(std > 0, std, tf.ones_like(std))
@@ -245,7 +299,11 @@ def preprocessing_fn(inputs: dict[str, tf.Tensor],
     width = context.shape[1]
     history_length = int(config.get("history") or width)
     history = context[:, width - history_length:]
-    loc, scale = loc_scale(history, context, inputs.get(features.SERIES_ID), scaling)
+    # window_std's spread: over the history and the longest season, not the further cycles the
+    # context holds for the seasonal bases (five years of a trending series would mostly measure
+    # its trend, and shrink every window's scaled values).
+    spread = min(width, max([history_length, *(int(m) for m in config.get("seasonal_periods", ()))]))
+    loc, scale = loc_scale(history, context[:, width - spread:], inputs.get(features.SERIES_ID), scaling)
     outputs = {
         features.HISTORY_SCALED: (history - loc) / scale,
         features.LOC: loc,
@@ -258,6 +316,11 @@ def preprocessing_fn(inputs: dict[str, tf.Tensor],
                  for m in config.get("seasonal_periods", ())} if config.get("seasonal_lags") else {}
     for period, index in lag_index.items():
         outputs[scaled_feature(features.lag_feature(period))] = (tf.gather(context, index, axis=1) - loc) / scale
+    if lag_index:
+        # Smoothed seasonal forecasts of the primary (shortest) period, beside its seasonal naive.
+        bases = seasonal_bases(context, int(config["horizon"]), min(lag_index))
+        for kind in features.SEASONAL_BASES:
+            outputs[scaled_feature(features.base_feature(kind))] = (bases[kind] - loc) / scale
     for name in covariate_features(inputs):
         # Covariates have their own units; a z-score with the training split's statistics suits them.
         values = tf.cast(inputs[name], tf.float32)

@@ -85,6 +85,7 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
         _add(parser, W, name, "int")
     _add(parser, W, "seasonal_periods", "ints")
     _add(parser, W, "seasonal_lags", "bool")
+    _add(parser, W, "seasonal_cycles", "int")
     _add(parser, W, "split_fractions", "floats")
     _add(parser, W, "split_times", "names")
     _add(parser, W, "split_scope")
@@ -108,7 +109,7 @@ def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
         _add(parser, M, name, "float")
     for name in ("batch_size", "epochs", "early_stopping_patience", "seed", "tuner_trials", "series_embedding_dim"):
         _add(parser, M, name, "int")
-    for name in ("serving_xla", "tune", "seasonal_base"):
+    for name in ("serving_xla", "tune", "seasonal_base", "seasonal_base_mix"):
         _add(parser, M, name, "bool")
     _add(parser, P, "model_name")
     for name in ("max_skill", "regression_tolerance", "coverage_tolerance"):

@@ -8,6 +8,7 @@ the CLI builds its flags from the same declarations. ``create_pipeline`` reads o
 
 import dataclasses
 import json
+import math
 import os
 import re
 from typing import Any
@@ -184,7 +185,10 @@ def resolve_from_data(config: PipelineConfig) -> PipelineConfig:
     if windows.resolved:
         return config
     if data.frequency and windows.history and windows.seasonal_periods:
-        return resolve(config, data.frequency, points=max(windows.seasonal_periods) * options.MIN_CYCLES)
+        # No series length to go by: every given period kept, and the context's cycles as given.
+        points = max(max(windows.seasonal_periods) * options.MIN_CYCLES,
+                     math.ceil(windows.seasonal_cycles * min(windows.seasonal_periods) / options.MAX_CONTEXT_SHARE))
+        return resolve(config, data.frequency, points=points)
     # Reading the data needs TensorFlow's file systems; settings alone do not, so --help stays fast.
     from components.example_gen import grid
     from components.example_gen.columns import DataError

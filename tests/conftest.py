@@ -88,7 +88,8 @@ def model_base_path(tmp_path, pushed_model):
 # for the Transform and Trainer functions: hourly windows whose seasonal period (10) is longer than
 # the history L (8), so the raw history holds the context C = 10 and the model reads its last 8; a
 # past covariate (temperature, [C]) and a known-future one (price: [C] up to the origin, [H] after).
-UNIT_WINDOWS = config_lib.WindowConfig(history=8, horizon=2, seasonal_periods=(10,), step_seconds=3600.0)
+UNIT_WINDOWS = config_lib.WindowConfig(history=8, horizon=2, seasonal_periods=(10,), seasonal_cycles=1,
+                                       step_seconds=3600.0)
 UNIT_HISTORY, UNIT_HORIZON, UNIT_PERIOD = UNIT_WINDOWS.history, UNIT_WINDOWS.horizon, 10
 UNIT_CONTEXT = UNIT_WINDOWS.context
 COVARIATE = "covariate_temperature"

@@ -125,13 +125,14 @@ def test_report_metrics_equal_numpy_on_the_same_windows(runs, split):
     forecast = in_process_forecast(result.pushed_model, windows.histories, origins(windows)).astype(np.float64)
     actual = windows.targets.astype(np.float64)
     history = windows.histories.astype(np.float64)
-    # Resolved from the weekly data: a season of 52 weeks, which the context C = 52 holds.
-    assert config.windows.seasonal_periods == (52,) and history.shape[1] == 52
+    # Resolved from the weekly data: a season of 52 weeks; the context holds --seasonal-cycles of them.
+    context = config.windows.context
+    assert config.windows.seasonal_periods == (52,) and history.shape[1] == context and context % 52 == 0
     horizon = actual.shape[1]
     naive = {"model": forecast,
              "persistence": np.repeat(history[:, -1:], horizon, axis=1),
-             # The value a season (52 weeks) before each target: context points 0..H-1.
-             fm.seasonal_naive(52): history[:, :horizon]}
+             # The value a season (52 weeks) before each target: the first H points of the last 52.
+             fm.seasonal_naive(52): history[:, context - 52:context - 52 + horizon]}
     naive[fm.SEASONAL_NAIVE] = naive[fm.seasonal_naive(52)]  # the best of one
     metrics = summary["metrics"][split]
     for name, prediction in naive.items():

@@ -73,8 +73,10 @@ def test_a_gap_inside_the_hours_is_a_gap_and_no_window_spans_a_night_as_one(tmp_
                                                    15 * 14, HOURS))
     (splits, report), = local_data.window_files([path], options).values()
     points = 15 * 14
-    context, horizon = 14, 2
-    # Every window but those whose context or targets hold the missing point: 16 of them.
+    # The context holds 3 business days (--seasonal-cycles, as many as a quarter of 15 days holds).
+    context, horizon = options.windows.context, 2
+    assert context == 3 * 14
+    # Every window but those whose context or targets hold the missing point: 44 of them.
     assert report["points"] == points and report["missing_points"] == 1
     assert report["dropped_windows"]["incomplete"] == context + horizon
     windowed = sum(len(w) for w in splits) + sum(report["dropped_windows"].values())

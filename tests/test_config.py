@@ -207,12 +207,15 @@ def test_default_history(periods, horizon, history):
 
 def test_resolve_keeps_the_periods_the_data_holds_three_cycles_of():
     windows = config_lib.WindowConfig(horizon=4)
-    for points, periods, history in ((20, (), 8), (21, (7,), 14), (1094, (7,), 14), (1095, (7, 365), 14)):
+    # The context: the history, the longest season, and 5 weeks where a quarter of the series holds them.
+    for points, periods, history, context in ((20, (), 8, 8), (21, (7,), 14, 14), (1094, (7,), 14, 35),
+                                              (1095, (7, 365), 14, 365)):
         resolved = options.resolve(windows, "D", points)
         assert (resolved.seasonal_periods, resolved.history, resolved.step_seconds) == (periods, history, 86400)
-        assert resolved.context == max((history, *periods)) and resolved.resolved
+        assert resolved.context == context and resolved.resolved
     weekly = options.resolve(windows, "W-SAT", 700)
-    assert (weekly.seasonal_periods, weekly.history, weekly.context, weekly.step_seconds) == ((52,), 52, 52, 604800)
+    assert (weekly.seasonal_periods, weekly.history, weekly.context, weekly.step_seconds) == ((52,), 52, 156, 604800)
+    assert weekly.seasonal_cycles == 3  # a quarter of 700 weeks holds 3 years
     monthly = options.resolve(windows, "MS", 120)
     assert monthly.step_seconds == pytest.approx(31_556_952 / 12, rel=1e-3)
 
@@ -234,6 +237,13 @@ def test_a_pipeline_config_resolves_against_its_data(tmp_path):
         (24,), 48, 3600)
     assert config_lib.resolve_from_data(resolved) == resolved
     assert config_lib.resolve(config, "h", 168) == resolved
+    # A quarter of 168 points holds one day: a context of max(L, 24) = 48.
+    assert (resolved.windows.seasonal_cycles, resolved.windows.context) == (1, 48)
+    # Frequency, history and seasons all given: nothing is read, the context's cycles stay as given.
+    given = dataclasses.replace(config, data=dataclasses.replace(config.data, path=str(tmp_path / "absent.csv"),
+                                                                 frequency="h"),
+                                windows=config_lib.WindowConfig(history=8, seasonal_periods=(24,), seasonal_cycles=3))
+    assert config_lib.resolve_from_data(given).windows.context == 72
 
 
 def test_every_setting_of_a_run_has_its_flag():
@@ -245,3 +255,15 @@ def test_every_setting_of_a_run_has_its_flag():
                 config_lib.PipelineConfig):
         missing = {f.name for f in dataclasses.fields(cls)} - internal - dests
         assert not missing, f"{cls.__name__} settings without a flag: {sorted(missing)}"
+
+
+def test_the_context_holds_the_cycles_of_the_primary_season_that_a_quarter_of_a_series_holds():
+    assert options.context_cycles(5, (12,), 500) == 5
+    assert options.context_cycles(5, (4,), 76) == 4  # 19 points: 4 quarters, 4 times
+    assert options.context_cycles(5, (12,), 40) == 1  # never fewer than one
+    assert options.context_cycles(5, (24, 168), 8760) == 5  # the primary (shortest) season counts
+    assert options.context_cycles(3, (), 100) == 3
+    # Without seasonal lags the context does not reach further back than the longest season.
+    lags = config_lib.WindowConfig(history=8, seasonal_periods=(4, 12), seasonal_cycles=5)
+    assert lags.context == 20
+    assert dataclasses.replace(lags, seasonal_lags=False).context == 12

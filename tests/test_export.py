@@ -135,7 +135,8 @@ def test_session_loader_gives_the_calibrated_keras_quantiles(covariate_export, c
     out = covariate_transform[0]
     transformed = tft_output.transform_raw_features(_raw_features(inputs))
     keys = list(trainer_lib.model_inputs(tft_output))
-    assert len(keys) == 8  # history, 2 covariates, the calendar of past and future, the future covariate, 2 lags
+    # History, 2 covariates, the calendar of past and future, the future covariate, 2 lags, 3 seasonal bases.
+    assert len(keys) == 11
     scaled = model.predict({k: transformed[k].numpy() for k in keys}, verbose=0)
     assert scaled.shape == (len(inputs[contract.INPUT_KEY]), conftest.UNIT_HORIZON, len(MODEL.quantiles))
     # The calibration the export baked in, recomputed here in numpy from the eval windows.

@@ -285,7 +285,7 @@ def test_many_bad_requests_among_good_ones(model_base_path, test_windows):
             expected = client.predict(good, extra_inputs=times)
             with_nan = good.copy()
             with_nan[1, 3] = np.nan
-            # 2,400 windows of 16 floats and a timestamp: over the 64 KiB limit.
+            # 2,400 windows of 40 floats (the context) and a timestamp: over the 64 KiB limit.
             oversize = np.repeat(good, 600, axis=0), {time_key: np.repeat(times[time_key], 600)}
             bad = [
                 (client_lib.build_predict_request("co2", good[:, :-2], extra_inputs=times), "INVALID_ARGUMENT"),

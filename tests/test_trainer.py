@@ -62,7 +62,10 @@ def test_the_model_reads_the_sequence_inputs_then_the_future_ones(covariate_tran
     scaled = transform_lib.scaled_feature
     assert list(inputs.items()) == [
         (features.HISTORY_SCALED, L), (features.CALENDAR_HISTORY, L * 6), (scaled(conftest.FUTURE_HISTORY), L),
-        (scaled(conftest.COVARIATE), L), (features.CALENDAR_FUTURE, H * 6),
+        (scaled(conftest.COVARIATE), L),
+        # The smoothed seasonal forecasts of the primary period, then the calendar of the target steps.
+        *((scaled(features.base_feature(k)), H) for k in sorted(features.SEASONAL_BASES)),
+        (features.CALENDAR_FUTURE, H * 6),
         (scaled(f"{conftest.FUTURE}_{features.lag_feature(M)}"), H), (scaled(conftest.FUTURE), H),
         (scaled(features.lag_feature(M)), H)]
 
@@ -118,6 +121,29 @@ def test_with_a_seasonal_base_an_untrained_model_is_the_seasonal_naive_forecast(
     median = config_lib.ModelConfig().quantiles.index(0.5)
     np.testing.assert_allclose(quantiles[..., median], inputs[lag_7], atol=1e-6)
     assert (quantiles[..., :median] < inputs[lag_7][..., None]).all()
+
+
+def test_the_seasonal_base_is_a_learnt_mean_of_the_naive_and_smoothed_forecasts():
+    lag = transform_lib.scaled_feature(features.lag_feature(7))
+    bases = [transform_lib.scaled_feature(features.base_feature(k)) for k in features.SEASONAL_BASES]
+    spec = {features.HISTORY_SCALED: 14, lag: 3, **dict.fromkeys(bases, 3)}
+    rng = np.random.default_rng(1)
+    inputs = {name: rng.normal(size=(5, width)).astype(np.float32) for name, width in spec.items()}
+    config = config_lib.ModelConfig(lstm_units=(4,), quantiles=())
+    model = trainer_lib.build_model(spec, 14, 3, config)
+    # Untrained: equal weights, so the mean of the seasonal naive forecast and the three smoothed ones.
+    candidates = np.stack([inputs[lag], *(inputs[b] for b in bases)], axis=-1)
+    np.testing.assert_allclose(model(inputs, training=False).numpy(), candidates.mean(-1), atol=1e-6)
+    # The weights are a softmax of trainable logits: other logits, another weighted mean.
+    mix = model.get_layer("seasonal_base")
+    logits = np.array([0.0, 1.0, -1.0, 2.0], dtype=np.float32)
+    mix.logits.assign(logits / mix.LOGIT_SCALE)
+    weights = np.exp(logits) / np.exp(logits).sum()
+    np.testing.assert_allclose(model(inputs, training=False).numpy(), candidates @ weights, atol=1e-5)
+    # Without the mix the base is the seasonal naive forecast; the smoothed ones only feed the head.
+    naive = trainer_lib.build_model(spec, 14, 3, dataclasses.replace(config, seasonal_base_mix=False))
+    np.testing.assert_allclose(naive(inputs, training=False).numpy(), inputs[lag], atol=1e-6)
+    assert naive.get_layer("state_and_future").output.shape == (None, 4 + 3 * 4)
 
 
 def test_tuner_hyperparameters_replace_the_configured_ones():

@@ -265,3 +265,71 @@ def test_changing_eval_and_test_values_leaves_the_statistics_unchanged(tmp_path,
     probe = {features.HISTORY: before.histories[:5], features.ORIGIN_TIMESTAMP: before.origin_times[:5, None]}
     for key, value in _apply(graph(config), probe).items():
         np.testing.assert_array_equal(_apply(graph(changed), probe)[key], value, err_msg=key)
+
+
+def _decomposition_forecast(context: np.ndarray, horizon: int, period: int, cycles: int, trend_cycles: int
+                            ) -> np.ndarray:
+    """Classical decomposition of one context, written out in loops: the mean of the last ``cycles``
+    cycles' values (each less its cycle's mean) at each step's phase, plus the latest cycle's mean,
+    plus the trend of the means of the last ``trend_cycles`` cycles over the whole seasons back."""
+    width = len(context)
+    means = [context[width - k * period:width - (k - 1) * period].mean() for k in range(1, cycles + 1)]
+    slope = (means[0] - means[trend_cycles - 1]) / ((trend_cycles - 1) * period) if trend_cycles > 1 else 0.0
+    forecast = np.empty(horizon)
+    for h in range(1, horizon + 1):
+        back = period * -(-h // period)  # whole seasons back to an observed point
+        seasonal = np.mean([context[width - 1 + h - back - (k - 1) * period] - means[k - 1]
+                            for k in range(1, cycles + 1)])
+        forecast[h - 1] = seasonal + means[0] + slope * back
+    return forecast
+
+
+@pytest.mark.parametrize("width, period, horizon", [(24, 4, 6), (26, 12, 3), (7, 7, 9), (168, 24, 24)])
+def test_seasonal_bases_are_the_classical_decomposition_of_the_context(width, period, horizon):
+    rng = np.random.default_rng(width + horizon)
+    context = rng.normal(size=(3, width)) + np.arange(width) * 0.3 + 5 * np.sin(np.arange(width) * 2 * np.pi / period)
+    bases = {k: v.numpy() for k, v in transform_lib.seasonal_bases(tf.constant(context), horizon, period).items()}
+    assert sorted(bases) == sorted(features.SEASONAL_BASES)
+    cycles = width // period
+    for row in range(len(context)):
+        np.testing.assert_allclose(bases["profile"][row], _decomposition_forecast(context[row], horizon, period,
+                                                                                  cycles, 1), rtol=1e-9)
+        np.testing.assert_allclose(bases["profile_trend"][row],
+                                   _decomposition_forecast(context[row], horizon, period, cycles, cycles), rtol=1e-9)
+        np.testing.assert_allclose(bases["recent_trend"][row], _decomposition_forecast(
+            context[row], horizon, period, min(2, cycles), min(2, cycles)), rtol=1e-9)
+    if cycles == 1:
+        # One cycle: every base is the seasonal naive forecast.
+        for base in bases.values():
+            np.testing.assert_allclose(base, fm.seasonal_naive_forecast(context, horizon, period), rtol=1e-9)
+
+
+def test_a_linear_trend_plus_a_fixed_season_is_forecast_exactly_by_the_trend_bases():
+    period, horizon, width = 4, 6, 16
+    t = np.arange(width + horizon, dtype=np.float64)
+    series = 2.0 * t + np.tile([3.0, -1.0, 0.0, -2.0], (width + horizon) // period + 1)[:width + horizon]
+    bases = transform_lib.seasonal_bases(tf.constant(series[None, :width]), horizon, period)
+    np.testing.assert_allclose(bases["profile_trend"].numpy()[0], series[width:], atol=1e-9)
+    np.testing.assert_allclose(bases["recent_trend"].numpy()[0], series[width:], atol=1e-9)
+    # Without the trend the profile lags by the whole seasons back to each step's lag: 4 steps, then 8.
+    np.testing.assert_allclose(series[width:] - bases["profile"].numpy()[0], 2.0 * np.array([4, 4, 4, 4, 8, 8]))
+
+
+def test_a_context_of_several_cycles_gives_the_seasonal_bases_and_keeps_the_scale_of_one():
+    """preprocessing_fn on a context of 3 cycles of m = 10: the bases read all of it, the scale only
+    the last max(L, m) points (window_std), as with a context of one cycle."""
+    rng = np.random.default_rng(3)
+    context = (np.arange(3 * M) * 2.0 + 5 * np.sin(np.arange(3 * M) * 2 * np.pi / M) + rng.normal(size=(2, 3 * M)))
+    origin = np.array([[conftest.JAN1], [conftest.JAN1 + 3600]], np.int64)
+    out = {k: v.numpy() for k, v in transform_lib.preprocessing_fn(
+        {features.HISTORY: tf.constant(context, tf.float32), features.ORIGIN_TIMESTAMP: tf.constant(origin)},
+        conftest.unit_transform_config("window_std")).items()}
+    np.testing.assert_allclose(out[features.LOC][:, 0], context[:, -L:].mean(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(out[features.SCALE][:, 0], context[:, -M:].std(axis=1), rtol=1e-4)
+    bases = transform_lib.seasonal_bases(tf.constant(context), H, M)
+    for kind in features.SEASONAL_BASES:
+        scaled = out[transform_lib.scaled_feature(features.base_feature(kind))]
+        np.testing.assert_allclose(scaled * out[features.SCALE] + out[features.LOC], bases[kind].numpy(), rtol=1e-4)
+    # Three cycles of a trending series: the trend bases differ from the seasonal naive forecast.
+    naive = out[transform_lib.scaled_feature(features.lag_feature(M))]
+    assert np.abs(out[transform_lib.scaled_feature(features.base_feature("profile_trend"))] - naive).min() > 1e-3

@@ -34,6 +34,9 @@ _WEEK = 7 * _DAY
 _YEAR = 31_556_952
 # A seasonal period is used only when the data holds this many of its cycles.
 MIN_CYCLES = 3
+# The context holds --seasonal-cycles of the primary season only while they take at most this
+# share of a series: each point of context is one window fewer per series.
+MAX_CONTEXT_SHARE = 0.25
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,6 +128,10 @@ class WindowConfig:
         (), minimum=2, flag="--season-length",
         help="seasonal period(s) in steps, comma-separated (default: the frequency's natural periods)")
     seasonal_lags: bool = setting(True, help="give the model each target step's value one season earlier")
+    seasonal_cycles: int = setting(
+        5, minimum=1, help="with seasonal lags: whole cycles of the primary season that a window's context holds, "
+                           "for the model's smoothed seasonal forecasts (fewer where they would exceed a quarter "
+                           "of a series)")
     split_fractions: tuple[float, ...] = setting(
         (0.7, 0.15), above=0.0, help="train,eval fractions of the time span; test takes the rest")
     split_times: Optional[tuple[str, ...]] = setting(
@@ -155,12 +162,15 @@ class WindowConfig:
 
     @property
     def context(self) -> int:
-        """Points up to the origin that a window holds: C = max(L, longest season).
+        """Points up to the origin that a window holds: C = max(L, longest season, cycles of the primary one).
 
         The model's recurrence reads the last L; the seasonal lags and the seasonal naive
-        forecasts read a season back, however long (:func:`components.windowing.seasonal_lag_offsets`).
+        forecasts read a season back, however long (:func:`components.windowing.seasonal_lag_offsets`);
+        with the lags, the smoothed seasonal forecasts (:func:`components.transform.seasonal_bases`)
+        average ``seasonal_cycles`` cycles of the primary season.
         """
-        return max([self.history or 1, *self.seasonal_periods])
+        primary = min(self.seasonal_periods) if self.seasonal_lags and self.seasonal_periods else 0
+        return max([self.history or 1, *self.seasonal_periods, self.seasonal_cycles * primary])
 
     @property
     def resolved(self) -> bool:
@@ -225,6 +235,17 @@ def default_history(periods: Sequence[int], horizon: int) -> int:
     return max(seasons, 2 * horizon, 8)
 
 
+def context_cycles(cycles: int, periods: Sequence[int], points: int) -> int:
+    """The cycles of the primary season a context holds: ``cycles``, fewer where they would take more
+    than :data:`MAX_CONTEXT_SHARE` of a series of ``points`` points, at least one.
+
+    Example: monthly (12) on 40 points keeps 1 cycle (two would be 24 > 10); on 500 points, 5.
+    """
+    if not periods:
+        return cycles
+    return max(1, min(cycles, int(points * MAX_CONTEXT_SHARE) // min(periods)))
+
+
 def step_seconds(frequency: str) -> float:
     """The mean step of a frequency in seconds (a month: a twelfth of the mean Gregorian year)."""
     start = pd.Timestamp("2000-01-01", tz="UTC")
@@ -234,7 +255,7 @@ def step_seconds(frequency: str) -> float:
 
 def resolve(windows: WindowConfig, frequency: str, points: int,
             hours: Optional[frequency_lib.BusinessHours] = None) -> WindowConfig:
-    """Fills in what ``windows`` leaves to the data: seasonal periods, history and step.
+    """Fills in what ``windows`` leaves to the data: seasonal periods, history, cycles of context and step.
 
     Args:
       windows: The settings as given.
@@ -259,6 +280,7 @@ def resolve(windows: WindowConfig, frequency: str, points: int,
         periods = tuple(m for m in natural_periods(frequency, hours) if MIN_CYCLES * m <= points)
     history = windows.history or default_history(periods, windows.horizon)
     return dataclasses.replace(windows, seasonal_periods=periods, history=history,
+                               seasonal_cycles=context_cycles(windows.seasonal_cycles, periods, points),
                                step_seconds=step_seconds(frequency),
                                business_hours=hours.to_tuple() if hours is not None else ())
 
