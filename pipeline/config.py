@@ -11,7 +11,9 @@ import json
 import math
 import os
 import re
-from typing import Any
+from typing import Any, Optional
+
+import numpy as np
 
 from components import settings
 from components.example_gen import options
@@ -166,9 +168,11 @@ def from_json(text: str) -> PipelineConfig:
         k: settings.from_dict(nested[k], v) if k in nested else v for k, v in values.items()})
 
 
-def resolve(config: PipelineConfig, frequency: str, points: int) -> PipelineConfig:
+def resolve(config: PipelineConfig, frequency: str, points: int,
+            missing: Optional[np.ndarray] = None) -> PipelineConfig:
     """``config`` with the window settings it leaves to the data filled in (:func:`options.resolve`)."""
-    return dataclasses.replace(config, windows=options.resolve(config.windows, frequency, points, config.data.business))
+    return dataclasses.replace(config, windows=options.resolve(config.windows, frequency, points, config.data.business,
+                                                               missing))
 
 
 def resolve_from_data(config: PipelineConfig) -> PipelineConfig:
@@ -194,14 +198,14 @@ def resolve_from_data(config: PipelineConfig) -> PipelineConfig:
     from components.example_gen.columns import DataError
 
     try:
-        frequency, points = grid.probe(data)
+        frequency, points, missing = grid.probe(data)
     except DataError:
         raise
     except Exception as error:  # noqa: BLE001 (any file system's error: gs:// without credentials, ...)
         raise DataError(f"{data.path}: cannot read it to learn the frequency and the series' length "
                         f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); give "
                         "--frequency, --history and --season-length to run or compile without reading it") from error
-    return resolve(config, data.frequency or frequency, points)
+    return resolve(config, data.frequency or frequency, points, missing)
 
 
 def check_local_output(output_dir: str) -> None:

@@ -5,12 +5,14 @@ import dataclasses
 import json
 import re
 
+import numpy as np
 import pytest
 
 from components import settings, trainer_options
 from components.example_gen import options
 from pipeline import cli
 from pipeline import config as config_lib
+from tests.conftest import DATA
 
 
 def _pipeline(**values) -> config_lib.PipelineConfig:
@@ -267,3 +269,33 @@ def test_the_context_holds_the_cycles_of_the_primary_season_that_a_quarter_of_a_
     lags = config_lib.WindowConfig(history=8, seasonal_periods=(4, 12), seasonal_cycles=5)
     assert lags.context == 20
     assert dataclasses.replace(lags, seasonal_lags=False).context == 12
+
+
+def test_gaps_keep_the_context_short_enough_to_keep_nine_tenths_of_the_windows():
+    # 200 points, L = 8, H = 2, season 4: one cycle's windows need 10 present points.
+    missing = np.zeros(200, bool)
+    assert options.gap_tolerant_cycles(5, (4,), 8, 2, missing) == 5  # no gap: no window lost
+    # A gap every 25 points: one cycle keeps 200 - 9 - 8 * 10 = 111 windows (counted by hand below),
+    # five cycles (C = 20, spans of 22) keep 200 - 21 - 8 * 22 = 3: the context keeps the most
+    # cycles that keep 90% of 111.
+    missing[12::25] = True
+
+    def windows(span: int) -> int:
+        return sum(not missing[f:f + span].any() for f in range(200 - span + 1))
+
+    assert windows(10) == 111
+    kept = [k for k in range(1, 6) if windows(max(8, 4 * k) + 2) >= 0.9 * windows(10)]
+    assert options.gap_tolerant_cycles(5, (4,), 8, 2, missing) == max(kept) == 2
+    assert options.gap_tolerant_cycles(1, (4,), 8, 2, missing) == 1
+    assert options.gap_tolerant_cycles(5, (), 8, 2, missing) == 5
+
+
+def test_the_bundled_co2_keeps_one_cycle_of_context_with_its_gaps_and_two_once_interpolated():
+    data = config_lib.DataConfig(path=DATA)
+    resolved = config_lib.resolve_from_data(config_lib.PipelineConfig(data=data, output_dir="out"))
+    assert (resolved.windows.seasonal_cycles, resolved.windows.context) == (1, 52)
+    interpolated = config_lib.resolve_from_data(config_lib.PipelineConfig(
+        data=dataclasses.replace(data, gap_policy="interpolate"), output_dir="out"))
+    # Runs of more than 3 missing weeks (--max-gap) stay: over the whole series, two cycles keep
+    # 1,909 windows of one cycle's 2,065 (above 90%), three 1,753 (below).
+    assert (interpolated.windows.seasonal_cycles, interpolated.windows.context) == (2, 104)

@@ -397,7 +397,7 @@ def test_the_export_describes_the_data_the_model_was_trained_on(trained_forecast
     config, base, _ = trained_forecasts
     description = forecast_lib.read_description(str(base / "1"))
     assert description["windows"] == {
-        "history": 16, "context": 40, "horizon": 3, "seasonal_periods": [8], "calendar_features": True,
+        "history": 16, "context": 24, "horizon": 3, "seasonal_periods": [8], "calendar_features": True,
         "step_seconds": config.windows.step_seconds}
     assert description["data"]["timestamp_column"] == "timestamp"
     assert description["data"]["target_column"] == "value"

@@ -25,8 +25,9 @@ from tests.conftest import DATA, FAST_WINDOWS, in_process_forecast, origins
 def test_the_run_resolves_its_windows_against_the_data(pipeline_run):
     config, _ = pipeline_run
     # Weekly data: the history and the season were given; the step comes from the frequency, the
-    # context from --seasonal-cycles: 5 seasons of 8 (a quarter of the 700 weeks holds them).
-    assert (config.windows.history, config.windows.seasonal_periods, config.windows.context) == (16, (8,), 40)
+    # context from --seasonal-cycles (5 seasons of 8 fit a quarter of the 700 weeks), cut to 3 by
+    # the slice's gaps (options.gap_tolerant_cycles).
+    assert (config.windows.history, config.windows.seasonal_periods, config.windows.context) == (16, (8,), 24)
     assert config.windows.step_seconds == 7 * 86400
     assert config.windows == dataclasses.replace(FAST_WINDOWS, step_seconds=7 * 86400)
 

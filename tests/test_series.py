@@ -126,7 +126,10 @@ def test_a_frequency_far_finer_than_the_data_is_refused(tmp_path):
 
 def test_probe_gives_the_frequency_and_length_of_the_first_series(tmp_path):
     path = daily_csv(tmp_path, [1, 2, None, 4, 5])
-    assert grid.probe(DataConfig(path=path)) == ("D", 5)
+    frequency, points, missing = grid.probe(DataConfig(path=path))
+    assert (frequency, points, missing.tolist()) == ("D", 5, [False, False, True, False, False])
+    # After the gap policy's interpolation.
+    assert not grid.probe(DataConfig(path=path, gap_policy="interpolate"))[2].any()
 
 
 # Gap policies.

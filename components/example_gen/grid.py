@@ -268,10 +268,11 @@ def apply_gap_policy(series: Series, data: DataConfig) -> tuple[Series, int]:
     return dataclasses.replace(series, target=target, covariates=covariates), filled
 
 
-def probe(data: DataConfig) -> tuple[str, int]:
-    """The frequency and number of grid points of the first series in the first file of ``data``.
+def probe(data: DataConfig) -> tuple[str, int, np.ndarray]:
+    """The frequency, number of grid points and missing targets of the first series in the first file of ``data``.
 
     Reads one chunk of rows; what the example generator would infer, known before the run starts.
+    The missing targets are those left after the gap policy's interpolation (bool ``[points]``).
 
     Raises:
       DataError: No file matches, or the first series cannot be put on a grid (the message names the file).
@@ -279,5 +280,7 @@ def probe(data: DataConfig) -> tuple[str, int]:
     files = reader.match_files(data.path)
     for series_id, chunk in reader.read_chunks(files[0], data.columns):
         series, _ = assemble(series_id, [chunk], data)
-        return series.frequency, len(series.times)
+        target = interpolate_gaps(series.target, data.max_gap)[0] if data.gap_policy == "interpolate" \
+            else series.target
+        return series.frequency, len(series.times), np.isnan(target)
     raise DataError(f"{files[0]}: no rows")

@@ -37,6 +37,10 @@ MIN_CYCLES = 3
 # The context holds --seasonal-cycles of the primary season only while they take at most this
 # share of a series: each point of context is one window fewer per series.
 MAX_CONTEXT_SHARE = 0.25
+# With gaps and --gap-policy skip, a window whose context holds a missing point is left out: the
+# context keeps fewer cycles where more would leave out more than this share of the windows that
+# one cycle keeps.
+MAX_WINDOWS_LOST_TO_CONTEXT = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -246,6 +250,37 @@ def context_cycles(cycles: int, periods: Sequence[int], points: int) -> int:
     return max(1, min(cycles, int(points * MAX_CONTEXT_SHARE) // min(periods)))
 
 
+def gap_tolerant_cycles(cycles: int, periods: Sequence[int], history: int, horizon: int,
+                        missing: np.ndarray) -> int:
+    """The most cycles of context, up to ``cycles``, that keep the windows of a series with gaps.
+
+    A window needs its C context points and H targets present. More cycles give a longer C, so
+    each missing point rules out more windows; this keeps the largest number of cycles whose
+    windows are at least ``1 - MAX_WINDOWS_LOST_TO_CONTEXT`` of those of one cycle.
+
+    Example: the bundled CO2 (weekly, season 52, L = 52, H = 4, 2,284 weeks with 59 missing):
+    one cycle keeps 1,743 windows, two 1,479 (85%), five 961, so the context keeps one cycle.
+
+    Args:
+      cycles: The cycles asked for (at least 1).
+      periods: The seasonal periods; the shortest is the primary one.
+      history: L.
+      horizon: H.
+      missing: bool ``[n]``: the series' missing points, after the gap policy.
+    """
+    if not periods or cycles <= 1:
+        return cycles
+
+    def windows(k: int) -> int:
+        span = max(history, *periods, k * min(periods)) + horizon
+        if span > len(missing):
+            return 0
+        return int(windowing.complete_spans(missing, np.arange(len(missing) - span + 1), span).sum())
+
+    kept = windows(1)
+    return next((k for k in range(cycles, 1, -1) if windows(k) >= (1 - MAX_WINDOWS_LOST_TO_CONTEXT) * kept), 1)
+
+
 def step_seconds(frequency: str) -> float:
     """The mean step of a frequency in seconds (a month: a twelfth of the mean Gregorian year)."""
     start = pd.Timestamp("2000-01-01", tz="UTC")
@@ -254,7 +289,8 @@ def step_seconds(frequency: str) -> float:
 
 
 def resolve(windows: WindowConfig, frequency: str, points: int,
-            hours: Optional[frequency_lib.BusinessHours] = None) -> WindowConfig:
+            hours: Optional[frequency_lib.BusinessHours] = None,
+            missing: Optional[np.ndarray] = None) -> WindowConfig:
     """Fills in what ``windows`` leaves to the data: seasonal periods, history, cycles of context and step.
 
     Args:
@@ -263,6 +299,8 @@ def resolve(windows: WindowConfig, frequency: str, points: int,
       points: The length of a series of the data: periods with fewer than :data:`MIN_CYCLES`
         cycles in it are left out of the defaults.
       hours: The business hours of the grid, if it has them (:attr:`DataConfig.business`).
+      missing: The missing points of that series after the gap policy, if known: fewer cycles
+        of context where gaps would rule out many windows (:func:`gap_tolerant_cycles`).
 
     Returns:
       Settings with ``history``, ``seasonal_periods``, ``step_seconds`` and ``business_hours`` set.
@@ -279,8 +317,10 @@ def resolve(windows: WindowConfig, frequency: str, points: int,
     if not periods:
         periods = tuple(m for m in natural_periods(frequency, hours) if MIN_CYCLES * m <= points)
     history = windows.history or default_history(periods, windows.horizon)
-    return dataclasses.replace(windows, seasonal_periods=periods, history=history,
-                               seasonal_cycles=context_cycles(windows.seasonal_cycles, periods, points),
+    cycles = context_cycles(windows.seasonal_cycles, periods, points)
+    if missing is not None and missing.any():
+        cycles = gap_tolerant_cycles(cycles, periods, history, windows.horizon, missing)
+    return dataclasses.replace(windows, seasonal_periods=periods, history=history, seasonal_cycles=cycles,
                                step_seconds=step_seconds(frequency),
                                business_hours=hours.to_tuple() if hours is not None else ())
 
