@@ -29,7 +29,7 @@ def test_the_run_resolves_its_windows_against_the_data(pipeline_run):
     # the slice's gaps (options.gap_tolerant_cycles).
     assert (config.windows.history, config.windows.seasonal_periods, config.windows.context) == (16, (8,), 24)
     assert config.windows.step_seconds == 7 * 86400
-    assert config.windows == dataclasses.replace(FAST_WINDOWS, step_seconds=7 * 86400)
+    assert config.windows == dataclasses.replace(FAST_WINDOWS, step_seconds=7 * 86400, seasonal_cycles=3)
 
 
 def test_splits_hold_exactly_the_windows_the_arithmetic_gives(pipeline_run):

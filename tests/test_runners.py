@@ -29,7 +29,7 @@ def test_compile_kubeflow_writes_the_component_graph(tmp_path, capsys):
     assert code == 0
     printed = capsys.readouterr().out
     assert "11 components" in printed
-    assert "history 52, horizon 4, seasonal periods 52 (context 260)" in printed
+    assert "history 52, horizon 4, seasonal periods 52 (context 52)" in printed
     spec = json.loads(spec_path.read_text())
     tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
     depends = {name: sorted(task.get("dependentTasks", [])) for name, task in tasks.items()}
@@ -104,9 +104,8 @@ def test_multi_processing_direct_runner_writes_the_same_examples_as_in_memory(tm
                                            beam_direct_running_mode=mode, beam_num_workers=2)
         assert f"--direct_running_mode={mode}" in config.beam_pipeline_args()
         written[mode] = _examples_by_split(local_runner.run(config, windows_only=True).examples_uri)
-    # The context holds 5 years (--seasonal-cycles): a window whose context holds one of the data's
-    # missing weeks (--gap-policy skip) is left out.
-    assert [len(written["in_memory"][s]) for s in windowing.SPLITS] == [368, 250, 340]
+    # The data's missing weeks keep the context to one year (options.gap_tolerant_cycles).
+    assert [len(written["in_memory"][s]) for s in windowing.SPLITS] == [1058, 339, 340]
     assert written["multi_processing"] == written["in_memory"]
 
 
