@@ -25,11 +25,12 @@ from components.example_gen import options as window_options
 from components.trainer_options import CALIBRATION_FILE, TRAINING_LOG_FILE
 from serving import contract
 
-__all__ = ["CALIBRATION_FILE", "DEFAULT_LSTM_GRAPH", "LSTM_GRAPHS", "NonCrossingQuantiles", "PinballLoss",
-           "SERVING_INPUT_FEATURES", "SeasonalBaseMix", "TRAINING_LOG_FILE", "build_model", "calibrate",
-           "export_serving_model", "interval_spread", "make_dataset", "model_description", "model_inputs",
-           "quantile_outputs", "raw_feature", "run_fn", "serving_inputs", "serving_model", "train",
-           "training_series_ids", "tuner_fn", "warmup_inputs_from", "write_model_description", "write_warmup_requests"]
+__all__ = ["BranchLoss", "CALIBRATION_FILE", "DEFAULT_LSTM_GRAPH", "EnsembleBranches", "EnsembleMean", "LSTM_GRAPHS",
+           "NonCrossingQuantiles", "PinballLoss", "SERVING_INPUT_FEATURES", "SeasonalBaseMix", "TRAINING_LOG_FILE",
+           "build_model", "calibrate", "export_serving_model", "interval_spread", "make_dataset",
+           "model_description", "model_inputs", "quantile_outputs", "raw_feature", "run_fn", "serving_inputs",
+           "serving_model", "train", "training_model", "training_series_ids", "tuner_fn", "warmup_inputs_from",
+           "write_model_description", "write_warmup_requests"]
 
 # XLA compiles once per input shape (about 0.25 s for this model on 2 cores). The XLA signatures
 # pad each batch up to the next of these sizes (beyond the largest, to a multiple of it), so a
@@ -94,6 +95,11 @@ def build_model(inputs_spec: dict[str, int], history: int, horizon: int,
     (:func:`components.transform.seasonal_bases`), the correction is added to a learnt weighted
     mean of those and the lags instead (:class:`SeasonalBaseMix`).
 
+    With ``ensemble_size`` K > 1, K such networks (branches, each with its own layers ``lstm_{k}_{i}``,
+    ``correction_{k}``, ...) read the same inputs, and the output is their mean (:class:`EnsembleMean`):
+    one flat functional model, so the export fuses every branch's LSTMs and the calibration and
+    quantiles use the mean. Training fits :func:`training_model`, each branch on its own loss.
+
     Args:
       inputs_spec: Transform output name -> width (see :func:`model_inputs`); sequence inputs
         are ``[L * k]``, future inputs ``[H * k]``; the series index (with ``series_embedding_dim``),
@@ -103,7 +109,8 @@ def build_model(inputs_spec: dict[str, int], history: int, horizon: int,
       model_config: Layers, units, dropout, recurrent dropout, learning rate and loss.
 
     Returns:
-      The compiled model; its input is a dict keyed by Transform output name.
+      The compiled model; its input is a dict keyed by Transform output name. Train it through
+      :func:`training_model`.
     """
     inputs = {name: keras.Input(shape=(1,) if name == features.SERIES_INDEX else (width,), name=name,
                                 dtype="int64" if name == features.SERIES_INDEX else None)
@@ -111,53 +118,155 @@ def build_model(inputs_spec: dict[str, int], history: int, horizon: int,
     sequence = [keras.layers.Reshape((history, inputs_spec[n] // history), name=f"steps_{n}")(inputs[n])
                 for n in inputs_spec if _is_sequence_input(n)]
     x = sequence[0] if len(sequence) == 1 else keras.layers.Concatenate(axis=-1, name="channels")(sequence)
+    if model_config.ensemble_size == 1:
+        outputs = _network(inputs, x, inputs_spec, horizon, model_config, None)
+    else:
+        outputs = EnsembleMean(name=_output_name(model_config))(
+            [_network(inputs, x, inputs_spec, horizon, model_config, k) for k in range(model_config.ensemble_size)])
+    model = keras.Model(inputs, outputs, name="stacked_lstm")
+    _compile(model, model_config, ensemble=False)
+    return model
+
+
+def _output_name(model_config: trainer_options.ModelConfig) -> str:
+    return "quantiles_scaled" if model_config.quantile_head else "forecast_scaled"
+
+
+def _layer_name(base: str, branch: Optional[int], *index: int) -> str:
+    # A single network keeps its plain names (lstm_0); branch k of an ensemble is lstm_k_0.
+    return "_".join([base, *(str(i) for i in ((branch,) if branch is not None else ()) + index)])
+
+
+def _network(inputs: dict[str, Any], sequence: Any, inputs_spec: dict[str, int], horizon: int,
+             model_config: trainer_options.ModelConfig, branch: Optional[int]) -> Any:
+    """One stacked LSTM and its head over the shared ``inputs`` (see :func:`build_model`); ``branch``: its index
+    in an ensemble, or None for the only network. Returns its scaled forecast ``[batch, H]`` or quantiles."""
+    x = sequence
     for i, units in enumerate(model_config.lstm_units):
         last = i == len(model_config.lstm_units) - 1
         x = keras.layers.LSTM(units, return_sequences=not last, recurrent_dropout=model_config.recurrent_dropout,
-                              name=f"lstm_{i}")(x)
-        x = keras.layers.Dropout(model_config.dropout, name=f"dropout_{i}")(x)
+                              name=_layer_name("lstm", branch, i))(x)
+        x = keras.layers.Dropout(model_config.dropout, name=_layer_name("dropout", branch, i))(x)
     future = [inputs[n] for n in inputs_spec if _is_future_input(n)]
     if features.SERIES_INDEX in inputs_spec:
         # Zeros at the start and for ids the training split never saw (their index gets no
         # gradient): an unknown series is forecast as the average series.
         embedding = keras.layers.Embedding(inputs_spec[features.SERIES_INDEX], model_config.series_embedding_dim,
-                                           embeddings_initializer="zeros", name="series_embedding")
-        future.append(keras.layers.Flatten(name="series_vector")(embedding(inputs[features.SERIES_INDEX])))
+                                           embeddings_initializer="zeros",
+                                           name=_layer_name("series_embedding", branch))
+        future.append(keras.layers.Flatten(name=_layer_name("series_vector", branch))(
+            embedding(inputs[features.SERIES_INDEX])))
     if future:
-        x = keras.layers.Concatenate(name="state_and_future")([x, *future])
-    hidden = keras.layers.Dense(model_config.lstm_units[-1], activation="relu", name="head_hidden")(x)
-    hidden = keras.layers.Dropout(model_config.dropout, name="head_dropout")(hidden)
-    head = keras.layers.Concatenate(name="head")([x, hidden])
+        x = keras.layers.Concatenate(name=_layer_name("state_and_future", branch))([x, *future])
+    hidden = keras.layers.Dense(model_config.lstm_units[-1], activation="relu",
+                                name=_layer_name("head_hidden", branch))(x)
+    hidden = keras.layers.Dropout(model_config.dropout, name=_layer_name("head_dropout", branch))(hidden)
+    head = keras.layers.Concatenate(name=_layer_name("head", branch))([x, hidden])
     lags = sorted((n for n in inputs_spec if n.startswith(features.LAG_PREFIX)),
                   key=lambda n: int(n[len(features.LAG_PREFIX):].split("_")[0]))
     levels = model_config.quantiles if model_config.quantile_head else ()
-    point_name = "median_scaled" if levels else "forecast_scaled"
+    point_name = _layer_name("median_scaled" if levels else "forecast_scaled", branch)
     if model_config.seasonal_base and lags:
         # The primary season's lags are the seasonal naive forecast; the head learns what to add.
         base = inputs[lags[0]]
         bases = [inputs[n] for n in (transform_lib.scaled_feature(features.base_feature(k))
                                      for k in features.SEASONAL_BASES) if n in inputs]
         if model_config.seasonal_base_mix and bases:
-            base = SeasonalBaseMix(name="seasonal_base")([base, *bases])
-        correction = keras.layers.Dense(horizon, kernel_initializer="zeros", name="correction")(head)
+            base = SeasonalBaseMix(name=_layer_name("seasonal_base", branch))([base, *bases])
+        correction = keras.layers.Dense(horizon, kernel_initializer="zeros",
+                                        name=_layer_name("correction", branch))(head)
         outputs = keras.layers.Add(name=point_name)([base, correction])
     else:
         outputs = keras.layers.Dense(horizon, name=point_name)(head)
-    optimizer = keras.optimizers.Adam(model_config.learning_rate)
     if levels:
         # Q - 1 positive gaps per step, each between a level and the next one outwards from the median.
-        gaps = keras.layers.Dense(horizon * (len(levels) - 1), name="quantile_gaps")(head)
+        gaps = keras.layers.Dense(horizon * (len(levels) - 1), name=_layer_name("quantile_gaps", branch))(head)
         outputs = NonCrossingQuantiles(horizon, levels.index(trainer_options.MEDIAN),
-                                       name="quantiles_scaled")(outputs, gaps)
-        model = keras.Model(inputs, outputs, name="stacked_lstm")
-        model.compile(optimizer=optimizer, loss=PinballLoss(levels),
-                      metrics=[keras.metrics.MeanMetricWrapper(_median_error(levels), name="mae")])
-        return model
-    model = keras.Model(inputs, outputs, name="stacked_lstm")
+                                       name=_layer_name("quantiles_scaled", branch))(outputs, gaps)
+    return outputs
+
+
+def _compile(model: keras.Model, model_config: trainer_options.ModelConfig, ensemble: bool) -> None:
+    """Compiles ``model``: the pinball loss for a quantile head, else ``model_config.loss``; the MAE (of the
+    median) as metric. ``ensemble``: the model outputs its branches ``[batch, K, ...]`` (:func:`training_model`),
+    the loss is the mean of their losses and the metric the MAE of their mean."""
+    levels = model_config.quantiles if model_config.quantile_head else ()
     losses = {"huber": keras.losses.Huber(), "mse": "mse", "mae": "mae"}
-    model.compile(optimizer=optimizer, loss=losses[model_config.loss],
-                  metrics=[keras.metrics.MeanAbsoluteError(name="mae")])
-    return model
+    loss = PinballLoss(levels) if levels else losses[model_config.loss]
+    if ensemble:
+        loss = BranchLoss(loss)
+        metric = keras.metrics.MeanMetricWrapper(_ensemble_error(levels), name="mae")
+    elif levels:
+        metric = keras.metrics.MeanMetricWrapper(_median_error(levels), name="mae")
+    else:
+        metric = keras.metrics.MeanAbsoluteError(name="mae")
+    model.compile(optimizer=keras.optimizers.Adam(model_config.learning_rate), loss=loss, metrics=[metric])
+
+
+def training_model(model: keras.Model, model_config: trainer_options.ModelConfig) -> keras.Model:
+    """The model that training fits: ``model`` itself, or for an ensemble its branches side by side.
+
+    Fitting an ensemble's mean would train its branches together (each would learn to offset the
+    others' errors); each branch instead minimises its own loss, so the mean averages K independent
+    networks. The returned model shares every layer and weight with ``model``, outputs the branches
+    stacked ``[batch, K, ...]`` and is compiled with the mean of their losses (:class:`BranchLoss`).
+
+    Args:
+      model: From :func:`build_model` with the same ``model_config``.
+      model_config: Its ``ensemble_size``, loss and learning rate.
+    """
+    if model_config.ensemble_size == 1:
+        return model
+    branches = model.get_layer(_output_name(model_config)).input
+    members = keras.Model(model.input, EnsembleBranches(name="branches")(branches), name="stacked_lstm_branches")
+    _compile(members, model_config, ensemble=True)
+    return members
+
+
+class EnsembleMean(keras.layers.Layer):
+    """The mean of K branch outputs of one shape (forecasts ``[batch, H]`` or quantiles ``[batch, H, Q]``).
+
+    The mean of non-crossing quantiles does not cross either (each level is a mean of ordered values).
+    """
+
+    def call(self, branches: list[Any]) -> Any:
+        return keras.ops.mean(keras.ops.stack(branches, axis=0), axis=0)
+
+
+class EnsembleBranches(keras.layers.Layer):
+    """K branch outputs stacked on axis 1, ``[batch, K, ...]``, for :class:`BranchLoss`."""
+
+    def call(self, branches: list[Any]) -> Any:
+        return keras.ops.stack(branches, axis=1)
+
+
+class BranchLoss(keras.losses.Loss):
+    """The mean over K branches ``[batch, K, ...]`` of a loss of each branch against the same targets.
+
+    Args:
+      loss: A Keras loss (an instance, or a name such as ``"mae"``) of one branch's output.
+    """
+
+    def __init__(self, loss: Any, name: str = "branch_loss", **kwargs: Any):
+        super().__init__(name=name, **kwargs)
+        self.loss = loss
+        self._per_window = loss.call if isinstance(loss, keras.losses.Loss) else keras.losses.get(loss)
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        branches = y_pred.shape[1]
+        return sum(self._per_window(y_true, y_pred[:, k]) for k in range(branches)) / branches
+
+
+def _ensemble_error(levels: tuple[float, ...]) -> Any:
+    median = levels.index(trainer_options.MEDIAN) if levels else None
+
+    def ensemble_absolute_error(y_true: Any, y_pred: Any) -> Any:
+        mean = keras.ops.mean(y_pred, axis=1)
+        if median is not None:
+            mean = mean[..., median]
+        return keras.ops.mean(keras.ops.abs(keras.ops.cast(y_true, mean.dtype) - mean), axis=-1)
+
+    return ensemble_absolute_error
 
 
 class SeasonalBaseMix(keras.layers.Layer):
@@ -752,7 +861,8 @@ def train(train_files: list[str], eval_files: list[str], data_accessor: tfx.comp
         callbacks += [keras.callbacks.TensorBoard(log_dir=log_dir),
                       # Loss per epoch as CSV, for the run's report (TensorBoard's files need TensorBoard).
                       keras.callbacks.CSVLogger(os.path.join(log_dir, TRAINING_LOG_FILE))]
-    model.fit(train_data, validation_data=eval_data, epochs=model_config.epochs, verbose=2, callbacks=callbacks)
+    training_model(model, model_config).fit(train_data, validation_data=eval_data, epochs=model_config.epochs,
+                                            verbose=2, callbacks=callbacks)
     return model
 
 
@@ -792,7 +902,7 @@ def _hypermodel(inputs_spec: dict[str, int], history: int, horizon: int, model_c
             model_config, lstm_units=(units,) * layers,
             dropout=hp.Float("dropout", 0.0, 0.5, step=0.1, default=model_config.dropout),
             learning_rate=hp.Float("learning_rate", 1e-4, 1e-2, sampling="log", default=model_config.learning_rate))
-        return build_model(inputs_spec, history, horizon, tuned)
+        return training_model(build_model(inputs_spec, history, horizon, tuned), tuned)
 
     return build
 

@@ -58,6 +58,9 @@ class ModelConfig:
         "conformal", choices=INTERVAL_METHODS,
         help="conformal: the point model, with intervals from its scaled eval errors per step (the median is the "
              "point forecast); quantile_head: a head of quantiles trained with the pinball loss, then calibrated")
+    ensemble_size: int = setting(
+        1, minimum=1, help="networks in the model, each from its own initial weights and trained on its own loss; "
+                           "the forecast is their mean (one SavedModel; training and serving cost K times as much)")
     batch_size: int = setting(64, minimum=1, help="windows per training step")
     epochs: int = setting(100, minimum=1, help="most epochs; early stopping usually ends training sooner")
     early_stopping_patience: int = setting(

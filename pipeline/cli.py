@@ -107,7 +107,8 @@ def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
     _add(parser, M, "quantiles", "floats")
     for name in ("dropout", "recurrent_dropout", "learning_rate"):
         _add(parser, M, name, "float")
-    for name in ("batch_size", "epochs", "early_stopping_patience", "seed", "tuner_trials", "series_embedding_dim"):
+    for name in ("batch_size", "epochs", "early_stopping_patience", "seed", "tuner_trials", "series_embedding_dim",
+                 "ensemble_size"):
         _add(parser, M, name, "int")
     for name in ("serving_xla", "tune", "seasonal_base", "seasonal_base_mix"):
         _add(parser, M, name, "bool")

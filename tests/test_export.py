@@ -348,16 +348,21 @@ def test_only_the_xla_export_pads_batches(covariate_export):
     assert not {"LowerBound", "Pad", "PadV2"} & _ops(export_dir)
 
 
+@pytest.mark.parametrize("ensemble_size", [1, 3])
 @pytest.mark.parametrize("lstm_graph", trainer_lib.LSTM_GRAPHS)
-def test_serving_model_computes_the_keras_model_with_its_weights(lstm_graph):
-    """Three stacked LSTMs (the first two return sequences) with random weights and biases, batch 5."""
+def test_serving_model_computes_the_keras_model_with_its_weights(lstm_graph, ensemble_size):
+    """Three stacked LSTMs (the first two return sequences) with random weights and biases, batch 5; an
+    ensemble has three per branch, and every one of them runs in ``lstm_graph``."""
     spec = {features.HISTORY_SCALED: 9, features.CALENDAR_HISTORY: 9 * 4}
-    model = trainer_lib.build_model(spec, 9, 2, config_lib.ModelConfig(lstm_units=(5, 4, 3)))
+    model = trainer_lib.build_model(spec, 9, 2, config_lib.ModelConfig(lstm_units=(5, 4, 3),
+                                                                       ensemble_size=ensemble_size))
     rng = np.random.default_rng(1)
     for weight in model.weights:
         weight.assign(rng.normal(0, 0.7, weight.shape).astype(np.float32))
     inputs = {name: rng.normal(size=(5, width)).astype(np.float32) for name, width in spec.items()}
     exported = trainer_lib.serving_model(model, lstm_graph)
+    assert len([layer for layer in exported.layers if isinstance(layer, keras.layers.LSTM)]) == (
+        3 * ensemble_size if lstm_graph == "loop" else 0)
     # The same variables, not copies: the export writes the trained weights once.
     assert {id(w) for w in exported.weights} == {id(w) for w in model.weights}
     np.testing.assert_allclose(exported(inputs, training=False).numpy(), model(inputs, training=False).numpy(),
@@ -418,3 +423,31 @@ def test_conformal_intervals_are_the_point_forecast_plus_minus_its_normalised_ev
     np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-3)
     assert set(report["calibrated_coverage"]) == {"50", "80", "95"} and "raw_coverage" not in report
     assert report["spread_period"] == period
+
+
+def test_an_ensemble_exports_fused_and_serves_the_mean_of_its_branches(covariate_transform, tmp_path):
+    """Two branches, trained as the Trainer does: the SavedModel runs each branch's LSTMs as BlockLSTMV2, and
+    its forecast (the conformal median) is the mean of the branches' forecasts in original units."""
+    out, splits = covariate_transform
+    config = dataclasses.replace(MODEL, interval_method="conformal", ensemble_size=2)
+    tft_output = tft.TFTransformOutput(os.path.join(out, "transform_graph"))
+    accessor, eval_files = conftest.data_accessor(out), conftest.transformed_files(out, "eval")
+    model = trainer_lib.train(conftest.transformed_files(out, "train"), eval_files, accessor, tft_output,
+                              conftest.UNIT_HISTORY, conftest.UNIT_HORIZON, config)
+    adjustments, _ = trainer_lib.calibrate(model, eval_files, accessor, tft_output, config)
+    export_dir = str(tmp_path / "ensemble")
+    trainer_lib.export_serving_model(model, tft_output, export_dir, config, adjustments=adjustments)
+    assert "BlockLSTMV2" in _ops(export_dir) and not {"While", "StatelessWhile"} & _ops(export_dir)
+    inputs = conftest.serving_inputs_of(splits["eval"])
+    served = _session_forecast(repository.load_version(export_dir, 1, False), inputs)
+    # The branches' forecasts, each through the same Transform graph, back in original units.
+    raw_spec = tft_output.raw_feature_spec()
+    raw = {trainer_lib.raw_feature(k): tf.reshape(v, [-1, *raw_spec[trainer_lib.raw_feature(k)].shape])
+           for k, v in inputs.items()}
+    transformed = tft_output.transform_features_layer()(raw)
+    model_inputs = {k: transformed[k] for k in trainer_lib.model_inputs(tft_output)}
+    scale, loc = transformed[features.SCALE].numpy(), transformed[features.LOC].numpy()
+    branches = [keras.Model(model.input, model.get_layer(f"forecast_scaled_{k}").output)(model_inputs).numpy()
+                * scale + loc for k in range(2)]
+    assert not np.allclose(branches[0], branches[1], atol=1e-4)
+    np.testing.assert_allclose(served, (branches[0] + branches[1]) / 2, rtol=1e-5, atol=1e-4)

@@ -235,3 +235,96 @@ def test_tune_runs_the_tuner_and_its_best_hyperparameters_feed_the_trainer(tmp_p
     kernels = sorted((v.name, v.shape[0]) for v in tf.saved_model.load(result.pushed_model).variables
                      if v.name.startswith("lstm_") and "recurrent_kernel" in v.name)
     assert [width for _, width in kernels] == list(units)
+
+
+def _ensemble_spec() -> dict[str, int]:
+    lag = transform_lib.scaled_feature(features.lag_feature(7))
+    bases = [transform_lib.scaled_feature(features.base_feature(k)) for k in sorted(features.SEASONAL_BASES)]
+    return {features.HISTORY_SCALED: 14, features.CALENDAR_HISTORY: 14 * 2, lag: 3, **dict.fromkeys(bases, 3),
+            features.CALENDAR_FUTURE: 3 * 2}
+
+
+def _branch_outputs(model: keras.Model, name: str, size: int, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    """Each branch's own output, read from its last layer: ``[K, batch, ...]``."""
+    return np.stack([keras.Model(model.input, model.get_layer(f"{name}_{k}").output)(inputs, training=False).numpy()
+                     for k in range(size)])
+
+
+def test_a_single_network_is_todays_model():
+    """--ensemble-size 1 (the default) builds the plain stacked LSTM, layer for layer, and trains it as is."""
+    config = config_lib.ModelConfig(quantiles=())
+    assert config.ensemble_size == 1
+    model = trainer_lib.build_model(_ensemble_spec(), 14, 3, config)
+    names = [layer.name for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    assert sorted(names) == sorted([
+        f"steps_{features.HISTORY_SCALED}", f"steps_{features.CALENDAR_HISTORY}", "channels", "lstm_0", "dropout_0",
+        "lstm_1", "dropout_1", "state_and_future", "head_hidden", "head_dropout", "head", "seasonal_base",
+        "correction", "forecast_scaled"])
+    assert [layer.units for layer in model.layers if isinstance(layer, keras.layers.LSTM)] == [64, 64]
+    assert model.output_shape == (None, 3) and model.loss == "mae"
+    assert trainer_lib.training_model(model, config) is model
+
+
+@pytest.mark.parametrize("interval_method", ["conformal", "quantile_head"])
+def test_an_ensemble_forecasts_the_mean_of_its_branches(interval_method):
+    config = config_lib.ModelConfig(lstm_units=(5, 4), ensemble_size=3, interval_method=interval_method)
+    spec = _ensemble_spec()
+    model = trainer_lib.build_model(spec, 14, 3, config)
+    rng = np.random.default_rng(4)
+    # Random weights everywhere (corrections start at zero: untrained branches would all be the base).
+    for weight in model.weights:
+        weight.assign(rng.normal(0, 0.5, weight.shape).astype(np.float32))
+    inputs = {name: rng.normal(size=(6, width)).astype(np.float32) for name, width in spec.items()}
+    name = "quantiles_scaled" if config.quantile_head else "forecast_scaled"
+    branches = _branch_outputs(model, name, 3, inputs)
+    forecast = model(inputs, training=False).numpy()
+    assert forecast.shape == ((6, 3, len(config.quantiles)) if config.quantile_head else (6, 3))
+    assert not np.allclose(branches[0], branches[1], atol=1e-3)
+    np.testing.assert_allclose(forecast, branches.mean(axis=0), rtol=1e-5, atol=1e-6)
+    if config.quantile_head:
+        assert (np.diff(forecast, axis=-1) >= 0).all()
+    # Flat: one functional model, each branch's layers named by branch, not nested models.
+    assert not [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    assert {f"lstm_{k}_{i}" for k in range(3) for i in range(2)} <= {layer.name for layer in model.layers}
+
+
+def test_ensemble_branches_start_from_different_weights():
+    spec = _ensemble_spec()
+    keras.utils.set_random_seed(5)
+    single = trainer_lib.build_model(spec, 14, 3, config_lib.ModelConfig(lstm_units=(5, 4), quantiles=()))
+    keras.utils.set_random_seed(5)
+    ensemble = trainer_lib.build_model(spec, 14, 3, config_lib.ModelConfig(lstm_units=(5, 4), quantiles=(),
+                                                                           ensemble_size=3))
+    kernels = [ensemble.get_layer(f"lstm_{k}_0").cell.kernel.numpy() for k in range(3)]
+    hidden = [ensemble.get_layer(f"head_hidden_{k}").kernel.numpy() for k in range(3)]
+    for a, b in [(0, 1), (0, 2), (1, 2)]:
+        assert not np.allclose(kernels[a], kernels[b]) and not np.allclose(hidden[a], hidden[b])
+    # Branch 0 draws first, as the single network does: with one seed, the same initial weights.
+    np.testing.assert_array_equal(kernels[0], single.get_layer("lstm_0").cell.kernel.numpy())
+    np.testing.assert_array_equal(hidden[0], single.get_layer("head_hidden").kernel.numpy())
+
+
+def test_each_branch_is_trained_on_its_own_loss():
+    """The training loss is the mean of the branches' own losses, not the loss of their mean."""
+    config = config_lib.ModelConfig(lstm_units=(4,), quantiles=(), ensemble_size=3, loss="mae", learning_rate=0.01)
+    spec = _ensemble_spec()
+    model = trainer_lib.build_model(spec, 14, 3, config)
+    rng = np.random.default_rng(6)
+    for weight in model.weights:
+        weight.assign(rng.normal(0, 0.5, weight.shape).astype(np.float32))
+    training = trainer_lib.training_model(model, config)
+    inputs = {name: rng.normal(size=(32, width)).astype(np.float32) for name, width in spec.items()}
+    y = rng.normal(size=(32, 3)).astype(np.float32)
+    branches = _branch_outputs(model, "forecast_scaled", 3, inputs)
+    assert training.output_shape == (None, 3, 3)
+    own = np.abs(branches - y).mean()
+    of_mean = np.abs(branches.mean(axis=0) - y).mean()
+    assert of_mean < own - 1e-3  # the two differ, so the check below can fail
+    results = training.evaluate(inputs, y, batch_size=32, verbose=0, return_dict=True)
+    assert results["loss"] == pytest.approx(own, rel=1e-5)
+    assert results["mae"] == pytest.approx(of_mean, rel=1e-5)  # the metric: the ensemble's forecast
+    # Training moves every branch, and the served model (sharing the weights) with it.
+    before = [model.get_layer(f"correction_{k}").kernel.numpy().copy() for k in range(3)]
+    training.fit(inputs, y, batch_size=32, epochs=1, verbose=0)
+    assert all(not np.array_equal(b, model.get_layer(f"correction_{k}").kernel.numpy())
+               for k, b in enumerate(before))
