@@ -200,7 +200,8 @@ def _compile(model: keras.Model, model_config: trainer_options.ModelConfig, ense
         metric = keras.metrics.MeanMetricWrapper(_median_error(levels), name="mae")
     else:
         metric = keras.metrics.MeanAbsoluteError(name="mae")
-    model.compile(optimizer=keras.optimizers.Adam(model_config.learning_rate), loss=loss, metrics=[metric])
+    optimizer = keras.optimizers.Adam(model_config.learning_rate, weight_decay=model_config.weight_decay or None)
+    model.compile(optimizer=optimizer, loss=loss, metrics=[metric])
 
 
 def training_model(model: keras.Model, model_config: trainer_options.ModelConfig) -> keras.Model:

@@ -37,6 +37,8 @@ class ModelConfig:
     recurrent_dropout: float = setting(0.0, minimum=0.0, maximum=0.9,
                                        help="dropout on the LSTMs' recurrent state (> 0 rules out cuDNN)")
     learning_rate: float = setting(1e-3, above=0.0, help="Adam's learning rate")
+    weight_decay: float = setting(0.0, minimum=0.0, help="Adam's decoupled weight decay (AdamW): each step "
+                                                         "shrinks the weights by learning rate x this (0: none)")
     seasonal_base: bool = setting(
         True, help="forecast a correction to the seasonal naive forecast of the primary period (the head "
                     "starts at zero, so an untrained model is the seasonal naive forecast)")

@@ -105,7 +105,7 @@ def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
         _add(parser, M, name)
     _add(parser, M, "lstm_units", "ints")
     _add(parser, M, "quantiles", "floats")
-    for name in ("dropout", "recurrent_dropout", "learning_rate"):
+    for name in ("dropout", "recurrent_dropout", "learning_rate", "weight_decay"):
         _add(parser, M, name, "float")
     for name in ("batch_size", "epochs", "early_stopping_patience", "seed", "tuner_trials", "series_embedding_dim",
                  "ensemble_size"):

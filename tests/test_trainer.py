@@ -265,6 +265,18 @@ def test_a_single_network_is_todays_model():
     assert trainer_lib.training_model(model, config) is model
 
 
+def test_weight_decay_shrinks_each_weight_by_the_learning_rate_times_it():
+    config = config_lib.ModelConfig(quantiles=(), lstm_units=(4,), weight_decay=0.5, learning_rate=0.1)
+    model = trainer_lib.build_model(_ensemble_spec(), 14, 3, config)
+    assert trainer_lib.build_model(_ensemble_spec(), 14, 3, config_lib.ModelConfig(quantiles=())) \
+        .optimizer.weight_decay is None
+    # Adam's own step is zero where the gradient is: the decay alone moves those weights (AdamW).
+    weight = model.get_layer("head_hidden").kernel
+    before = weight.numpy()
+    model.optimizer.apply_gradients([(np.zeros(before.shape, np.float32), weight)])
+    np.testing.assert_allclose(weight.numpy(), before * (1 - 0.1 * 0.5), rtol=1e-6)
+
+
 @pytest.mark.parametrize("interval_method", ["conformal", "quantile_head"])
 def test_an_ensemble_forecasts_the_mean_of_its_branches(interval_method):
     config = config_lib.ModelConfig(lstm_units=(5, 4), ensemble_size=3, interval_method=interval_method)
