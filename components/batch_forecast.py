@@ -210,15 +210,29 @@ def regular_series(series_id: str, chunks: Sequence[reader.Chunk], data: DataCon
     chunk = chunks[0]
     steps = np.diff(chunk.times)
     step = int(steps[0])
-    if step <= 0 or not (steps == step).all() or (step >= _CALENDAR_STEPS and step % _WEEK):
-        return None
-    # 1970-01-01 was a Thursday (pandas' dayofweek 3).
-    frequency = _step_frequency(step, int((chunk.times[0] // _DAY + 3) % 7))
-    if data.frequency and data.frequency != frequency:
+    frequency = _grid_frequency(step, int(_weekday(chunk.times[0]))) if (steps == step).all() else None
+    if frequency is None or (data.frequency and data.frequency != frequency):
         return None
     n = len(chunk)
     return grid.Series(series_id, frequency, chunk.times, chunk.target, chunk.covariates, (chunk.file,),
                        np.zeros(n, np.int32), chunk.rows)
+
+
+def _weekday(times: Any) -> Any:
+    """pandas' day of the week (Monday 0) of epoch seconds: 1970-01-01 was a Thursday (3)."""
+    return (times // _DAY + 3) % 7
+
+
+def _grid_frequency(step: int, weekday: int) -> Optional[str]:
+    """The frequency of a regular grid of ``step`` seconds whose first point falls on ``weekday``,
+    where numpy can tell it; None for a step that is not positive, that may be calendar months
+    (pandas decides those), or that no frequency has (:func:`grid.assemble` then names the problem)."""
+    if step <= 0 or (step >= _CALENDAR_STEPS and step % _WEEK):
+        return None
+    try:
+        return _step_frequency(step, weekday)
+    except frequency_lib.FrequencyError:
+        return None
 
 
 @functools.lru_cache(maxsize=1024)
@@ -410,16 +424,15 @@ def prepare_series(parts: Sequence[SeriesRows], data: DataConfig, model: ModelIn
     same = sorted_codes[1:] == sorted_codes[:-1]
     uneven = same & (np.diff(sorted_times) != step[sorted_codes[1:]])
     fast &= np.bincount(sorted_codes[1:][uneven], minlength=k) == 0
-    fast &= (step > 0) & ((step < _CALENDAR_STEPS) | (step % _WEEK == 0))
-    # 1970-01-01 was a Thursday (pandas' dayofweek 3).
-    weekday = (sorted_times[starts] // _DAY + 3) % 7
+    weekday = _weekday(sorted_times[starts])
     frequencies = np.full(k, "", dtype=object)
     for s, w in set(zip(step[fast].tolist(), weekday[fast].tolist())):
         alike = fast & (step == s) & (weekday == w)
-        try:
-            frequencies[alike] = _step_frequency(s, w)
-        except frequency_lib.FrequencyError:
-            fast &= ~alike  # grid.assemble names the problem
+        frequency = _grid_frequency(s, w)
+        if frequency is None:
+            fast &= ~alike
+        else:
+            frequencies[alike] = frequency
     if data.frequency:
         fast &= frequencies == data.frequency
     # The last C points of each series, [k, C] (rows of short series are clipped, and unused).
