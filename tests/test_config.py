@@ -273,21 +273,24 @@ def test_the_context_holds_the_cycles_of_the_primary_season_that_a_quarter_of_a_
 
 def test_gaps_keep_the_context_short_enough_to_keep_nine_tenths_of_the_windows():
     # 200 points, L = 8, H = 2, season 4: one cycle's windows need 10 present points.
+    windows = config_lib.WindowConfig(history=8, horizon=2, seasonal_periods=(4,), seasonal_cycles=5)
     missing = np.zeros(200, bool)
-    assert options.gap_tolerant_cycles(5, (4,), 8, 2, missing) == 5  # no gap: no window lost
+    assert options.gap_tolerant_cycles(windows, missing) == 5  # no gap: no window lost
     # A gap every 25 points: one cycle keeps 200 - 9 - 8 * 10 = 111 windows (counted by hand below),
     # five cycles (C = 20, spans of 22) keep 200 - 21 - 8 * 22 = 3: the context keeps the most
     # cycles that keep 90% of 111.
     missing[12::25] = True
 
-    def windows(span: int) -> int:
+    def count(span: int) -> int:
         return sum(not missing[f:f + span].any() for f in range(200 - span + 1))
 
-    assert windows(10) == 111
-    kept = [k for k in range(1, 6) if windows(max(8, 4 * k) + 2) >= 0.9 * windows(10)]
-    assert options.gap_tolerant_cycles(5, (4,), 8, 2, missing) == max(kept) == 2
-    assert options.gap_tolerant_cycles(1, (4,), 8, 2, missing) == 1
-    assert options.gap_tolerant_cycles(5, (), 8, 2, missing) == 5
+    assert count(10) == 111
+    kept = [k for k in range(1, 6) if count(max(8, 4 * k) + 2) >= 0.9 * count(10)]
+    assert options.gap_tolerant_cycles(windows, missing) == max(kept) == 2
+    assert options.gap_tolerant_cycles(dataclasses.replace(windows, seasonal_cycles=1), missing) == 1
+    assert options.gap_tolerant_cycles(dataclasses.replace(windows, seasonal_periods=()), missing) == 5
+    # Without seasonal lags the cycles do not lengthen the context: no window is lost to them.
+    assert options.gap_tolerant_cycles(dataclasses.replace(windows, seasonal_lags=False), missing) == 5
 
 
 def test_the_bundled_co2_keeps_one_cycle_of_context_with_its_gaps_and_two_once_interpolated():

@@ -250,35 +250,31 @@ def context_cycles(cycles: int, periods: Sequence[int], points: int) -> int:
     return max(1, min(cycles, int(points * MAX_CONTEXT_SHARE) // min(periods)))
 
 
-def gap_tolerant_cycles(cycles: int, periods: Sequence[int], history: int, horizon: int,
-                        missing: np.ndarray) -> int:
-    """The most cycles of context, up to ``cycles``, that keep the windows of a series with gaps.
+def gap_tolerant_cycles(windows: WindowConfig, missing: np.ndarray) -> int:
+    """The most cycles of context, up to ``windows.seasonal_cycles``, that keep the windows of a series with gaps.
 
-    A window needs its C context points and H targets present. More cycles give a longer C, so
-    each missing point rules out more windows; this keeps the largest number of cycles whose
-    windows are at least ``1 - MAX_WINDOWS_LOST_TO_CONTEXT`` of those of one cycle.
+    A window needs its C context points (:attr:`WindowConfig.context`) and H targets present. More
+    cycles give a longer C, so each missing point rules out more windows; this keeps the largest
+    number of cycles whose windows are at least ``1 - MAX_WINDOWS_LOST_TO_CONTEXT`` of those of one
+    cycle.
 
     Example: the bundled CO2 (weekly, season 52, L = 52, H = 4, 2,284 weeks with 59 missing):
     one cycle keeps 1,743 windows, two 1,479 (85%), five 961, so the context keeps one cycle.
 
     Args:
-      cycles: The cycles asked for (at least 1).
-      periods: The seasonal periods; the shortest is the primary one.
-      history: L.
-      horizon: H.
+      windows: The settings, with ``history`` and ``seasonal_periods`` resolved.
       missing: bool ``[n]``: the series' missing points, after the gap policy.
     """
-    if not periods or cycles <= 1:
-        return cycles
-
-    def windows(k: int) -> int:
-        span = max(history, *periods, k * min(periods)) + horizon
+    def kept(cycles: int) -> int:
+        span = dataclasses.replace(windows, seasonal_cycles=cycles).context + windows.horizon
         if span > len(missing):
             return 0
         return int(windowing.complete_spans(missing, np.arange(len(missing) - span + 1), span).sum())
 
-    kept = windows(1)
-    return next((k for k in range(cycles, 1, -1) if windows(k) >= (1 - MAX_WINDOWS_LOST_TO_CONTEXT) * kept), 1)
+    if windows.seasonal_cycles <= 1:
+        return windows.seasonal_cycles
+    least = (1 - MAX_WINDOWS_LOST_TO_CONTEXT) * kept(1)
+    return next((k for k in range(windows.seasonal_cycles, 1, -1) if kept(k) >= least), 1)
 
 
 def step_seconds(frequency: str) -> float:
@@ -317,11 +313,11 @@ def resolve(windows: WindowConfig, frequency: str, points: int,
     if not periods:
         periods = tuple(m for m in natural_periods(frequency, hours) if MIN_CYCLES * m <= points)
     history = windows.history or default_history(periods, windows.horizon)
-    cycles = context_cycles(windows.seasonal_cycles, periods, points)
+    resolved = dataclasses.replace(windows, seasonal_periods=periods, history=history,
+                                   seasonal_cycles=context_cycles(windows.seasonal_cycles, periods, points))
     if missing is not None and missing.any():
-        cycles = gap_tolerant_cycles(cycles, periods, history, windows.horizon, missing)
-    return dataclasses.replace(windows, seasonal_periods=periods, history=history, seasonal_cycles=cycles,
-                               step_seconds=step_seconds(frequency),
+        resolved = dataclasses.replace(resolved, seasonal_cycles=gap_tolerant_cycles(resolved, missing))
+    return dataclasses.replace(resolved, step_seconds=step_seconds(frequency),
                                business_hours=hours.to_tuple() if hours is not None else ())
 
 
