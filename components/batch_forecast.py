@@ -174,21 +174,31 @@ def series_inputs(series_id: str, chunks: Sequence[reader.Chunk], data: DataConf
                                   f"{_missing(series.times[last][holes.any(axis=1)])}")
     origin = int(series.times[-1])
     times = _following(origin, series.frequency, model.horizon, data.business)
-    inputs = {contract.INPUT_KEY: series.target[last].astype(contract.INPUT_DTYPE)}
-    covariate_index = {name: i for i, name in enumerate(data.columns.covariates)}
-    for name in model.covariates:
-        inputs[contract.covariate_input_key(name)] = series.covariates[last, covariate_index[name]].astype(
-            contract.INPUT_DTYPE)
+    inputs = _signature_inputs(model, data, series.target[last], series.covariates[last], np.int64(origin),
+                               np.array(series_id, dtype=object))
     if model.future_covariates:
         future = _future_values(series_id, future_chunks, model.future_covariates, times)
         if isinstance(future, Skipped):
             return future
         inputs.update(future)
-    if model.origin_timestamp:
-        inputs[contract.ORIGIN_TIMESTAMP_INPUT_KEY] = np.int64(origin)
-    if model.series_id:
-        inputs[contract.SERIES_ID_INPUT_KEY] = np.array(series_id, dtype=object)
     return SeriesInputs(series_id, times, inputs)
+
+
+def _signature_inputs(model: ModelInputs, data: DataConfig, target: np.ndarray, covariates: np.ndarray,
+                      origin: np.ndarray, series_id: np.ndarray) -> dict[str, np.ndarray]:
+    """The signature's inputs but the future covariates, for one window or many: the target's last C
+    points ``[..., C]``, the covariates' ``[..., C, K]`` (in the order of ``data``), the origin and
+    the series id ``[...]``; each kept when the model takes it."""
+    inputs = {contract.INPUT_KEY: target.astype(contract.INPUT_DTYPE)}
+    covariate_index = {name: i for i, name in enumerate(data.columns.covariates)}
+    for name in model.covariates:
+        inputs[contract.covariate_input_key(name)] = covariates[..., covariate_index[name]].astype(
+            contract.INPUT_DTYPE)
+    if model.origin_timestamp:
+        inputs[contract.ORIGIN_TIMESTAMP_INPUT_KEY] = origin
+    if model.series_id:
+        inputs[contract.SERIES_ID_INPUT_KEY] = series_id
+    return inputs
 
 
 _DAY, _WEEK = 86_400, 7 * 86_400
@@ -448,15 +458,8 @@ def prepare_series(parts: Sequence[SeriesRows], data: DataConfig, model: ModelIn
     for origin, frequency in set(zip(origins.tolist(), frequencies[fast_codes].tolist())):
         steps[(origins == origin) & (frequencies[fast_codes] == frequency)] = _following(origin, frequency, h)
     window = last[fast_codes]
-    inputs = {contract.INPUT_KEY: target[window].astype(contract.INPUT_DTYPE)}
-    covariate_index = {name: i for i, name in enumerate(data.columns.covariates)}
-    for name in model.covariates:
-        inputs[contract.covariate_input_key(name)] = covariates[window, covariate_index[name]].astype(
-            contract.INPUT_DTYPE)
-    if model.origin_timestamp:
-        inputs[contract.ORIGIN_TIMESTAMP_INPUT_KEY] = origins.astype(np.int64)
-    if model.series_id:
-        inputs[contract.SERIES_ID_INPUT_KEY] = uniques[fast_codes].astype(object)
+    inputs = _signature_inputs(model, data, target[window], covariates[window], origins.astype(np.int64),
+                               uniques[fast_codes].astype(object))
     ready = [SeriesBlock(uniques[fast_codes].astype(object), steps, inputs)]
     skipped, slow = [], []
     future = _grouped(future_parts, uniques) if model.future_covariates else None
