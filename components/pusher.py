@@ -5,23 +5,29 @@ model base path; TFX's own Pusher copies into that directory file by file, so a 
 it half-written (tensorflow/serving#631). Here the model is copied beside it, under a name no
 server takes for a version, and renamed into place; the newest ``keep_versions`` versions are kept.
 A model that is already the newest version (the same TensorFlow fingerprint) is not pushed again.
+
+The blessing must be the model's own or, for a refit on train+eval (the pipeline's RefitTrainer),
+that of the model it refits: its training record names that model, and the Evaluator's blessing
+names the model it blessed; a push under any other blessing is refused.
 """
 
 import json
 import os
 import time
-from typing import Any
+from typing import Any, Optional
 
 import tensorflow as tf
 from absl import logging
 from tfx import types
+from tfx.components.evaluator import constants as evaluator_constants
 from tfx.components.pusher import executor as pusher_executor
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
-from tfx.utils import io_utils, proto_utils
+from tfx.utils import io_utils, path_utils, proto_utils
 from tfx.v1.components import Pusher
 
+from components.trainer_options import TRAINING_RECORD_FILE
 from serving import versions as versions_lib
 
 # Where a version is assembled: a dot name, not a number, so servers skip it while it is written.
@@ -83,6 +89,32 @@ def same_saved_model(path: str, other: str) -> bool:
         return a.read() == b.read()
 
 
+def blessing_problem(model_uri: str, record: Optional[dict[str, Any]], blessed_uri: str) -> str:
+    """Why the model at ``model_uri`` may not be pushed under a blessing of ``blessed_uri``, or ``""``.
+
+    Args:
+      model_uri: The Model artifact's URI.
+      record: Its training record (:data:`components.trainer_options.TRAINING_RECORD_FILE`), or None.
+      blessed_uri: The URI of the Model artifact the blessing names (the Evaluator's ``current_model``).
+    """
+    refit_of = (record or {}).get("refit_of")
+    if refit_of:
+        if os.path.normpath(refit_of) == os.path.normpath(path_utils.serving_model_path(blessed_uri)):
+            return ""
+        return f"the model refits {refit_of}, but the blessing is for {blessed_uri}"
+    if os.path.normpath(model_uri) == os.path.normpath(blessed_uri):
+        return ""
+    return f"the blessing is for {blessed_uri}, not for the model {model_uri}"
+
+
+def _training_record(model_path: str) -> Optional[dict[str, Any]]:
+    path = os.path.join(model_path, TRAINING_RECORD_FILE)
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
 class AtomicPushExecutor(pusher_executor.Executor):
     """Pushes a blessed model with :func:`push_atomically` (filesystem destinations)."""
 
@@ -93,6 +125,13 @@ class AtomicPushExecutor(pusher_executor.Executor):
             self._MarkNotPushed(model_push)
             return
         model_path = self.GetModelPath(input_dict)
+        blessing = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_BLESSING_KEY])
+        blessed_uri = blessing.get_string_custom_property(evaluator_constants.ARTIFACT_PROPERTY_CURRENT_MODEL_URI_KEY)
+        if blessed_uri:  # the Evaluator's blessings name their model; other validators' may not
+            model_uri = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_KEY]).uri
+            problem = blessing_problem(model_uri, _training_record(model_path), blessed_uri)
+            if problem:
+                raise ValueError(f"AtomicPusher: not pushing {model_path}: {problem}")
         destination = pusher_pb2.PushDestination()
         proto_utils.json_to_proto(exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], destination)
         custom_config = json.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "null") or {}

@@ -22,15 +22,16 @@ from tfx_bsl.public import tfxio
 from components import features, quantiles, settings, trainer_options
 from components import transform as transform_lib
 from components.example_gen import options as window_options
-from components.trainer_options import CALIBRATION_FILE, TRAINING_LOG_FILE
+from components.trainer_options import CALIBRATION_FILE, TRAINING_LOG_FILE, TRAINING_RECORD_FILE
 from serving import contract
 
 __all__ = ["BranchLoss", "CALIBRATION_FILE", "DEFAULT_LSTM_GRAPH", "EnsembleBranches", "EnsembleMean", "LSTM_GRAPHS",
            "NonCrossingQuantiles", "PinballLoss", "SERVING_INPUT_FEATURES", "SeasonalBaseMix", "TRAINING_LOG_FILE",
-           "build_model", "calibrate", "export_serving_model", "interval_spread", "make_dataset",
-           "model_description", "model_inputs", "quantile_outputs", "raw_feature", "run_fn", "serving_inputs",
-           "serving_model", "train", "training_model", "training_series_ids", "tuner_fn", "warmup_inputs_from",
-           "write_model_description", "write_warmup_requests"]
+           "TRAINING_RECORD_FILE", "Training", "build_model", "calibrate", "export_serving_model", "fit",
+           "interval_spread", "make_dataset", "model_description", "model_inputs", "quantile_outputs", "raw_feature",
+           "read_training_record", "refit_config", "run_fn", "serving_inputs", "serving_model", "train",
+           "training_model", "training_record", "training_series_ids", "tuner_fn", "warmup_inputs_from",
+           "write_model_description", "write_training_record", "write_warmup_requests"]
 
 # XLA compiles once per input shape (about 0.25 s for this model on 2 cores). The XLA signatures
 # pad each batch up to the next of these sizes (beyond the largest, to a multiple of it), so a
@@ -831,14 +832,33 @@ def _callbacks(model_config: trainer_options.ModelConfig) -> list[keras.callback
                                           restore_best_weights=True)]
 
 
-def train(train_files: list[str], eval_files: list[str], data_accessor: tfx.components.DataAccessor,
-          tft_output: tft.TFTransformOutput, history: int, horizon: int, model_config: trainer_options.ModelConfig,
-          log_dir: Optional[str] = None) -> keras.Model:
+@dataclasses.dataclass(frozen=True)
+class Training:
+    """A trained model and how many epochs made it.
+
+    Attributes:
+      model: The trained model (the best eval-loss weights when early stopping was on).
+      epochs: The epochs whose weights the model holds: early stopping's best epoch (1-based), or
+        every epoch run without early stopping. A refit on more data trains this many.
+      epochs_run: The epochs run (early stopping runs ``patience`` past the best one).
+      windows: The training windows of each epoch.
+    """
+
+    model: keras.Model
+    epochs: int
+    epochs_run: int
+    windows: int
+
+
+def fit(train_files: list[str], eval_files: Optional[list[str]], data_accessor: tfx.components.DataAccessor,
+        tft_output: tft.TFTransformOutput, history: int, horizon: int, model_config: trainer_options.ModelConfig,
+        log_dir: Optional[str] = None) -> Training:
     """Trains the model on transformed windows: seeded, early stopping on the eval loss.
 
     Args:
       train_files: Transformed training examples.
-      eval_files: Transformed eval examples (early stopping watches their loss).
+      eval_files: Transformed eval examples (early stopping watches their loss), or None to train
+        ``model_config.epochs`` epochs without validation (the refit on train+eval).
       data_accessor: The Trainer's data accessor.
       tft_output: Output of the Transform component.
       history: Window length L.
@@ -847,7 +867,7 @@ def train(train_files: list[str], eval_files: list[str], data_accessor: tfx.comp
       log_dir: Where TensorBoard's logs and :data:`TRAINING_LOG_FILE` go, or None for no logs.
 
     Returns:
-      The trained model (the best eval-loss weights when early stopping is on).
+      The trained model and its epochs.
     """
     # One seed for Python, NumPy, TF and Keras. The CPU kernels are deterministic; on a GPU some
     # (cuDNN, atomics) are not unless asked, at a cost in speed.
@@ -855,44 +875,130 @@ def train(train_files: list[str], eval_files: list[str], data_accessor: tfx.comp
     if tf.config.list_physical_devices("GPU"):
         tf.config.experimental.enable_op_determinism()
     train_data = make_dataset(train_files, data_accessor, tft_output, model_config.batch_size, True, model_config.seed)
-    eval_data = make_dataset(eval_files, data_accessor, tft_output, model_config.batch_size, False, model_config.seed)
+    eval_data = None if eval_files is None else make_dataset(
+        eval_files, data_accessor, tft_output, model_config.batch_size, False, model_config.seed)
     model = build_model(model_inputs(tft_output), history, horizon, model_config)
-    callbacks = _callbacks(model_config)
+    callbacks = _callbacks(model_config) if eval_data is not None else []
     if log_dir:
         callbacks += [keras.callbacks.TensorBoard(log_dir=log_dir),
                       # Loss per epoch as CSV, for the run's report (TensorBoard's files need TensorBoard).
                       keras.callbacks.CSVLogger(os.path.join(log_dir, TRAINING_LOG_FILE))]
-    training_model(model, model_config).fit(train_data, validation_data=eval_data, epochs=model_config.epochs,
-                                            verbose=2, callbacks=callbacks)
-    return model
+    record = training_model(model, model_config).fit(train_data, validation_data=eval_data,
+                                                     epochs=model_config.epochs, verbose=2, callbacks=callbacks)
+    epochs_run = len(record.epoch)
+    stopping = [c for c in callbacks if isinstance(c, keras.callbacks.EarlyStopping)]
+    # Keras restores the best epoch's weights at the end of training, stopped early or not.
+    epochs = stopping[0].best_epoch + 1 if stopping and stopping[0].best_weights is not None else epochs_run
+    # Counted from the cache the epochs read, so it is what training saw (train+eval for the refit).
+    windows = int(train_data.reduce(np.int64(0), lambda n, batch: n + tf.shape(batch[1], out_type=tf.int64)[0]))
+    return Training(model, epochs, epochs_run, windows)
+
+
+def train(train_files: list[str], eval_files: list[str], data_accessor: tfx.components.DataAccessor,
+          tft_output: tft.TFTransformOutput, history: int, horizon: int, model_config: trainer_options.ModelConfig,
+          log_dir: Optional[str] = None) -> keras.Model:
+    """The model of :func:`fit` (same arguments), without its epochs."""
+    return fit(train_files, eval_files, data_accessor, tft_output, history, horizon, model_config, log_dir).model
+
+
+def refit_config(model_config: trainer_options.ModelConfig, epochs: int) -> trainer_options.ModelConfig:
+    """The settings of the refit on train+eval: the same model and seed, ``epochs`` epochs, no early stopping."""
+    return dataclasses.replace(model_config, epochs=epochs, early_stopping_patience=0)
+
+
+def training_record(splits: list[str], training: Training, adjustments: Optional[np.ndarray], spread_period: int,
+                    refit_of: Optional[str] = None) -> dict[str, Any]:
+    """What :data:`trainer_options.TRAINING_RECORD_FILE` holds (JSON-safe).
+
+    Args:
+      splits: The splits the model was trained on.
+      training: The trained model's epochs.
+      adjustments: The calibration ``[H, Q]`` baked into its graph, or None.
+      spread_period: The period of its conformal spread.
+      refit_of: The SavedModel whose settings, epochs and calibration a refit took, or None.
+    """
+    return {"splits": list(splits), "windows": training.windows, "epochs": training.epochs,
+            "epochs_run": training.epochs_run,
+            "refit_of": refit_of, "spread_period": spread_period,
+            "adjustments": None if adjustments is None else np.asarray(adjustments).tolist()}
+
+
+def write_training_record(export_dir: str, record: dict[str, Any]) -> str:
+    """Writes ``record`` (:func:`training_record`) into the SavedModel ``export_dir``; returns the file's path."""
+    path = os.path.join(export_dir, trainer_options.TRAINING_RECORD_FILE)
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.gfile.GFile(path, "w") as f:
+        json.dump(record, f, indent=1)
+    return path
+
+
+def read_training_record(export_dir: str) -> dict[str, Any]:
+    """The :func:`training_record` of the SavedModel ``export_dir``.
+
+    Raises:
+      FileNotFoundError: The model has none (exported before the record existed).
+    """
+    path = os.path.join(export_dir, trainer_options.TRAINING_RECORD_FILE)
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"{export_dir} has no {trainer_options.TRAINING_RECORD_FILE}: it cannot be refitted")
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
-    """Trains the model on the transformed windows and exports it (called by TFX's Trainer)."""
+    """Trains the model on the transformed windows and exports it (called by TFX's Trainer).
+
+    Two Trainers call it (see :mod:`pipeline.pipeline`). The first (the gate's model) trains on the
+    train split with early stopping on eval and calibrates its intervals on eval. The refit
+    (``custom_config["refit"]``, with the first one's model as ``base_model``) trains the same model
+    afresh, seed included, on train and eval for the first one's epochs, and bakes in the first
+    one's calibration: it forecasts test as far past its training data as the first model forecast
+    eval, so the first model's eval errors are the right conformal scores for it.
+    """
     model_config = _model_config(fn_args)
     history, horizon = _history_horizon(fn_args.custom_config)
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
-    model = train(fn_args.train_files, fn_args.eval_files, fn_args.data_accessor, tft_output,
-                  history, horizon, model_config, log_dir=fn_args.model_run_dir)
-    warmup = warmup_inputs_from(fn_args.eval_files, fn_args.data_accessor, tft_output,
-                                model_config.takes_series_id)
-    adjustments = None
     # The context C is the raw history's width (max of L and the seasonal periods). The quantile
     # head's own quantiles already follow each window; its conformal scores stay in scaled units.
     spread_period = 0 if model_config.quantile_head else quantiles.spread_period(
         int(tft_output.raw_feature_spec()[features.HISTORY].shape[0]),
         fn_args.custom_config["windows"].get("seasonal_periods", ()))
-    if model_config.quantiles:
-        adjustments, calibration = calibrate(model, fn_args.eval_files, fn_args.data_accessor, tft_output,
-                                             model_config, spread_period)
-        with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, CALIBRATION_FILE), "w") as f:
-            f.write(json.dumps(calibration, indent=1))
-    export_serving_model(model, tft_output, fn_args.serving_model_dir, model_config, warmup_inputs=warmup,
+    adjustments = None
+    if fn_args.custom_config.get(trainer_options.REFIT_KEY):
+        if not fn_args.base_model:
+            raise ValueError("the refit Trainer needs the trained model as its base_model")
+        base = read_training_record(fn_args.base_model)
+        training = fit(fn_args.train_files, None, fn_args.data_accessor, tft_output, history, horizon,
+                       refit_config(model_config, base["epochs"]), log_dir=fn_args.model_run_dir)
+        if model_config.quantiles:
+            adjustments = np.asarray(base["adjustments"])
+            spread_period = int(base["spread_period"])
+    else:
+        training = fit(fn_args.train_files, fn_args.eval_files, fn_args.data_accessor, tft_output,
+                       history, horizon, model_config, log_dir=fn_args.model_run_dir)
+        if model_config.quantiles:
+            adjustments, calibration = calibrate(training.model, fn_args.eval_files, fn_args.data_accessor,
+                                                 tft_output, model_config, spread_period)
+            with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, CALIBRATION_FILE), "w") as f:
+                f.write(json.dumps(calibration, indent=1))
+    warmup = warmup_inputs_from(fn_args.eval_files, fn_args.data_accessor, tft_output,
+                                model_config.takes_series_id)
+    export_serving_model(training.model, tft_output, fn_args.serving_model_dir, model_config, warmup_inputs=warmup,
                          adjustments=adjustments, spread_period=spread_period)
     known = training_series_ids(fn_args.train_files, fn_args.data_accessor, tft_output) \
         if model_config.scaling == "per_series" else None
     write_model_description(fn_args.serving_model_dir, model_description(
         fn_args.custom_config, model_config, known, quantile_levels=list(model_config.quantiles) or None))
+    splits = [_split_of(p) for p in fn_args.train_files]
+    write_training_record(fn_args.serving_model_dir, training_record(
+        splits, training, adjustments, spread_period,
+        refit_of=fn_args.base_model if fn_args.custom_config.get(trainer_options.REFIT_KEY) else None))
+
+
+def _split_of(file_pattern: str) -> str:
+    # TFX's split directories are named Split-<name>.
+    folder = os.path.basename(os.path.dirname(file_pattern))
+    return folder[len("Split-"):] if folder.startswith("Split-") else folder
 
 
 def _hypermodel(inputs_spec: dict[str, int], history: int, horizon: int, model_config: trainer_options.ModelConfig):

@@ -22,6 +22,11 @@ MEDIAN = 0.5
 TRAINING_LOG_FILE = "training_log.csv"
 # The calibration of a quantile model (components.trainer.calibrate), in the same directory.
 CALIBRATION_FILE = "calibration.json"
+# How an exported model was trained (splits, epochs, the calibration it carries, the model it refits),
+# inside its SavedModel: the refit reads its base model's, the Pusher checks it against the blessing.
+TRAINING_RECORD_FILE = "assets.extra/training_record.json"
+# In the refit Trainer's custom config: train on train+eval from its base model's record (components.trainer.run_fn).
+REFIT_KEY = "refit"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +74,10 @@ class ModelConfig:
         5, minimum=0, help="epochs without a lower eval loss before training stops and the best weights return "
                            "(0: off)")
     seed: int = setting(42, help="seed of weights, dropout and shuffling: the same seed and data give the same model")
+    refit: bool = setting(
+        True, help="after the gate's model (trained on the train split, early-stopped and calibrated on eval), "
+                   "train the same model afresh on train+eval for the epochs early stopping chose, with the "
+                   "first one's calibration, and push that one under the first one's blessing")
     serving_xla: bool = setting(False, help="compile the model in the serving signatures with XLA: faster, but TF "
                                             "Serving then needs --xla_cpu_compilation_enabled=true and "
                                             "`lstm-forecast serve` --xla-cpu-compilation-enabled")

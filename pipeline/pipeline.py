@@ -1,9 +1,17 @@
 """The forecasting pipeline: ``create_pipeline(config) -> tfx.dsl.Pipeline``, pure and runner-free.
 
 Components, in order: TimeSeriesExampleGen, StatisticsGen, SchemaGen, ExampleValidator,
-Transform, Tuner (only with ``ModelConfig.tune``), Trainer, the latest blessed model's resolver,
-Evaluator (eval split: the blessing), TestEvaluator (test split: reported only), Pusher, and with
-``forecast_after_push`` the Forecaster (every series forecast with the pushed model).
+Transform, Tuner (only with ``ModelConfig.tune``), Trainer, RefitTrainer (only with
+``ModelConfig.refit``), the latest blessed model's resolver, Evaluator (eval split: the blessing),
+TestEvaluator (test split: reported only), Pusher, and with ``forecast_after_push`` the Forecaster
+(every series forecast with the pushed model).
+
+The Trainer's model (A) trains on the train split, early-stops and calibrates its intervals on
+eval; the Evaluator blesses it on eval (which it never trained on), against the latest blessed
+A-type model. With ``refit``, the RefitTrainer trains the same model afresh on train+eval for A's
+epochs with A's calibration baked in (B, with A as its ``base_model`` in ML Metadata); the
+TestEvaluator scores B on test and the Pusher pushes B under A's blessing. Only Evaluator
+blessings exist, and they name A models, so the gate's baseline is never a model that saw eval.
 """
 
 import dataclasses
@@ -23,6 +31,7 @@ from components.example_gen.component import TimeSeriesExampleGen
 from components.example_gen.options import WindowingOptions
 from components.forecaster import Forecaster
 from components.pusher import KEEP_VERSIONS_KEY, AtomicPusher
+from components.trainer_options import REFIT_KEY
 from components.transform import transform_config
 from pipeline.config import PipelineConfig
 from serving import contract
@@ -35,6 +44,7 @@ TRAINER_MODULE = os.path.join(_COMPONENTS_DIR, "trainer.py")
 CANDIDATE, BASELINE = "candidate", "baseline"
 LATEST_BLESSED_RESOLVER = "LatestBlessedModelResolver"
 TEST_EVALUATOR = "TestEvaluator"
+REFIT_TRAINER = "RefitTrainer"
 
 
 def eval_config(config: PipelineConfig, gate: bool = True) -> tfma.EvalConfig:
@@ -169,6 +179,22 @@ def create_pipeline(config: PipelineConfig,
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         custom_config=config.trainer_config())
+    refit = None
+    if config.model.refit:
+        # B: A's settings and seed, trained afresh on train+eval for A's best epoch count; it reads
+        # both from A (base_model), and its eval files only give the warmup requests.
+        refit = tfx.components.Trainer(
+            module_file=TRAINER_MODULE,
+            examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            schema=schema_gen.outputs["schema"],
+            base_model=trainer.outputs["model"],
+            hyperparameters=tuner.outputs["best_hyperparameters"] if tuner is not None else None,
+            train_args=tfx.proto.TrainArgs(splits=["train", "eval"]),
+            eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+            custom_config={**config.trainer_config(), REFIT_KEY: True}).with_id(REFIT_TRAINER)
+    # The model the test split scores and the Pusher pushes.
+    served = (refit if refit is not None else trainer).outputs["model"]
     # The model to beat besides the naive forecasts: the newest one the Evaluator blessed.
     latest_blessed = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
@@ -184,11 +210,11 @@ def create_pipeline(config: PipelineConfig,
     # The same metrics on the test split, for the report; no thresholds, so it blesses nothing.
     test_evaluator = tfx.components.Evaluator(
         examples=examples.outputs["examples"],
-        model=trainer.outputs["model"],
+        model=served,
         eval_config=eval_config(config, gate=False),
         example_splits=["test"]).with_id(TEST_EVALUATOR)
     pusher = AtomicPusher(
-        model=trainer.outputs["model"],
+        model=served,
         model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_model_dir)),
@@ -199,6 +225,7 @@ def create_pipeline(config: PipelineConfig,
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=[examples, statistics_gen, schema_gen, example_validator, transform,
-                    *([tuner] if tuner is not None else []), trainer, latest_blessed, evaluator,
+                    *([tuner] if tuner is not None else []), trainer, *([refit] if refit is not None else []),
+                    latest_blessed, evaluator,
                     test_evaluator, pusher, *([forecaster] if forecaster is not None else [])],
         **_runtime(config, metadata))

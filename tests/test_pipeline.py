@@ -7,9 +7,13 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+from ml_metadata.metadata_store import metadata_store
 from tensorflow_model_analysis.proto import config_pb2 as tfma_config
+from tfx import v1 as tfx
+from tfx.utils import path_utils
 
-from components import forecast_metrics, windowing
+from components import forecast_metrics, pusher, windowing
+from components import trainer as trainer_lib
 from components.example_gen import executor as example_gen_executor
 from components.example_gen import windows as windows_lib
 from pipeline import config as config_lib
@@ -19,7 +23,7 @@ from pipeline.pipeline import windowing_options
 from pipeline.report import collect as report_collect
 from pipeline.report import render as report_render
 from serving import contract, repository
-from tests.conftest import DATA, FAST_WINDOWS, in_process_forecast, origins
+from tests.conftest import DATA, FAST_WINDOWS, in_process_forecast, in_process_outputs, origins
 
 
 def test_the_run_resolves_its_windows_against_the_data(pipeline_run):
@@ -44,6 +48,48 @@ def test_splits_hold_exactly_the_windows_the_arithmetic_gives(pipeline_run):
         np.testing.assert_array_equal(got.target_times, want.target_times)
         assert got.mase_scale == pytest.approx(want.mase_scale) and want.mase_scale > 0
     assert report["frequency"] == "W-SAT"
+
+
+def _trained_model(config, result, node: str) -> tuple[str, str]:
+    """The SavedModel of Trainer ``node`` in the run, and its model_run directory."""
+    store = metadata_store.MetadataStore(tfx.orchestration.metadata.sqlite_metadata_connection_config(
+        config.metadata_path))
+    model, run = (local_runner.output_artifact(store, config.pipeline_name, node, key, result.since_ms)
+                  for key in ("model", "model_run"))
+    return path_utils.serving_model_path(model.uri), run.uri
+
+
+def test_the_refit_trains_on_the_train_and_eval_windows_for_the_trainers_best_epochs(pipeline_run):
+    config, result = pipeline_run
+    windows = example_gen_executor.read_summary(result.examples_uri)["windows"]
+    trained, _ = _trained_model(config, result, "Trainer")
+    refit, _ = _trained_model(config, result, pipeline_lib.REFIT_TRAINER)
+    a, b = trainer_lib.read_training_record(trained), trainer_lib.read_training_record(refit)
+    # Counted from what each fit read: the gate's model never saw an eval window, the refit saw them all.
+    assert (a["splits"], a["windows"]) == (["train"], windows["train"])
+    assert (b["splits"], b["windows"]) == (["train", "eval"], windows["train"] + windows["eval"])
+    assert windows["eval"] > 0
+    assert 1 <= a["epochs"] <= a["epochs_run"] <= config.model.epochs
+    assert b["epochs"] == b["epochs_run"] == a["epochs"]  # no early stopping: it has no eval split left
+    assert b["refit_of"] == trained and a["refit_of"] is None
+
+
+def test_the_pushed_model_is_the_refit_and_carries_the_trainers_calibration(pipeline_run, pushed_model):
+    config, result = pipeline_run
+    trained, trained_run = _trained_model(config, result, "Trainer")
+    refit, _ = _trained_model(config, result, pipeline_lib.REFIT_TRAINER)
+    assert pusher.same_saved_model(pushed_model, refit) and not pusher.same_saved_model(pushed_model, trained)
+    with open(os.path.join(trained_run, trainer_lib.CALIBRATION_FILE)) as f:
+        calibration = json.load(f)["adjustments"]
+    assert trainer_lib.read_training_record(pushed_model)["adjustments"] == calibration
+    # In the graphs: each quantile's offset from the median is the calibration times the window's
+    # spread, which the window alone gives, so both models give the same offsets and other medians.
+    test = local_data.read_split_windows(result.examples_uri, windowing.TEST)
+    a, b = (in_process_outputs(path, test.histories, origins(test)) for path in (trained, pushed_model))
+    offsets = [o[contract.QUANTILES_OUTPUT_KEY] - o[contract.OUTPUT_KEY][..., None] for o in (a, b)]
+    assert np.abs(offsets[0]).max() > 0.1
+    np.testing.assert_allclose(offsets[1], offsets[0], rtol=1e-4, atol=1e-3)
+    assert np.abs(a[contract.OUTPUT_KEY] - b[contract.OUTPUT_KEY]).mean() > 1e-3
 
 
 def test_pushed_model_is_a_numbered_version_under_the_base_path(pipeline_run, pushed_model):
@@ -99,9 +145,14 @@ def test_the_whole_pipeline_runs_on_the_whole_bundled_data(tmp_path):
 
 def test_the_run_reports_each_component_state_and_time(pipeline_run):
     _, result = pipeline_run
-    assert [c.name for c in result.components] == [
+    names = [c.name for c in result.components]
+    assert sorted(names) == sorted([
         "LatestBlessedModelResolver", "TimeSeriesExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator",
-        "Transform", "Trainer", "Evaluator", "TestEvaluator", "AtomicPusher"]
+        "Transform", "Trainer", "RefitTrainer", "Evaluator", "TestEvaluator", "AtomicPusher"])
+    # In an order the data flow allows: the refit after the model it refits, before what uses it.
+    assert names.index("Transform") < names.index("Trainer") < names.index("RefitTrainer") \
+        < min(names.index("TestEvaluator"), names.index("AtomicPusher"))
+    assert names.index("Evaluator") < names.index("AtomicPusher")
     assert {c.state for c in result.components} == {"COMPLETE"}
     assert 0 < sum(c.seconds for c in result.components) <= result.seconds
     assert "Trainer" in local_runner.format_component_runs(result.components)

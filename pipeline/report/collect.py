@@ -27,7 +27,7 @@ from tfx.utils import path_utils
 from components import forecast_metrics, windowing
 from components.example_gen import executor as example_gen_executor
 from components.example_gen import windows as windows_lib
-from components.trainer_options import CALIBRATION_FILE, TRAINING_LOG_FILE, interval_name
+from components.trainer_options import CALIBRATION_FILE, TRAINING_LOG_FILE, TRAINING_RECORD_FILE, interval_name
 from pipeline import local_data, local_runner
 from pipeline import pipeline as pipeline_lib
 from pipeline.config import PipelineConfig
@@ -70,6 +70,9 @@ class Report:
         ``scaled_quantile_loss``, ``coverage`` and ``width`` (these two by interval name, ``"80"``).
       calibration: The Trainer's calibration on the eval split (:func:`components.trainer.calibrate`):
         ``raw_coverage`` and ``calibrated_coverage`` by interval name, ``windows``; empty without.
+      models: Which model each split's figures are from: ``{split: {"component": node id,
+        "splits": [trained on], "windows": n, "epochs": n}}``; with the refit, eval is the Trainer's model (the
+        one blessed) and test the RefitTrainer's (the one pushed). Empty where a record is missing.
     """
 
     blessed: bool
@@ -87,6 +90,7 @@ class Report:
     losing_series: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     intervals: tuple[float, ...] = ()
     calibration: dict[str, Any] = dataclasses.field(default_factory=dict)
+    models: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """``summary.json``: ``blessed``, ``pushed_model``, ``windows``, ``metrics``, ``skill``, ...
@@ -96,7 +100,8 @@ class Report:
         period in ``seasonal_periods`` and ``seasonal_naive`` (the best of those). A quantile
         model's ``metrics.{eval,test}.model`` also has ``quantile_loss``, ``scaled_quantile_loss``,
         ``coverage`` and ``width`` (``{"50": x, "80": y, "95": z}``), and ``calibration`` its raw
-        and calibrated eval coverage. NaN (no value) is written as null.
+        and calibrated eval coverage. ``models`` says which model each split's figures are
+        from (see the attribute). NaN (no value) is written as null.
         """
         return _json_safe({
             "blessed": self.blessed, "reasons": list(self.reasons), "pushed_model": self.pushed_model,
@@ -104,7 +109,8 @@ class Report:
             "test_skill": self.skill[windowing.TEST], "baseline_mae": self.baseline_mae,
             "per_step": self.per_step, "per_series": self.per_series, "training": self.training,
             "seasonal_periods": list(self.seasonal_periods), "losing_series": self.losing_series,
-            "intervals": [interval_name(c) for c in self.intervals], "calibration": self.calibration})
+            "intervals": [interval_name(c) for c in self.intervals], "calibration": self.calibration,
+            "models": self.models})
 
 
 # eq=False: numpy arrays have no single truth value to compare by.
@@ -236,6 +242,22 @@ def _training_log(model_run_uri: str) -> dict[str, list[float]]:
     return {name: [float(row[name]) for row in rows] for name in (rows[0].keys() if rows else ())}
 
 
+def tested_model_node(config: PipelineConfig) -> str:
+    """The node whose model the TestEvaluator scores and the Pusher pushes: the refit, or the Trainer."""
+    return pipeline_lib.REFIT_TRAINER if config.model.refit else _TRAINER
+
+
+def _model_record(model_uri: str, node: str) -> dict[str, Any]:
+    """What :data:`TRAINING_RECORD_FILE` says of a Trainer's model: ``component``, ``splits``, ``windows``,
+    ``epochs``."""
+    path = os.path.join(path_utils.serving_model_path(model_uri), TRAINING_RECORD_FILE)
+    if not tf.io.gfile.exists(path):
+        return {"component": node}
+    with tf.io.gfile.GFile(path) as f:
+        record = json.load(f)
+    return {"component": node, **{k: record.get(k) for k in ("splits", "windows", "epochs")}}
+
+
 def _store(config: PipelineConfig) -> metadata_store.MetadataStore:
     return metadata_store.MetadataStore(
         tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path))
@@ -287,6 +309,8 @@ def collect(config: PipelineConfig, result: local_runner.RunResult) -> Report:
     failures = [f for per_slice in validation.metric_validations_per_slice for f in per_slice.failures]
     outcome = _gate_outcome(blessed, eval_named, baseline_mae, failures, periods, intervals)
     model_run = artifact(_TRAINER, "model_run").uri
+    nodes = {windowing.EVAL: _TRAINER, windowing.TEST: tested_model_node(config)}
+    models = {split: _model_record(artifact(node, "model").uri, node) for split, node in nodes.items()}
     return Report(
         blessed=blessed, reasons=verdict.reasons(outcome, config.evaluation),
         pushed_model=result.pushed_model,
@@ -294,17 +318,18 @@ def collect(config: PipelineConfig, result: local_runner.RunResult) -> Report:
         metrics=metrics, per_step=per_step, per_series=per_series, skill=skill, baseline_mae=baseline_mae,
         training=_training_log(model_run), seasonal_periods=periods,
         forecasters=forecasters, losing_series={split: losing_series(per_series[split]) for split in SPLITS},
-        intervals=intervals, calibration=_calibration(model_run) if intervals else {})
+        intervals=intervals, calibration=_calibration(model_run) if intervals else {}, models=models)
 
 
 def forecast_curves(config: PipelineConfig, result: local_runner.RunResult) -> list[ForecastCurve]:
-    """The trained model's forecasts of the test windows, for the report's forecast plots.
+    """The tested model's forecasts of the test windows (the refit's, with it), for the report's forecast plots.
 
     Covers the first ``config.evaluation.report_series`` series that have test windows, in the
     example generator's order. Empty when the run trained no model.
     """
     config = result.config or config
-    model = local_runner.output_artifact(_store(config), config.pipeline_name, _TRAINER, "model", result.since_ms)
+    model = local_runner.output_artifact(_store(config), config.pipeline_name, tested_model_node(config), "model",
+                                         result.since_ms)
     if model is None:
         return []
     summary = example_gen_executor.read_summary(result.examples_uri)

@@ -87,6 +87,21 @@ def _coverage_lines(report: Report) -> list[str]:
     return lines
 
 
+def model_lines(report: Report) -> list[str]:
+    """Which model each split's figures are from, e.g. "test (pushed): trained on train+eval (1397
+    windows) for 12 epochs (RefitTrainer)"; empty when the run recorded none."""
+    lines = []
+    for split in SPLITS:
+        model = report.models.get(split)
+        if not model:
+            continue
+        trained = f"trained on {'+'.join(model['splits'])} ({model.get('windows')} windows) for {model['epochs']} " \
+            "epochs " if model.get("splits") and model.get("epochs") else ""
+        role = "gate" if split == windowing.EVAL else "pushed"
+        lines.append(f"{split} ({role}): {trained}({model['component']})")
+    return lines
+
+
 def format_report(report: Report) -> str:
     """The summary a person reads at a glance at the end of a run (after the windows summary, which
     gives the windows of each split)."""
@@ -103,6 +118,7 @@ def format_report(report: Report) -> str:
     lines += ["", f"skill            eval {_cell(report.skill[windowing.EVAL], 3)}, "
                   f"test {_cell(report.skill[windowing.TEST], 3)}  (model MAE / best naive MAE; below 1 beats naive)",
               *_losing_lines(report), *_coverage_lines(report),
+              *(f"{'model' if i == 0 else '':<17}{line}" for i, line in enumerate(model_lines(report))),
               f"blessed          {'yes' if report.blessed else 'no'}"]
     lines += [f"  - {reason}" for reason in report.reasons]
     lines.append(f"pushed           {report.pushed_model or 'nothing (the model was not blessed)'}")
@@ -210,4 +226,4 @@ def html(report: Report, plots: list[tuple[str, str]], training_plot_file: Optio
         splits=SPLITS, eval_split=windowing.EVAL, test_split=windowing.TEST,
         errors=forecast_metrics.ERRORS, error_labels=_ERROR_LABELS, forecasters=report.forecasters,
         forecaster_labels={f: label(f) for f in report.forecasters}, model=forecast_metrics.MODEL,
-        losing_lines=_losing_lines(report))
+        losing_lines=_losing_lines(report), model_lines=model_lines(report))
