@@ -6,8 +6,10 @@ test split back from the run's Examples artifact, takes up to ``--max-origins`` 
 (evenly spread over the split) and forecasts exactly those windows with:
 
 * **model**: the pushed SavedModel's ``serving_examples`` signature, fed the very examples the
-  pipeline wrote; when the model was not blessed (so not pushed), the Trainer's model, marked
-  "not blessed";
+  pipeline wrote; when the model was not blessed (so not pushed), the RefitTrainer's model (or
+  the Trainer's with ``--no-refit``), marked "not blessed";
+* with the refit (the default), **model, train only**: the Trainer's model, trained on the train
+  split alone (the gate's model, and the model ``--no-refit`` pushes), on the same windows;
 * **persistence** and **seasonal naive** for each natural period ``m`` of the set;
 * statsforecast's **MSTL** (all the set's periods) and **AutoTheta** (the primary period).
 
@@ -15,7 +17,7 @@ Every baseline is fitted only on the series' own values up to and including the 
 (the whole series on the pipeline's grid, not just the window's L points; for MSTL and AutoTheta
 the last ``max(10 x longest period, 1000)`` of them, gaps filled linearly). The metrics
 (:mod:`benchmarks.accuracy_metrics`) are MAE, RMSE, sMAPE, MASE and skill (MAE over the best naive
-MAE). "fit s" is the seconds each forecaster took: the Trainer component's for the model, all
+MAE). "fit s" is the seconds each forecaster took: the Trainer components' for the model, all
 fits and forecasts over the chosen windows for the others.
 
 It prints a table per data set, a summary table, and one JSON line with everything. Progress goes
@@ -61,6 +63,8 @@ MODEL, PERSISTENCE, MSTL, AUTOTHETA = "model", "persistence", "MSTL", "AutoTheta
 # The same pipeline with a point model (--point-model): what the median is compared with.
 POINT_MODEL = "point model"
 POINT_MODEL_FLAGS = ["--quantiles="]
+# The Trainer's model when the pipeline refits: trained on the train split only.
+TRAIN_ONLY_MODEL = "model, train only"
 # Points the classical models are fitted on: the last max(10 x longest period, FIT_POINTS_MIN).
 FIT_POINTS_MIN, FIT_PERIODS = 1000, 10
 LOG_TAIL_LINES = 30
@@ -130,7 +134,9 @@ class PipelineRun:
 
     Attributes:
       examples_uri: The Examples artifact.
-      model_dir: The SavedModel scored: the pushed version, or the Trainer's when none was pushed.
+      model_dir: The SavedModel scored: the pushed version, or the refit's (else the Trainer's) when
+        none was pushed.
+      train_only_model_dir: The Trainer's SavedModel when the run refitted it, else None.
       blessed: Whether the Evaluator blessed the model.
       reasons: The report's reasons for the verdict.
       seconds: Wall time of the ``lstm-forecast run`` subprocess.
@@ -143,6 +149,7 @@ class PipelineRun:
 
     examples_uri: str
     model_dir: str
+    train_only_model_dir: Optional[str]
     blessed: bool
     history: int
     seasonal_periods: tuple[int, ...]
@@ -170,6 +177,7 @@ def run_pipeline(spec: DatasetSpec, data_path: str, output: str, epochs: Optiona
     from components.example_gen.component import TimeSeriesExampleGen
     from components.pusher import AtomicPusher
     from pipeline import local_runner
+    from pipeline.pipeline import REFIT_TRAINER
 
     config = pipeline_config(spec, data_path, output, epochs)
     os.makedirs(output, exist_ok=True)
@@ -190,16 +198,18 @@ def run_pipeline(spec: DatasetSpec, data_path: str, output: str, epochs: Optiona
     name = config.pipeline_name
     examples = local_runner.output_artifact(store, name, TimeSeriesExampleGen.__name__, "examples", 0)
     pushed = local_runner.output_artifact(store, name, AtomicPusher.__name__, "pushed_model", 0)
+    trained = local_runner.output_artifact(store, name, tfx.components.Trainer.__name__, "model", 0)
+    refit = local_runner.output_artifact(store, name, REFIT_TRAINER, "model", 0)
     if pushed is not None and pushed.custom_properties["pushed"].int_value:
         model_dir = pushed.custom_properties["pushed_destination"].string_value
     else:
-        trained = local_runner.output_artifact(store, name, tfx.components.Trainer.__name__, "model", 0)
-        model_dir = path_utils.serving_model_path(trained.uri)
+        model_dir = path_utils.serving_model_path((refit or trained).uri)
     with open(os.path.join(config.report_dir, "summary.json")) as f:
         summary = json.load(f)
     with open(os.path.join(examples.uri, "windows_summary.json")) as f:
         resolved = json.load(f)["options"]["windows"]
     return PipelineRun(examples_uri=examples.uri, model_dir=model_dir, blessed=bool(summary["blessed"]),
+                       train_only_model_dir=path_utils.serving_model_path(trained.uri) if refit else None,
                        history=resolved["history"], seasonal_periods=tuple(resolved["seasonal_periods"]),
                        reasons=list(summary.get("reasons", [])), seconds=seconds,
                        component_seconds={c.name: c.seconds for c in local_runner.component_runs(store, name, 0)},
@@ -434,7 +444,12 @@ def benchmark_dataset(spec: DatasetSpec, root: str, max_origins: int, epochs: Op
     predict_started = time.perf_counter()
     forecasts = {MODEL: model(windows.records)[0]}
     predict_seconds = time.perf_counter() - predict_started
-    seconds = {MODEL: run.component_seconds.get("Trainer", float("nan"))}
+    trainer_seconds = run.component_seconds.get("Trainer", float("nan"))
+    seconds = {MODEL: trainer_seconds + run.component_seconds.get("RefitTrainer", 0.0)}
+    train_only = load_model_outputs(run.train_only_model_dir) if run.train_only_model_dir else None
+    if train_only is not None:
+        forecasts[TRAIN_ONLY_MODEL] = train_only(windows.records)[0]
+        seconds[TRAIN_ONLY_MODEL] = trainer_seconds
     if point_run is not None:
         forecasts[POINT_MODEL] = load_model(point_run.model_dir)(windows.records)
         seconds[POINT_MODEL] = point_run.component_seconds.get("Trainer", float("nan"))
@@ -452,6 +467,10 @@ def benchmark_dataset(spec: DatasetSpec, root: str, max_origins: int, epochs: Op
         intervals = {"levels": list(levels), "test_windows": len(all_windows.origins),
                      **interval_scores(all_windows.targets.astype(np.float64), all_quantiles, levels, best_naive),
                      "calibration": run.calibration}
+        if train_only is not None:
+            _, train_only_quantiles, _ = train_only(all_windows.records)
+            intervals[TRAIN_ONLY_MODEL] = interval_scores(all_windows.targets.astype(np.float64),
+                                                          train_only_quantiles, levels, best_naive)
     progress(f"{spec.name}: done in {time.perf_counter() - started:.0f} s")
     return {
         "spec": {"source": spec.source, "frequency": spec.frequency, "horizon": spec.horizon,
@@ -468,8 +487,10 @@ def benchmark_dataset(spec: DatasetSpec, root: str, max_origins: int, epochs: Op
         "metrics": metrics, "intervals": intervals,
         "model_mae_over": {MSTL: metrics[MODEL]["mae"] / metrics[MSTL]["mae"],
                            AUTOTHETA: metrics[MODEL]["mae"] / metrics[AUTOTHETA]["mae"],
-                           **({POINT_MODEL: metrics[MODEL]["mae"] / metrics[POINT_MODEL]["mae"]}
-                              if POINT_MODEL in metrics else {})},
+                           **{other: metrics[MODEL]["mae"] / metrics[other]["mae"]
+                              for other in (POINT_MODEL, TRAIN_ONLY_MODEL) if other in metrics}},
+        "train_only_mae_over_mstl": metrics[TRAIN_ONLY_MODEL]["mae"] / metrics[MSTL]["mae"]
+        if TRAIN_ONLY_MODEL in metrics else None,
         "seconds": time.perf_counter() - started,
     }
 
@@ -509,6 +530,10 @@ def print_dataset(name: str, result: dict[str, Any]) -> None:
         rows.append([f"test ({intervals['test_windows']} windows)",
                      *(_number(intervals["coverage"][n], ".3f") for n in names),
                      _number(intervals["quantile_loss"], ".4g")])
+        if intervals.get(TRAIN_ONLY_MODEL):
+            rows.append([f"test, {TRAIN_ONLY_MODEL}",
+                         *(_number(intervals[TRAIN_ONLY_MODEL]["coverage"][n], ".3f") for n in names),
+                         _number(intervals[TRAIN_ONLY_MODEL]["quantile_loss"], ".4g")])
         print_table(f"{name}: coverage of the model's central intervals",
                     ["coverage", *(f"{n}%" for n in names), "quantile loss"], rows)
     if spec["note"]:
@@ -519,16 +544,19 @@ def print_summary(results: dict[str, dict[str, Any]], failures: dict[str, str]) 
     rows = []
     for name, r in results.items():
         coverage = (r.get("intervals") or {}).get("coverage", {})
+        train_only = ((r.get("intervals") or {}).get(TRAIN_ONLY_MODEL) or {}).get("coverage", {})
         rows.append([name, _number(r["model_mae_over"][MSTL], ".3f"), _number(r["model_mae_over"][AUTOTHETA], ".3f"),
                      _number(r["model_mae_over"].get(POINT_MODEL), ".3f"),
                      _number(r["metrics"][MODEL]["skill"], ".3f"), _number(r["metrics"][MODEL]["mase"], ".3f"),
                      _number(coverage.get("80"), ".3f"), _number(coverage.get("95"), ".3f"),
+                     _number(r.get("train_only_mae_over_mstl"), ".3f"),
+                     _number(train_only.get("80"), ".3f"), _number(train_only.get("95"), ".3f"),
                      "yes" if r["blessed"] else "no", _number(r["seconds"], ".0f")])
-    rows += [[name, "failed", "", "", "", "", "", "", "", ""] for name in failures]
+    rows += [[name, "failed", *[""] * 11] for name in failures]
     print_table("summary (model MAE over each baseline's MAE on the same windows; below 1: the model is better; "
-                "test coverage of the 80% and 95% intervals)",
+                "test coverage of the 80% and 95% intervals; 'train only': the Trainer's model, without the refit)",
                 ["data set", "model/MSTL", "model/AutoTheta", "model/point", "model skill", "model MASE", "cov 80",
-                 "cov 95", "blessed", "s"], rows)
+                 "cov 95", "train only/MSTL", "cov 80", "cov 95", "blessed", "s"], rows)
 
 
 def _json_safe(value: Any) -> Any:
