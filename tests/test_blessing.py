@@ -21,11 +21,16 @@ import os
 
 import numpy as np
 import pytest
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+from tfx import v1 as tfx
+from tfx.utils import path_utils
 
 from components import forecast_metrics as fm
 from components import windowing
 from pipeline import cli, local_data, local_runner
 from pipeline import config as config_lib
+from pipeline import pipeline as pipeline_lib
 from pipeline import report as report_lib
 from serving import contract
 from serving import versions as versions_lib
@@ -117,12 +122,52 @@ def test_re_running_the_good_model_serves_it_without_a_new_version(runs):
     assert versions == good_versions and result.pushed_model == good.pushed_model
 
 
+def _store(config):
+    return metadata_store.MetadataStore(tfx.orchestration.metadata.sqlite_metadata_connection_config(
+        config.metadata_path))
+
+
+def _model_uri(config, result, node: str) -> str:
+    return local_runner.output_artifact(_store(config), config.pipeline_name, node, "model", result.since_ms).uri
+
+
+def _baseline_uri(config, result):
+    """The URI of the Evaluator's baseline model input in the run, or None."""
+    store = _store(config)
+    evaluators = [e for node, e in local_runner._node_executions(store, config.pipeline_name, result.since_ms)
+                  if node == "Evaluator"]
+    ids = [event.artifact_id for event in store.get_events_by_execution_ids([evaluators[-1].id])
+           if event.type == metadata_store_pb2.Event.INPUT and event.path.steps[0].key == "baseline_model"]
+    return store.get_artifacts_by_id(ids)[0].uri if ids else None
+
+
+def test_the_gate_compares_with_the_blessed_train_only_model_never_the_refit(runs):
+    good_config, good, good_summary, _ = runs["good"]
+    trained, refit = (_model_uri(good_config, good, node) for node in ("Trainer", pipeline_lib.REFIT_TRAINER))
+    assert trained != refit
+    for name in ("weaker", "good again"):
+        config, result, _, _ = runs[name]
+        assert _baseline_uri(config, result) == trained, name
+    # The summary says which model each split's figures are from.
+    windows = good_summary["windows"]
+    assert good_summary["models"] == {
+        windowing.EVAL: {"component": "Trainer", "splits": ["train"], "windows": windows["train"],
+                         "epochs": good_summary["models"]["eval"]["epochs"]},
+        windowing.TEST: {"component": pipeline_lib.REFIT_TRAINER, "splits": ["train", "eval"],
+                         "windows": windows["train"] + windows["eval"],
+                         "epochs": good_summary["models"]["eval"]["epochs"]}}
+    assert len(good_summary["training"]["val_loss"]) >= good_summary["models"]["eval"]["epochs"] > 1
+
+
 @pytest.mark.parametrize("split", [windowing.EVAL, windowing.TEST])
 def test_report_metrics_equal_numpy_on_the_same_windows(runs, split):
     config, result, summary, _ = runs["good"]
     windows = local_data.read_split_windows(result.examples_uri, split)
     assert summary["windows"][split] == len(windows)
-    forecast = in_process_forecast(result.pushed_model, windows.histories, origins(windows)).astype(np.float64)
+    # Eval: the gate's model, trained on train alone; test: the pushed one, refitted on train+eval.
+    model = path_utils.serving_model_path(_model_uri(config, result, "Trainer")) if split == windowing.EVAL \
+        else result.pushed_model
+    forecast = in_process_forecast(model, windows.histories, origins(windows)).astype(np.float64)
     actual = windows.targets.astype(np.float64)
     history = windows.histories.astype(np.float64)
     # Resolved from the weekly data: a season of 52 weeks; the context holds --seasonal-cycles of them.
@@ -154,7 +199,7 @@ def test_report_metrics_equal_numpy_on_the_same_windows(runs, split):
     assert per_series["model"]["mae"] == pytest.approx(metrics["model"]["mae"], rel=1e-6)
     # The quantiles (the default model has them): pinball loss, coverage and width by numpy.
     levels = np.array(config.model.quantiles)
-    quantiles = in_process_outputs(result.pushed_model, windows.histories, origins(windows))[
+    quantiles = in_process_outputs(model, windows.histories, origins(windows))[
         contract.QUANTILES_OUTPUT_KEY].astype(np.float64)
     error = actual[..., None] - quantiles
     loss = np.mean(np.maximum(levels * error, (levels - 1) * error))

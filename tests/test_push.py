@@ -59,3 +59,14 @@ def test_the_same_saved_model_is_known_by_its_fingerprint(tmp_path):
     assert pusher.same_saved_model(first, copy)
     assert not pusher.same_saved_model(first, other)
     assert not pusher.same_saved_model(first, old)  # no fingerprint: never taken for the same
+
+
+def test_a_model_is_pushed_only_under_its_own_blessing_or_that_of_the_model_it_refits(tmp_path):
+    trained, refit, other = (str(tmp_path / "Trainer" / "model" / n) for n in ("1", "2", "3"))
+    record = {"splits": ["train", "eval"], "refit_of": os.path.join(trained, "Format-Serving")}
+    assert pusher.blessing_problem(refit, record, trained) == ""
+    assert "refits" in pusher.blessing_problem(refit, record, other)
+    # A model trained on train alone (no record, or no refit_of) needs its own blessing.
+    for own_record in (None, {"splits": ["train"], "refit_of": None}):
+        assert pusher.blessing_problem(trained, own_record, trained) == ""
+        assert "not for the model" in pusher.blessing_problem(other, own_record, trained)

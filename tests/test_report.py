@@ -185,7 +185,7 @@ def test_summary_json_writes_nan_as_null_and_splits_the_skills():
     assert got["per_series"]["eval"]["a"]["skill"] is None and got["metrics"]["test"]["model"]["mae"] is None
     assert list(got) == ["blessed", "reasons", "pushed_model", "windows", "metrics", "skill", "test_skill",
                          "baseline_mae", "per_step", "per_series", "training", "seasonal_periods", "losing_series",
-                         "intervals", "calibration"]
+                         "intervals", "calibration", "models"]
     assert got["seasonal_periods"] == [4] and set(got["metrics"]["eval"]) == set(FORECASTERS)
     assert got["losing_series"]["eval"] == {"count": 1, "series": 2, "worst": [["a", None]]}
 
@@ -263,3 +263,20 @@ def test_forecast_plots_draw_the_interval_bands(tmp_path):
     render.forecast_plots([curve, plain], str(tmp_path))
     # The band changes the picture.
     assert (tmp_path / "forecast_0.png").read_bytes() != (tmp_path / "forecast_1.png").read_bytes()
+
+
+def test_the_report_says_which_model_each_split_is_scored_with():
+    models = {"eval": {"component": "Trainer", "splits": ["train"], "windows": 70, "epochs": 12},
+              "test": {"component": "RefitTrainer", "splits": ["train", "eval"], "windows": 85, "epochs": 12}}
+    report = dataclasses.replace(quantile_report(), models=models)
+    assert render.model_lines(report) == [
+        "eval (gate): trained on train (70 windows) for 12 epochs (Trainer)",
+        "test (pushed): trained on train+eval (85 windows) for 12 epochs (RefitTrainer)"]
+    text = render.format_report(report)
+    assert "model            eval (gate): trained on train (70 windows)" in text
+    assert "                 test (pushed): trained on train+eval (85 windows)" in text
+    assert [r[0] for r in render.coverage_rows(report)][-2:] == ["eval, Trainer model", "test, RefitTrainer model"]
+    assert json.loads(json.dumps(report.to_json()))["models"] == models
+    assert "model scored on test (pushed): trained on train+eval" in render.html(report, [], None)
+    # A run without records (a report made before them) keeps the old labels and no model lines.
+    assert render.model_lines(quantile_report()) == []

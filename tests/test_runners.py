@@ -28,7 +28,7 @@ def test_compile_kubeflow_writes_the_component_graph(tmp_path, capsys):
                      "--beam-option", "temp_location=gs://bucket/tmp"])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "11 components" in printed
+    assert "12 components" in printed
     assert "history 52, horizon 4, seasonal periods 52 (context 52)" in printed
     spec = json.loads(spec_path.read_text())
     tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
@@ -40,12 +40,13 @@ def test_compile_kubeflow_writes_the_component_graph(tmp_path, capsys):
         "ExampleValidator": ["SchemaGen", "StatisticsGen"],
         "Transform": ["SchemaGen", "TimeSeriesExampleGen"],
         "Trainer": ["SchemaGen", "Transform"],
+        "RefitTrainer": ["SchemaGen", "Trainer", "Transform"],
         # KubeflowV2DagRunner compiles the LatestBlessedModelStrategy resolver into two tasks.
         "LatestBlessedModelResolver-model-blessing-resolver": [],
         "LatestBlessedModelResolver-model-resolver": [],
         "Evaluator": ["LatestBlessedModelResolver-model-resolver", "TimeSeriesExampleGen", "Trainer"],
-        "TestEvaluator": ["TimeSeriesExampleGen", "Trainer"],
-        "AtomicPusher": ["Evaluator", "Trainer"],
+        "TestEvaluator": ["RefitTrainer", "TimeSeriesExampleGen"],
+        "AtomicPusher": ["Evaluator", "RefitTrainer"],
     }
     baseline = tasks["Evaluator"]["inputs"]["artifacts"]["baseline_model"]["taskOutputArtifact"]
     assert baseline["producerTask"] == "LatestBlessedModelResolver-model-resolver"

@@ -57,8 +57,10 @@ def _losing_lines(report: Report) -> list[str]:
 def coverage_rows(report: Report) -> list[tuple[str, list[float]]]:
     """The coverage table: ``(row label, [coverage of each interval])``, nominal first.
 
-    Rows: nominal, the raw and calibrated eval coverage the Trainer measured, then the served
-    (calibrated) model's eval and test coverage as the Evaluators measured them. Empty for a point model.
+    Rows: nominal, the raw and calibrated eval coverage the Trainer measured, then the calibrated
+    model's eval and test coverage as the Evaluators measured them, each labelled with the Trainer
+    whose model it is when the run recorded it (with the refit: eval the Trainer's, test the
+    RefitTrainer's). Empty for a point model.
     """
     if not report.intervals:
         return []
@@ -69,7 +71,9 @@ def coverage_rows(report: Report) -> list[tuple[str, list[float]]]:
             rows.append((f"{row_label} (Trainer)", [report.calibration[key].get(n, float("nan")) for n in names]))
     for split in SPLITS:
         coverage = report.metrics[split][forecast_metrics.MODEL].get("coverage", {})
-        rows.append((f"{split}, served model", [coverage.get(n, float("nan")) for n in names]))
+        component = report.models.get(split, {}).get("component")
+        rows.append((f"{split}, {component} model" if component else f"{split}, served model",
+                     [coverage.get(n, float("nan")) for n in names]))
     return rows
 
 
