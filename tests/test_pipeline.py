@@ -235,3 +235,24 @@ def test_a_failed_report_rewrite_leaves_the_previous_report_whole(pipeline_run, 
         ["forecast_0.png", report_lib.HTML_FILE, report_lib.SUMMARY_FILE, report_lib.TRAINING_PLOT,
          report_render.CALIBRATION_PLOT])
     assert not [name for name in os.listdir(config.output_dir) if name.startswith(".report-")]
+
+
+@pytest.mark.parametrize("refit, tune", [(True, True), (False, False)])
+def test_the_refit_is_scored_on_test_and_pushed_and_the_gate_sees_the_trainers_model(refit, tune):
+    config = config_lib.resolve(config_lib.PipelineConfig(
+        data=config_lib.DataConfig(path=DATA), output_dir="out",
+        model=config_lib.ModelConfig(refit=refit, tune=tune)), "W-SAT", 2284)
+    nodes = {c.id: c for c in pipeline_lib.create_pipeline(config).components}
+    producers = {node: {k: getattr(v, "producer_component_id", None) for k, v in nodes[node].inputs.items()}
+                 for node in nodes}
+    tested = pipeline_lib.REFIT_TRAINER if refit else "Trainer"
+    assert (pipeline_lib.REFIT_TRAINER in nodes) == refit
+    assert producers["Evaluator"]["model"] == "Trainer"
+    assert producers["Evaluator"]["baseline_model"] == pipeline_lib.LATEST_BLESSED_RESOLVER
+    assert producers[pipeline_lib.TEST_EVALUATOR]["model"] == tested
+    assert producers["AtomicPusher"] == {"model": tested, "model_blessing": "Evaluator"}
+    if refit:
+        refit_trainer = nodes[pipeline_lib.REFIT_TRAINER]
+        assert producers[pipeline_lib.REFIT_TRAINER]["base_model"] == "Trainer"
+        assert producers[pipeline_lib.REFIT_TRAINER]["hyperparameters"] == "Tuner"  # the same tuned model
+        assert json.loads(refit_trainer.exec_properties["train_args"])["splits"] == ["train", "eval"]
