@@ -41,6 +41,24 @@ def test_two_trainings_with_one_seed_give_the_same_weights(covariate_transform):
     assert any(not np.array_equal(a, b) for a, b in zip(first.get_weights(), other_seed.get_weights()))
 
 
+def test_fit_reports_early_stoppings_best_epoch_and_the_refit_trains_that_many_on_both_splits(covariate_transform,
+                                                                                               tmp_path):
+    out, splits = covariate_transform
+    args = (conftest.data_accessor(out), tft.TFTransformOutput(os.path.join(out, "transform_graph")),
+            conftest.UNIT_HISTORY, conftest.UNIT_HORIZON)
+    train, evaluation = conftest.transformed_files(out, "train"), conftest.transformed_files(out, "eval")
+    # A learning rate high enough that the eval loss turns up within the epochs, so stopping matters.
+    stopping = dataclasses.replace(TINY, epochs=12, early_stopping_patience=2, learning_rate=0.05)
+    a = trainer_lib.fit(train, evaluation, *args, stopping, log_dir=str(tmp_path))
+    with open(tmp_path / trainer_lib.TRAINING_LOG_FILE) as f:
+        val_loss = [float(row["val_loss"]) for row in csv.DictReader(f)]
+    assert a.epochs_run == len(val_loss) and a.epochs == int(np.argmin(val_loss)) + 1
+    assert a.windows == len(splits["train"])
+    b = trainer_lib.fit(train + evaluation, None, *args, trainer_lib.refit_config(stopping, a.epochs))
+    assert b.epochs == b.epochs_run == a.epochs
+    assert b.windows == len(splits["train"]) + len(splits["eval"])
+
+
 def test_input_pipeline_reshuffles_every_epoch_and_keeps_every_window(covariate_transform):
     out, splits = covariate_transform
     tft_output = tft.TFTransformOutput(os.path.join(out, "transform_graph"))
