@@ -40,7 +40,7 @@ def _trainer_inputs(run_dir: str) -> tuple[dict[str, Any], str, str, str]:
         os.path.join(run_dir, "metadata.sqlite")))
     name = "lstm-forecast"
     executions = [e for node, e in local_runner._node_executions(store, name, 0) if node == "Trainer"]
-    custom_config = json.loads(executions[-1].properties["custom_config"].string_value)
+    custom_config = json.loads(executions[-1].custom_properties["custom_config"].string_value)
     uri = lambda node, key: local_runner.output_artifact(store, name, node, key, 0).uri  # noqa: E731
     return (custom_config, uri("Transform", "transform_graph"), uri("Transform", "transformed_examples"),
             uri("TimeSeriesExampleGen", "examples"))
