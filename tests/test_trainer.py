@@ -227,11 +227,12 @@ def test_run_flags_reach_the_model_config():
     args = cli.build_parser().parse_args([
         "run", "--data", "d.csv", "--output", "o", "--scaling", "window_mean", "--lstm-units", "32,16",
         "--recurrent-dropout", "0.1", "--loss", "huber", "--early-stopping-patience", "3", "--no-serving-xla",
-        "--tune", "--tuner-trials", "4"])
+        "--tune", "--tuner-trials", "4", "--no-refit"])
     model = cli.pipeline_config_from_flags(args).model
     assert (model.scaling, model.lstm_units, model.recurrent_dropout, model.loss) == ("window_mean", (32, 16), 0.1,
                                                                                      "huber")
     assert (model.early_stopping_patience, model.serving_xla, model.tune, model.tuner_trials) == (3, False, True, 4)
+    assert model.refit is False and config_lib.ModelConfig().refit is True
 
 
 @pytest.mark.slow
@@ -249,7 +250,8 @@ def test_tune_runs_the_tuner_and_its_best_hyperparameters_feed_the_trainer(tmp_p
     units = (values["units"],) * values["layers"]
     signature = repository.load_version(result.pushed_model, 1).signatures[contract.SIGNATURE_NAME]
     assert signature.inputs[contract.INPUT_KEY].tensor_shape.dim[1].size == config.windows.context
-    # The pushed model has the tuned layers: as many LSTM kernels, of the tuned width.
+    # The pushed model (the refit, which takes the Tuner's hyperparameters too) has the tuned layers:
+    # as many LSTM kernels, of the tuned width.
     kernels = sorted((v.name, v.shape[0]) for v in tf.saved_model.load(result.pushed_model).variables
                      if v.name.startswith("lstm_") and "recurrent_kernel" in v.name)
     assert [width for _, width in kernels] == list(units)
