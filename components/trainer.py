@@ -170,7 +170,7 @@ def _network(inputs: dict[str, Any], sequence: Any, inputs_spec: dict[str, int],
         # The primary season's lags are the seasonal naive forecast; the head learns what to add.
         base = inputs[lags[0]]
         bases = [inputs[n] for n in (transform_lib.scaled_feature(features.base_feature(k))
-                                     for k in features.SEASONAL_BASES) if n in inputs]
+                                     for k in features.SEASONAL_BASES + features.SMOOTHING_BASES) if n in inputs]
         if model_config.seasonal_base_mix and bases:
             base = SeasonalBaseMix(name=_layer_name("seasonal_base", branch))([base, *bases])
         correction = keras.layers.Dense(horizon, kernel_initializer="zeros",
