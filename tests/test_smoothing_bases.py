@@ -20,7 +20,6 @@ from pipeline import pipeline as pipeline_lib
 from serving import contract, repository
 from tests import conftest
 
-holtwinters = pytest.importorskip("statsmodels.tsa.holtwinters")
 
 
 def _walk(n: int, seed: int) -> np.ndarray:
@@ -29,6 +28,8 @@ def _walk(n: int, seed: int) -> np.ndarray:
 
 @pytest.mark.parametrize("alpha", [0.1, 0.3, 0.6])
 def test_ses_is_statsmodels_simple_exponential_smoothing_with_the_same_alpha(alpha):
+    # statsmodels comes with the benchmark's statsforecast.
+    holtwinters = pytest.importorskip("statsmodels.tsa.holtwinters")
     values = _walk(40, 1)
     fitted = holtwinters.SimpleExpSmoothing(values, initialization_method="known", initial_level=values[0]).fit(
         smoothing_level=alpha, optimized=False)
@@ -36,6 +37,7 @@ def test_ses_is_statsmodels_simple_exponential_smoothing_with_the_same_alpha(alp
 
 
 def test_damped_trend_is_statsmodels_holt_with_the_same_parameters():
+    holtwinters = pytest.importorskip("statsmodels.tsa.holtwinters")
     values = _walk(50, 2)
     # Level and trend start at the first value and difference, and the recursion reads the rest:
     # statsmodels' "known" initial state before its first observation.
