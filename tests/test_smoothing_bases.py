@@ -21,7 +21,6 @@ from serving import contract, repository
 from tests import conftest
 
 
-
 def _walk(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=n).cumsum() + 10.0
 
