@@ -79,6 +79,10 @@ def _is_future_input(name: str) -> bool:
         and name.endswith(transform_lib.SCALED_SUFFIX))
 
 
+def _is_smoothing_base(name: str) -> bool:
+    return name in {transform_lib.scaled_feature(features.base_feature(k)) for k in features.SMOOTHING_BASES}
+
+
 def build_model(inputs_spec: dict[str, int], history: int, horizon: int,
                 model_config: trainer_options.ModelConfig) -> keras.Model:
     """Stacked dropout LSTM over the history, with the known future of each target step beside it.
@@ -147,7 +151,9 @@ def _network(inputs: dict[str, Any], sequence: Any, inputs_spec: dict[str, int],
         x = keras.layers.LSTM(units, return_sequences=not last, recurrent_dropout=model_config.recurrent_dropout,
                               name=_layer_name("lstm", branch, i))(x)
         x = keras.layers.Dropout(model_config.dropout, name=_layer_name("dropout", branch, i))(x)
-    future = [inputs[n] for n in inputs_spec if _is_future_input(n)]
+    # The smoothing bases are candidates of the base mix only: as head inputs, seven more H-wide
+    # inputs made the head overfit (measured on the benchmark's eval splits).
+    future = [inputs[n] for n in inputs_spec if _is_future_input(n) and not _is_smoothing_base(n)]
     if features.SERIES_INDEX in inputs_spec:
         # Zeros at the start and for ids the training split never saw (their index gets no
         # gradient): an unknown series is forecast as the average series.
