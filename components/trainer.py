@@ -97,7 +97,9 @@ def build_model(inputs_spec: dict[str, int], history: int, horizon: int,
     model MAE over MSTL's 1.09 on average, against 1.17 with a free head). With
     ``seasonal_base_mix`` (the default) and the smoothed seasonal forecasts among the inputs
     (:func:`components.transform.seasonal_bases`), the correction is added to a learnt weighted
-    mean of those and the lags instead (:class:`SeasonalBaseMix`).
+    mean of those and the lags instead (:class:`SeasonalBaseMix`); with ``smoothing_bases`` the
+    exponential-smoothing and Theta forecasts (:func:`components.transform.smoothing_bases`) join
+    the mix as candidates, not the head's inputs.
 
     With ``ensemble_size`` K > 1, K such networks (branches, each with its own layers ``lstm_{k}_{i}``,
     ``correction_{k}``, ...) read the same inputs, and the output is their mean (:class:`EnsembleMean`):
@@ -151,8 +153,8 @@ def _network(inputs: dict[str, Any], sequence: Any, inputs_spec: dict[str, int],
         x = keras.layers.LSTM(units, return_sequences=not last, recurrent_dropout=model_config.recurrent_dropout,
                               name=_layer_name("lstm", branch, i))(x)
         x = keras.layers.Dropout(model_config.dropout, name=_layer_name("dropout", branch, i))(x)
-    # The smoothing bases are candidates of the base mix only: as head inputs, seven more H-wide
-    # inputs made the head overfit (measured on the benchmark's eval splits).
+    # The smoothing bases are candidates of the base mix only: as head inputs too (seven more H-wide
+    # inputs) the eval skill was worse on each of four benchmark sets (hyndsight 1.036 against 0.963).
     future = [inputs[n] for n in inputs_spec if _is_future_input(n) and not _is_smoothing_base(n)]
     if features.SERIES_INDEX in inputs_spec:
         # Zeros at the start and for ids the training split never saw (their index gets no
@@ -280,7 +282,8 @@ class SeasonalBaseMix(keras.layers.Layer):
     """A learnt weighted mean of candidate forecasts ``[batch, H]`` each: softmax weights, one per candidate.
 
     The candidates are the seasonal naive forecast and the smoothed ones of
-    :func:`components.transform.seasonal_bases`; the weights start equal. A handful of weights
+    :func:`components.transform.seasonal_bases` (and, with ``--smoothing-bases``, of
+    :func:`components.transform.smoothing_bases`); the weights start equal. A handful of weights
     shared by all steps and series: the data choose the base (the long profile where the season is
     stable, the recent trend where the level moves) without room to overfit a short series.
     """
