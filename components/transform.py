@@ -27,6 +27,11 @@ Scalings of the target's history, lags and target (``custom_config["scaling"]``)
 * ``per_series``: the same with the mean and std of each series' training histories (keyed by
   :data:`features.SERIES_ID`); a series the training split never saw gets the global statistics.
 
+With the lags, the context's cycles of the primary season also give smoothed seasonal forecasts
+(:func:`seasonal_bases`) and, with ``smoothing_bases``, exponential smoothing and Theta forecasts
+of the seasonally adjusted context (:func:`smoothing_bases`, one precomputed matrix product), each
+scaled like the target: candidates of the model's seasonal base.
+
 Covariates (``covariate_<column>`` ``[C]``; for known-future ones also ``future_<column>`` ``[H]``)
 are scaled on their own, each by its training mean and std; a known-future covariate also gives,
 per seasonal period, its value where each lag was read (was last week's value a holiday?).
@@ -280,6 +285,10 @@ def damped_trend_forecast(values: np.ndarray, horizon: int, alpha: float, beta: 
     return level[..., None] + damping * trend[..., None]
 
 
+# The methods of features.SMOOTHING_METHODS, by name.
+_SMOOTHING_FUNCTIONS = {"ses": ses_forecast, "theta": theta_forecast, "damped_trend": damped_trend_forecast}
+
+
 def smoothing_forecasts(context: np.ndarray, horizon: int, period: int) -> dict[str, np.ndarray]:
     """The forecasts of :data:`features.SMOOTHING_BASES` ``[..., H]`` of each context ``[..., C]``, in numpy.
 
@@ -291,8 +300,7 @@ def smoothing_forecasts(context: np.ndarray, horizon: int, period: int) -> dict[
     adjusted = context - points
     forecasts = {}
     for kind, (method, params) in features.SMOOTHING_METHODS.items():
-        fn = {"ses": ses_forecast, "theta": theta_forecast, "damped_trend": damped_trend_forecast}[method]
-        forecasts[kind] = fn(adjusted, horizon, *params) + steps
+        forecasts[kind] = _SMOOTHING_FUNCTIONS[method](adjusted, horizon, *params) + steps
     return forecasts
 
 
