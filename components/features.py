@@ -29,7 +29,9 @@ Transform outputs (the model's inputs and label, in scaled units):
   history in the graph.
 * ``base_<kind>_scaled`` ``[H]`` (:func:`base_feature`, kinds :data:`SEASONAL_BASES`): smoothed
   seasonal forecasts of the primary period from the cycles the context holds
-  (:func:`components.transform.seasonal_bases`), beside the seasonal naive forecast (the lag).
+  (:func:`components.transform.seasonal_bases`), beside the seasonal naive forecast (the lag); with
+  the smoothing bases, also each of :data:`SMOOTHING_BASES` (exponential smoothing and Theta on the
+  seasonally adjusted context, :func:`components.transform.smoothing_bases`).
 * ``future_<column>_scaled`` ``[H]`` and, per seasonal period m, ``future_<column>_lag_<m>_scaled``
   ``[H]``: the covariate where the seasonal lag of each target step was read (was last week's
   value a holiday?); ``covariate_<column>_scaled`` ``[L]``.
@@ -57,6 +59,15 @@ LAG_PREFIX: Final = "lag_"
 # Smoothed seasonal forecasts of the primary period, from the context (components.transform.seasonal_bases).
 BASE_PREFIX: Final = "base_"
 SEASONAL_BASES: Final = ("profile", "profile_trend", "recent_trend")
+# Exponential smoothing and Theta forecasts of the seasonally adjusted context, re-seasonalised
+# (components.transform.smoothing_bases): kind -> (method, fixed parameters). SES and Theta with
+# smoothing alpha; Holt's damped trend with (alpha, beta, phi).
+SMOOTHING_METHODS: Final = {
+    "ses_a10": ("ses", (0.1,)), "ses_a30": ("ses", (0.3,)), "ses_a60": ("ses", (0.6,)),
+    "theta_a10": ("theta", (0.1,)), "theta_a30": ("theta", (0.3,)), "theta_a60": ("theta", (0.6,)),
+    "damped_trend": ("damped_trend", (0.3, 0.1, 0.9)),
+}
+SMOOTHING_BASES: Final = tuple(SMOOTHING_METHODS)
 MASE_SCALE: Final = "mase_scale"
 
 # Calendar cycles: name and period in seconds (the day of year uses 365.2425 days).
@@ -84,7 +95,6 @@ def future_feature(column: str) -> str:
 def lag_feature(period: int) -> str:
     """Name of the Transform output that holds the (scaled) seasonal lags of ``period``."""
     return f"{LAG_PREFIX}{period}"
-
 
 
 def base_feature(kind: str) -> str:

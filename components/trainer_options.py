@@ -51,6 +51,11 @@ class ModelConfig:
         True, help="with --seasonal-base: the base is a learnt weighted mean of the seasonal naive forecast and "
                    "smoothed ones (the mean seasonal profile of the context's cycles at the latest level, with "
                    "the trend of the cycle means, and of the last two cycles; see components/transform.py)")
+    smoothing_bases: bool = setting(
+        False, help="with --seasonal-base-mix: more candidates of the mix, exponential smoothing (alpha 0.1, "
+                    "0.3, 0.6), Theta (the same alphas) and Holt's damped trend on the seasonally adjusted "
+                    "context, re-seasonalised (one matrix product in the served graph; see "
+                    "components/transform.py)")
     series_embedding_dim: int = setting(
         0, minimum=0, help="width of a learnt embedding of each series id, beside the LSTM's state (0: none); "
                            "ids come from the training split, others get a zero vector")

@@ -27,6 +27,11 @@ Scalings of the target's history, lags and target (``custom_config["scaling"]``)
 * ``per_series``: the same with the mean and std of each series' training histories (keyed by
   :data:`features.SERIES_ID`); a series the training split never saw gets the global statistics.
 
+With the lags, the context's cycles of the primary season also give smoothed seasonal forecasts
+(:func:`seasonal_bases`) and, with ``smoothing_bases``, exponential smoothing and Theta forecasts
+of the seasonally adjusted context (:func:`smoothing_bases`, one precomputed matrix product), each
+scaled like the target: candidates of the model's seasonal base.
+
 Covariates (``covariate_<column>`` ``[C]``; for known-future ones also ``future_<column>`` ``[H]``)
 are scaled on their own, each by its training mean and std; a known-future covariate also gives,
 per seasonal period, its value where each lag was read (was last week's value a holiday?).
@@ -50,6 +55,7 @@ from tensorflow_transform import tf_utils as tft_tf_utils
 from components import features, trainer_options, windowing
 
 DEFAULT_SCALING = trainer_options.ModelConfig().scaling
+DEFAULT_SMOOTHING_BASES = trainer_options.ModelConfig().smoothing_bases
 SCALED_SUFFIX = "_scaled"
 # Calendar cycles longer than the step carry information; one no longer than it (weekday of
 # weekly data) is the same at every point and is left out.
@@ -214,6 +220,116 @@ def seasonal_bases(context: tf.Tensor, horizon: int, period: int) -> dict[str, t
     }
 
 
+def seasonal_indices(context: np.ndarray, horizon: int, period: int) -> tuple[np.ndarray, np.ndarray]:
+    """The seasonal index of every context point and target step, from the K = C // m whole cycles that end
+    at the origin (the mean profile of :func:`seasonal_bases`), in numpy.
+
+    Args:
+      context: ``[..., C]``, C >= m.
+      horizon: H.
+      period: m.
+
+    Returns:
+      ``([..., C], [..., H])``: each point's and each target step's index (the profile at its phase;
+      a target step's phase is its seasonal lag's, :func:`components.windowing.seasonal_lag_offsets`).
+    """
+    width = context.shape[-1]
+    cycles = max(1, width // period)
+    recent = context[..., width - cycles * period:].reshape(*context.shape[:-1], cycles, period)
+    profile = (recent - recent.mean(axis=-1, keepdims=True)).mean(axis=-2)
+    # Point i lies (i - C) mod m steps into a cycle that ends at the origin.
+    points = profile[..., (np.arange(width) - width) % period]
+    steps = profile[..., period - 1 + windowing.seasonal_lag_offsets(horizon, period)]
+    return points, steps
+
+
+def ses_level(values: np.ndarray, alpha: float) -> np.ndarray:
+    """Simple exponential smoothing's last level of ``values`` ``[..., n]`` (the first value starts it)."""
+    level = values[..., 0]
+    for t in range(1, values.shape[-1]):
+        level = alpha * values[..., t] + (1.0 - alpha) * level
+    return level
+
+
+def ses_forecast(values: np.ndarray, horizon: int, alpha: float) -> np.ndarray:
+    """SES with smoothing ``alpha``: the last level at every step, ``[..., H]``."""
+    return np.repeat(ses_level(values, alpha)[..., None], horizon, axis=-1)
+
+
+def theta_forecast(values: np.ndarray, horizon: int, alpha: float) -> np.ndarray:
+    """The Theta method (Assimakopoulos and Nikolopoulos; SES with drift, Hyndman and Billah 2003), ``[..., H]``.
+
+    SES plus half the least-squares slope ``b`` of the values on time, ``b / 2 (h - 1 + 1 / alpha -
+    (1 - alpha)^n / alpha)`` at step h: the theta = 0 line's trend and the theta = 2 line's smoothing.
+    """
+    n = values.shape[-1]
+    t = np.arange(n) - (n - 1) / 2.0
+    slope = (values * t).sum(axis=-1) / (t * t).sum() if n > 1 else np.zeros(values.shape[:-1])
+    steps = np.arange(1, horizon + 1) - 1.0 + (1.0 - (1.0 - alpha) ** n) / alpha
+    return ses_forecast(values, horizon, alpha) + slope[..., None] / 2.0 * steps
+
+
+def damped_trend_forecast(values: np.ndarray, horizon: int, alpha: float, beta: float, phi: float) -> np.ndarray:
+    """Holt's linear method with a damped trend (Gardner and McKenzie), ``[..., H]``.
+
+    Level and trend start at the first value and the first difference; the forecast of step h is
+    the last level plus ``(phi + ... + phi^h)`` times the last trend.
+    """
+    level = values[..., 0]
+    trend = values[..., 1] - values[..., 0] if values.shape[-1] > 1 else np.zeros_like(level)
+    for t in range(1, values.shape[-1]):
+        previous = level
+        level = alpha * values[..., t] + (1.0 - alpha) * (previous + phi * trend)
+        trend = beta * (level - previous) + (1.0 - beta) * phi * trend
+    damping = np.cumsum(phi ** np.arange(1, horizon + 1))
+    return level[..., None] + damping * trend[..., None]
+
+
+# The methods of features.SMOOTHING_METHODS, by name.
+_SMOOTHING_FUNCTIONS = {"ses": ses_forecast, "theta": theta_forecast, "damped_trend": damped_trend_forecast}
+
+
+def smoothing_forecasts(context: np.ndarray, horizon: int, period: int) -> dict[str, np.ndarray]:
+    """The forecasts of :data:`features.SMOOTHING_BASES` ``[..., H]`` of each context ``[..., C]``, in numpy.
+
+    Each method runs on the seasonally adjusted context (less :func:`seasonal_indices`) and its
+    forecast is re-seasonalised with the target steps' indices: the classical models' recipe for
+    a seasonal series (statsforecast's Theta and SES on a decomposition).
+    """
+    points, steps = seasonal_indices(context, horizon, period)
+    adjusted = context - points
+    forecasts = {}
+    for kind, (method, params) in features.SMOOTHING_METHODS.items():
+        forecasts[kind] = _SMOOTHING_FUNCTIONS[method](adjusted, horizon, *params) + steps
+    return forecasts
+
+
+def smoothing_weights(width: int, horizon: int, period: int) -> np.ndarray:
+    """The linear map ``[C, B * H]`` from a context to the B forecasts of :func:`smoothing_forecasts`.
+
+    With fixed parameters each forecast is linear in the context (the seasonal adjustment, the
+    smoothing recursions and the slope all are), so the forecasts of the unit contexts are the
+    map's rows: serving computes every base with one matrix product.
+    """
+    forecasts = smoothing_forecasts(np.eye(width), horizon, period)
+    return np.concatenate([forecasts[kind] for kind in features.SMOOTHING_BASES], axis=1)
+
+
+def smoothing_bases(context: tf.Tensor, horizon: int, period: int) -> dict[str, tf.Tensor]:
+    """Exponential-smoothing and Theta forecasts ``[batch, H]`` of the raw context ``[batch, C]``, in the graph.
+
+    The forecasts of :func:`smoothing_forecasts` (SES with several smoothings, the Theta method,
+    Holt's damped trend, each on the seasonally adjusted context and re-seasonalised) computed as
+    one product with the precomputed :func:`smoothing_weights`.
+
+    Returns:
+      ``{kind: [batch, H]}`` for each kind of :data:`features.SMOOTHING_BASES`.
+    """
+    weights = smoothing_weights(int(context.shape[1]), horizon, period)
+    forecasts = tf.matmul(context, tf.constant(weights, dtype=context.dtype))
+    return {kind: forecasts[:, i * horizon:(i + 1) * horizon] for i, kind in enumerate(features.SMOOTHING_BASES)}
+
+
 def _positive(std: tf.Tensor) -> tf.Tensor:
     # A constant training series would give std 0; 1 keeps the map invertible.
     return tf.where(std > 0, std, tf.ones_like(std))
@@ -262,9 +378,10 @@ def loc_scale(history: tf.Tensor, context: tf.Tensor, series_id: Optional[tf.Ten
     return loc, ones * _safe_std(history - loc)
 
 
-def transform_config(windows: dict[str, Any], scaling: str, series_embedding: bool = False) -> dict[str, Any]:
+def transform_config(windows: dict[str, Any], scaling: str, series_embedding: bool = False,
+                     smoothing_bases: bool = DEFAULT_SMOOTHING_BASES) -> dict[str, Any]:
     """The ``custom_config`` of :func:`preprocessing_fn` from the window settings (``asdict`` of WindowConfig)."""
-    return {"scaling": scaling, "series_embedding": series_embedding,
+    return {"scaling": scaling, "series_embedding": series_embedding, "smoothing_bases": smoothing_bases,
             "history": windows["history"], "horizon": windows["horizon"],
             "seasonal_lags": windows["seasonal_lags"], "seasonal_periods": list(windows["seasonal_periods"]),
             "calendar": windows["calendar_features"], "step_seconds": windows["step_seconds"],
@@ -285,7 +402,8 @@ def preprocessing_fn(inputs: dict[str, tf.Tensor],
         :data:`features.ORIGIN_TIMESTAMP` int64 ``[batch, 1]`` (for the calendar).
       custom_config: :func:`transform_config`: ``scaling`` (one of SCALINGS), ``history`` L,
         ``horizon`` H, ``seasonal_lags`` and ``seasonal_periods``, ``calendar`` and ``step_seconds``,
-        ``series_embedding`` (the series id's vocabulary index, :data:`features.SERIES_INDEX`).
+        ``series_embedding`` (the series id's vocabulary index, :data:`features.SERIES_INDEX`),
+        ``smoothing_bases`` (with the lags: :func:`smoothing_bases` beside :func:`seasonal_bases`).
 
     Returns:
       The scaled history, target and lags, the per-example ``loc`` and ``scale`` ``[batch, 1]``,
@@ -321,6 +439,10 @@ def preprocessing_fn(inputs: dict[str, tf.Tensor],
         bases = seasonal_bases(context, int(config["horizon"]), min(lag_index))
         for kind in features.SEASONAL_BASES:
             outputs[scaled_feature(features.base_feature(kind))] = (bases[kind] - loc) / scale
+        if config.get("smoothing_bases", DEFAULT_SMOOTHING_BASES):
+            bases = smoothing_bases(context, int(config["horizon"]), min(lag_index))
+            for kind in features.SMOOTHING_BASES:
+                outputs[scaled_feature(features.base_feature(kind))] = (bases[kind] - loc) / scale
     for name in covariate_features(inputs):
         # Covariates have their own units; a z-score with the training split's statistics suits them.
         values = tf.cast(inputs[name], tf.float32)

@@ -110,7 +110,7 @@ def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
     for name in ("batch_size", "epochs", "early_stopping_patience", "seed", "tuner_trials", "series_embedding_dim",
                  "ensemble_size"):
         _add(parser, M, name, "int")
-    for name in ("serving_xla", "tune", "seasonal_base", "seasonal_base_mix", "refit"):
+    for name in ("serving_xla", "tune", "seasonal_base", "seasonal_base_mix", "smoothing_bases", "refit"):
         _add(parser, M, name, "bool")
     _add(parser, P, "model_name")
     for name in ("max_skill", "regression_tolerance", "coverage_tolerance"):

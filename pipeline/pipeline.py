@@ -156,7 +156,8 @@ def create_pipeline(config: PipelineConfig,
         schema=schema_gen.outputs["schema"],
         module_file=TRANSFORM_MODULE,
         custom_config=transform_config(dataclasses.asdict(config.windows), config.model.scaling,
-                                       series_embedding=config.model.series_embedding_dim > 0),
+                                       series_embedding=config.model.series_embedding_dim > 0,
+                                       smoothing_bases=config.model.smoothing_bases),
         # Scaling statistics come from the training split alone.
         splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "eval"]))
     tuner = None
