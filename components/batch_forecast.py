@@ -906,10 +906,11 @@ def ForecastFiles(pipeline: beam.Pipeline, files: Sequence[str], data: DataConfi
                 _SHUFFLE, _WITHDRAWN, main=_SERIES))
     shuffled = [read[_SHUFFLE]]
     if model_inputs.future_covariates:
-        shuffled.append(spread(pipeline | "FutureFiles" >> beam.Create(list(future_files)), future_files,
-                               "SpreadFutureFiles")
-                        | "ReadFuture" >> beam.ParDo(_ReadFile(future_columns(data), "future", shards)).with_outputs(
-                            _SHUFFLE, main=_SERIES)[_SHUFFLE])
+        future = (spread(pipeline | "FutureFiles" >> beam.Create(list(future_files)), future_files,
+                         "SpreadFutureFiles")
+                  | "ReadFuture" >> beam.ParDo(_ReadFile(future_columns(data), "future", shards)).with_outputs(
+                      _SHUFFLE, main=_SERIES))
+        shuffled.append(future[_SHUFFLE])
     rows = shuffled[0] if len(shuffled) == 1 else shuffled | "AllRows" >> beam.Flatten()
     grouped = forecast(rows | "GroupByShard" >> beam.GroupByKey(), "ForecastShards", grouped=True)
     outputs = {"grouped_parts": grouped[_PARTS], "grouped_skipped": grouped[_SKIPPED], _WITHDRAWN: read[_WITHDRAWN]}
