@@ -45,6 +45,8 @@ from serving import contract
 
 OUTPUT_SUFFIXES = (".csv", ".parquet")
 TIMESTAMP_COLUMN, STEP_COLUMN, FORECAST_COLUMN = "timestamp", "step", "forecast"
+# The forecast rows' order (where each series first appears in the data), not written.
+POSITION_COLUMN = "position"
 # Series per model call: the batch of benchmarks/predict.py's baseline (and the largest an XLA
 # export compiles for, components/trainer.py).
 MAX_BATCH = 1024
@@ -294,18 +296,31 @@ class SeriesBlock:
       series_ids: The series ``[N]``.
       times: Epoch seconds of each series' H forecast steps ``[N, H]``.
       inputs: The ``serving_default`` inputs, one row per series, keyed by input name.
+      positions: Where each series first appears in the data ``[N]`` (:func:`data_position`): the
+        output's order; None where not known (the output is then ordered by series id).
     """
 
     series_ids: np.ndarray
     times: np.ndarray
     inputs: dict[str, np.ndarray]
+    positions: Optional[np.ndarray] = None
 
     def __len__(self) -> int:
         return len(self.series_ids)
 
-    def rows(self, part: slice) -> "SeriesBlock":
-        """The series ``part`` of the block."""
-        return SeriesBlock(self.series_ids[part], self.times[part], {k: v[part] for k, v in self.inputs.items()})
+    def rows(self, part: Any) -> "SeriesBlock":
+        """The series ``part`` (a slice, or a boolean mask) of the block."""
+        return SeriesBlock(self.series_ids[part], self.times[part], {k: v[part] for k, v in self.inputs.items()},
+                           self.positions[part] if self.positions is not None else None)
+
+
+# Rows a file may have, as bits of :func:`data_position`.
+_ROW_BITS = 40
+
+
+def data_position(file_index: Any, row: Any) -> Any:
+    """Where a row is in the data, as one integer that orders rows by file (in the job's order), then row."""
+    return (np.asarray(file_index, np.int64) << _ROW_BITS) + np.asarray(row, np.int64)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -407,7 +422,8 @@ def _future_lookup(parts: Sequence[SeriesRows], codes: np.ndarray, wanted: np.nd
 
 
 def prepare_series(parts: Sequence[SeriesRows], data: DataConfig, model: ModelInputs,
-                   future_parts: Sequence[SeriesRows] = ()) -> tuple[Optional[SeriesBlock], list[Skipped]]:
+                   future_parts: Sequence[SeriesRows] = (),
+                   files: Sequence[str] = ()) -> tuple[Optional[SeriesBlock], list[Skipped]]:
     """The model's inputs for the next H points of every series in ``parts``, in bulk.
 
     What :func:`series_inputs` gives each series, computed with numpy for all series at once where
@@ -421,17 +437,22 @@ def prepare_series(parts: Sequence[SeriesRows], data: DataConfig, model: ModelIn
       model: What the model takes.
       future_parts: With future covariates: the future covariates file's rows
         (:func:`future_columns`); rows of series that ``parts`` does not hold are ignored.
+      files: The data files in the job's order, for the series' positions (:attr:`SeriesBlock.positions`).
 
     Returns:
-      The series that can be forecast, in order of first appearance (None when there are none),
-      and the others, each with its reason.
+      The series that can be forecast (None when there are none), with where each first appears in
+      the data, and the others, each with its reason.
     """
-    if not parts:
+    uniques = pd.unique(np.concatenate([p.names for p in parts])) if parts else np.zeros(0, object)
+    if not len(uniques):
         return None, []
     c, h = model.context, model.horizon
-    uniques = pd.unique(np.concatenate([p.names for p in parts]))
     k = len(uniques)
     codes, order, bounds = _grouped(parts, uniques)
+    file_index = {f: i for i, f in enumerate(files)}
+    rows_at = np.concatenate([data_position(file_index.get(p.chunk.file, 0), p.chunk.rows) for p in parts])
+    # Each series' rows lie together in ``order``: its first row in the data is their least.
+    positions = np.minimum.reduceat(rows_at[order], bounds[:-1])
     times = np.concatenate([p.chunk.times for p in parts])
     target = np.concatenate([p.chunk.target for p in parts])
     covariates = np.concatenate([p.chunk.covariates for p in parts])
@@ -474,7 +495,7 @@ def prepare_series(parts: Sequence[SeriesRows], data: DataConfig, model: ModelIn
     window = last[fast_codes]
     inputs = _signature_inputs(model, data, target[window], covariates[window], origins.astype(np.int64),
                                uniques[fast_codes].astype(object))
-    ready = [SeriesBlock(uniques[fast_codes].astype(object), steps, inputs)]
+    ready = [SeriesBlock(uniques[fast_codes].astype(object), steps, inputs, positions[fast_codes])]
     skipped, slow = [], []
     future = _grouped(future_parts, uniques) if model.future_covariates else None
     if future is not None:
@@ -487,7 +508,8 @@ def prepare_series(parts: Sequence[SeriesRows], data: DataConfig, model: ModelIn
             code = fast_codes[i]
             chunks = _series_chunks(future_parts, future[1], future[2][code], future[2][code + 1])
             skipped.append(_future_values(str(uniques[code]), chunks, model.future_covariates, steps[i]))
-        ready = [SeriesBlock(ready[0].series_ids, steps, {**inputs, **extra}).rows(keep)]
+        ready = [SeriesBlock(ready[0].series_ids, steps, {**inputs, **extra}, positions[fast_codes]).rows(keep)]
+    slow_codes = []
     for code in np.flatnonzero(~fast):
         series_id = str(uniques[code])
         future_chunks = _series_chunks(future_parts, future[1], future[2][code], future[2][code + 1]) \
@@ -495,9 +517,12 @@ def prepare_series(parts: Sequence[SeriesRows], data: DataConfig, model: ModelIn
         result = series_inputs(series_id, _series_chunks(parts, order, bounds[code], bounds[code + 1]), data,
                                model, future_chunks)
         (skipped if isinstance(result, Skipped) else slow).append(result)
+        if not isinstance(result, Skipped):
+            slow_codes.append(code)
     if slow:
         ready.append(SeriesBlock(np.array([s.series_id for s in slow], dtype=object),
-                                 np.stack([s.times for s in slow]).astype(np.int64), stack_inputs(slow)))
+                                 np.stack([s.times for s in slow]).astype(np.int64), stack_inputs(slow),
+                                 positions[np.array(slow_codes, np.int64)]))
     return concatenate_blocks(ready), skipped
 
 
@@ -506,8 +531,10 @@ def concatenate_blocks(blocks: Sequence[SeriesBlock]) -> Optional[SeriesBlock]:
     blocks = [b for b in blocks if len(b)]
     if len(blocks) <= 1:
         return blocks[0] if blocks else None
+    positions = np.concatenate([b.positions for b in blocks]) if all(b.positions is not None for b in blocks) \
+        else None
     return SeriesBlock(np.concatenate([b.series_ids for b in blocks]), np.concatenate([b.times for b in blocks]),
-                       {k: np.concatenate([b.inputs[k] for b in blocks]) for k in blocks[0].inputs})
+                       {k: np.concatenate([b.inputs[k] for b in blocks]) for k in blocks[0].inputs}, positions)
 
 
 def shard_of(series_ids: np.ndarray, shards: int) -> np.ndarray:
@@ -538,7 +565,8 @@ def forecast_columns(block: SeriesBlock, outputs: dict[str, np.ndarray]) -> dict
 
     Returns:
       ``series_id`` (text), ``timestamp`` (epoch seconds), ``step`` (1..H), ``forecast``, and one
-      ``p<percent>`` column per quantile level.
+      ``p<percent>`` column per quantile level; with the block's positions, ``position`` (the
+      output's order, not written).
     """
     forecast = np.asarray(outputs[contract.OUTPUT_KEY])
     n, h = forecast.shape
@@ -551,6 +579,8 @@ def forecast_columns(block: SeriesBlock, outputs: dict[str, np.ndarray]) -> dict
         levels = np.asarray(outputs[contract.QUANTILE_LEVELS_OUTPUT_KEY]).reshape(-1, quantiles.shape[-1])[0]
         for q, level in enumerate(levels):
             columns[quantile_column(level)] = quantiles[:, :, q].reshape(-1).astype(np.float64)
+    if block.positions is not None:
+        columns[POSITION_COLUMN] = np.repeat(block.positions, h)
     return columns
 
 
@@ -770,8 +800,10 @@ class _ForecastParts(beam.DoFn):
     """
 
     def __init__(self, data: DataConfig, model_inputs: ModelInputs, model: Union["LocalModel", "ServedModel"],
-                 shared_model: Any, parts_dir: str, max_batch: int, progress: bool, grouped: bool):
+                 shared_model: Any, parts_dir: str, max_batch: int, progress: bool, grouped: bool,
+                 files: Sequence[str]):
         self._data, self._model_inputs, self._model, self._shared = data, model_inputs, model, shared_model
+        self._files = tuple(files)
         self._parts_dir, self._max_batch, self._progress, self._grouped = parts_dir, max_batch, progress, grouped
 
     def setup(self) -> None:
@@ -791,7 +823,7 @@ class _ForecastParts(beam.DoFn):
             data_parts, future_parts = parts["data"], parts["future"]
         else:
             data_parts, future_parts = element, []
-        block, skipped = prepare_series(data_parts, self._data, self._model_inputs, future_parts)
+        block, skipped = prepare_series(data_parts, self._data, self._model_inputs, future_parts, self._files)
         for entry in skipped:
             yield beam.pvalue.TaggedOutput(_SKIPPED, dataclasses.asdict(entry))
         if block is not None:
@@ -897,7 +929,7 @@ def ForecastFiles(pipeline: beam.Pipeline, files: Sequence[str], data: DataConfi
 
     def forecast(rows: beam.pvalue.PCollection, label: str, grouped: bool) -> beam.pvalue.DoOutputsTuple:
         return rows | label >> beam.ParDo(_ForecastParts(
-            data, model_inputs, model, shared_model, parts_dir, max_batch, progress, grouped)).with_outputs(
+            data, model_inputs, model, shared_model, parts_dir, max_batch, progress, grouped, files)).with_outputs(
             _SKIPPED, main=_PARTS)
 
     shared_model = shared.Shared()
@@ -924,7 +956,8 @@ def write_part(batches: Sequence[dict[str, np.ndarray]], parts_dir: str, streame
     """Writes forecast rows (:func:`forecast_columns`) to a new Arrow file in ``parts_dir``.
 
     Returns:
-      The part: its ``path``, ``rows``, ``first`` and ``last`` series id, and whether it was ``streamed``.
+      The part: its ``path``, ``rows``, the ``first`` and ``last`` of its series' positions in the
+      data, and whether it was ``streamed``.
     """
     import tensorflow as tf
     columns = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
@@ -935,8 +968,9 @@ def write_part(batches: Sequence[dict[str, np.ndarray]], parts_dir: str, streame
     path = f"{parts_dir.rstrip('/')}/{uuid.uuid4().hex}.arrow"
     with tf.io.gfile.GFile(path, "wb") as f:
         f.write(sink.getvalue().to_pybytes())
-    ids = columns["series_id"]
-    return {"path": path, "rows": len(ids), "first": str(min(ids)), "last": str(max(ids)), "streamed": streamed}
+    positions = columns[POSITION_COLUMN]
+    return {"path": path, "rows": len(positions), "first": int(positions.min()), "last": int(positions.max()),
+            "streamed": streamed}
 
 
 def read_part(part: dict[str, Any], withdrawn: frozenset[str] = frozenset()) -> dict[str, np.ndarray]:
@@ -953,10 +987,10 @@ def read_part(part: dict[str, Any], withdrawn: frozenset[str] = frozenset()) -> 
 
 
 def part_groups(parts: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    """The parts in groups whose series ranges do not overlap, in order of series id.
+    """The parts in groups whose ranges of positions in the data do not overlap, in order.
 
-    Each group is ordered on its own and written after the one before: parts of the streamed path
-    of a file sorted by series are groups of one, so the output is written a part at a time.
+    Each group is ordered on its own and written after the one before: the parts of the streamed
+    path come in the data's order, groups of one, so the output is written a part at a time.
     """
     groups, end = [], None
     for part in sorted(parts, key=lambda p: (p["first"], p["last"])):
@@ -978,7 +1012,8 @@ def output_format(path: str) -> str:
 
 
 def forecast_table(batches: Iterable[dict[str, np.ndarray]], series_id_column: Optional[str]) -> Any:
-    """All forecast rows as a pandas DataFrame, ordered by series and step.
+    """All forecast rows as a pandas DataFrame, the series in the order they first appear in the data
+    (by their ids where the rows do not say: no ``position`` column), each series' steps in order.
 
     The series id column is named as in the data, and left out when the data has none; the
     timestamps are UTC.
@@ -990,7 +1025,9 @@ def forecast_table(batches: Iterable[dict[str, np.ndarray]], series_id_column: O
         columns = {k: np.zeros(0, t) for k, t in (("series_id", object), (TIMESTAMP_COLUMN, np.int64),
                                                   (STEP_COLUMN, np.int64), (FORECAST_COLUMN, np.float64))}
     frame = pd.DataFrame(columns)
-    frame = frame.sort_values(["series_id", STEP_COLUMN], kind="stable").reset_index(drop=True)
+    first = POSITION_COLUMN if POSITION_COLUMN in frame else "series_id"
+    frame = frame.sort_values([first, STEP_COLUMN], kind="stable").reset_index(drop=True)
+    frame = frame.drop(columns=[POSITION_COLUMN], errors="ignore")
     frame[TIMESTAMP_COLUMN] = pd.to_datetime(frame[TIMESTAMP_COLUMN], unit="s", utc=True)
     if series_id_column is None:
         return frame.drop(columns="series_id")
