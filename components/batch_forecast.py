@@ -9,13 +9,20 @@ the same for many series at once with numpy (the series already on a regular gri
 case) and hands the others to :func:`series_inputs`.
 
 The Beam graph (:func:`ForecastFiles`) reads the files in chunks of many series
-(:class:`SeriesRows`), sends each chunk's rows to their series' shards (:func:`shard_of`), prepares
-each shard's series in bulk (with the future covariates' rows, when the model takes them) and runs
-the model once per block of up to 1024 series: the SavedModel is loaded once per worker
-(``DoFn.setup``), or a running server is asked (:class:`ServedModel`). Nothing in the job is one
-element per series: Beam's per-element work cost more than the forecast (benchmarks/forecast.py).
-The forecasts and the list of skipped series are written by :func:`write_forecasts` and
-:func:`write_summary`. The ``forecast`` command (:mod:`pipeline.forecast`) and the pipeline's
+(:class:`SeriesRows`). One file whose rows keep each series together (the usual long format,
+sorted by series then time; :class:`ContiguousSeries` checks every chunk) is forecast as it is
+read: each chunk's complete series go straight to :class:`_ForecastParts`, fused with the read,
+with no shuffle, so memory stays flat. Otherwise (several files, which may share a series; future
+covariates, from their own files; rows of series mixed, from where that shows) the rows go to
+their series' shards (:func:`shard_of`) and each shard's series are forecast together. Either way
+the series are prepared in bulk (:func:`prepare_series`, with the future covariates' rows when the
+model takes them) and the model is run on blocks of 1024 series: the SavedModel is loaded once per
+worker process, on its first series, or a running server is asked (:class:`ServedModel`). Nothing in
+the job is one element per series: Beam's per-element work cost more than the forecast
+(benchmarks/forecast.py). Each element's forecasts go to a part file (:func:`write_part`); the
+parts are then written into one output file in the data's order, a group of parts at a time
+(:func:`part_groups`, :func:`write_forecast_groups`), with the summary of skipped series
+(:func:`write_summary`). The ``forecast`` command (:mod:`pipeline.forecast`) and the pipeline's
 Forecaster step (:mod:`components.forecaster`) both run this job (:func:`add_forecast_job`).
 """
 

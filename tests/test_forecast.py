@@ -352,8 +352,9 @@ def test_stores_found_again_after_being_forecast_are_forecast_from_all_their_row
 
 def test_a_store_split_over_two_files_is_forecast_from_both(quantile_model, tmp_path, monkeypatch):
     frame = _stores(11)
-    split = frame["store"] == "s3"
-    first, second = frame[~split | (frame.index < frame.index[split][3])], frame[split & (frame.index >= frame.index[split][3])]
+    # s3's first three days in one file, the others in the next.
+    later = (frame["store"] == "s3") & (frame.index > frame.index[frame["store"] == "s3"][2])
+    first, second = frame[~later], frame[later]
     first.to_csv(tmp_path / "a.csv", index=False)
     second.to_csv(tmp_path / "b.csv", index=False)
     summary, parts = _job([tmp_path / "a.csv", tmp_path / "b.csv"], tmp_path / "two.csv", quantile_model,
