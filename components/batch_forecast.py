@@ -26,7 +26,6 @@ parts are then written into one output file in the data's order, a group of part
 Forecaster step (:mod:`components.forecaster`) both run this job (:func:`add_forecast_job`).
 """
 
-import concurrent.futures
 import csv
 import dataclasses
 import functools
@@ -806,42 +805,22 @@ class _ForecastParts(beam.DoFn):
 
     Its input: lists of :class:`SeriesRows` (complete series, from :class:`_ReadFile` with ``stream``),
     or with ``grouped`` a shard's ``(shard, [(role, SeriesRows)])``. The model is opened once per
-    worker process (:class:`apache_beam.utils.shared.Shared`); with ``preload`` (the path the series
-    are expected on) as soon as the step is set up, in another thread, and called once on a block of
-    ``max_batch`` placeholder series, while the file is read: loading it (and for an XLA export,
-    compiling that block size) took as long as reading 10k series. Else on the first series: a path
-    that gets none loads nothing.
+    worker process (:class:`apache_beam.utils.shared.Shared`), on the first series: a path that gets
+    none loads nothing. (Loading it in another thread while the file is read, and warming it up
+    there, gained nothing measurable on 2 shared cores: benchmarks/forecast.py, 2026-11-24.)
     """
 
     def __init__(self, data: DataConfig, model_inputs: ModelInputs, model: Union["LocalModel", "ServedModel"],
                  shared_model: Any, parts_dir: str, max_batch: int, progress: bool, grouped: bool,
-                 files: Sequence[str], preload: bool = False):
+                 files: Sequence[str]):
         self._data, self._model_inputs, self._model, self._shared = data, model_inputs, model, shared_model
-        self._files, self._preload = tuple(files), preload
+        self._files = tuple(files)
         self._parts_dir, self._max_batch, self._progress, self._grouped = parts_dir, max_batch, progress, grouped
 
     def setup(self) -> None:
         import tensorflow as tf
         tf.io.gfile.makedirs(self._parts_dir)
         self._predict, self._done, self._last_report = None, 0, time.monotonic()
-        self._loading = None
-        if self._preload:
-            loader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="load_model")
-            self._loading = loader.submit(self._open, True)
-            loader.shutdown(wait=False)
-
-    def _open(self, warm: bool = False) -> Any:
-        def load() -> _Holder:
-            predict = self._model.open()
-            if warm and isinstance(self._model, LocalModel):
-                try:
-                    predict(placeholder_inputs(self._model_inputs, self._max_batch))
-                except Exception:  # noqa: BLE001 - only a warm-up: the real calls report any error
-                    pass
-            return _Holder(predict)
-
-        # The model object itself cannot be weakly referenced (Shared needs that): a holder can.
-        return self._shared.acquire(load).value
 
     def start_bundle(self) -> None:
         # Series prepared but not yet forecast: less than a block, kept for the next element's.
@@ -881,7 +860,8 @@ class _ForecastParts(beam.DoFn):
         if not ready:
             return None
         if self._predict is None:
-            self._predict = self._loading.result() if self._loading is not None else self._open()
+            # The model object itself cannot be weakly referenced (Shared needs that): a holder can.
+            self._predict = self._shared.acquire(lambda: _Holder(self._model.open())).value
         batches = []
         for start in range(0, ready, self._max_batch):
             block = pending.rows(slice(start, min(start + self._max_batch, ready)))
@@ -893,21 +873,6 @@ class _ForecastParts(beam.DoFn):
             # On a distributed runner each worker counts its own series.
             print(f"forecast: {self._done} series so far", file=sys.stdout, flush=True)
         return write_part(batches, self._parts_dir, streamed=not self._grouped)
-
-
-def placeholder_inputs(model: ModelInputs, n: int) -> dict[str, np.ndarray]:
-    """Inputs of ``n`` series of zeros, in the signature's shapes and types: to warm the model up."""
-    inputs = {contract.INPUT_KEY: np.zeros((n, model.context), contract.INPUT_DTYPE)}
-    for name in model.covariates:
-        inputs[contract.covariate_input_key(name)] = np.zeros((n, model.context), contract.INPUT_DTYPE)
-    for name in model.future_covariates:
-        inputs[contract.future_input_key(name)] = np.zeros((n, model.horizon), contract.INPUT_DTYPE)
-    if model.origin_timestamp:
-        inputs[contract.ORIGIN_TIMESTAMP_INPUT_KEY] = np.zeros(n, np.int64)
-    if model.series_id:
-        known = sorted(model.known_series or [""])[0]
-        inputs[contract.SERIES_ID_INPUT_KEY] = np.full(n, known, dtype=object)
-    return inputs
 
 
 class _Holder:
@@ -974,10 +939,8 @@ def ForecastFiles(pipeline: beam.Pipeline, files: Sequence[str], data: DataConfi
         return names | label >> beam.Reshuffle() if len(paths) > 1 else names
 
     def forecast(rows: beam.pvalue.PCollection, label: str, grouped: bool) -> beam.pvalue.DoOutputsTuple:
-        # The model is loaded ahead on the path the series are expected on.
         return rows | label >> beam.ParDo(_ForecastParts(
-            data, model_inputs, model, shared_model, parts_dir, max_batch, progress, grouped, files,
-            preload=grouped != stream)).with_outputs(
+            data, model_inputs, model, shared_model, parts_dir, max_batch, progress, grouped, files)).with_outputs(
             _SKIPPED, main=_PARTS)
 
     shared_model = shared.Shared()
