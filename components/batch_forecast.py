@@ -9,13 +9,20 @@ the same for many series at once with numpy (the series already on a regular gri
 case) and hands the others to :func:`series_inputs`.
 
 The Beam graph (:func:`ForecastFiles`) reads the files in chunks of many series
-(:class:`SeriesRows`), sends each chunk's rows to their series' shards (:func:`shard_of`), prepares
-each shard's series in bulk (with the future covariates' rows, when the model takes them) and runs
-the model once per block of up to 1024 series: the SavedModel is loaded once per worker
-(``DoFn.setup``), or a running server is asked (:class:`ServedModel`). Nothing in the job is one
-element per series: Beam's per-element work cost more than the forecast (benchmarks/forecast.py).
-The forecasts and the list of skipped series are written by :func:`write_forecasts` and
-:func:`write_summary`. The ``forecast`` command (:mod:`pipeline.forecast`) and the pipeline's
+(:class:`SeriesRows`). One file whose rows keep each series together (the usual long format,
+sorted by series then time; :class:`ContiguousSeries` checks every chunk) is forecast as it is
+read: each chunk's complete series go straight to :class:`_ForecastParts`, fused with the read,
+with no shuffle, so memory stays flat. Otherwise (several files, which may share a series; future
+covariates, from their own files; rows of series mixed, from where that shows) the rows go to
+their series' shards (:func:`shard_of`) and each shard's series are forecast together. Either way
+the series are prepared in bulk (:func:`prepare_series`, with the future covariates' rows when the
+model takes them) and the model is run on blocks of 1024 series: the SavedModel is loaded once per
+worker process, on its first series, or a running server is asked (:class:`ServedModel`). Nothing in
+the job is one element per series: Beam's per-element work cost more than the forecast
+(benchmarks/forecast.py). Each element's forecasts go to a part file (:func:`write_part`); the
+parts are then written into one output file in the data's order, a group of parts at a time
+(:func:`part_groups`, :func:`write_forecast_groups`), with the summary of skipped series
+(:func:`write_summary`). The ``forecast`` command (:mod:`pipeline.forecast`) and the pipeline's
 Forecaster step (:mod:`components.forecaster`) both run this job (:func:`add_forecast_job`).
 """
 
@@ -24,8 +31,10 @@ import dataclasses
 import functools
 import io
 import json
+import re
 import sys
 import time
+import uuid
 import zlib
 from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
@@ -44,13 +53,18 @@ from serving import contract
 
 OUTPUT_SUFFIXES = (".csv", ".parquet")
 TIMESTAMP_COLUMN, STEP_COLUMN, FORECAST_COLUMN = "timestamp", "step", "forecast"
+# The forecast rows' order (where each series first appears in the data), not written.
+POSITION_COLUMN = "position"
 # Series per model call: the batch of benchmarks/predict.py's baseline (and the largest an XLA
 # export compiles for, components/trainer.py).
 MAX_BATCH = 1024
 # Missing timestamps named in one skip reason; the rest are counted.
 _NAMED_TIMES = 5
 _PROGRESS_SECONDS = 5.0
-_FORECASTS, _SKIPPED, _READY = "forecasts", "skipped", "ready"
+# What makes a CSV cell need quotes.
+_NEEDS_QUOTES = re.compile(r'[,"\r\n]')
+# Outputs of the job's steps.
+_SERIES, _SHUFFLE, _WITHDRAWN, _PARTS, _SKIPPED = "series", "shuffle", "withdrawn", "parts", "skipped"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -292,18 +306,31 @@ class SeriesBlock:
       series_ids: The series ``[N]``.
       times: Epoch seconds of each series' H forecast steps ``[N, H]``.
       inputs: The ``serving_default`` inputs, one row per series, keyed by input name.
+      positions: Where each series first appears in the data ``[N]`` (:func:`data_position`): the
+        output's order; None where not known (the output is then ordered by series id).
     """
 
     series_ids: np.ndarray
     times: np.ndarray
     inputs: dict[str, np.ndarray]
+    positions: Optional[np.ndarray] = None
 
     def __len__(self) -> int:
         return len(self.series_ids)
 
-    def rows(self, part: slice) -> "SeriesBlock":
-        """The series ``part`` of the block."""
-        return SeriesBlock(self.series_ids[part], self.times[part], {k: v[part] for k, v in self.inputs.items()})
+    def rows(self, part: Any) -> "SeriesBlock":
+        """The series ``part`` (a slice, or a boolean mask) of the block."""
+        return SeriesBlock(self.series_ids[part], self.times[part], {k: v[part] for k, v in self.inputs.items()},
+                           self.positions[part] if self.positions is not None else None)
+
+
+# Rows a file may have, as bits of :func:`data_position`.
+_ROW_BITS = 40
+
+
+def data_position(file_index: Any, row: Any) -> Any:
+    """Where a row is in the data, as one integer that orders rows by file (in the job's order), then row."""
+    return (np.asarray(file_index, np.int64) << _ROW_BITS) + np.asarray(row, np.int64)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -331,6 +358,18 @@ class SeriesRows:
 
     def __len__(self) -> int:
         return len(self.codes)
+
+    def slice(self, begin: int, end: int) -> "SeriesRows":
+        """Rows ``begin:end`` of rows whose codes never decrease (each series' rows together), without
+        :meth:`take`'s search of the timestamp forms: a chunk's rows are numbered one after another."""
+        chunk = self.chunk
+        if begin >= end:
+            return self.take(np.zeros(0, np.int64))
+        low, high = int(chunk.rows[begin]), int(chunk.rows[end - 1])
+        first = int(self.codes[begin])
+        return SeriesRows(self.names[first:int(self.codes[end - 1]) + 1], self.codes[begin:end] - first, reader.Chunk(
+            chunk.file, chunk.rows[begin:end], chunk.times[begin:end], chunk.target[begin:end],
+            chunk.covariates[begin:end], tuple(f for f in chunk.forms if low <= f[2] <= high)))
 
     def take(self, at: np.ndarray) -> "SeriesRows":
         """Rows ``at`` (increasing), with their series' timestamp forms."""
@@ -393,7 +432,8 @@ def _future_lookup(parts: Sequence[SeriesRows], codes: np.ndarray, wanted: np.nd
 
 
 def prepare_series(parts: Sequence[SeriesRows], data: DataConfig, model: ModelInputs,
-                   future_parts: Sequence[SeriesRows] = ()) -> tuple[Optional[SeriesBlock], list[Skipped]]:
+                   future_parts: Sequence[SeriesRows] = (),
+                   files: Sequence[str] = ()) -> tuple[Optional[SeriesBlock], list[Skipped]]:
     """The model's inputs for the next H points of every series in ``parts``, in bulk.
 
     What :func:`series_inputs` gives each series, computed with numpy for all series at once where
@@ -407,17 +447,22 @@ def prepare_series(parts: Sequence[SeriesRows], data: DataConfig, model: ModelIn
       model: What the model takes.
       future_parts: With future covariates: the future covariates file's rows
         (:func:`future_columns`); rows of series that ``parts`` does not hold are ignored.
+      files: The data files in the job's order, for the series' positions (:attr:`SeriesBlock.positions`).
 
     Returns:
-      The series that can be forecast, in order of first appearance (None when there are none),
-      and the others, each with its reason.
+      The series that can be forecast (None when there are none), with where each first appears in
+      the data, and the others, each with its reason.
     """
-    if not parts:
+    uniques = pd.unique(np.concatenate([p.names for p in parts])) if parts else np.zeros(0, object)
+    if not len(uniques):
         return None, []
     c, h = model.context, model.horizon
-    uniques = pd.unique(np.concatenate([p.names for p in parts]))
     k = len(uniques)
     codes, order, bounds = _grouped(parts, uniques)
+    file_index = {f: i for i, f in enumerate(files)}
+    rows_at = np.concatenate([data_position(file_index.get(p.chunk.file, 0), p.chunk.rows) for p in parts])
+    # Each series' rows lie together in ``order``: its first row in the data is their least.
+    positions = np.minimum.reduceat(rows_at[order], bounds[:-1])
     times = np.concatenate([p.chunk.times for p in parts])
     target = np.concatenate([p.chunk.target for p in parts])
     covariates = np.concatenate([p.chunk.covariates for p in parts])
@@ -460,7 +505,7 @@ def prepare_series(parts: Sequence[SeriesRows], data: DataConfig, model: ModelIn
     window = last[fast_codes]
     inputs = _signature_inputs(model, data, target[window], covariates[window], origins.astype(np.int64),
                                uniques[fast_codes].astype(object))
-    ready = [SeriesBlock(uniques[fast_codes].astype(object), steps, inputs)]
+    ready = [SeriesBlock(uniques[fast_codes].astype(object), steps, inputs, positions[fast_codes])]
     skipped, slow = [], []
     future = _grouped(future_parts, uniques) if model.future_covariates else None
     if future is not None:
@@ -473,7 +518,8 @@ def prepare_series(parts: Sequence[SeriesRows], data: DataConfig, model: ModelIn
             code = fast_codes[i]
             chunks = _series_chunks(future_parts, future[1], future[2][code], future[2][code + 1])
             skipped.append(_future_values(str(uniques[code]), chunks, model.future_covariates, steps[i]))
-        ready = [SeriesBlock(ready[0].series_ids, steps, {**inputs, **extra}).rows(keep)]
+        ready = [SeriesBlock(ready[0].series_ids, steps, {**inputs, **extra}, positions[fast_codes]).rows(keep)]
+    slow_codes = []
     for code in np.flatnonzero(~fast):
         series_id = str(uniques[code])
         future_chunks = _series_chunks(future_parts, future[1], future[2][code], future[2][code + 1]) \
@@ -481,16 +527,24 @@ def prepare_series(parts: Sequence[SeriesRows], data: DataConfig, model: ModelIn
         result = series_inputs(series_id, _series_chunks(parts, order, bounds[code], bounds[code + 1]), data,
                                model, future_chunks)
         (skipped if isinstance(result, Skipped) else slow).append(result)
+        if not isinstance(result, Skipped):
+            slow_codes.append(code)
     if slow:
         ready.append(SeriesBlock(np.array([s.series_id for s in slow], dtype=object),
-                                 np.stack([s.times for s in slow]).astype(np.int64), stack_inputs(slow)))
-    ready = [b for b in ready if len(b)]
-    if not ready:
-        return None, skipped
-    if len(ready) == 1:
-        return ready[0], skipped
-    return SeriesBlock(np.concatenate([b.series_ids for b in ready]), np.concatenate([b.times for b in ready]),
-                       {k: np.concatenate([b.inputs[k] for b in ready]) for k in ready[0].inputs}), skipped
+                                 np.stack([s.times for s in slow]).astype(np.int64), stack_inputs(slow),
+                                 positions[np.array(slow_codes, np.int64)]))
+    return concatenate_blocks(ready), skipped
+
+
+def concatenate_blocks(blocks: Sequence[SeriesBlock]) -> Optional[SeriesBlock]:
+    """The series of ``blocks``, one after another, as one block; None when there are none."""
+    blocks = [b for b in blocks if len(b)]
+    if len(blocks) <= 1:
+        return blocks[0] if blocks else None
+    positions = np.concatenate([b.positions for b in blocks]) if all(b.positions is not None for b in blocks) \
+        else None
+    return SeriesBlock(np.concatenate([b.series_ids for b in blocks]), np.concatenate([b.times for b in blocks]),
+                       {k: np.concatenate([b.inputs[k] for b in blocks]) for k in blocks[0].inputs}, positions)
 
 
 def shard_of(series_ids: np.ndarray, shards: int) -> np.ndarray:
@@ -521,7 +575,8 @@ def forecast_columns(block: SeriesBlock, outputs: dict[str, np.ndarray]) -> dict
 
     Returns:
       ``series_id`` (text), ``timestamp`` (epoch seconds), ``step`` (1..H), ``forecast``, and one
-      ``p<percent>`` column per quantile level.
+      ``p<percent>`` column per quantile level; with the block's positions, ``position`` (the
+      output's order, not written).
     """
     forecast = np.asarray(outputs[contract.OUTPUT_KEY])
     n, h = forecast.shape
@@ -534,6 +589,8 @@ def forecast_columns(block: SeriesBlock, outputs: dict[str, np.ndarray]) -> dict
         levels = np.asarray(outputs[contract.QUANTILE_LEVELS_OUTPUT_KEY]).reshape(-1, quantiles.shape[-1])[0]
         for q, level in enumerate(levels):
             columns[quantile_column(level)] = quantiles[:, :, q].reshape(-1).astype(np.float64)
+    if block.positions is not None:
+        columns[POSITION_COLUMN] = np.repeat(block.positions, h)
     return columns
 
 
@@ -630,65 +687,199 @@ class ServedModel:
         return predict
 
 
-class _ReadFile(beam.DoFn):
-    """Reads one file in chunks of rows (:func:`reader.read_blocks`); emits ``(shard, (role, SeriesRows))``.
+class ContiguousSeries:
+    """Tells, chunk by chunk, the complete series of a file whose rows keep each series together.
 
-    Rows travel in bulk, a shard's part of a chunk at a time: one element per series cost more in
-    Beam's per-element work than the whole forecast (10k series, benchmarks/forecast.py).
+    The usual long format (rows sorted by series, then time) holds each series' rows in one run:
+    a series is then complete when the next one starts, and can be forecast at once, with no
+    shuffle holding every row. While that holds, :meth:`add` gives each chunk's complete series and
+    keeps its last one, maybe unfinished, for the next chunk. Checked on every chunk: within it, the
+    series appear in runs (their codes, numbered by first appearance, never decrease), and no run
+    belongs to a series already given. Once broken, every chunk from then on is to be shuffled,
+    as the series still unfinished; a series already given whose rows come again is
+    :attr:`withdrawn`, its rows before :attr:`broken_at` to be read again and shuffled too.
+
+    Holds the ids of the series given (not their rows), to tell a series that comes again.
     """
 
-    def __init__(self, columns: Columns, role: str, shards: int):
-        self._columns, self._role, self._shards = columns, role, shards
+    def __init__(self) -> None:
+        self.contiguous = True
+        self.broken_at: Optional[int] = None
+        self.withdrawn: set[str] = set()
+        self._given: set[str] = set()
+        self._carry: list[SeriesRows] = []
+        self._carry_id: Optional[str] = None
+        self._chunks = 0
 
-    def process(self, path: str) -> Iterator[tuple[int, tuple[str, SeriesRows]]]:
+    def add(self, rows: SeriesRows) -> tuple[list[SeriesRows], list[SeriesRows]]:
+        """The next chunk's rows; returns the parts of the series complete now, and the parts to shuffle."""
+        chunk, self._chunks = self._chunks, self._chunks + 1
+        names = [str(n) for n in rows.names]
+        if not self.contiguous:
+            self.withdrawn.update(self._given.intersection(names))
+            return [], [rows]
+        continues = bool(names) and names[0] == self._carry_id
+        new = names[1:] if continues else names
+        runs = len(rows) < 2 or bool((np.diff(rows.codes) >= 0).all())
+        if not runs or self._carry_id in new or self._given.intersection(new):
+            self.contiguous, self.broken_at = False, chunk
+            self.withdrawn.update(self._given.intersection(names))
+            shuffle, self._carry, self._carry_id = [*self._carry, rows], [], None
+            return [], shuffle
+        if len(names) == 1 and continues:
+            self._carry.append(rows)
+            return [], []
+        # The rows of the chunk's last series, the one maybe unfinished, start at its code's first row.
+        last = int(np.searchsorted(rows.codes, len(names) - 1))
+        complete = self._carry + ([rows.slice(0, last)] if last else [])
+        self._given.update(names[:-1])
+        if self._carry_id is not None:
+            self._given.add(self._carry_id)
+        self._carry, self._carry_id = [rows.slice(last, len(rows))], names[-1]
+        return complete, []
+
+    def finish(self) -> list[SeriesRows]:
+        """The parts of the file's last series, complete at its end (none when the file was shuffled)."""
+        complete, self._carry = self._carry, []
+        if self._carry_id is not None:
+            self._given.add(self._carry_id)
+        self._carry_id = None
+        return complete
+
+
+class _ReadFile(beam.DoFn):
+    """Reads one file in chunks of rows (:func:`reader.read_blocks`).
+
+    With ``stream``, while the file keeps each series' rows together (:class:`ContiguousSeries`), the
+    main output is each chunk's complete series (a list of :class:`SeriesRows`), forecast at once by
+    the steps fused after this one; else, and from where that breaks, tagged ``shuffle``:
+    ``(shard, (role, SeriesRows))`` for the series' shards; tagged ``withdrawn``: the series sent on
+    whose rows came again, whose forecasts the shuffle's replace. Rows travel in bulk, a shard's part
+    of a chunk at a time: one element per series cost more in Beam's per-element work than the
+    whole forecast (10k series, benchmarks/forecast.py).
+    """
+
+    def __init__(self, columns: Columns, role: str, shards: int, stream: bool = False):
+        self._columns, self._role, self._shards, self._stream = columns, role, shards, stream
+
+    def _shuffled(self, rows: SeriesRows) -> Iterator[Any]:
+        if self._shards == 1:
+            yield beam.pvalue.TaggedOutput(_SHUFFLE, (0, (self._role, rows)))
+            return
+        shards = shard_of(rows.names, self._shards)[rows.codes]
+        for shard in np.unique(shards).tolist():
+            yield beam.pvalue.TaggedOutput(_SHUFFLE, (shard, (self._role, rows.take(np.flatnonzero(shards == shard)))))
+
+    def process(self, path: str) -> Iterator[Any]:
+        series = ContiguousSeries() if self._stream else None
         for ids, chunk in reader.read_blocks(path, self._columns):
             rows = SeriesRows.of(ids, chunk)
-            if self._shards == 1:
-                yield 0, (self._role, rows)
-                continue
-            shards = shard_of(rows.names, self._shards)[rows.codes]
-            for shard in np.unique(shards).tolist():
-                yield shard, (self._role, rows.take(np.flatnonzero(shards == shard)))
+            complete, shuffle = series.add(rows) if series is not None else ([], [rows])
+            if complete:
+                yield complete
+            for part in shuffle:
+                yield from self._shuffled(part)
+        if series is None:
+            return
+        if series.contiguous:
+            yield series.finish()
+            return
+        # Series sent on before the file broke its runs and found again after: their earlier rows
+        # are read again, to be forecast from all their rows.
+        withdrawn = np.array(sorted(series.withdrawn), dtype=object)
+        for chunk_index, (ids, chunk) in enumerate(reader.read_blocks(path, self._columns)):
+            if chunk_index >= series.broken_at or not len(withdrawn):
+                break
+            rows = SeriesRows.of(ids, chunk)
+            at = np.flatnonzero(np.isin(rows.names, withdrawn)[rows.codes])
+            if len(at):
+                yield from self._shuffled(rows.take(at))
+        for series_id in series.withdrawn:
+            yield beam.pvalue.TaggedOutput(_WITHDRAWN, series_id)
 
 
-class _Prepare(beam.DoFn):
-    """One shard's rows (and future covariates) to blocks of at most ``max_batch`` series; tagged: each
-    :class:`Skipped`, and the number of series ready."""
+class _ForecastParts(beam.DoFn):
+    """Prepares series in bulk (:func:`prepare_series`), forecasts them in blocks of up to ``max_batch``
+    and writes their rows to a part file in ``parts_dir``; emits the part (:func:`write_part`), and
+    tagged ``skipped`` each :class:`Skipped`.
 
-    def __init__(self, data: DataConfig, model: ModelInputs, max_batch: int):
-        self._data, self._model, self._max_batch = data, model, max_batch
+    Its input: lists of :class:`SeriesRows` (complete series, from :class:`_ReadFile` with ``stream``),
+    or with ``grouped`` a shard's ``(shard, [(role, SeriesRows)])``. The model is opened once per
+    worker process (:class:`apache_beam.utils.shared.Shared`), on the first series: a path that gets
+    none loads nothing. (Loading it in another thread while the file is read, and warming it up
+    there, gained nothing measurable on 2 shared cores: benchmarks/forecast.py, 2026-11-24.)
+    """
 
-    def process(self, element: tuple[int, Iterable[tuple[str, SeriesRows]]]) -> Iterator[Any]:
-        _, rows = element
-        parts = {"data": [], "future": []}
-        for role, part in rows:
-            parts[role].append(part)
-        block, skipped = prepare_series(parts["data"], self._data, self._model, parts["future"])
-        for entry in skipped:
-            yield beam.pvalue.TaggedOutput(_SKIPPED, dataclasses.asdict(entry))
-        yield beam.pvalue.TaggedOutput(_READY, len(block) if block is not None else 0)
-        for start in range(0, len(block) if block is not None else 0, self._max_batch):
-            yield block.rows(slice(start, start + self._max_batch))
-
-
-class _Forecast(beam.DoFn):
-    """Runs the model on a block of series; the model is opened once per worker."""
-
-    def __init__(self, model: Union[LocalModel, ServedModel], progress: bool):
-        self._model, self._progress = model, progress
+    def __init__(self, data: DataConfig, model_inputs: ModelInputs, model: Union["LocalModel", "ServedModel"],
+                 shared_model: Any, parts_dir: str, max_batch: int, progress: bool, grouped: bool,
+                 files: Sequence[str]):
+        self._data, self._model_inputs, self._model, self._shared = data, model_inputs, model, shared_model
+        self._files = tuple(files)
+        self._parts_dir, self._max_batch, self._progress, self._grouped = parts_dir, max_batch, progress, grouped
 
     def setup(self) -> None:
-        self._predict = self._model.open()
-        self._done, self._last_report = 0, time.monotonic()
+        import tensorflow as tf
+        tf.io.gfile.makedirs(self._parts_dir)
+        self._predict, self._done, self._last_report = None, 0, time.monotonic()
 
-    def process(self, block: SeriesBlock, total: int) -> Iterator[dict[str, np.ndarray]]:
-        yield forecast_columns(block, self._predict(block.inputs))
-        self._done += len(block)
+    def start_bundle(self) -> None:
+        # Series prepared but not yet forecast: less than a block, kept for the next element's.
+        self._pending: list[SeriesBlock] = []
+
+    def process(self, element: Any) -> Iterator[Any]:
+        if self._grouped:
+            parts = {"data": [], "future": []}
+            for role, part in element[1]:
+                parts[role].append(part)
+            data_parts, future_parts = parts["data"], parts["future"]
+        else:
+            data_parts, future_parts = element, []
+        block, skipped = prepare_series(data_parts, self._data, self._model_inputs, future_parts, self._files)
+        for entry in skipped:
+            yield beam.pvalue.TaggedOutput(_SKIPPED, dataclasses.asdict(entry))
+        if block is not None:
+            self._pending.append(block)
+        part = self._forecast(whole_blocks=True)
+        if part is not None:
+            yield part
+
+    def finish_bundle(self) -> Iterator[Any]:
+        part = self._forecast(whole_blocks=False)
+        if part is not None:
+            yield beam.utils.windowed_value.WindowedValue(part, beam.transforms.window.GlobalWindow().max_timestamp(),
+                                                          [beam.transforms.window.GlobalWindow()])
+
+    def _forecast(self, whole_blocks: bool) -> Optional[dict[str, Any]]:
+        """Forecasts the pending series in blocks of ``max_batch`` (``whole_blocks``: only whole ones,
+        the rest stays pending; a smaller block costs nearly as much); writes them as a part."""
+        pending = concatenate_blocks(self._pending)
+        if pending is None:
+            return None
+        ready = len(pending) // self._max_batch * self._max_batch if whole_blocks else len(pending)
+        self._pending = [pending.rows(slice(ready, None))] if ready < len(pending) else []
+        if not ready:
+            return None
+        if self._predict is None:
+            # The model object itself cannot be weakly referenced (Shared needs that): a holder can.
+            self._predict = self._shared.acquire(lambda: _Holder(self._model.open())).value
+        batches = []
+        for start in range(0, ready, self._max_batch):
+            block = pending.rows(slice(start, min(start + self._max_batch, ready)))
+            batches.append(forecast_columns(block, self._predict(block.inputs)))
+        self._done += ready
         now = time.monotonic()
-        if self._progress and (now - self._last_report >= _PROGRESS_SECONDS or self._done >= total):
+        if self._progress and now - self._last_report >= _PROGRESS_SECONDS:
             self._last_report = now
             # On a distributed runner each worker counts its own series.
-            print(f"forecast: {self._done} of {total} series", file=sys.stdout, flush=True)
+            print(f"forecast: {self._done} series so far", file=sys.stdout, flush=True)
+        return write_part(batches, self._parts_dir, streamed=not self._grouped)
+
+
+class _Holder:
+    """A value :class:`apache_beam.utils.shared.Shared` can hold (it keeps weak references)."""
+
+    def __init__(self, value: Any):
+        self.value = value
 
 
 # Bytes of input files per shard: a shard's rows are held together on one worker while prepared
@@ -706,14 +897,18 @@ def shard_count(files: Sequence[str]) -> int:
 
 @beam.ptransform_fn
 def ForecastFiles(pipeline: beam.Pipeline, files: Sequence[str], data: DataConfig,  # noqa: N802
-                  model_inputs: ModelInputs, model: Union[LocalModel, ServedModel],
+                  model_inputs: ModelInputs, model: Union[LocalModel, ServedModel], parts_dir: str,
                   future_files: Sequence[str] = (), progress: bool = False,
-                  max_batch: int = MAX_BATCH, shards: int = 1) -> dict[str, beam.pvalue.PCollection]:
-    """Forecasts every series of ``files``.
+                  max_batch: int = MAX_BATCH, shards: int = 1,
+                  stream: Optional[bool] = None) -> dict[str, beam.pvalue.PCollection]:
+    """Forecasts every series of ``files``, each block's rows written to a part file in ``parts_dir``.
 
-    The files are read in chunks of rows, which go to the series' shards (:func:`shard_of`); each
-    shard's series are prepared in bulk (:func:`prepare_series`) and given to the model in blocks of
-    up to ``max_batch`` series.
+    One data file whose rows keep each series together (:class:`ContiguousSeries`) is forecast as it
+    is read, a chunk's complete series at a time, with no shuffle: memory stays flat. Otherwise
+    (several files, which may share a series; future covariates, from their own files; rows of
+    series mixed), the rows go to the series' shards (:func:`shard_of`) and each shard's series are
+    forecast together. Either way the series are prepared in bulk (:func:`prepare_series`) and given
+    to the model in blocks of up to ``max_batch`` series.
 
     Args:
       pipeline: The Beam pipeline.
@@ -721,34 +916,102 @@ def ForecastFiles(pipeline: beam.Pipeline, files: Sequence[str], data: DataConfi
       data: Their columns and policies.
       model_inputs: What the model takes (:meth:`ModelInputs.from_description` or ``from_signature``).
       model: Where the model runs.
+      parts_dir: Where the forecasts' part files go (:func:`write_part`).
       future_files: The future covariates' files, when the model takes future covariates.
-      progress: Print ``forecast: done of total series`` to standard output now and then (standard
+      progress: Print ``forecast: N series so far`` to standard output now and then (standard
         error is the libraries' log while the command runs).
       max_batch: Most series per model call.
-      shards: Groups of series prepared together (:func:`shard_count`).
+      shards: Groups of series prepared together on the shuffle's path (:func:`shard_count`).
+      stream: Forecast series as they are read when their rows allow it; None: for one data file
+        and no future covariates.
 
     Returns:
-      ``forecasts``: column batches (:func:`forecast_columns`); ``skipped``: dicts of
-      :class:`Skipped`; ``ready``: the number of series forecast (one element).
+      ``streamed_parts``, ``grouped_parts``: the parts (:func:`write_part`) of either path;
+      ``streamed_skipped``, ``grouped_skipped``: dicts of :class:`Skipped`; ``withdrawn``: ids of
+      series whose streamed results the grouped path's replace.
     """
+    from apache_beam.utils import shared
+    if stream is None:
+        stream = len(files) == 1 and not model_inputs.future_covariates
+
     def spread(names: beam.pvalue.PCollection, paths: Sequence[str], label: str) -> beam.pvalue.PCollection:
         # Files spread over workers; one file gains nothing, and each transform costs set-up time.
         return names | label >> beam.Reshuffle() if len(paths) > 1 else names
 
-    sources = [spread(pipeline | "Files" >> beam.Create(list(files)), files, "SpreadFiles")
-               | "Read" >> beam.ParDo(_ReadFile(data.columns, "data", shards))]
+    def forecast(rows: beam.pvalue.PCollection, label: str, grouped: bool) -> beam.pvalue.DoOutputsTuple:
+        return rows | label >> beam.ParDo(_ForecastParts(
+            data, model_inputs, model, shared_model, parts_dir, max_batch, progress, grouped, files)).with_outputs(
+            _SKIPPED, main=_PARTS)
+
+    shared_model = shared.Shared()
+    read = (spread(pipeline | "Files" >> beam.Create(list(files)), files, "SpreadFiles")
+            | "Read" >> beam.ParDo(_ReadFile(data.columns, "data", shards, stream)).with_outputs(
+                _SHUFFLE, _WITHDRAWN, main=_SERIES))
+    shuffled = [read[_SHUFFLE]]
     if model_inputs.future_covariates:
-        sources.append(spread(pipeline | "FutureFiles" >> beam.Create(list(future_files)), future_files,
-                              "SpreadFutureFiles")
-                       | "ReadFuture" >> beam.ParDo(_ReadFile(future_columns(data), "future", shards)))
-    rows = sources[0] if len(sources) == 1 else sources | "AllRows" >> beam.Flatten()
-    prepared = (rows | "GroupByShard" >> beam.GroupByKey()
-                | "Prepare" >> beam.ParDo(_Prepare(data, model_inputs, max_batch)).with_outputs(
-                    _SKIPPED, _READY, main="series"))
-    ready = prepared[_READY] | "CountReady" >> beam.CombineGlobally(sum)
-    forecasts = prepared.series | "Forecast" >> beam.ParDo(_Forecast(model, progress),
-                                                            total=beam.pvalue.AsSingleton(ready))
-    return {_FORECASTS: forecasts, _SKIPPED: prepared[_SKIPPED], _READY: ready}
+        future = (spread(pipeline | "FutureFiles" >> beam.Create(list(future_files)), future_files,
+                         "SpreadFutureFiles")
+                  | "ReadFuture" >> beam.ParDo(_ReadFile(future_columns(data), "future", shards)).with_outputs(
+                      _SHUFFLE, main=_SERIES))
+        shuffled.append(future[_SHUFFLE])
+    rows = shuffled[0] if len(shuffled) == 1 else shuffled | "AllRows" >> beam.Flatten()
+    grouped = forecast(rows | "GroupByShard" >> beam.GroupByKey(), "ForecastShards", grouped=True)
+    outputs = {"grouped_parts": grouped[_PARTS], "grouped_skipped": grouped[_SKIPPED], _WITHDRAWN: read[_WITHDRAWN]}
+    if stream:
+        streamed = forecast(read[_SERIES], "ForecastSeries", grouped=False)
+        outputs.update(streamed_parts=streamed[_PARTS], streamed_skipped=streamed[_SKIPPED])
+    return outputs
+
+
+def write_part(batches: Sequence[dict[str, np.ndarray]], parts_dir: str, streamed: bool) -> dict[str, Any]:
+    """Writes forecast rows (:func:`forecast_columns`) to a new Arrow file in ``parts_dir``.
+
+    Returns:
+      The part: its ``path``, ``rows``, the ``first`` and ``last`` of its series' positions in the
+      data, and whether it was ``streamed``.
+    """
+    import tensorflow as tf
+    columns = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+    table = pa.table(columns)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    path = f"{parts_dir.rstrip('/')}/{uuid.uuid4().hex}.arrow"
+    with tf.io.gfile.GFile(path, "wb") as f:
+        f.write(sink.getvalue().to_pybytes())
+    positions = columns[POSITION_COLUMN]
+    return {"path": path, "rows": len(positions), "first": int(positions.min()), "last": int(positions.max()),
+            "streamed": streamed}
+
+
+def read_part(part: dict[str, Any], withdrawn: frozenset[str] = frozenset()) -> dict[str, np.ndarray]:
+    """The forecast rows of a part (:func:`write_part`), less those of ``withdrawn`` series if it was streamed."""
+    import tensorflow as tf
+    with tf.io.gfile.GFile(part["path"], "rb") as f:
+        table = pa.ipc.open_file(pa.py_buffer(f.read())).read_all()
+    columns = {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
+    columns["series_id"] = columns["series_id"].astype(object)
+    if part["streamed"] and withdrawn:
+        keep = ~np.isin(columns["series_id"], list(withdrawn))
+        columns = {k: v[keep] for k, v in columns.items()}
+    return columns
+
+
+def part_groups(parts: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The parts in groups whose ranges of positions in the data do not overlap, in order.
+
+    Each group is ordered on its own and written after the one before: the parts of the streamed
+    path come in the data's order, groups of one, so the output is written a part at a time.
+    """
+    groups, end = [], None
+    for part in sorted(parts, key=lambda p: (p["first"], p["last"])):
+        if groups and part["first"] <= end:
+            groups[-1].append(part)
+            end = max(end, part["last"])
+        else:
+            groups.append([part])
+            end = part["last"]
+    return groups
 
 
 def output_format(path: str) -> str:
@@ -760,7 +1023,8 @@ def output_format(path: str) -> str:
 
 
 def forecast_table(batches: Iterable[dict[str, np.ndarray]], series_id_column: Optional[str]) -> Any:
-    """All forecast rows as a pandas DataFrame, ordered by series and step.
+    """All forecast rows as a pandas DataFrame, the series in the order they first appear in the data
+    (by their ids where the rows do not say: no ``position`` column), each series' steps in order.
 
     The series id column is named as in the data, and left out when the data has none; the
     timestamps are UTC.
@@ -772,50 +1036,99 @@ def forecast_table(batches: Iterable[dict[str, np.ndarray]], series_id_column: O
         columns = {k: np.zeros(0, t) for k, t in (("series_id", object), (TIMESTAMP_COLUMN, np.int64),
                                                   (STEP_COLUMN, np.int64), (FORECAST_COLUMN, np.float64))}
     frame = pd.DataFrame(columns)
-    frame = frame.sort_values(["series_id", STEP_COLUMN], kind="stable").reset_index(drop=True)
+    first = POSITION_COLUMN if POSITION_COLUMN in frame else "series_id"
+    frame = frame.sort_values([first, STEP_COLUMN], kind="stable").reset_index(drop=True)
+    frame = frame.drop(columns=[POSITION_COLUMN], errors="ignore")
     frame[TIMESTAMP_COLUMN] = pd.to_datetime(frame[TIMESTAMP_COLUMN], unit="s", utc=True)
     if series_id_column is None:
         return frame.drop(columns="series_id")
     return frame.rename(columns={"series_id": series_id_column})
 
 
-def write_forecasts(batches: Iterable[dict[str, np.ndarray]], path: str, series_id_column: Optional[str]) -> int:
-    """Writes every forecast row to ``path`` (CSV with ISO 8601 timestamps, or Parquet); returns the rows.
-
-    Written beside the output, then renamed: a reader never sees half a file.
-    """
-    import tensorflow as tf
-    frame = forecast_table(batches, series_id_column)
-    temporary = path + ".tmp"
-    if output_format(path) == "csv":
-        # Each distinct timestamp formatted once: series of one data set mostly share their steps.
-        codes, distinct = pd.factorize(frame[TIMESTAMP_COLUMN])
-        frame[TIMESTAMP_COLUMN] = np.asarray(distinct.strftime("%Y-%m-%dT%H:%M:%SZ"), dtype=object)[codes] \
-            if len(frame) else np.zeros(0, object)
-        # The model's float32 values, written as float32 (the shortest text that reads back the
-        # same number), by pyarrow: pandas took as long as the model did (10k series,
-        # benchmarks/forecast.py).
-        values = [c for c in frame.columns if frame[c].dtype == np.float64]
-        table = pa.Table.from_pandas(frame.astype(dict.fromkeys(values, np.float32)), preserve_index=False)
-        buffer = io.BytesIO()
+def _csv_bytes(frame: pd.DataFrame, header: bool) -> bytes:
+    """Forecast rows as CSV: ISO 8601 timestamps, the model's float32 values as float32 (the shortest
+    text that reads back the same number), text quoted only where a cell needs it."""
+    # Each distinct timestamp formatted once: series of one data set mostly share their steps.
+    codes, distinct = pd.factorize(frame[TIMESTAMP_COLUMN])
+    frame = frame.assign(**{TIMESTAMP_COLUMN: np.asarray(distinct.strftime("%Y-%m-%dT%H:%M:%SZ"), dtype=object)[codes]
+                            if len(frame) else np.zeros(0, object)})
+    # Written by pyarrow: pandas took as long as the model did (10k series, benchmarks/forecast.py).
+    values = [c for c in frame.columns if frame[c].dtype == np.float64]
+    table = pa.Table.from_pandas(frame.astype(dict.fromkeys(values, np.float32)), preserve_index=False)
+    buffer = io.BytesIO()
+    if header:
         # pyarrow quotes every text cell (and the header) or none: the header as the csv module
         # writes it, and the cells unquoted unless one holds a separator or a quote.
         csv.writer(text := io.StringIO(), lineterminator="\n").writerow(frame.columns)
         buffer.write(text.getvalue().encode())
-        texts = [frame[c] for c in frame.columns if frame[c].dtype == object]
-        special = any(t.astype(str).str.contains(r'[,"\r\n]').any() for t in texts)
-        pa_csv.write_csv(table, buffer, pa_csv.WriteOptions(
-            include_header=False, quoting_style="needed" if special else "none"))
-        with tf.io.gfile.GFile(temporary, "wb") as f:
-            f.write(buffer.getvalue())
-    else:
-        # Through a buffer: pyarrow closes a file object it writes to, before GFile can flush it.
-        buffer = io.BytesIO()
-        frame.to_parquet(buffer, index=False)
-        with tf.io.gfile.GFile(temporary, "wb") as f:
-            f.write(buffer.getvalue())
+    # The timestamps, as formatted, never need quotes; the ids are looked at once each, in one text.
+    texts = [frame[c] for c in frame.columns if frame[c].dtype == object and c != TIMESTAMP_COLUMN]
+    special = any(_NEEDS_QUOTES.search("".join(map(str, pd.unique(t)))) for t in texts)
+    pa_csv.write_csv(table, buffer, pa_csv.WriteOptions(include_header=False,
+                                                        quoting_style="needed" if special else "none"))
+    return buffer.getvalue()
+
+
+class _KeepOpen(io.RawIOBase):
+    """A file that pyarrow may close: it closes a file object it writes to, before GFile can flush it."""
+
+    def __init__(self, file: Any):
+        self._file, self._position = file, 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        data = bytes(data)
+        self._file.write(data)
+        self._position += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._position
+
+
+def write_forecast_groups(groups: Iterable[Iterable[dict[str, np.ndarray]]], path: str,
+                          series_id_column: Optional[str]) -> int:
+    """Writes forecast rows to ``path`` (CSV with ISO 8601 timestamps, or Parquet), a group at a time;
+    returns the rows.
+
+    Each group is ordered by series and step and written after the one before; the groups must
+    hold series ranges that do not overlap, in order (:func:`part_groups`). Written beside the
+    output, then renamed: a reader never sees half a file.
+    """
+    import pyarrow.parquet as pq
+    import tensorflow as tf
+    temporary, csv_output = path + ".tmp", output_format(path) == "csv"
+    rows, parquet = 0, None
+    with tf.io.gfile.GFile(temporary, "wb") as f:
+        for batches in groups:
+            frame = forecast_table(batches, series_id_column)
+            if not len(frame):
+                continue
+            if csv_output:
+                f.write(_csv_bytes(frame, header=not rows))
+            else:
+                table = pa.Table.from_pandas(frame, preserve_index=False)
+                parquet = parquet or pq.ParquetWriter(_KeepOpen(f), table.schema)
+                parquet.write_table(table)
+            rows += len(frame)
+        if not rows:
+            # No forecasts: the header (or schema) alone.
+            frame = forecast_table([], series_id_column)
+            if csv_output:
+                f.write(_csv_bytes(frame, header=True))
+            else:
+                parquet = pq.ParquetWriter(_KeepOpen(f), pa.Table.from_pandas(frame, preserve_index=False).schema)
+        if parquet is not None:
+            parquet.close()
     tf.io.gfile.rename(temporary, path, overwrite=True)
-    return len(frame)
+    return rows
+
+
+def write_forecasts(batches: Iterable[dict[str, np.ndarray]], path: str, series_id_column: Optional[str]) -> int:
+    """Writes forecast rows (:func:`forecast_columns`) to ``path``, ordered by series and step; returns the rows."""
+    return write_forecast_groups([list(batches)], path, series_id_column)
 
 
 def summarize(forecast: int, skipped: Iterable[dict[str, str]], rows: int) -> dict[str, Any]:
@@ -830,41 +1143,56 @@ def write_summary(summary: dict[str, Any], path: str) -> None:
         json.dump(summary, f, indent=1, sort_keys=True)
 
 
-def _write_all(forecast: int, batches: list[dict[str, np.ndarray]], skipped: list[dict[str, str]], path: str,
-               series_id_column: Optional[str], summary_path: str) -> None:
-    write_summary(summarize(forecast, skipped, write_forecasts(batches, path, series_id_column)), summary_path)
+def _write_all(_: Any, streamed_parts: list[dict[str, Any]], grouped_parts: list[dict[str, Any]],
+               streamed_skipped: list[dict[str, str]], grouped_skipped: list[dict[str, str]], withdrawn: list[str],
+               path: str, series_id_column: Optional[str], summary_path: str, horizon: int, parts_dir: str,
+               progress: bool) -> None:
+    """Writes the parts into the output (then deletes them), and the summary; the streamed results of
+    withdrawn series are left out (the grouped path's replace them)."""
+    import tensorflow as tf
+    gone = frozenset(withdrawn)
+    groups = part_groups([*streamed_parts, *grouped_parts])
+    rows = write_forecast_groups(([read_part(p, gone) for p in group] for group in groups), path, series_id_column)
+    if tf.io.gfile.exists(parts_dir):
+        tf.io.gfile.rmtree(parts_dir)
+    forecast = rows // horizon
+    if progress:
+        print(f"forecast: {forecast} of {forecast} series", file=sys.stdout, flush=True)
+    skipped = [s for s in streamed_skipped if s["series_id"] not in gone] + grouped_skipped
+    write_summary(summarize(forecast, skipped, rows), summary_path)
 
 
-@beam.ptransform_fn
-def WriteForecasts(outputs: dict[str, beam.pvalue.PCollection], path: str,  # noqa: N802
-                   series_id_column: Optional[str], summary_path: str) -> beam.pvalue.PCollection:
-    """Writes the forecasts of :func:`ForecastFiles` to ``path`` and its summary JSON to ``summary_path``.
-
-    The rows meet on one worker to be ordered and written as one file: H rows a series, a few MB
-    for 100k series. Side inputs, not combiners, bring them there: each transform of the graph
-    costs Beam's set-up time, a fixed cost of every run.
-    """
-    return outputs[_READY] | "Write" >> beam.Map(_write_all, beam.pvalue.AsList(outputs[_FORECASTS]),
-                                                 beam.pvalue.AsList(outputs[_SKIPPED]), path, series_id_column,
-                                                 summary_path)
+def parts_dir_of(output: str) -> str:
+    """A new directory beside ``output`` for a job's part files (removed once the output is written)."""
+    return f"{output}.parts-{uuid.uuid4().hex[:12]}"
 
 
 def add_forecast_job(pipeline: beam.Pipeline, files: Sequence[str], data: DataConfig, model_inputs: ModelInputs,
                      model: Union[LocalModel, ServedModel], output: str, future_files: Sequence[str] = (),
-                     progress: bool = False, max_batch: int = MAX_BATCH) -> str:
+                     progress: bool = False, max_batch: int = MAX_BATCH, parts_dir: Optional[str] = None,
+                     stream: Optional[bool] = None) -> str:
     """Adds the whole job to ``pipeline``: forecast every series of ``files``, write ``output`` and its summary.
+
+    The forecasts are written to part files in ``parts_dir`` (default: :func:`parts_dir_of`), then
+    into ``output``, one group of parts at a time (:func:`part_groups`); only the parts' names and
+    the skipped series meet on one worker.
 
     Returns:
       The path the summary JSON will have (``output`` + :data:`SUMMARY_SUFFIX`) once the pipeline ran.
     """
     output_format(output)
     summary_path = output + SUMMARY_SUFFIX
-    outputs = pipeline | "ForecastFiles" >> ForecastFiles(files, data, model_inputs, model, future_files,
+    parts_dir = parts_dir or parts_dir_of(output)
+    outputs = pipeline | "ForecastFiles" >> ForecastFiles(files, data, model_inputs, model, parts_dir, future_files,
                                                           progress=progress, max_batch=max_batch,
-                                                          shards=shard_count([*files, *future_files]))
-    _ = outputs | "WriteForecasts" >> WriteForecasts(output, data.series_id_column, summary_path)
+                                                          shards=shard_count([*files, *future_files]), stream=stream)
+    # Without the streamed path (several files, future covariates) its lists are empty.
+    views = [beam.pvalue.AsList(outputs[name]) if name in outputs else [] for name in
+             ("streamed_parts", "grouped_parts", "streamed_skipped", "grouped_skipped", _WITHDRAWN)]
+    _ = (pipeline | "Done" >> beam.Create([None])
+         | "Write" >> beam.Map(_write_all, *views, output, data.series_id_column, summary_path, model_inputs.horizon,
+                               parts_dir, progress))
     return summary_path
-
 
 def read_summary(summary_path: str) -> dict[str, Any]:
     import tensorflow as tf

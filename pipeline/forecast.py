@@ -100,6 +100,7 @@ def run_forecast(data_path: str, output: str, model_base_path: Optional[str] = N
       DataError, ConfigError, FileNotFoundError, ForecastError: Bad data or settings, no model, no server.
     """
     import apache_beam as beam
+    import tensorflow as tf
     from apache_beam.options.pipeline_options import PipelineOptions
 
     batch_forecast.output_format(output)  # before any work
@@ -136,9 +137,16 @@ def run_forecast(data_path: str, output: str, model_base_path: Optional[str] = N
             raise ConfigError(f"the model needs the future values of {', '.join(inputs.future_covariates)} for "
                               "the forecast steps: give --future-covariates FILE")
         future_files = reader.match_files(future_covariates)
-    with beam.Pipeline(options=PipelineOptions(list(pipeline_args))) as pipeline:
-        summary_path = batch_forecast.add_forecast_job(pipeline, files, data, inputs, model, output, future_files,
-                                                       progress=progress, max_batch=max_batch)
+    parts_dir = batch_forecast.parts_dir_of(output)
+    try:
+        with beam.Pipeline(options=PipelineOptions(list(pipeline_args))) as pipeline:
+            summary_path = batch_forecast.add_forecast_job(pipeline, files, data, inputs, model, output, future_files,
+                                                           progress=progress, max_batch=max_batch,
+                                                           parts_dir=parts_dir)
+    finally:
+        # A job that failed leaves no part files beside the output (one that ran removed them).
+        if tf.io.gfile.exists(parts_dir):
+            tf.io.gfile.rmtree(parts_dir)
     return ForecastResult(output=output, summary_path=summary_path, summary=batch_forecast.read_summary(summary_path),
                           model=where)
 

@@ -241,7 +241,150 @@ def test_many_shards_write_the_forecasts_of_one(quantile_model, tmp_path, monkey
     assert many.summary == one.summary
     assert (tmp_path / "many.csv").read_text() == (tmp_path / "one.csv").read_text()
     # Plain CSV: text quoted only where it must be.
-    assert (tmp_path / "one.csv").read_text().splitlines()[1].startswith("a,20")
+    assert (tmp_path / "one.csv").read_text().splitlines()[1].startswith("b,20")
+
+
+def _stores(count: int, seed: int = 0) -> pd.DataFrame:
+    """``count`` daily stores of 5 to 9 days, each store's rows together, and a store too short to forecast."""
+    rng = np.random.default_rng(seed)
+    days = pd.date_range("2024-01-01", periods=9, freq="D").strftime("%Y-%m-%d")
+    frames = [pd.DataFrame({"store": f"s{i}", "ts": days[:n], "sales": rng.normal(100, 10, n).round(2)})
+              for i, n in enumerate(rng.integers(5, 10, count))]
+    frames.insert(2, pd.DataFrame({"store": "tiny", "ts": days[:2], "sales": [1.0, 2.0]}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _expected(frame: pd.DataFrame) -> pd.DataFrame:
+    """The quantile model's forecasts of ``frame``'s stores, by numpy: the mean of the last 4 days, plus the step."""
+    rows = []
+    for store, series in frame.groupby("store"):
+        if len(series) >= C:
+            last = pd.Timestamp(series["ts"].max())
+            mean = series.sort_values("ts")["sales"].to_numpy()[-C:].astype(np.float32).mean()
+            rows += [(store, (last + pd.Timedelta(days=s)).strftime("%Y-%m-%dT%H:%M:%SZ"), s, mean + s - 1)
+                     for s in range(1, H + 1)]
+    return pd.DataFrame(rows, columns=["store", "timestamp", "step", "forecast"])
+
+
+def _job(files, output, model_base, monkeypatch, stream=None, chunk_rows=7, max_batch=4):
+    """The job on ``files`` with the quantile model, read ``chunk_rows`` rows at a time; its summary and
+    whether each part it wrote was streamed."""
+    import apache_beam as beam
+    read_blocks, write_part, was_streamed = reader.read_blocks, batch_forecast.write_part, []
+    monkeypatch.setattr(reader, "read_blocks", lambda path, columns: read_blocks(path, columns, chunk_rows))
+
+    def spy(batches, parts_dir, streamed):
+        was_streamed.append(streamed)
+        return write_part(batches, parts_dir, streamed)
+
+    monkeypatch.setattr(batch_forecast, "write_part", spy)
+    model_dir = forecast_lib.model_version_dir(str(model_base))
+    description = forecast_lib.read_description(model_dir)
+    data = forecast_lib.data_config(files[0], description, {})
+    with beam.Pipeline(options=beam.options.pipeline_options.PipelineOptions(["--runner=DirectRunner"])) as pipeline:
+        summary_path = batch_forecast.add_forecast_job(
+            pipeline, [str(f) for f in files], data, batch_forecast.ModelInputs.from_description(description),
+            batch_forecast.LocalModel(model_dir), str(output), max_batch=max_batch, stream=stream)
+    monkeypatch.undo()
+    assert not [p for p in os.listdir(os.path.dirname(output)) if ".parts-" in p]
+    return batch_forecast.read_summary(summary_path), was_streamed
+
+
+def _by_store(path) -> pd.DataFrame:
+    return pd.read_csv(path).sort_values(["store", "step"]).reset_index(drop=True)
+
+
+def _assert_forecasts(path, frame: pd.DataFrame) -> None:
+    written, expected = _by_store(path), _expected(frame)
+    assert written[["store", "timestamp", "step"]].equals(expected[["store", "timestamp", "step"]])
+    np.testing.assert_allclose(written["forecast"], expected["forecast"], rtol=1e-6)
+
+
+def test_a_file_forecast_as_it_is_read_gives_what_the_shuffle_gives(quantile_model, tmp_path, monkeypatch):
+    """Each store's rows together: forecast as read (series across chunks, blocks across chunks), no shuffle."""
+    data = tmp_path / "stores.csv"
+    frame = _stores(11)
+    frame.to_csv(data, index=False)
+    streamed, streamed_parts = _job([data], tmp_path / "streamed.csv", quantile_model, monkeypatch)
+    shuffled, shuffled_parts = _job([data], tmp_path / "shuffled.csv", quantile_model, monkeypatch, stream=False)
+    assert set(streamed_parts) == {True} and len(streamed_parts) > 1 and set(shuffled_parts) == {False}
+    assert (tmp_path / "streamed.csv").read_text() == (tmp_path / "shuffled.csv").read_text()
+    assert streamed == shuffled
+    assert streamed["skipped"] == [{"series_id": "tiny", "reason": "has 2 points on its D grid; the model needs "
+                                                                   "the last 4"}]
+    assert (streamed["series"], streamed["forecast"], streamed["rows"]) == (12, 11, 11 * H)
+    _assert_forecasts(tmp_path / "streamed.csv", frame)
+    # In the data's order: the stores as they first appear.
+    assert pd.read_csv(tmp_path / "streamed.csv")["store"].unique().tolist() == [f"s{i}" for i in range(11)]
+
+
+def test_a_file_mixing_its_stores_rows_is_shuffled(quantile_model, tmp_path, monkeypatch):
+    data = tmp_path / "mixed.csv"
+    frame = _stores(11).sample(frac=1, random_state=1)
+    frame.to_csv(data, index=False)
+    summary, parts = _job([data], tmp_path / "mixed_out.csv", quantile_model, monkeypatch)
+    assert set(parts) == {False}
+    assert [s["series_id"] for s in summary["skipped"]] == ["tiny"] and summary["forecast"] == 11
+    _assert_forecasts(tmp_path / "mixed_out.csv", frame)
+
+
+def test_stores_found_again_after_being_forecast_are_forecast_from_all_their_rows(quantile_model, tmp_path,
+                                                                                   monkeypatch):
+    """Rows together at first, then a store's last row at the end: its streamed forecast is withdrawn."""
+    frame = _stores(11)
+    # s0's last day and "late"'s last three days come at the end: streamed, s0 is forecast from too
+    # little history, and "late" is skipped as too short; both are then forecast from all their rows.
+    days = pd.date_range("2024-01-01", periods=6, freq="D").strftime("%Y-%m-%d")
+    late = pd.DataFrame({"store": "late", "ts": days, "sales": [5.0, 6, 7, 8, 9, 10]})
+    s0, rest = frame.index[frame["store"] == "s0"], frame.drop(frame.index[frame["store"] == "s0"][-1])
+    cut = int(np.flatnonzero(rest["store"] == "s3")[0])
+    moved = pd.concat([rest.iloc[:cut], late.iloc[:3], rest.iloc[cut:], frame.loc[[s0[-1]]], late.iloc[3:]],
+                      ignore_index=True)
+    data = tmp_path / "moved.csv"
+    moved.to_csv(data, index=False)
+    summary, parts = _job([data], tmp_path / "moved_out.csv", quantile_model, monkeypatch)
+    assert set(parts) == {True, False}
+    assert [s["series_id"] for s in summary["skipped"]] == ["tiny"]
+    assert (summary["series"], summary["forecast"]) == (13, 12)
+    _assert_forecasts(tmp_path / "moved_out.csv", moved)
+    assert (_by_store(tmp_path / "moved_out.csv")["store"] == "late").sum() == H
+
+
+def test_a_store_split_over_two_files_is_forecast_from_both(quantile_model, tmp_path, monkeypatch):
+    frame = _stores(11)
+    # s3's first three days in one file, the others in the next.
+    later = (frame["store"] == "s3") & (frame.index > frame.index[frame["store"] == "s3"][2])
+    first, second = frame[~later], frame[later]
+    first.to_csv(tmp_path / "a.csv", index=False)
+    second.to_csv(tmp_path / "b.csv", index=False)
+    summary, parts = _job([tmp_path / "a.csv", tmp_path / "b.csv"], tmp_path / "two.csv", quantile_model,
+                          monkeypatch)
+    assert set(parts) == {False} and summary["forecast"] == 11
+    _assert_forecasts(tmp_path / "two.csv", frame)
+
+
+def test_contiguous_series_are_told_complete_chunk_by_chunk():
+    def rows(ids: str) -> batch_forecast.SeriesRows:
+        n = len(ids)
+        chunk = reader.Chunk("f.csv", np.arange(n), np.arange(n), np.zeros(n), np.zeros((n, 0)))
+        return batch_forecast.SeriesRows.of(np.array(list(ids), dtype=object), chunk)
+
+    def names(parts) -> list[str]:
+        return [str(n) for p in parts for n in p.names[np.unique(p.codes)]]
+
+    series = batch_forecast.ContiguousSeries()
+    complete, shuffle = series.add(rows("aabbc"))
+    assert names(complete) == ["a", "b"] and not shuffle
+    complete, shuffle = series.add(rows("cc"))  # c goes on
+    assert not complete and not shuffle
+    complete, shuffle = series.add(rows("cddd"))
+    assert names(complete) == ["c", "c", "c"] and not shuffle  # c's rows from three chunks
+    complete, shuffle = series.add(rows("ebe"))  # b again, and e apart: broken
+    assert not complete and names(shuffle) == ["d", "e", "b"] and not series.contiguous
+    assert series.broken_at == 3 and series.withdrawn == {"b"}
+    complete, shuffle = series.add(rows("af"))
+    assert not complete and names(shuffle) == ["a", "f"] and series.withdrawn == {"a", "b"}
+    assert series.finish() == []
 
 
 @pytest.mark.parametrize("level,column", [(0.1, "p10"), (0.025, "p2.5"), (0.5, "p50"), (0.975, "p97.5")])
@@ -305,9 +448,10 @@ def test_quantile_columns_come_from_a_model_that_has_them(quantile_model, tmp_pa
     assert "tiny: has 2 points on its D grid; the model needs the last 4" in printed.out
     frame = pd.read_csv(output)
     assert list(frame.columns) == ["store", "timestamp", "step", "forecast", "p10", "p50", "p90"]
-    # Series a: the mean of 20, 30, 40, 50 is 35; b: the mean of 2..5 is 3.5; steps add 0, 1, 2.
-    assert frame["store"].tolist() == ["a"] * 3 + ["b"] * 3
-    np.testing.assert_allclose(frame["forecast"], [35, 36, 37, 3.5, 4.5, 5.5])
+    # In the data's order. Series b: the mean of 2..5 is 3.5; a: the mean of 20, 30, 40, 50 is 35;
+    # steps add 0, 1, 2.
+    assert frame["store"].tolist() == ["b"] * 3 + ["a"] * 3
+    np.testing.assert_allclose(frame["forecast"], [3.5, 4.5, 5.5, 35, 36, 37])
     np.testing.assert_allclose(frame["p10"], frame["forecast"] - 1)
     np.testing.assert_allclose(frame["p90"], frame["forecast"] + 1)
     assert frame["timestamp"].tolist() == ["2024-01-07T00:00:00Z", "2024-01-08T00:00:00Z", "2024-01-09T00:00:00Z"] * 2
@@ -325,7 +469,7 @@ def test_parquet_output_and_exit_code_zero_when_every_series_is_forecast(quantil
                      "--output", str(output), "--quiet"]) == 0
     frame = pd.read_parquet(output)
     assert frame["timestamp"].iloc[0] == pd.Timestamp("2024-01-07", tz="UTC")
-    np.testing.assert_allclose(frame["p50"], [35, 36, 37, 3.5, 4.5, 5.5])
+    np.testing.assert_allclose(frame["p50"], [3.5, 4.5, 5.5, 35, 36, 37])
 
 
 def test_a_users_mistake_is_one_line_and_exit_code_1(quantile_model, tmp_path, capsys):
