@@ -160,39 +160,26 @@ def create_pipeline(config: PipelineConfig,
                                        smoothing_bases=config.model.smoothing_bases),
         # Scaling statistics come from the training split alone.
         splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "eval"]))
+    # The Tuner and both Trainers read the same transformed splits with the same settings.
+    module = dict(module_file=TRAINER_MODULE, examples=transform.outputs["transformed_examples"],
+                  transform_graph=transform.outputs["transform_graph"], schema=schema_gen.outputs["schema"],
+                  eval_args=tfx.proto.EvalArgs(splits=["eval"]))
     tuner = None
     if config.model.tune:
         # KerasTuner searches on the same transformed splits; its best hyperparameters feed the Trainer.
-        tuner = tfx.components.Tuner(
-            module_file=TRAINER_MODULE,
-            examples=transform.outputs["transformed_examples"],
-            transform_graph=transform.outputs["transform_graph"],
-            schema=schema_gen.outputs["schema"],
-            train_args=tfx.proto.TrainArgs(splits=["train"]),
-            eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-            custom_config=config.trainer_config())
-    trainer = tfx.components.Trainer(
-        module_file=TRAINER_MODULE,
-        examples=transform.outputs["transformed_examples"],
-        transform_graph=transform.outputs["transform_graph"],
-        schema=schema_gen.outputs["schema"],
-        hyperparameters=tuner.outputs["best_hyperparameters"] if tuner is not None else None,
-        train_args=tfx.proto.TrainArgs(splits=["train"]),
-        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-        custom_config=config.trainer_config())
+        tuner = tfx.components.Tuner(**module, train_args=tfx.proto.TrainArgs(splits=["train"]),
+                                     custom_config=config.trainer_config())
+    hyperparameters = tuner.outputs["best_hyperparameters"] if tuner is not None else None
+    trainer = tfx.components.Trainer(**module, hyperparameters=hyperparameters,
+                                     train_args=tfx.proto.TrainArgs(splits=["train"]),
+                                     custom_config=config.trainer_config())
     refit = None
     if config.model.refit:
         # B: A's settings and seed, trained afresh on train+eval for A's best epoch count; it reads
         # both from A (base_model), and its eval files only give the warmup requests.
         refit = tfx.components.Trainer(
-            module_file=TRAINER_MODULE,
-            examples=transform.outputs["transformed_examples"],
-            transform_graph=transform.outputs["transform_graph"],
-            schema=schema_gen.outputs["schema"],
-            base_model=trainer.outputs["model"],
-            hyperparameters=tuner.outputs["best_hyperparameters"] if tuner is not None else None,
+            **module, hyperparameters=hyperparameters, base_model=trainer.outputs["model"],
             train_args=tfx.proto.TrainArgs(splits=["train", "eval"]),
-            eval_args=tfx.proto.EvalArgs(splits=["eval"]),
             custom_config={**config.trainer_config(), REFIT_KEY: True}).with_id(REFIT_TRAINER)
     # The model the test split scores and the Pusher pushes.
     served = (refit if refit is not None else trainer).outputs["model"]
