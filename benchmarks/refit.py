@@ -16,6 +16,7 @@ Usage:
 """
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -39,7 +40,7 @@ def _trainer_inputs(run_dir: str) -> tuple[dict[str, Any], str, str, str]:
     store = metadata_store.MetadataStore(tfx.orchestration.metadata.sqlite_metadata_connection_config(
         os.path.join(run_dir, "metadata.sqlite")))
     name = "lstm-forecast"
-    executions = [e for node, e in local_runner._node_executions(store, name, 0) if node == "Trainer"]
+    executions = [e for node, e in local_runner.node_executions(store, name, 0) if node == "Trainer"]
     custom_config = json.loads(executions[-1].custom_properties["custom_config"].string_value)
     uri = lambda node, key: local_runner.output_artifact(store, name, node, key, 0).uri  # noqa: E731
     return (custom_config, uri("Transform", "transform_graph"), uri("Transform", "transformed_examples"),
@@ -109,7 +110,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     names = [n for n in args.datasets.split(",") if n] or sorted(
         d for d in os.listdir(args.runs) if os.path.isdir(os.path.join(args.runs, d, "run")))
-    results = {name: benchmark_run(os.path.join(args.runs, name, "run")) for name in names}
+    # Keras prints each epoch on standard output: the table and the JSON line alone go there.
+    with contextlib.redirect_stdout(sys.stderr):
+        results = {name: benchmark_run(os.path.join(args.runs, name, "run")) for name in names}
     header = ["data set", "A epochs", "warm epochs", "MAE A", "fresh / A", "warm / A", "cov 80 A / fresh / warm",
               "cov 95 A / fresh / warm", "fit s A / fresh / warm"]
     rows = []

@@ -157,7 +157,7 @@ def run(config: PipelineConfig, windows_only: bool = False, progress: Optional[T
                      config=config)
 
 
-def _node_executions(store: metadata_store.MetadataStore, pipeline_name: str,
+def node_executions(store: metadata_store.MetadataStore, pipeline_name: str,
                      since_ms: int) -> list[tuple[str, metadata_store_pb2.Execution]]:
     """(node id, execution) of each execution of ``pipeline_name`` since ``since_ms``, in order."""
     # TFX records each node's executions under a context named "<pipeline>.<node id>".
@@ -176,7 +176,7 @@ def component_runs(store: metadata_store.MetadataStore, pipeline_name: str,
     return tuple(ComponentRun(name=node,
                               state=metadata_store_pb2.Execution.State.Name(e.last_known_state),
                               seconds=(e.last_update_time_since_epoch - e.create_time_since_epoch) / 1000)
-                 for node, e in _node_executions(store, pipeline_name, since_ms))
+                 for node, e in node_executions(store, pipeline_name, since_ms))
 
 
 def format_component_runs(runs: tuple[ComponentRun, ...]) -> str:
@@ -192,7 +192,7 @@ def output_artifact(store: metadata_store.MetadataStore, pipeline_name: str, nod
 
     A cached execution counts: it records the outputs it reused.
     """
-    executions = [e for node, e in _node_executions(store, pipeline_name, since_ms) if node == node_id]
+    executions = [e for node, e in node_executions(store, pipeline_name, since_ms) if node == node_id]
     if not executions:
         return None
     ids = [event.artifact_id for event in store.get_events_by_execution_ids([executions[-1].id])

@@ -134,7 +134,7 @@ def _model_uri(config, result, node: str) -> str:
 def _baseline_uri(config, result):
     """The URI of the Evaluator's baseline model input in the run, or None."""
     store = _store(config)
-    evaluators = [e for node, e in local_runner._node_executions(store, config.pipeline_name, result.since_ms)
+    evaluators = [e for node, e in local_runner.node_executions(store, config.pipeline_name, result.since_ms)
                   if node == "Evaluator"]
     ids = [event.artifact_id for event in store.get_events_by_execution_ids([evaluators[-1].id])
            if event.type == metadata_store_pb2.Event.INPUT and event.path.steps[0].key == "baseline_model"]
