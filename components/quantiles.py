@@ -21,8 +21,13 @@ raw context (:func:`interval_spread`), and the calibrated interval is widened by
 quantile times that window's spread. A window whose recent seasonal
 changes are large gets a wide interval, a calm one a narrow interval, and the coverage holds across
 windows of different difficulty rather than only on average. The spread is the in-window MAE of
-the seasonal naive forecast (what MASE divides by, Hyndman and Koehler 2006) where the context
-holds at least two seasons (:func:`spread_period`), else the scaling's own window scale.
+the seasonal naive forecast (what MASE divides by, Hyndman and Koehler 2006) over the context's
+last season (its last ``m`` seasonal differences) where the context holds at least two seasons
+(:func:`spread_period`), else the scaling's own window scale. The last season rather than the
+whole context: on a cross-fit over the eval windows (calibrated on the earlier half by time,
+measured on the later, and the reverse; ``benchmarks/calibration.py``) it cut the mean coverage
+error of the 80% and 95% intervals over seven public data sets from 0.084 to 0.056, a volatility
+that changes within the context being what the interval should follow.
 """
 
 import math
@@ -75,7 +80,7 @@ def spread_period(context: int, seasonal_periods: Sequence[int]) -> int:
 
     The primary (first) seasonal period ``m`` where the context of ``context`` points holds at
     least one whole season of seasonal differences (``context >= 2 m``), so every phase of the
-    season is in the mean; else 0 (no season, or one the context holds only once).
+    season is in the mean once; else 0 (no season, or one the context holds only once).
     """
     if not seasonal_periods:
         return 0
@@ -87,9 +92,10 @@ def interval_spread(context: np.ndarray, scale: np.ndarray, period: int) -> np.n
     """Each window's spread in scaled units ``[N, 1]``: what its conformal scores are divided by.
 
     With ``period`` m > 0: the mean absolute seasonal difference ``|x_t - x_{t-m}|`` over the raw
-    context (the in-window seasonal naive forecast's MAE), floored at :data:`SPREAD_FLOOR` of the
-    context's mean magnitude, divided by the window's scale; a window of zeros gets 1. With 0: 1
-    (the scores are the scaled errors themselves, the window scale their unit).
+    context's last season (its last ``m`` points ``t``: the in-window seasonal naive forecast's MAE
+    over the most recent cycle), floored at :data:`SPREAD_FLOOR` of the whole context's mean
+    magnitude, divided by the window's scale; a window of zeros gets 1. With 0: 1 (the scores are
+    the scaled errors themselves, the window scale their unit).
 
     Args:
       context: Raw contexts ``[N, C]``, original units.
@@ -100,7 +106,7 @@ def interval_spread(context: np.ndarray, scale: np.ndarray, period: int) -> np.n
     scale = np.asarray(scale, dtype=np.float64).reshape(-1, 1)
     if period == 0:
         return np.ones_like(scale)
-    mae = np.abs(context[:, period:] - context[:, :-period]).mean(axis=1, keepdims=True)
+    mae = np.abs(context[:, -period:] - context[:, -2 * period:-period]).mean(axis=1, keepdims=True)
     spread = np.maximum(mae, SPREAD_FLOOR * np.abs(context).mean(axis=1, keepdims=True))
     return np.where(spread > 0, spread / scale, 1.0)
 

@@ -514,7 +514,7 @@ def interval_spread(context: tf.Tensor, scale: tf.Tensor, period: int) -> tf.Ten
     if period == 0:
         return tf.ones_like(scale)
     context = tf.cast(context, tf.float32)
-    mae = tf.reduce_mean(tf.abs(context[:, period:] - context[:, :-period]), axis=1, keepdims=True)
+    mae = tf.reduce_mean(tf.abs(context[:, -period:] - context[:, -2 * period:-period]), axis=1, keepdims=True)
     spread = tf.maximum(mae, quantiles.SPREAD_FLOOR * tf.reduce_mean(tf.abs(context), axis=1, keepdims=True))
     return tf.where(spread > 0, spread / scale, tf.ones_like(scale))
 

@@ -101,12 +101,12 @@ def test_too_few_windows_take_the_largest_score():
     assert not quantiles.conformal_adjustments(np.zeros((0, 2)), np.zeros((0, 2, 3)), (0.1, 0.5, 0.9)).any()
 
 
-def test_the_spread_is_the_in_window_seasonal_naive_mae_over_the_scale():
-    context = np.array([[1.0, 2.0, 4.0, 3.0, 2.0, 6.0],  # lag-2 differences 3, 1, 2, 3: mean 2.25
-                        [5.0, 5.0, 5.0, 5.0, 5.0, 5.0],  # flat: the floor, 1% of 5
+def test_the_spread_is_the_in_window_seasonal_naive_mae_of_the_last_season_over_the_scale():
+    context = np.array([[1.0, 2.0, 4.0, 3.0, 2.0, 7.0],  # lag-2 differences 3, 1, then the last season's 2, 4
+                        [9.0, 0.0, 5.0, 5.0, 5.0, 5.0],  # calm last season: the floor, 1% of the mean 29/6
                         [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]])  # nothing to scale by: 1
     scale = np.array([[0.5], [2.0], [1.0]])
-    np.testing.assert_allclose(quantiles.interval_spread(context, scale, 2), [[4.5], [0.025], [1.0]])
+    np.testing.assert_allclose(quantiles.interval_spread(context, scale, 2), [[3.0 / 0.5], [0.29 / 6 / 2], [1.0]])
     np.testing.assert_array_equal(quantiles.interval_spread(context, scale, 0), np.ones((3, 1)))
     rng = np.random.default_rng(5)
     context, scale = rng.normal(10, 3, size=(32, 24)), rng.uniform(0.5, 2, size=(32, 1))
