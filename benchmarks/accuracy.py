@@ -233,14 +233,14 @@ def pipeline_config(spec: DatasetSpec, data_path: str, output: str,
     return cli.pipeline_config_from_flags(cli.build_parser().parse_args(run_argv(spec, data_path, output, epochs)))
 
 
-def read_test_windows(examples_uri: str) -> TestWindows:
-    """Every window of the test split, as serialized examples and parsed arrays, by series and origin."""
+def read_test_windows(examples_uri: str, split: str = "test") -> TestWindows:
+    """Every window of a split (test unless told), as serialized examples and parsed arrays, by series and origin."""
     import tensorflow as tf
 
     from components import features
-    files = sorted(tf.io.gfile.glob(os.path.join(examples_uri, "Split-test", "*.gz")))
+    files = sorted(tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*.gz")))
     if not files:
-        raise FileNotFoundError(f"no test split files in {examples_uri}/Split-test")
+        raise FileNotFoundError(f"no {split} split files in {examples_uri}/Split-{split}")
     rows = []
     for record in tf.data.TFRecordDataset(files, compression_type="GZIP").as_numpy_iterator():
         feature = tf.train.Example.FromString(record).features.feature

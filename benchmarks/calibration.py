@@ -1,0 +1,278 @@
+"""Interval calibration variants chosen honestly: a cross-fit on the eval windows, then test coverage.
+
+The intervals are calibrated on the eval split, so eval coverage after calibration is nominal by
+construction and cannot tell calibration variants apart. This script splits each kept run's eval
+windows in two by time (origin), calibrates each variant on one half and measures its coverage on
+the other (both ways): the cross-fit error, mean ``|coverage - nominal|`` over data sets, the 80%
+and 95% intervals and both directions, is what a variant is chosen on. Only then, for information,
+each variant is calibrated on every eval window of the first (train-only) model A and scored on
+the test windows with the pushed refit model B, as the pipeline does.
+
+Pure numpy past the loading: a point model's intervals are its forecast plus and minus a
+calibrated multiple of each window's spread, so the variants need only the windows' raw contexts,
+targets, scales and the two models' forecasts (read once from the kept runs' SavedModels).
+
+Usage:
+  tools/in-env python -m benchmarks.calibration --runs DIR [--datasets hyndsight,usmelec] [--cache FILE]
+"""
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import sys
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from benchmarks.accuracy import print_table
+from components import quantiles
+
+# The intervals the goal is stated for (issue 14: within 3 points of nominal).
+SCORED_INTERVALS = (0.8, 0.95)
+
+# A spread function: (raw contexts [N, C], scales [N, 1], period m, horizon H) -> spreads [N, 1],
+# original units.
+Spread = Callable[[np.ndarray, np.ndarray, int, int], np.ndarray]
+# An adjustment function: conformal_adjustments' signature.
+Adjust = Callable[..., np.ndarray]
+
+
+def exported_spread(context: np.ndarray, scale: np.ndarray, period: int, horizon: int) -> np.ndarray:
+    """The trainer's spread (:func:`components.quantiles.interval_spread`: the last season's) in original units."""
+    return quantiles.interval_spread(context, scale, period) * np.asarray(scale, dtype=np.float64).reshape(-1, 1)
+
+
+def recent_spread(points: Optional[Callable[[int, int], int]]) -> Spread:
+    """The seasonal naive's in-window MAE over the context's last ``points(m, H)`` seasonal differences (None: all).
+
+    Same floor (:data:`components.quantiles.SPREAD_FLOOR` of the whole context's mean magnitude)
+    and fallback (the window scale, without a period or where the spread is 0) as the exported one.
+    """
+
+    def spread(context: np.ndarray, scale: np.ndarray, period: int, horizon: int) -> np.ndarray:
+        scale = np.asarray(scale, dtype=np.float64).reshape(-1, 1)
+        if period == 0:
+            return scale
+        context = np.asarray(context, dtype=np.float64)
+        differences = np.abs(context[:, period:] - context[:, :-period])
+        if points is not None:
+            differences = differences[:, -points(period, horizon):]
+        mae = differences.mean(axis=1, keepdims=True)
+        spread = np.maximum(mae, quantiles.SPREAD_FLOOR * np.abs(context).mean(axis=1, keepdims=True))
+        return np.where(spread > 0, spread, scale)
+
+    return spread
+
+
+# Before this script chose: every seasonal difference of the context.
+whole_context_spread = recent_spread(None)
+last_cycle_spread = recent_spread(lambda m, h: m)
+
+
+def blended_spread(first: Spread, second: Spread) -> Spread:
+    """The geometric mean of two spreads."""
+    return lambda context, scale, period, horizon: np.sqrt(first(context, scale, period, horizon)
+                                                           * second(context, scale, period, horizon))
+
+
+def pooled_adjustments(actual: np.ndarray, quantiles_: np.ndarray, levels, spread: Optional[np.ndarray] = None
+                       ) -> np.ndarray:
+    """Like :func:`components.quantiles.conformal_adjustments`, one score quantile over every step.
+
+    Each step's scores are divided by their mean absolute value (the step's scale, so later steps'
+    larger errors count alike), pooled over the ``N H`` scores of all steps, and the
+    ``ceil((N H + 1)(1 - a))``-th smallest times each step's scale is the step's adjustment.
+    """
+    actual = np.asarray(actual, dtype=np.float64)
+    quantiles_ = np.asarray(quantiles_, dtype=np.float64)
+    n, horizon = actual.shape
+    adjustments = np.zeros((horizon, len(levels)))
+    if n == 0:
+        return adjustments
+    spread = np.ones((n, 1)) if spread is None else np.asarray(spread, dtype=np.float64).reshape(n, 1)
+    for lo, hi, coverage in quantiles.interval_pairs(levels):
+        scores = np.maximum(quantiles_[..., lo] - actual, actual - quantiles_[..., hi]) / spread
+        step_scale = np.abs(scores).mean(axis=0)
+        step_scale = np.where(step_scale > 0, step_scale, 1.0)
+        pooled = np.sort((scores / step_scale).ravel())
+        rank = min(math.ceil((pooled.size + 1) * coverage - 1e-9), pooled.size)
+        adjustments[:, lo] = -pooled[rank - 1] * step_scale
+        adjustments[:, hi] = pooled[rank - 1] * step_scale
+    return adjustments
+
+
+# Name -> (spread, adjustments). "last cycle (exported)" is what the trainer exports; "whole context"
+# what it exported before.
+VARIANTS: dict[str, tuple[Spread, Adjust]] = {
+    "whole context": (whole_context_spread, quantiles.conformal_adjustments),
+    "last cycle (exported)": (exported_spread, quantiles.conformal_adjustments),
+    "last max(H, m/2)": (recent_spread(lambda m, h: max(h, m // 2)), quantiles.conformal_adjustments),
+    "blend whole/last cycle": (blended_spread(whole_context_spread, last_cycle_spread),
+                               quantiles.conformal_adjustments),
+    "pooled steps": (whole_context_spread, pooled_adjustments),
+    "pooled + last cycle": (last_cycle_spread, pooled_adjustments),
+}
+
+
+def time_halves(origins: np.ndarray, series_ids: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the earlier and the later half of windows by origin (ties by series), ``n // 2`` earlier."""
+    origins = np.asarray(origins)
+    keys = (origins,) if series_ids is None else (np.asarray(series_ids), origins)
+    order = np.lexsort(keys)
+    return np.sort(order[:len(order) // 2]), np.sort(order[len(order) // 2:])
+
+
+def coverage(actual: np.ndarray, quantiles_: np.ndarray, levels) -> np.ndarray:
+    """Observed coverage of each central interval (narrowest first) over every window and step."""
+    hits = quantiles.covered(actual, quantiles_, levels)
+    return hits.reshape(-1, hits.shape[-1]).mean(axis=0)
+
+
+def calibrated_coverage(actual_cal: np.ndarray, forecast_cal: np.ndarray, spread_cal: np.ndarray,
+                        actual: np.ndarray, forecast: np.ndarray, spread: np.ndarray, levels,
+                        adjust: Adjust = quantiles.conformal_adjustments) -> np.ndarray:
+    """Coverage of point forecasts' intervals calibrated on one set of windows, measured on another.
+
+    Args:
+      actual_cal, forecast_cal, spread_cal: Targets ``[n, H]``, point forecasts ``[n, H]`` and
+        spreads ``[n, 1]`` of the windows calibrated on.
+      actual, forecast, spread: The same of the windows measured on.
+      levels: The quantile levels.
+      adjust: How the adjustments are computed (:func:`components.quantiles.conformal_adjustments`).
+    """
+    repeat = lambda f: np.repeat(np.asarray(f, dtype=np.float64)[..., None], len(levels), -1)  # noqa: E731
+    adjustments = adjust(actual_cal, repeat(forecast_cal), levels, spread_cal)
+    return coverage(actual, quantiles.calibrate(repeat(forecast), adjustments, spread), levels)
+
+
+def cross_fit_coverage(actual: np.ndarray, forecast: np.ndarray, spread: np.ndarray, origins: np.ndarray, levels,
+                       adjust: Adjust = quantiles.conformal_adjustments,
+                       series_ids: Optional[np.ndarray] = None) -> np.ndarray:
+    """Coverage ``[2, intervals]``: calibrated on the earlier half, measured on the later, and the reverse."""
+    first, second = time_halves(origins, series_ids)
+    return np.stack([calibrated_coverage(actual[a], forecast[a], spread[a], actual[b], forecast[b], spread[b],
+                                         levels, adjust) for a, b in ((first, second), (second, first))])
+
+
+def coverage_error(observed: np.ndarray, levels, intervals=SCORED_INTERVALS) -> float:
+    """Mean ``|coverage - nominal|`` over ``intervals`` (and every leading axis of ``observed [..., intervals]``)."""
+    nominal = [c for _, _, c in quantiles.interval_pairs(levels)]
+    columns = [nominal.index(c) for c in intervals]
+    return float(np.mean(np.abs(np.asarray(observed)[..., columns] - np.asarray(intervals))))
+
+
+def load_run(run_dir: str) -> dict[str, Any]:
+    """What the variants need of a kept run: eval windows with A's forecasts, test windows with B's."""
+    import tensorflow as tf
+    import tensorflow_transform as tft
+    from ml_metadata.metadata_store import metadata_store
+    from tfx import v1 as tfx
+
+    from benchmarks.accuracy import load_model_outputs, read_test_windows
+    from benchmarks.refit import _trainer_inputs
+    from components import features
+    from pipeline import local_runner
+    custom_config, graph, _, raw = _trainer_inputs(run_dir)
+    store = metadata_store.MetadataStore(tfx.orchestration.metadata.sqlite_metadata_connection_config(
+        os.path.join(run_dir, "metadata.sqlite")))
+    model = lambda node: os.path.join(  # noqa: E731
+        local_runner.output_artifact(store, "lstm-forecast", node, "model", 0).uri, "Format-Serving")
+    tft_output = tft.TFTransformOutput(graph)
+    raw_spec = tft_output.raw_feature_spec()
+    context = int(raw_spec[features.HISTORY].shape[0])
+    layer = tft_output.transform_features_layer()
+    out: dict[str, Any] = {
+        "period": quantiles.spread_period(context, custom_config["windows"].get("seasonal_periods", ())),
+        "levels": list(custom_config["model"]["quantiles"])}
+    for split, node in (("eval", "Trainer"), ("test", "RefitTrainer")):
+        windows = read_test_windows(raw, split)
+        predict = load_model_outputs(model(node))
+        predict_a = load_model_outputs(model("Trainer")) if split == "test" else predict
+        forecasts, forecasts_a, scales = [], [], []
+        for start in range(0, len(windows.records), 512):
+            records = windows.records[start:start + 512]
+            forecasts.append(predict(records)[0])
+            forecasts_a.append(predict_a(records)[0])
+            parsed = tf.io.parse_example(tf.constant(records), raw_spec)
+            scales.append(layer(parsed)[features.SCALE].numpy().astype(np.float64).reshape(-1, 1))
+        out[split] = {"context": windows.histories.astype(np.float64), "actual": windows.targets.astype(np.float64),
+                      "origins": windows.origins, "series_ids": windows.series_ids,
+                      "forecast": np.concatenate(forecasts), "forecast_a": np.concatenate(forecasts_a),
+                      "scale": np.concatenate(scales)}
+    return out
+
+
+def score_variants(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each variant's cross-fit eval coverage and its test coverage (calibrated on all eval with A, B on test)."""
+    levels = data["levels"]
+    evaluation, test = data["eval"], data["test"]
+    horizon = evaluation["actual"].shape[1]
+    results = {}
+    for name, (spread_fn, adjust) in VARIANTS.items():
+        spread = {s: spread_fn(d["context"], d["scale"], data["period"], horizon)
+                  for s, d in (("eval", evaluation), ("test", test))}
+        cross = cross_fit_coverage(evaluation["actual"], evaluation["forecast"], spread["eval"],
+                                   evaluation["origins"], levels, adjust, evaluation["series_ids"])
+        on_test = calibrated_coverage(evaluation["actual"], evaluation["forecast"], spread["eval"],
+                                      test["actual"], test["forecast"], spread["test"], levels, adjust)
+        results[name] = {"cross_fit": cross.tolist(), "cross_fit_error": coverage_error(cross, levels),
+                         "test": on_test.tolist(), "test_error": coverage_error(on_test, levels)}
+    return results
+
+
+def _load_all(runs: str, names: list[str], cache: Optional[str]) -> dict[str, dict[str, Any]]:
+    if cache and os.path.exists(cache):
+        with np.load(cache, allow_pickle=True) as f:
+            loaded = f["data"].item()
+        if all(n in loaded for n in names):
+            return {n: loaded[n] for n in names}
+    with contextlib.redirect_stdout(sys.stderr):
+        loaded = {n: load_run(os.path.join(runs, n, "run")) for n in names}
+    if cache:
+        np.savez(cache, data=np.array(loaded, dtype=object))
+    return loaded
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", required=True, help="the --output-dir of a `benchmarks.accuracy --keep` run")
+    parser.add_argument("--datasets", default="", help="comma-separated data sets under --runs (default: all)")
+    parser.add_argument("--cache", default="", help="an .npz to keep the loaded windows and forecasts in (reused)")
+    args = parser.parse_args(argv)
+    names = [n for n in args.datasets.split(",") if n] or sorted(
+        d for d in os.listdir(args.runs) if os.path.isdir(os.path.join(args.runs, d, "run")))
+    data = _load_all(args.runs, names, args.cache or None)
+    results = {n: score_variants(d) for n, d in data.items()}
+    nominal = [c for _, _, c in quantiles.interval_pairs(next(iter(data.values()))["levels"])]
+    columns = [nominal.index(c) for c in SCORED_INTERVALS]
+    fmt = lambda values: "/".join(f"{values[c]:.2f}" for c in columns)  # noqa: E731
+    summary = {}
+    for variant in VARIANTS:
+        summary[variant] = {key: float(np.mean([results[n][variant][key] for n in names]))
+                            for key in ("cross_fit_error", "test_error")}
+    # Per set, whether the variant's cross-fit error is lower (higher) than the first variant's by 0.005.
+    first = next(iter(VARIANTS))
+    better = {v: sum(results[n][v]["cross_fit_error"] < results[n][first]["cross_fit_error"] - 0.005 for n in names)
+              for v in VARIANTS}
+    worse = {v: sum(results[n][v]["cross_fit_error"] > results[n][first]["cross_fit_error"] + 0.005 for n in names)
+             for v in VARIANTS}
+    header = ["variant", "cross-fit error", f"sets better/worse than {first}", "test error"] + names
+    rows = [[v, f"{summary[v]['cross_fit_error']:.4f}", f"{better[v]}/{worse[v]}", f"{summary[v]['test_error']:.4f}"]
+            + [f"{fmt(results[n][v]['cross_fit'][0])}; {fmt(results[n][v]['cross_fit'][1])}" for n in names]
+            for v in VARIANTS]
+    print_table("cross-fit eval coverage error (choose on this) and test error (A calibrated on eval, B on test)",
+                header[:4], [r[:4] for r in rows])
+    print_table("test coverage 80/95 (B on test, calibrated on all of A's eval windows)",
+                ["variant"] + names, [[v] + [fmt(results[n][v]["test"]) for n in names] for v in VARIANTS])
+    print_table("cross-fit eval coverage 80/95 per set (early->late; late->early)",
+                ["variant"] + names, [[r[0]] + r[4:] for r in rows])
+    windows = {n: {"eval": len(d["eval"]["actual"]), "test": len(d["test"]["actual"]), "period": d["period"]}
+               for n, d in data.items()}
+    print(json.dumps({"summary": summary, "per_set": results, "windows": windows}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
