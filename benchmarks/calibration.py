@@ -241,8 +241,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--datasets", default="", help="comma-separated data sets under --runs (default: all)")
     parser.add_argument("--cache", default="", help="an .npz to keep the loaded windows and forecasts in (reused)")
     args = parser.parse_args(argv)
-    names = [n for n in args.datasets.split(",") if n] or sorted(
-        d for d in os.listdir(args.runs) if os.path.isdir(os.path.join(args.runs, d, "run")))
+    kept = sorted(d for d in os.listdir(args.runs) if os.path.isfile(os.path.join(args.runs, d, "run",
+                                                                                 "metadata.sqlite"))) \
+        if os.path.isdir(args.runs) else []
+    names = [n for n in args.datasets.split(",") if n] or kept
+    missing = [n for n in names if n not in kept]
+    if not names or missing:
+        print(f"{args.runs}: no kept run (<set>/run/metadata.sqlite) of {', '.join(missing) or 'any data set'}",
+              file=sys.stderr)
+        return 2
     data = _load_all(args.runs, names, args.cache or None)
     results = {n: score_variants(d) for n, d in data.items()}
     nominal = [c for _, _, c in quantiles.interval_pairs(next(iter(data.values()))["levels"])]

@@ -1,5 +1,7 @@
 """The interval calibration benchmark's cross-fit and variants against hand computations (fast, no pipeline)."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -60,3 +62,31 @@ def test_pooled_adjustments_take_one_quantile_of_the_steps_scores_over_their_sca
     spread = np.array([[1.0], [1.0], [1.0], [3.0], [1.0]])  # the 3-error window: score 1
     np.testing.assert_allclose(calibration.pooled_adjustments(actual, np.zeros((5, 2, 3)), LEVELS, spread)[:, 2],
                                [2.0, 4.0])  # scores 1, 2, 2, 1, 2 over mean 1.6: ninth 1.25 x 1.6
+
+
+def _windows(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    context = rng.normal(10, 2, size=(n, 8))
+    return {"context": context, "actual": rng.normal(10, 2, size=(n, 2)), "origins": np.arange(n),
+            "series_ids": np.array(["s"] * n), "forecast": np.full((n, 2), 10.0),
+            "forecast_a": np.full((n, 2), 10.0), "scale": context.std(axis=1, keepdims=True)}
+
+
+def test_the_script_scores_every_variant_of_each_kept_run_and_names_a_missing_one(tmp_path, capsys):
+    rng = np.random.default_rng(4)
+    (tmp_path / "runs" / "toy" / "run").mkdir(parents=True)
+    (tmp_path / "runs" / "toy" / "run" / "metadata.sqlite").touch()
+    toy = {"period": 2, "levels": [0.025, 0.1, 0.5, 0.9, 0.975], "eval": _windows(rng, 40), "test": _windows(rng, 30)}
+    cache = tmp_path / "loaded.npz"
+    np.savez(cache, data=np.array({"toy": toy}, dtype=object))
+    assert calibration.main(["--runs", str(tmp_path / "runs"), "--cache", str(cache)]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(result["summary"]) == set(calibration.VARIANTS)
+    spread = calibration.whole_context_spread(toy["eval"]["context"], toy["eval"]["scale"], 2, 2)
+    expected = calibration.cross_fit_coverage(toy["eval"]["actual"], toy["eval"]["forecast"], spread,
+                                              toy["eval"]["origins"], toy["levels"])
+    np.testing.assert_allclose(result["per_set"]["toy"]["whole context"]["cross_fit"], expected)
+    assert result["summary"]["whole context"]["cross_fit_error"] == pytest.approx(
+        calibration.coverage_error(expected, toy["levels"]))
+    # A data set with no kept run: one line, exit 2.
+    assert calibration.main(["--runs", str(tmp_path / "runs"), "--datasets", "toy,other"]) == 2
+    assert capsys.readouterr().err.strip().endswith("of other")
