@@ -6,7 +6,8 @@ windows in two by time (origin), calibrates each variant on one half and measure
 the other (both ways): the cross-fit error, mean ``|coverage - nominal|`` over data sets, the 80%
 and 95% intervals and both directions, is what a variant is chosen on. Only then, for information,
 each variant is calibrated on every eval window of the first (train-only) model A and scored on
-the test windows with the pushed refit model B, as the pipeline does.
+the test windows with the refit model B (the RefitTrainer's, which is pushed), as the pipeline does.
+Runs of the point model's conformal intervals only (``--interval-method conformal``, the default).
 
 Pure numpy past the loading: a point model's intervals are its forecast plus and minus a
 calibrated multiple of each window's spread, so the variants need only the windows' raw contexts,
@@ -172,9 +173,12 @@ def load_run(run_dir: str) -> dict[str, Any]:
 
     from benchmarks.accuracy import load_model_outputs, read_test_windows
     from benchmarks.refit import _trainer_inputs
-    from components import features
+    from components import features, trainer_options
     from pipeline import local_runner
     custom_config, graph, _, raw = _trainer_inputs(run_dir)
+    model_config = trainer_options.model_config_from_dict(custom_config["model"])
+    if not model_config.quantiles or model_config.quantile_head:
+        raise ValueError(f"{run_dir}: not a run of conformal intervals around a point model")
     store = metadata_store.MetadataStore(tfx.orchestration.metadata.sqlite_metadata_connection_config(
         os.path.join(run_dir, "metadata.sqlite")))
     model = lambda node: os.path.join(  # noqa: E731
@@ -185,7 +189,7 @@ def load_run(run_dir: str) -> dict[str, Any]:
     layer = tft_output.transform_features_layer()
     out: dict[str, Any] = {
         "period": quantiles.spread_period(context, custom_config["windows"].get("seasonal_periods", ())),
-        "levels": list(custom_config["model"]["quantiles"])}
+        "levels": list(model_config.quantiles)}
     for split, node in (("eval", "Trainer"), ("test", "RefitTrainer")):
         windows = read_test_windows(raw, split)
         predict = load_model_outputs(model(node))
@@ -250,7 +254,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"{args.runs}: no kept run (<set>/run/metadata.sqlite) of {', '.join(missing) or 'any data set'}",
               file=sys.stderr)
         return 2
-    data = _load_all(args.runs, names, args.cache or None)
+    try:
+        data = _load_all(args.runs, names, args.cache or None)
+    except ValueError as e:
+        print(e, file=sys.stderr)
+        return 2
     results = {n: score_variants(d) for n, d in data.items()}
     nominal = [c for _, _, c in quantiles.interval_pairs(next(iter(data.values()))["levels"])]
     columns = [nominal.index(c) for c in SCORED_INTERVALS]
