@@ -44,6 +44,7 @@ DEFAULT_SERIES_ID = "series"
 CHUNK_ROWS = 200_000
 # Bytes of CSV text parsed at a time: pyarrow's default; 4 and 16 MB were slower (10k series).
 CSV_BLOCK_BYTES = 1 << 20
+PARQUET_BUFFER_BYTES = 1 << 20
 _EPOCH_SECONDS = re.compile(r"\s*-?\d+(\.\d*)?\s*")
 # A time of day followed by a zone: Z, +HH, +HHMM or +HH:MM.
 _ZONE_SUFFIX = re.compile(r"[T ]\d\d(?::?\d\d)*(?:\.\d+)?(?:[Zz]|[+-]\d\d(?::?\d\d)?)$")
@@ -157,7 +158,9 @@ def _frames(path: str, columns: Columns, chunk_rows: int) -> Iterator[pd.DataFra
     if path.endswith(PARQUET_SUFFIXES):
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
             try:
-                table = pq.ParquetFile(f)
+                # Read through a buffer, not a row group's column at once: memory follows chunk_rows,
+                # not the size of the file's row groups.
+                table = pq.ParquetFile(f, buffer_size=PARQUET_BUFFER_BYTES, pre_buffer=False)
                 _check_columns(path, columns, table.schema_arrow.names)
                 for batch in table.iter_batches(batch_size=chunk_rows, columns=columns.all):
                     frame = batch.to_pandas()
