@@ -206,7 +206,8 @@ def test_a_truncated_parquet_file_is_an_error_naming_the_file(tmp_path):
 
 
 def test_a_row_with_more_or_fewer_cells_than_the_header_is_named_by_its_line(tmp_path):
-    for text, cells in [("timestamp,value\n2024-01-01,1\n2024-01-02,2,3\n", 3), ("timestamp,value\n2024-01-01,1\n2024-01-02\n", 1)]:
+    for text, cells in [("timestamp,value\n2024-01-01,1\n2024-01-02,2,3\n", 3),
+                        ("timestamp,value\n2024-01-01,1\n2024-01-02\n", 1)]:
         path = write(tmp_path, text)
         with pytest.raises(reader.DataError) as error:
             read_all(path)
