@@ -687,6 +687,40 @@ class ServedModel:
         return predict
 
 
+class SeenIds:
+    """The series ids seen, kept as a sorted numpy array of their 64-bit hashes: 8 bytes an id.
+
+    A Python set of the id strings cost about 0.5 KB a series (benchmarks/forecast.py, peak RSS at
+    10k and 40k series). Two ids share a hash with odds of about ``n**2 / 2**65``: an id then
+    taken for seen is handled as a series that comes again (shuffled and read again, from all its
+    rows), which costs time, never a wrong forecast.
+    """
+
+    def __init__(self) -> None:
+        self._hashes = np.zeros(0, np.uint64)
+
+    def __len__(self) -> int:
+        return len(self._hashes)
+
+    @staticmethod
+    def hashes(ids: Sequence[str]) -> np.ndarray:
+        """The 64-bit hash of each id ``[n]`` (pandas' stable hash: the same in every process)."""
+        return pd.util.hash_array(np.asarray(ids, dtype=object)) if len(ids) else np.zeros(0, np.uint64)
+
+    def add(self, ids: Sequence[str]) -> None:
+        """Adds ``ids`` (a chunk's), merged into the sorted hashes."""
+        if len(ids):
+            self._hashes = np.union1d(self._hashes, self.hashes(ids))
+
+    def seen(self, ids: Sequence[str]) -> list[str]:
+        """Those of ``ids`` seen before (or sharing a seen id's hash)."""
+        if not len(ids) or not len(self._hashes):
+            return []
+        wanted = self.hashes(ids)
+        at = np.minimum(np.searchsorted(self._hashes, wanted), len(self._hashes) - 1)
+        return [ids[i] for i in np.flatnonzero(self._hashes[at] == wanted)]
+
+
 class ContiguousSeries:
     """Tells, chunk by chunk, the complete series of a file whose rows keep each series together.
 
@@ -699,16 +733,18 @@ class ContiguousSeries:
     as the series still unfinished; a series already given whose rows come again is
     :attr:`withdrawn`, its rows before :attr:`broken_at` to be read again and shuffled too.
 
-    Holds the ids of the series given (not their rows), to tell a series that comes again.
+    Holds the hashes of the ids of the series given (:class:`SeenIds`), not their rows, to tell a
+    series that comes again: memory stays flat as the series grow.
     """
 
     def __init__(self) -> None:
         self.contiguous = True
         self.broken_at: Optional[int] = None
         self.withdrawn: set[str] = set()
-        self._given: set[str] = set()
+        self._given = SeenIds()
         self._carry: list[SeriesRows] = []
         self._carry_id: Optional[str] = None
+        self._shuffled_whole: Optional[str] = None
         self._chunks = 0
 
     def add(self, rows: SeriesRows) -> tuple[list[SeriesRows], list[SeriesRows]]:
@@ -716,14 +752,14 @@ class ContiguousSeries:
         chunk, self._chunks = self._chunks, self._chunks + 1
         names = [str(n) for n in rows.names]
         if not self.contiguous:
-            self.withdrawn.update(self._given.intersection(names))
+            self._withdraw(names)
             return [], [rows]
         continues = bool(names) and names[0] == self._carry_id
         new = names[1:] if continues else names
         runs = len(rows) < 2 or bool((np.diff(rows.codes) >= 0).all())
-        if not runs or self._carry_id in new or self._given.intersection(new):
-            self.contiguous, self.broken_at = False, chunk
-            self.withdrawn.update(self._given.intersection(names))
+        if not runs or self._carry_id in new or self._given.seen(new):
+            self.contiguous, self.broken_at, self._shuffled_whole = False, chunk, self._carry_id
+            self._withdraw(names)
             shuffle, self._carry, self._carry_id = [*self._carry, rows], [], None
             return [], shuffle
         if len(names) == 1 and continues:
@@ -732,17 +768,21 @@ class ContiguousSeries:
         # The rows of the chunk's last series, the one maybe unfinished, start at its code's first row.
         last = int(np.searchsorted(rows.codes, len(names) - 1))
         complete = self._carry + ([rows.slice(0, last)] if last else [])
-        self._given.update(names[:-1])
-        if self._carry_id is not None:
-            self._given.add(self._carry_id)
+        self._given.add(names[:-1] + ([self._carry_id] if self._carry_id is not None else []))
         self._carry, self._carry_id = [rows.slice(last, len(rows))], names[-1]
         return complete, []
+
+    def _withdraw(self, names: list[str]) -> None:
+        # A hash shared by chance may name a series never given: one with no rows before the break
+        # is harmless (nothing to read again, no forecast to replace); the one series that has, the
+        # unfinished one the break shuffled with all its rows, must not be read again.
+        self.withdrawn.update(n for n in self._given.seen(names) if n != self._shuffled_whole)
 
     def finish(self) -> list[SeriesRows]:
         """The parts of the file's last series, complete at its end (none when the file was shuffled)."""
         complete, self._carry = self._carry, []
         if self._carry_id is not None:
-            self._given.add(self._carry_id)
+            self._given.add([self._carry_id])
         self._carry_id = None
         return complete
 

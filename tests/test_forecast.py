@@ -387,6 +387,31 @@ def test_contiguous_series_are_told_complete_chunk_by_chunk():
     assert series.finish() == []
 
 
+def test_seen_ids_are_told_by_their_hashes_merged_chunk_by_chunk():
+    seen = batch_forecast.SeenIds()
+    assert seen.seen(["a"]) == []
+    seen.add(["s3", "s1"])
+    seen.add(["s2", "s1"])
+    assert len(seen) == 3 and seen.seen(["s0", "s2", "s4", "s1", "s9"]) == ["s2", "s1"]
+    np.testing.assert_array_equal(seen.hashes(["s1"]), pd.util.hash_array(np.array(["s1"], dtype=object)))
+
+
+def test_a_hash_shared_by_two_ids_costs_a_shuffle_never_a_wrong_series(monkeypatch):
+    # Every id one hash: the second chunk's new series look already given.
+    monkeypatch.setattr(batch_forecast.SeenIds, "hashes", staticmethod(lambda ids: np.zeros(len(ids), np.uint64)))
+    series = batch_forecast.ContiguousSeries()
+    chunk = lambda n: reader.Chunk("f.csv", np.arange(n), np.arange(n), np.zeros(n), np.zeros((n, 0)))
+    complete, _ = series.add(batch_forecast.SeriesRows.of(np.array(list("aab"), dtype=object), chunk(3)))
+    assert [str(n) for p in complete for n in p.names] == ["a"]
+    complete, shuffle = series.add(batch_forecast.SeriesRows.of(np.array(list("bcc"), dtype=object), chunk(3)))
+    # c is taken for a: the file is shuffled from here, b with all its rows; c, never given, has no
+    # forecast to replace and no rows to read again; b, taken for a too, must not be read twice.
+    assert not complete and not series.contiguous and series.withdrawn == {"c"}
+    assert sorted(str(n) for p in shuffle for n in p.names) == ["b", "b", "c"]
+    series.add(batch_forecast.SeriesRows.of(np.array(list("bd"), dtype=object), chunk(2)))
+    assert series.withdrawn == {"c", "d"}
+
+
 @pytest.mark.parametrize("level,column", [(0.1, "p10"), (0.025, "p2.5"), (0.5, "p50"), (0.975, "p97.5")])
 def test_quantile_columns_are_named_by_percent(level, column):
     assert batch_forecast.quantile_column(level) == column

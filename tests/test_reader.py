@@ -203,3 +203,35 @@ def test_a_truncated_parquet_file_is_an_error_naming_the_file(tmp_path):
     with pytest.raises(reader.DataError, match=rf"^{path}: not a readable Parquet file \(it may be truncated or "
                                                r"corrupt: "):
         read_all(str(path))
+
+
+def test_a_row_with_more_or_fewer_cells_than_the_header_is_named_by_its_line(tmp_path):
+    for text, cells in [("timestamp,value\n2024-01-01,1\n2024-01-02,2,3\n", 3),
+                        ("timestamp,value\n2024-01-01,1\n2024-01-02\n", 1)]:
+        path = write(tmp_path, text)
+        with pytest.raises(reader.DataError) as error:
+            read_all(path)
+        assert str(error.value) == f"{path}:3: {cells} cells, but the header names 2 columns"
+
+
+def test_csv_blocks_are_cut_into_chunks_of_the_rows_asked_whatever_their_bytes(tmp_path, monkeypatch):
+    # Blocks of 64 bytes hold 3 or 4 rows each: chunks of 5 rows take rows from two or three blocks.
+    monkeypatch.setattr(reader, "CSV_BLOCK_BYTES", 64)
+    text = "id,timestamp,value\n" + "".join(f"s{i // 6},2024-01-{i % 6 + 1:02d},{i}\n" for i in range(23))
+    columns = reader.Columns("timestamp", "value", series_id="id")
+    blocks = list(reader.read_blocks(write(tmp_path, text), columns, chunk_rows=5))
+    assert [len(chunk) for _, chunk in blocks] == [5, 5, 5, 5, 3]
+    np.testing.assert_array_equal(np.concatenate([chunk.rows for _, chunk in blocks]), np.arange(23))
+    np.testing.assert_array_equal(np.concatenate([chunk.target for _, chunk in blocks]), np.arange(23))
+    assert list(np.concatenate([ids for ids, _ in blocks])) == [f"s{i // 6}" for i in range(23)]
+    np.testing.assert_array_equal(blocks[1][1].times, pd.to_datetime(
+        ["2024-01-06", "2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04"]).astype("int64") // 10**9)
+
+
+def test_timestamp_forms_number_the_forms_by_first_appearance_over_repeated_texts():
+    text = np.array(["2024-01-01", "2024-01-01T00:00:00Z", "2024-01-01", "2024-01-02T00:00:00+01:00",
+                     "2024-01-03T00:00:00+0100", "2024-01-02", "2024-01-01T00:00:00Z"], dtype=object)
+    codes, forms = reader.timestamp_forms(text)
+    # A code per distinct (last characters, length): several codes may share one form.
+    np.testing.assert_array_equal(codes, [0, 1, 0, 2, 3, 4, 1])
+    assert forms == [("", False), ("+00:00", True), ("+01:00", True), ("+01:00", True), ("", False)]
