@@ -19,9 +19,9 @@ warmup file's requests (XLA compiles its 512 bucket there), and the largest diff
 candidate's forecasts from the loop's.
 
 With ``--ensemble-size K`` the model is an ensemble of K networks (``--ensemble-size`` of ``lstm-forecast
-run``): K times the LSTM work per window.
+run``): K times the LSTM work per window. ``--lstm-units`` sets each LSTM layer's width, as the run's flag.
 
-  tools/in-env python -m benchmarks.predict [--run-dir DIR] [--repeats N] [--ensemble-size K]
+  tools/in-env python -m benchmarks.predict [--run-dir DIR] [--repeats N] [--ensemble-size K] [--lstm-units 32,32]
 """
 
 import argparse
@@ -44,17 +44,31 @@ CANDIDATES = ("fused", "unrolled", "loop", "xla")
 GOALS = {"p50_ms_one_window": 1.0, "batch1024_windows_per_s": 12000}
 
 
+def _units(text: str) -> tuple[int, ...]:
+    """Layer widths from ``"32,32"``; argparse reports a malformed value as a usage error."""
+    try:
+        units = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not units or min(units) < 1:
+        raise argparse.ArgumentTypeError(f"each layer needs at least 1 unit, got {text!r}")
+    return units
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run-dir", default=os.path.join(tempfile.gettempdir(), "lstm_forecast_bench"))
     parser.add_argument("--repeats", type=int, default=500, help="timed one-window calls per candidate")
     parser.add_argument("--ensemble-size", type=int, default=1, help="networks averaged in the model (default 1)")
+    parser.add_argument("--lstm-units", type=_units, default=config_lib.ModelConfig().lstm_units,
+                        help="units of each stacked LSTM layer, e.g. 32,32 (default: the run's)")
     args = parser.parse_args()
 
     transform_dir, examples_dir = benchmarks.transform_outputs(args.run_dir)
     tft_output = tft.TFTransformOutput(transform_dir)
     windows = benchmarks.bundled_config(args.run_dir).windows
-    model_config = dataclasses.replace(config_lib.ModelConfig(), epochs=2, ensemble_size=args.ensemble_size)
+    model_config = dataclasses.replace(config_lib.ModelConfig(), epochs=2, ensemble_size=args.ensemble_size,
+                                       lstm_units=args.lstm_units)
     accessor = benchmarks.data_accessor(examples_dir)
     train_files, eval_files = (benchmarks.split_files(examples_dir, s) for s in ("train", "eval"))
     model = trainer_lib.train(train_files, eval_files, accessor, tft_output, windows.history, windows.horizon,
@@ -133,12 +147,14 @@ def main() -> None:
                      entry["throughput_vs_xla"], entry.get("first_call_new_batch_size_ms", ""),
                      f"{entry['max_abs_diff_vs_loop']:.1e}" if "max_abs_diff_vs_loop" in entry else ""])
     default = result[f"{trainer_lib.DEFAULT_LSTM_GRAPH}, TF1 session"]
-    result.update({"ensemble_size": args.ensemble_size, "goals": GOALS, "default": trainer_lib.DEFAULT_LSTM_GRAPH,
+    result.update({"ensemble_size": args.ensemble_size, "lstm_units": list(args.lstm_units), "goals": GOALS,
+                   "default": trainer_lib.DEFAULT_LSTM_GRAPH,
                    "default_meets_p50_goal": default["p50_ms"] <= GOALS["p50_ms_one_window"],
                    "default_meets_throughput_goal": default["batch1024_windows_per_s"]
                    >= GOALS["batch1024_windows_per_s"]})
     benchmarks.print_report(
-        f"Prediction, one window and batch {BATCH}, ensemble size {args.ensemble_size} "
+        f"Prediction, one window and batch {BATCH}, ensemble size {args.ensemble_size}, "
+        f"LSTM units {','.join(map(str, args.lstm_units))} "
         f"(default: {trainer_lib.DEFAULT_LSTM_GRAPH}; goals: p50 <= 1 ms, "
         f">= 12,000 windows/s)",
         ["what", "p50 ms", "p99 ms", "windows/s @1024", "p50 / xla", "windows/s / xla", "new batch size ms",
