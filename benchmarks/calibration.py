@@ -86,15 +86,11 @@ def pooled_adjustments(actual: np.ndarray, quantiles_: np.ndarray, levels, sprea
     larger errors count alike), pooled over the ``N H`` scores of all steps, and the
     ``ceil((N H + 1)(1 - a))``-th smallest times each step's scale is the step's adjustment.
     """
-    actual = np.asarray(actual, dtype=np.float64)
-    quantiles_ = np.asarray(quantiles_, dtype=np.float64)
-    n, horizon = actual.shape
+    n, horizon = np.shape(actual)
     adjustments = np.zeros((horizon, len(levels)))
     if n == 0:
         return adjustments
-    spread = np.ones((n, 1)) if spread is None else np.asarray(spread, dtype=np.float64).reshape(n, 1)
-    for lo, hi, coverage in quantiles.interval_pairs(levels):
-        scores = np.maximum(quantiles_[..., lo] - actual, actual - quantiles_[..., hi]) / spread
+    for lo, hi, coverage, scores in quantiles.conformal_scores(actual, quantiles_, levels, spread):
         step_scale = np.abs(scores).mean(axis=0)
         step_scale = np.where(step_scale > 0, step_scale, 1.0)
         pooled = np.sort((scores / step_scale).ravel())

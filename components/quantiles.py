@@ -111,6 +111,21 @@ def interval_spread(context: np.ndarray, scale: np.ndarray, period: int) -> np.n
     return np.where(spread > 0, spread / scale, 1.0)
 
 
+def conformal_scores(actual: np.ndarray, quantiles: np.ndarray, levels: Sequence[float],
+                     spread: np.ndarray | None = None) -> list[tuple[int, int, float, np.ndarray]]:
+    """Each central interval's nonconformity scores: ``(lower index, upper index, coverage, [N, H])``.
+
+    A score is how far the target lies outside the interval (negative inside), over its window's
+    spread ``[N, 1]`` (None: 1), as :func:`conformal_adjustments` ranks them.
+    """
+    actual = np.asarray(actual, dtype=np.float64)
+    quantiles = np.asarray(quantiles, dtype=np.float64)
+    n = len(actual)
+    spread = np.ones((n, 1)) if spread is None else np.asarray(spread, dtype=np.float64).reshape(n, 1)
+    return [(lo, hi, coverage, np.maximum(quantiles[..., lo] - actual, actual - quantiles[..., hi]) / spread)
+            for lo, hi, coverage in interval_pairs(levels)]
+
+
 def conformal_adjustments(actual: np.ndarray, quantiles: np.ndarray, levels: Sequence[float],
                           spread: np.ndarray | None = None) -> np.ndarray:
     """What to add to each quantile, per horizon step and unit of spread, for calibrated central intervals: ``[H, Q]``.
@@ -129,15 +144,11 @@ def conformal_adjustments(actual: np.ndarray, quantiles: np.ndarray, levels: Seq
       promises less than ``1 - a``). All zeros without windows. :func:`calibrate` multiplies
       them by each window's spread.
     """
-    actual = np.asarray(actual, dtype=np.float64)
-    quantiles = np.asarray(quantiles, dtype=np.float64)
-    n, horizon = actual.shape
+    n, horizon = np.shape(actual)
     adjustments = np.zeros((horizon, len(levels)))
     if n == 0:
         return adjustments
-    spread = np.ones((n, 1)) if spread is None else np.asarray(spread, dtype=np.float64).reshape(n, 1)
-    for lo, hi, coverage in interval_pairs(levels):
-        scores = np.maximum(quantiles[..., lo] - actual, actual - quantiles[..., hi]) / spread
+    for lo, hi, coverage, scores in conformal_scores(actual, quantiles, levels, spread):
         scores = np.sort(scores, axis=0)
         rank = min(math.ceil((n + 1) * coverage - 1e-9), n)
         adjustments[:, lo] = -scores[rank - 1]
