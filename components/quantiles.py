@@ -78,13 +78,15 @@ SPREAD_FLOOR = 0.01
 def spread_period(context: int, seasonal_periods: Sequence[int]) -> int:
     """The season :func:`interval_spread` differences over, or 0 for the window scale.
 
-    The primary (first) seasonal period ``m`` where the context of ``context`` points holds at
-    least one whole season of seasonal differences (``context >= 2 m``), so every phase of the
-    season is in the mean once; else 0 (no season, or one the context holds only once).
+    The primary (shortest) seasonal period ``m``, the one the seasonal bases and the context's
+    cycles follow (:attr:`components.example_gen.options.WindowConfig.context`), where the context
+    of ``context`` points holds at least one whole season of seasonal differences (``context >= 2
+    m``), so every phase of the season is in the mean once; else 0 (no season, or one the context
+    holds only once).
     """
     if not seasonal_periods:
         return 0
-    period = int(seasonal_periods[0])
+    period = min(int(m) for m in seasonal_periods)
     return period if period >= 1 and context >= 2 * period else 0
 
 

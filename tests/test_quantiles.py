@@ -116,6 +116,7 @@ def test_the_spread_is_the_in_window_seasonal_naive_mae_of_the_last_season_over_
 
 @pytest.mark.parametrize("context, periods, expected", [
     (168, (24, 168), 24),  # hourly with daily and weekly seasons: the primary one
+    (168, (168, 24), 24),  # given in any order: the shortest, as the seasonal bases take it
     (8, (4,), 4),  # exactly two seasons
     (52, (52,), 0),  # one season only: no seasonal difference in the window
     (28, (), 0),
