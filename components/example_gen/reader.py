@@ -262,7 +262,9 @@ def _first_bad(mask: np.ndarray, frame: pd.DataFrame) -> int:
     return int(frame.index[int(np.argmax(mask))])
 
 
-def _parse_times(path: str, frame: pd.DataFrame, column: str, epoch: bool) -> np.ndarray:
+def _parse_times(path: str, frame: pd.DataFrame, column: str, epoch: bool,
+                 factorized: Optional[tuple[np.ndarray, np.ndarray]] = None) -> np.ndarray:
+    """Epoch seconds of the timestamp column; ``factorized``: its texts' ``pd.factorize``, if made already."""
     raw = frame[column]
     if pd.api.types.is_datetime64_any_dtype(raw):
         stamps = pd.to_datetime(raw, utc=True)
@@ -278,7 +280,7 @@ def _parse_times(path: str, frame: pd.DataFrame, column: str, epoch: bool) -> np
         stamps = pd.to_datetime(raw, errors="coerce", utc=True, format="ISO8601")
         # Text of one length has one format; only a column of several lengths can mix zones.
         # Each distinct text looked at once: the rows repeat the same timestamps, series after series.
-        text_codes, text = pd.factorize(raw.to_numpy(dtype=object))
+        text_codes, text = factorized if factorized is not None else pd.factorize(raw.to_numpy(dtype=object))
         lengths = np.fromiter(map(len, text), np.int64, len(text))
         if (lengths != lengths[0]).any():
             zoned = np.fromiter((bool(_ZONE_SUFFIX.search(t)) for t in text), bool, len(text))[text_codes]
@@ -330,7 +332,8 @@ def _offset(text: str) -> str:
     return f"{written[0]}{digits[:2]}:{digits[2:] or '00'}"
 
 
-def timestamp_forms(text: np.ndarray) -> tuple[np.ndarray, list[tuple[str, bool]]]:
+def timestamp_forms(text: np.ndarray, factorized: Optional[tuple[np.ndarray, np.ndarray]] = None
+                    ) -> tuple[np.ndarray, list[tuple[str, bool]]]:
     """How each text timestamp is written: its UTC offset, and whether a time of day follows the date.
 
     Only the distinct (length, last characters) of the texts are looked at closely, which tell
@@ -338,6 +341,7 @@ def timestamp_forms(text: np.ndarray) -> tuple[np.ndarray, list[tuple[str, bool]
 
     Args:
       text: Timestamps as written ``[n]``.
+      factorized: ``pd.factorize(text)``, if made already.
 
     Returns:
       A form code per timestamp ``[n]``, and per code ``(offset, has_time)``: the offset as
@@ -347,7 +351,7 @@ def timestamp_forms(text: np.ndarray) -> tuple[np.ndarray, list[tuple[str, bool]
     # number the keys in order of first appearance, so a code's first row is where the running
     # maximum of the codes grows. A series' timestamps repeat across series: the distinct texts,
     # far fewer than the rows, are the ones sliced and measured.
-    text_codes, distinct = pd.factorize(np.asarray(text, dtype=object))
+    text_codes, distinct = factorized if factorized is not None else pd.factorize(np.asarray(text, dtype=object))
     suffixes, _ = pd.factorize(np.asarray([t[-_SUFFIX:] for t in distinct], dtype=object))
     lengths = np.fromiter(map(len, distinct), np.int64, len(distinct))
     # The distinct texts are in order of first appearance: so are the keys numbered from them.
@@ -401,16 +405,18 @@ def _parsed(path: str, columns: Columns, chunk_rows: int) -> Iterator[tuple[np.n
         if epoch is None:
             # Epoch seconds or ISO 8601 is decided once per file, by its first row.
             epoch = _is_epoch(frame, columns.timestamp)
-        times = _parse_times(path, frame, columns.timestamp, epoch)
+        text = frame[columns.timestamp].to_numpy(dtype=object)
+        # Forms matter only for text timestamps: a grid that fails is then explained by them.
+        written = len(text) and not epoch and isinstance(text[0], str)
+        # The texts' distinct values serve both the parse's zone check and the forms.
+        factorized = pd.factorize(text) if written else None
+        times = _parse_times(path, frame, columns.timestamp, epoch, factorized)
         target = _parse_numbers(path, frame, columns.target)
         covariates = np.stack([_parse_numbers(path, frame, c) for c in columns.covariates], axis=1) \
             if columns.covariates else np.zeros((len(frame), 0))
         ids = _series_ids(path, frame, columns.series_id)
         rows = frame.index.to_numpy(np.int64)
-        text = frame[columns.timestamp].to_numpy(dtype=object)
-        # Forms matter only for text timestamps: a grid that fails is then explained by them.
-        written = len(text) and not epoch and isinstance(text[0], str)
-        form_codes, forms = timestamp_forms(text) if written else (np.zeros(len(text), np.int64), [])
+        form_codes, forms = timestamp_forms(text, factorized) if written else (np.zeros(len(text), np.int64), [])
         yield ids, Chunk(path, rows, times, target, covariates), text, form_codes, forms
 
 
