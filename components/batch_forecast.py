@@ -1142,24 +1142,24 @@ def write_forecast_groups(groups: Iterable[Iterable[dict[str, np.ndarray]]], pat
     temporary, csv_output = path + ".tmp", output_format(path) == "csv"
     rows, parquet = 0, None
     with tf.io.gfile.GFile(temporary, "wb") as f:
-        for batches in groups:
-            frame = forecast_table(batches, series_id_column)
-            if not len(frame):
-                continue
+
+        def append(frame: pd.DataFrame) -> None:
+            nonlocal parquet
             if csv_output:
                 f.write(_csv_bytes(frame, header=not rows))
-            else:
-                table = pa.Table.from_pandas(frame, preserve_index=False)
-                parquet = parquet or pq.ParquetWriter(_KeepOpen(f), table.schema)
-                parquet.write_table(table)
-            rows += len(frame)
+                return
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            parquet = parquet or pq.ParquetWriter(_KeepOpen(f), table.schema)
+            parquet.write_table(table)
+
+        for batches in groups:
+            frame = forecast_table(batches, series_id_column)
+            if len(frame):
+                append(frame)
+                rows += len(frame)
         if not rows:
             # No forecasts: the header (or schema) alone.
-            frame = forecast_table([], series_id_column)
-            if csv_output:
-                f.write(_csv_bytes(frame, header=True))
-            else:
-                parquet = pq.ParquetWriter(_KeepOpen(f), pa.Table.from_pandas(frame, preserve_index=False).schema)
+            append(forecast_table([], series_id_column))
         if parquet is not None:
             parquet.close()
     tf.io.gfile.rename(temporary, path, overwrite=True)
@@ -1233,6 +1233,7 @@ def add_forecast_job(pipeline: beam.Pipeline, files: Sequence[str], data: DataCo
          | "Write" >> beam.Map(_write_all, *views, output, data.series_id_column, summary_path, model_inputs.horizon,
                                parts_dir, progress))
     return summary_path
+
 
 def read_summary(summary_path: str) -> dict[str, Any]:
     import tensorflow as tf
