@@ -27,7 +27,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, path_utils, proto_utils
 from tfx.v1.components import Pusher
 
-from components.trainer_options import TRAINING_RECORD_FILE
+from components.trainer_options import read_training_record
 from serving import versions as versions_lib
 
 # Where a version is assembled: a dot name, not a number, so servers skip it while it is written.
@@ -107,14 +107,6 @@ def blessing_problem(model_uri: str, record: Optional[dict[str, Any]], blessed_u
     return f"the blessing is for {blessed_uri}, not for the model {model_uri}"
 
 
-def _training_record(model_path: str) -> Optional[dict[str, Any]]:
-    path = os.path.join(model_path, TRAINING_RECORD_FILE)
-    if not tf.io.gfile.exists(path):
-        return None
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
-
-
 class AtomicPushExecutor(pusher_executor.Executor):
     """Pushes a blessed model with :func:`push_atomically` (filesystem destinations)."""
 
@@ -129,7 +121,7 @@ class AtomicPushExecutor(pusher_executor.Executor):
         blessed_uri = blessing.get_string_custom_property(evaluator_constants.ARTIFACT_PROPERTY_CURRENT_MODEL_URI_KEY)
         if blessed_uri:  # the Evaluator's blessings name their model; other validators' may not
             model_uri = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_KEY]).uri
-            problem = blessing_problem(model_uri, _training_record(model_path), blessed_uri)
+            problem = blessing_problem(model_uri, read_training_record(model_path), blessed_uri)
             if problem:
                 raise ValueError(f"AtomicPusher: not pushing {model_path}: {problem}")
         destination = pusher_pb2.PushDestination()

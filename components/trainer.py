@@ -947,11 +947,10 @@ def read_training_record(export_dir: str) -> dict[str, Any]:
     Raises:
       FileNotFoundError: The model has none (exported before the record existed).
     """
-    path = os.path.join(export_dir, trainer_options.TRAINING_RECORD_FILE)
-    if not tf.io.gfile.exists(path):
+    record = trainer_options.read_training_record(export_dir)
+    if record is None:
         raise FileNotFoundError(f"{export_dir} has no {trainer_options.TRAINING_RECORD_FILE}: it cannot be refitted")
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
+    return record
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:

@@ -5,6 +5,8 @@ Every value is checked when a :class:`ModelConfig` is built (:mod:`components.se
 """
 
 import dataclasses
+import json
+import os
 from typing import Any, Optional
 
 from components import settings
@@ -27,6 +29,18 @@ CALIBRATION_FILE = "calibration.json"
 TRAINING_RECORD_FILE = "assets.extra/training_record.json"
 # In the refit Trainer's custom config: train on train+eval from its base model's record (components.trainer.run_fn).
 REFIT_KEY = "refit"
+
+
+def read_training_record(export_dir: str) -> Optional[dict[str, Any]]:
+    """The training record of the SavedModel ``export_dir`` (:data:`TRAINING_RECORD_FILE`, written by
+    :func:`components.trainer.write_training_record`), or None for a model exported before it existed."""
+    # Imported here: the settings above are read where TensorFlow need not be loaded.
+    import tensorflow as tf
+    path = os.path.join(export_dir, TRAINING_RECORD_FILE)
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,7 +27,7 @@ from tfx.utils import path_utils
 from components import forecast_metrics, windowing
 from components.example_gen import executor as example_gen_executor
 from components.example_gen import windows as windows_lib
-from components.trainer_options import CALIBRATION_FILE, TRAINING_LOG_FILE, TRAINING_RECORD_FILE, interval_name
+from components.trainer_options import CALIBRATION_FILE, TRAINING_LOG_FILE, interval_name, read_training_record
 from pipeline import local_data, local_runner
 from pipeline import pipeline as pipeline_lib
 from pipeline.config import PipelineConfig
@@ -248,13 +248,11 @@ def tested_model_node(config: PipelineConfig) -> str:
 
 
 def _model_record(model_uri: str, node: str) -> dict[str, Any]:
-    """What :data:`TRAINING_RECORD_FILE` says of a Trainer's model: ``component``, ``splits``, ``windows``,
-    ``epochs``."""
-    path = os.path.join(path_utils.serving_model_path(model_uri), TRAINING_RECORD_FILE)
-    if not tf.io.gfile.exists(path):
+    """What its training record (:func:`read_training_record`) says of a Trainer's model:
+    ``component``, ``splits``, ``windows``, ``epochs``."""
+    record = read_training_record(path_utils.serving_model_path(model_uri))
+    if record is None:
         return {"component": node}
-    with tf.io.gfile.GFile(path) as f:
-        record = json.load(f)
     return {"component": node, **{k: record.get(k) for k in ("splits", "windows", "epochs")}}
 
 
