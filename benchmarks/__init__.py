@@ -9,7 +9,7 @@ import json
 import os
 import statistics
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from pipeline import config as config_lib
 
@@ -38,6 +38,16 @@ def transform_outputs(run_dir: str) -> tuple[str, str]:
         local_runner.run(bundled_config(run_dir))
     newest = lambda pattern: max(glob.glob(os.path.join(root, pattern, "*")), key=os.path.getmtime)
     return newest("transform_graph"), newest("transformed_examples")
+
+
+def kept_run(run_dir: str) -> tuple[Any, str]:
+    """The ML Metadata store and the pipeline's name of a kept run (a ``--keep`` run's ``run`` directory,
+    run with the default pipeline name)."""
+    from ml_metadata.metadata_store import metadata_store
+    from tfx import v1 as tfx
+    config = config_lib.PipelineConfig(data=config_lib.DataConfig(path=run_dir), output_dir=run_dir)
+    return (metadata_store.MetadataStore(tfx.orchestration.metadata.sqlite_metadata_connection_config(
+        config.metadata_path)), config.pipeline_name)
 
 
 def data_accessor(examples_dir: str, splits: tuple[str, ...] = ("train", "eval")):

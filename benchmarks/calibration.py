@@ -164,21 +164,19 @@ def load_run(run_dir: str) -> dict[str, Any]:
     """What the variants need of a kept run: eval windows with A's forecasts, test windows with B's."""
     import tensorflow as tf
     import tensorflow_transform as tft
-    from ml_metadata.metadata_store import metadata_store
-    from tfx import v1 as tfx
 
+    from benchmarks import kept_run
     from benchmarks.accuracy import load_model_outputs, read_test_windows
-    from benchmarks.refit import _trainer_inputs
+    from benchmarks.refit import trainer_inputs
     from components import features, trainer_options
     from pipeline import local_runner
-    custom_config, graph, _, raw = _trainer_inputs(run_dir)
+    custom_config, graph, _, raw = trainer_inputs(run_dir)
     model_config = trainer_options.model_config_from_dict(custom_config["model"])
     if not model_config.quantiles or model_config.quantile_head:
         raise ValueError(f"{run_dir}: not a run of conformal intervals around a point model")
-    store = metadata_store.MetadataStore(tfx.orchestration.metadata.sqlite_metadata_connection_config(
-        os.path.join(run_dir, "metadata.sqlite")))
+    store, name = kept_run(run_dir)
     model = lambda node: os.path.join(  # noqa: E731
-        local_runner.output_artifact(store, "lstm-forecast", node, "model", 0).uri, "Format-Serving")
+        local_runner.output_artifact(store, name, node, "model", 0).uri, "Format-Serving")
     tft_output = tft.TFTransformOutput(graph)
     raw_spec = tft_output.raw_feature_spec()
     context = int(raw_spec[features.HISTORY].shape[0])

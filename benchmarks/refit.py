@@ -27,19 +27,14 @@ from typing import Any, Optional
 
 import numpy as np
 
-from benchmarks import data_accessor, split_files
+from benchmarks import data_accessor, kept_run, split_files
 from benchmarks.accuracy import load_model_outputs, print_table, read_test_windows
 
 
-def _trainer_inputs(run_dir: str) -> tuple[dict[str, Any], str, str, str]:
-    """The Trainer's custom config, transform graph, transformed examples and raw examples of a run."""
-    from ml_metadata.metadata_store import metadata_store
-    from tfx import v1 as tfx
-
+def trainer_inputs(run_dir: str) -> tuple[dict[str, Any], str, str, str]:
+    """The Trainer's custom config, transform graph, transformed examples and raw examples of a kept run."""
     from pipeline import local_runner
-    store = metadata_store.MetadataStore(tfx.orchestration.metadata.sqlite_metadata_connection_config(
-        os.path.join(run_dir, "metadata.sqlite")))
-    name = "lstm-forecast"
+    store, name = kept_run(run_dir)
     executions = [e for node, e in local_runner.node_executions(store, name, 0) if node == "Trainer"]
     custom_config = json.loads(executions[-1].custom_properties["custom_config"].string_value)
     uri = lambda node, key: local_runner.output_artifact(store, name, node, key, 0).uri  # noqa: E731
@@ -63,7 +58,7 @@ def benchmark_run(run_dir: str) -> dict[str, Any]:
     import tensorflow_transform as tft
 
     from components import features, quantiles, trainer, trainer_options
-    custom_config, graph, transformed, raw = _trainer_inputs(run_dir)
+    custom_config, graph, transformed, raw = trainer_inputs(run_dir)
     model_config = trainer_options.model_config_from_dict(custom_config["model"])
     history, horizon = int(custom_config["windows"]["history"]), int(custom_config["windows"]["horizon"])
     tft_output = tft.TFTransformOutput(graph)
