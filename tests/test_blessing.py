@@ -131,23 +131,36 @@ def _model_uri(config, result, node: str) -> str:
     return local_runner.output_artifact(_store(config), config.pipeline_name, node, "model", result.since_ms).uri
 
 
-def _baseline_uri(config, result):
-    """The URI of the Evaluator's baseline model input in the run, or None."""
+def _evaluator_model_inputs(config, result) -> dict[str, set[str]]:
+    """The URIs of the model inputs of the run's own Evaluator execution, by input key.
+
+    The fixture's later runs come after ``result.since_ms`` too, so this run's execution is the
+    first one. ML Metadata keeps one input event per artifact, so when the candidate is also the
+    baseline (a re-run) the artifact may be recorded under either key.
+    """
     store = _store(config)
-    evaluators = [e for node, e in local_runner.node_executions(store, config.pipeline_name, result.since_ms)
-                  if node == "Evaluator"]
-    ids = [event.artifact_id for event in store.get_events_by_execution_ids([evaluators[-1].id])
-           if event.type == metadata_store_pb2.Event.INPUT and event.path.steps[0].key == "baseline_model"]
-    return store.get_artifacts_by_id(ids)[0].uri if ids else None
+    evaluator = next(e for node, e in local_runner.node_executions(store, config.pipeline_name, result.since_ms)
+                     if node == "Evaluator")
+    inputs: dict[str, set[str]] = {}
+    for event in store.get_events_by_execution_ids([evaluator.id]):
+        key = event.path.steps[0].key
+        if event.type == metadata_store_pb2.Event.INPUT and key in ("model", "baseline_model"):
+            inputs.setdefault(key, set()).add(store.get_artifacts_by_id([event.artifact_id])[0].uri)
+    return inputs
 
 
 def test_the_gate_compares_with_the_blessed_train_only_model_never_the_refit(runs):
     good_config, good, good_summary, _ = runs["good"]
     trained, refit = (_model_uri(good_config, good, node) for node in ("Trainer", pipeline_lib.REFIT_TRAINER))
     assert trained != refit
-    for name in ("weaker", "good again"):
-        config, result, _, _ = runs[name]
-        assert _baseline_uri(config, result) == trained, name
+    weaker_config, weaker, _, _ = runs["weaker"]
+    weaker_inputs = _evaluator_model_inputs(weaker_config, weaker)
+    assert weaker_inputs["baseline_model"] == {trained}
+    (candidate,) = weaker_inputs["model"]
+    assert candidate not in (trained, refit) and "/Trainer/" in candidate
+    # The re-run's candidate is the cached train-only model and so is its baseline: the refit is neither.
+    again_config, again, _, _ = runs["good again"]
+    assert set().union(*_evaluator_model_inputs(again_config, again).values()) == {trained}
     # The summary says which model each split's figures are from.
     windows = good_summary["windows"]
     assert good_summary["models"] == {
