@@ -9,6 +9,16 @@ each variant is calibrated on every eval window of the first (train-only) model 
 the test windows with the refit model B (the RefitTrainer's, which is pushed), as the pipeline does.
 Runs of the point model's conformal intervals only (``--interval-method conformal``, the default).
 
+The variants differ in the spread each window's scores are normalised by (what summary of which
+seasonal differences of its context), in how the scores' quantile is taken (per horizon step, or
+pooled over steps), and in how the calibration windows are weighed: all alike, by recency
+(weights halving every ``h`` of the calibration windows' time span as they get further from the
+windows scored, the weighted quantile of Barber et al. 2023 with the scored point's weight on
+``+inf``), or only the nearest fraction of them. "Nearest" is measured from the side the scored
+windows lie on: on the cross-fit's reverse direction (calibrated on the later half, scored on the
+earlier) the earliest calibration windows weigh most, so both directions test the same idea; the
+test figures weigh eval's latest windows most, as a deployed model would.
+
 Pure numpy past the loading: a point model's intervals are its forecast plus and minus a
 calibrated multiple of each window's spread, so the variants need only the windows' raw contexts,
 targets, scales and the two models' forecasts (read once from the kept runs' SavedModels).
@@ -19,8 +29,8 @@ Usage:
 
 import argparse
 import contextlib
+import dataclasses
 import json
-import math
 import os
 import sys
 from typing import Any, Callable, Optional
@@ -36,17 +46,31 @@ SCORED_INTERVALS = (0.8, 0.95)
 # A spread function: (raw contexts [N, C], scales [N, 1], period m, horizon H) -> spreads [N, 1],
 # original units.
 Spread = Callable[[np.ndarray, np.ndarray, int, int], np.ndarray]
-# An adjustment function: conformal_adjustments' signature.
+# An adjustment function: components.quantiles.conformal_adjustments' signature.
 Adjust = Callable[..., np.ndarray]
 
 
 def exported_spread(context: np.ndarray, scale: np.ndarray, period: int, horizon: int) -> np.ndarray:
-    """The trainer's spread (:func:`components.quantiles.interval_spread`: the last season's) in original units."""
+    """The trainer's spread (:func:`components.quantiles.interval_spread`, its default statistic) in original units."""
     return quantiles.interval_spread(context, scale, period) * np.asarray(scale, dtype=np.float64).reshape(-1, 1)
 
 
-def recent_spread(points: Optional[Callable[[int, int], int]]) -> Spread:
-    """The seasonal naive's in-window MAE over the context's last ``points(m, H)`` seasonal differences (None: all).
+def _mean(differences: np.ndarray) -> np.ndarray:
+    return differences.mean(axis=1, keepdims=True)
+
+
+def _max(differences: np.ndarray) -> np.ndarray:
+    return differences.max(axis=1, keepdims=True)
+
+
+def _rms(differences: np.ndarray) -> np.ndarray:
+    return np.sqrt((differences ** 2).mean(axis=1, keepdims=True))
+
+
+def recent_spread(points: Optional[Callable[[int, int], int]],
+                  summary: Callable[[np.ndarray], np.ndarray] = _mean) -> Spread:
+    """A summary (default: the mean, the seasonal naive's in-window MAE) of the absolute seasonal differences
+    over the context's last ``points(m, H)`` of them (None: all).
 
     Same floor (:data:`components.quantiles.SPREAD_FLOOR` of the whole context's mean magnitude)
     and fallback (the window scale, without a period or where the spread is 0) as the exported one.
@@ -60,8 +84,7 @@ def recent_spread(points: Optional[Callable[[int, int], int]]) -> Spread:
         differences = np.abs(context[:, period:] - context[:, :-period])
         if points is not None:
             differences = differences[:, -points(period, horizon):]
-        mae = differences.mean(axis=1, keepdims=True)
-        spread = np.maximum(mae, quantiles.SPREAD_FLOOR * np.abs(context).mean(axis=1, keepdims=True))
+        spread = np.maximum(summary(differences), quantiles.SPREAD_FLOOR * np.abs(context).mean(axis=1, keepdims=True))
         return np.where(spread > 0, spread, scale)
 
     return spread
@@ -69,7 +92,16 @@ def recent_spread(points: Optional[Callable[[int, int], int]]) -> Spread:
 
 # Before this script chose: every seasonal difference of the context.
 whole_context_spread = recent_spread(None)
+# Exported before the drift cross-fit: the last season's mean.
 last_cycle_spread = recent_spread(lambda m, h: m)
+# Exported since: the last season's largest.
+last_cycle_max_spread = recent_spread(lambda m, h: m, _max)
+
+
+def larger_spread(first: Spread, second: Spread) -> Spread:
+    """The larger of two spreads."""
+    return lambda context, scale, period, horizon: np.maximum(first(context, scale, period, horizon),
+                                                              second(context, scale, period, horizon))
 
 
 def blended_spread(first: Spread, second: Spread) -> Spread:
@@ -78,38 +110,104 @@ def blended_spread(first: Spread, second: Spread) -> Spread:
                                                            * second(context, scale, period, horizon))
 
 
-def pooled_adjustments(actual: np.ndarray, quantiles_: np.ndarray, levels, spread: Optional[np.ndarray] = None
-                       ) -> np.ndarray:
-    """Like :func:`components.quantiles.conformal_adjustments`, one score quantile over every step.
+def weighted_adjustments(actual: np.ndarray, quantiles_: np.ndarray, levels, spread: Optional[np.ndarray],
+                         weights: np.ndarray) -> np.ndarray:
+    """Like :func:`components.quantiles.conformal_adjustments`, each window's scores weighted.
 
-    Each step's scores are divided by their mean absolute value (the step's scale, so later steps'
-    larger errors count alike), pooled over the ``N H`` scores of all steps, and the
-    ``ceil((N H + 1)(1 - a))``-th smallest times each step's scale is the step's adjustment.
+    The weighted split-conformal quantile of Barber et al. (2023), "Conformal prediction beyond
+    exchangeability": with weights ``w_i`` of the ``n`` calibration windows and 1 for the point
+    forecast (its score at ``+inf``), each step's adjustment is the smallest score ``s`` whose
+    weights up to it, ``sum(w_i : s_i <= s) / (sum(w) + 1)``, reach the coverage (the largest
+    score where none does, as the unweighted one). Equal weights 1 give the unweighted
+    ``ceil((n + 1)(1 - a))``-th smallest.
     """
     n, horizon = np.shape(actual)
     adjustments = np.zeros((horizon, len(levels)))
     if n == 0:
         return adjustments
+    weights = np.asarray(weights, dtype=np.float64).reshape(n)
     for lo, hi, coverage, scores in quantiles.conformal_scores(actual, quantiles_, levels, spread):
-        step_scale = np.abs(scores).mean(axis=0)
-        step_scale = np.where(step_scale > 0, step_scale, 1.0)
-        pooled = np.sort((scores / step_scale).ravel())
-        rank = min(math.ceil((pooled.size + 1) * coverage - 1e-9), pooled.size)
-        adjustments[:, lo] = -pooled[rank - 1] * step_scale
-        adjustments[:, hi] = pooled[rank - 1] * step_scale
+        order = np.argsort(scores, axis=0, kind="stable")
+        reached = np.cumsum(weights[order], axis=0) / (weights.sum() + 1.0) >= coverage - 1e-9
+        rank = np.where(reached.any(axis=0), reached.argmax(axis=0), n - 1)
+        chosen = np.take_along_axis(scores, order, axis=0)[rank, np.arange(horizon)]
+        adjustments[:, lo] = -chosen
+        adjustments[:, hi] = chosen
     return adjustments
 
 
-# Name -> (spread, adjustments). "last cycle (exported)" is what the trainer exports; "whole context"
-# what it exported before.
-VARIANTS: dict[str, tuple[Spread, Adjust]] = {
-    "whole context": (whole_context_spread, quantiles.conformal_adjustments),
-    "last cycle (exported)": (exported_spread, quantiles.conformal_adjustments),
-    "last max(H, m/2)": (recent_spread(lambda m, h: max(h, m // 2)), quantiles.conformal_adjustments),
-    "blend whole/last cycle": (blended_spread(whole_context_spread, last_cycle_spread),
-                               quantiles.conformal_adjustments),
-    "pooled steps": (whole_context_spread, pooled_adjustments),
-    "pooled + last cycle": (last_cycle_spread, pooled_adjustments),
+# A weighing of calibration windows: (ages [n], span) -> weights [n]; an age is a window's distance
+# in time (origin units) from the side the scored windows lie on, the span that of the calibration
+# windows' origins.
+Weigh = Callable[[np.ndarray, float], np.ndarray]
+
+
+def half_life(fraction: float) -> Weigh:
+    """Weights halving every ``fraction`` of the span of age."""
+    return lambda ages, span: 0.5 ** (np.asarray(ages, dtype=np.float64) / (fraction * span))
+
+
+def nearest(fraction: float) -> Weigh:
+    """Weight 1 for the ``fraction`` of windows nearest the scored ones (by age), 0 for the rest."""
+    def weigh(ages: np.ndarray, span: float) -> np.ndarray:
+        ages = np.asarray(ages, dtype=np.float64)
+        return (ages <= np.quantile(ages, fraction)).astype(np.float64)
+
+    return weigh
+
+
+def ages(origins: np.ndarray, scored_later: bool) -> tuple[np.ndarray, float]:
+    """Each calibration window's age from the scored side, and the origins' span (1 where they all coincide).
+
+    Args:
+      origins: The calibration windows' origins ``[n]``.
+      scored_later: Whether the scored windows come after them (the age counts back from the
+        latest origin) or before (from the earliest).
+    """
+    origins = np.asarray(origins).astype(np.int64).astype(np.float64)
+    span = float(origins.max() - origins.min()) if len(origins) else 0.0
+    return (origins.max() - origins if scored_later else origins - origins.min()), (span or 1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One way to calibrate: the spread, the adjustments, and (None: all alike) the weighing of windows.
+
+    With ``weigh`` the adjustments are :func:`weighted_adjustments` (per step), ``adjust`` unused.
+    """
+    spread: Spread
+    adjust: Adjust = quantiles.conformal_adjustments
+    weigh: Optional[Weigh] = None
+
+
+LAST_SEASON = lambda m, h: m  # noqa: E731
+# Name -> variant. BASELINE is what the trainer exported before the drift cross-fit and EXPORTED
+# what it exports; the others are measured against the baseline.
+BASELINE = "last season mean (before)"
+EXPORTED = "pooled steps, last season max (exported)"
+VARIANTS: dict[str, Variant] = {
+    BASELINE: Variant(last_cycle_spread),
+    EXPORTED: Variant(exported_spread, quantiles.pooled_conformal_adjustments),
+    "last season max": Variant(exported_spread),
+    "whole context mean": Variant(whole_context_spread),
+    # Spreads that react to recent level and volatility.
+    "last max(H, m/2) mean": Variant(recent_spread(lambda m, h: max(h, m // 2))),
+    "last H mean": Variant(recent_spread(lambda m, h: h)),
+    "max(last season, whole) mean": Variant(larger_spread(last_cycle_spread, whole_context_spread)),
+    "blend whole/last season mean": Variant(blended_spread(whole_context_spread, last_cycle_spread)),
+    "last season rms": Variant(recent_spread(LAST_SEASON, _rms)),
+    "last half season max": Variant(recent_spread(lambda m, h: max(1, m // 2), _max)),
+    "last two seasons max": Variant(recent_spread(lambda m, h: 2 * m, _max)),
+    # Recency: weighted quantiles, or the nearest windows only.
+    "half-life 1/4 span": Variant(last_cycle_spread, weigh=half_life(0.25)),
+    "half-life 1/2 span": Variant(last_cycle_spread, weigh=half_life(0.5)),
+    "half-life 1 span": Variant(last_cycle_spread, weigh=half_life(1.0)),
+    "nearest 1/2": Variant(last_cycle_spread, weigh=nearest(0.5)),
+    "nearest 3/4": Variant(last_cycle_spread, weigh=nearest(0.75)),
+    "last season max, half-life 1/2": Variant(exported_spread, weigh=half_life(0.5)),
+    # One quantile over every step's scores.
+    "pooled steps, whole context": Variant(whole_context_spread, quantiles.pooled_conformal_adjustments),
+    "pooled steps, last season mean": Variant(last_cycle_spread, quantiles.pooled_conformal_adjustments),
 }
 
 
@@ -129,7 +227,8 @@ def coverage(actual: np.ndarray, quantiles_: np.ndarray, levels) -> np.ndarray:
 
 def calibrated_coverage(actual_cal: np.ndarray, forecast_cal: np.ndarray, spread_cal: np.ndarray,
                         actual: np.ndarray, forecast: np.ndarray, spread: np.ndarray, levels,
-                        adjust: Adjust = quantiles.conformal_adjustments) -> np.ndarray:
+                        adjust: Adjust = quantiles.conformal_adjustments,
+                        weights: Optional[np.ndarray] = None) -> np.ndarray:
     """Coverage of point forecasts' intervals calibrated on one set of windows, measured on another.
 
     Args:
@@ -138,19 +237,28 @@ def calibrated_coverage(actual_cal: np.ndarray, forecast_cal: np.ndarray, spread
       actual, forecast, spread: The same of the windows measured on.
       levels: The quantile levels.
       adjust: How the adjustments are computed (:func:`components.quantiles.conformal_adjustments`).
+      weights: Weights ``[n]`` of the windows calibrated on (:func:`weighted_adjustments`, ``adjust``
+        unused); None: ``adjust``.
     """
     repeat = lambda f: np.repeat(np.asarray(f, dtype=np.float64)[..., None], len(levels), -1)  # noqa: E731
-    adjustments = adjust(actual_cal, repeat(forecast_cal), levels, spread_cal)
+    adjustments = adjust(actual_cal, repeat(forecast_cal), levels, spread_cal) if weights is None else \
+        weighted_adjustments(actual_cal, repeat(forecast_cal), levels, spread_cal, weights)
     return coverage(actual, quantiles.calibrate(repeat(forecast), adjustments, spread), levels)
 
 
 def cross_fit_coverage(actual: np.ndarray, forecast: np.ndarray, spread: np.ndarray, origins: np.ndarray, levels,
                        adjust: Adjust = quantiles.conformal_adjustments,
-                       series_ids: Optional[np.ndarray] = None) -> np.ndarray:
-    """Coverage ``[2, intervals]``: calibrated on the earlier half, measured on the later, and the reverse."""
+                       series_ids: Optional[np.ndarray] = None, weigh: Optional[Weigh] = None) -> np.ndarray:
+    """Coverage ``[2, intervals]``: calibrated on the earlier half, measured on the later, and the reverse.
+
+    With ``weigh``, the calibration windows are weighed by their :func:`ages` from the half scored.
+    """
     first, second = time_halves(origins, series_ids)
+    origins = np.asarray(origins)
     return np.stack([calibrated_coverage(actual[a], forecast[a], spread[a], actual[b], forecast[b], spread[b],
-                                         levels, adjust) for a, b in ((first, second), (second, first))])
+                                         levels, adjust,
+                                         None if weigh is None else weigh(*ages(origins[a], scored_later)))
+                     for a, b, scored_later in ((first, second, True), (second, first, False))])
 
 
 def coverage_error(observed: np.ndarray, levels, intervals=SCORED_INTERVALS) -> float:
@@ -208,13 +316,16 @@ def score_variants(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
     evaluation, test = data["eval"], data["test"]
     horizon = evaluation["actual"].shape[1]
     results = {}
-    for name, (spread_fn, adjust) in VARIANTS.items():
-        spread = {s: spread_fn(d["context"], d["scale"], data["period"], horizon)
+    for name, variant in VARIANTS.items():
+        spread = {s: variant.spread(d["context"], d["scale"], data["period"], horizon)
                   for s, d in (("eval", evaluation), ("test", test))}
         cross = cross_fit_coverage(evaluation["actual"], evaluation["forecast"], spread["eval"],
-                                   evaluation["origins"], levels, adjust, evaluation["series_ids"])
+                                   evaluation["origins"], levels, variant.adjust, evaluation["series_ids"],
+                                   variant.weigh)
+        weights = None if variant.weigh is None else variant.weigh(*ages(evaluation["origins"], True))
         on_test = calibrated_coverage(evaluation["actual"], evaluation["forecast"], spread["eval"],
-                                      test["actual"], test["forecast"], spread["test"], levels, adjust)
+                                      test["actual"], test["forecast"], spread["test"], levels, variant.adjust,
+                                      weights)
         results[name] = {"cross_fit": cross.tolist(), "cross_fit_error": coverage_error(cross, levels),
                          "test": on_test.tolist(), "test_error": coverage_error(on_test, levels)}
     return results
@@ -261,13 +372,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     for variant in VARIANTS:
         summary[variant] = {key: float(np.mean([results[n][variant][key] for n in names]))
                             for key in ("cross_fit_error", "test_error")}
-    # Per set, whether the variant's cross-fit error is lower (higher) than the first variant's by 0.005.
-    first = next(iter(VARIANTS))
-    better = {v: sum(results[n][v]["cross_fit_error"] < results[n][first]["cross_fit_error"] - 0.005 for n in names)
-              for v in VARIANTS}
-    worse = {v: sum(results[n][v]["cross_fit_error"] > results[n][first]["cross_fit_error"] + 0.005 for n in names)
-             for v in VARIANTS}
-    header = ["variant", "cross-fit error", f"sets better/worse than {first}", "test error"] + names
+    # Per set, whether the variant's cross-fit error is lower (higher) than the baseline's by 0.005.
+    better = {v: sum(results[n][v]["cross_fit_error"] < results[n][BASELINE]["cross_fit_error"] - 0.005
+                     for n in names) for v in VARIANTS}
+    worse = {v: sum(results[n][v]["cross_fit_error"] > results[n][BASELINE]["cross_fit_error"] + 0.005
+                    for n in names) for v in VARIANTS}
+    header = ["variant", "cross-fit error", f"sets better/worse than {BASELINE}", "test error"] + names
     rows = [[v, f"{summary[v]['cross_fit_error']:.4f}", f"{better[v]}/{worse[v]}", f"{summary[v]['test_error']:.4f}"]
             + [f"{fmt(results[n][v]['cross_fit'][0])}; {fmt(results[n][v]['cross_fit'][1])}" for n in names]
             for v in VARIANTS]

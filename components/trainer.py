@@ -27,9 +27,9 @@ from serving import contract
 
 __all__ = ["BranchLoss", "CALIBRATION_FILE", "DEFAULT_LSTM_GRAPH", "EnsembleBranches", "EnsembleMean", "LSTM_GRAPHS",
            "NonCrossingQuantiles", "PinballLoss", "SERVING_INPUT_FEATURES", "SeasonalBaseMix", "TRAINING_LOG_FILE",
-           "TRAINING_RECORD_FILE", "Training", "build_model", "calibrate", "export_serving_model", "fit",
-           "interval_spread", "make_dataset", "model_description", "model_inputs", "quantile_outputs", "raw_feature",
-           "read_training_record", "refit_config", "run_fn", "serving_inputs", "serving_model", "train",
+           "TRAINING_RECORD_FILE", "Training", "base_calibration", "build_model", "calibrate", "export_serving_model",
+           "fit", "interval_spread", "make_dataset", "model_description", "model_inputs", "quantile_outputs",
+           "raw_feature", "read_training_record", "refit_config", "run_fn", "serving_inputs", "serving_model", "train",
            "training_model", "training_record", "training_series_ids", "tuner_fn", "warmup_inputs_from",
            "write_model_description", "write_training_record", "write_warmup_requests"]
 
@@ -505,17 +505,21 @@ def _padded_to_buckets(fn: Any) -> Any:
     return padded
 
 
-def interval_spread(context: tf.Tensor, scale: tf.Tensor, period: int) -> tf.Tensor:
+def interval_spread(context: tf.Tensor, scale: tf.Tensor, period: int,
+                    statistic: str = quantiles.SPREAD_STATISTIC) -> tf.Tensor:
     """Each window's conformal spread ``[batch, 1]`` in the graph: :func:`components.quantiles.interval_spread`.
 
     Computed from the raw context ``[batch, C]`` alone, so a served model calibrates each window
     it is sent without anything but the window.
     """
+    if statistic not in quantiles.SPREAD_STATISTICS:
+        raise ValueError(f"spread statistic {statistic!r} is not one of {', '.join(quantiles.SPREAD_STATISTICS)}")
     if period == 0:
         return tf.ones_like(scale)
     context = tf.cast(context, tf.float32)
-    mae = tf.reduce_mean(tf.abs(context[:, -period:] - context[:, -2 * period:-period]), axis=1, keepdims=True)
-    spread = tf.maximum(mae, quantiles.SPREAD_FLOOR * tf.reduce_mean(tf.abs(context), axis=1, keepdims=True))
+    reduce = tf.reduce_max if statistic == "max" else tf.reduce_mean
+    summary = reduce(tf.abs(context[:, -period:] - context[:, -2 * period:-period]), axis=1, keepdims=True)
+    spread = tf.maximum(summary, quantiles.SPREAD_FLOOR * tf.reduce_mean(tf.abs(context), axis=1, keepdims=True))
     return tf.where(spread > 0, spread / scale, tf.ones_like(scale))
 
 
@@ -548,7 +552,8 @@ def export_serving_model(model: keras.Model, tft_output: tft.TFTransformOutput, 
                          model_config: trainer_options.ModelConfig,
                          warmup_inputs: Optional[dict[str, np.ndarray]] = None,
                          adjustments: Optional[np.ndarray] = None,
-                         lstm_graph: str = DEFAULT_LSTM_GRAPH, spread_period: int = 0) -> None:
+                         lstm_graph: str = DEFAULT_LSTM_GRAPH, spread_period: int = 0,
+                         spread_statistic: str = quantiles.SPREAD_STATISTIC) -> None:
     """Saves the model with the Transform graph and the signatures of :mod:`serving.contract`.
 
     Args:
@@ -567,6 +572,7 @@ def export_serving_model(model: keras.Model, tft_output: tft.TFTransformOutput, 
         Keras' loop whatever this says.
       spread_period: The period of each window's spread (:func:`interval_spread`), as
         :func:`calibrate` was given it; 0: the window scale.
+      spread_statistic: The spread's statistic, as :func:`calibrate` was given it.
     """
     _portable(model)
     raw_spec = tft_output.raw_feature_spec()
@@ -602,7 +608,8 @@ def export_serving_model(model: keras.Model, tft_output: tft.TFTransformOutput, 
         if not model_config.quantile_head:
             # Conformal intervals around the point forecast: every level starts at it.
             scaled = tf.repeat(tf.expand_dims(scaled, -1), len(levels), axis=-1)
-        spread = interval_spread(transformed[features.HISTORY], transformed[features.SCALE], spread_period)
+        spread = interval_spread(transformed[features.HISTORY], transformed[features.SCALE], spread_period,
+                                 spread_statistic)
         return quantile_outputs(scaled, transformed[features.SCALE], transformed[features.LOC], levels, adjustments,
                                 spread)
 
@@ -649,23 +656,29 @@ def quantile_outputs(scaled: tf.Tensor, scale: tf.Tensor, loc: tf.Tensor, levels
 
 def calibrate(model: keras.Model, eval_files: list[str], data_accessor: tfx.components.DataAccessor,
               tft_output: tft.TFTransformOutput, model_config: trainer_options.ModelConfig,
-              spread_period: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
+              spread_period: int = 0,
+              spread_statistic: str = quantiles.SPREAD_STATISTIC) -> tuple[np.ndarray, dict[str, Any]]:
     """Split-conformal calibration of the intervals on the eval split (:mod:`components.quantiles`).
 
     A point model's raw quantiles are all its point forecast, so each interval becomes the point
-    forecast plus and minus a quantile of the step's absolute scaled eval errors, each divided by
-    its window's spread (normalised split conformal prediction), times the window's spread; the
-    median stays the point forecast. The eval split also drives early stopping, so it is not quite
-    unseen by the model: the calibrated coverage on the test split is the honest figure (the run's
-    report shows it).
+    forecast plus and minus a quantile of the absolute scaled eval errors, each divided by its
+    window's spread (normalised split conformal prediction), times the window's spread; the median
+    stays the point forecast. That quantile is taken over every step's errors, each step's over
+    their mean (:func:`components.quantiles.pooled_conformal_adjustments`: lower cross-fit coverage
+    error than one quantile per step, ``benchmarks/calibration.py``); a quantile head's
+    intervals are adjusted per step (:func:`components.quantiles.conformal_adjustments`). The eval
+    split also drives early stopping, so it is not quite unseen by the model: the calibrated
+    coverage on the test split is the honest figure (the run's report shows it).
 
     Args:
       spread_period: The period of each window's spread (:func:`interval_spread`,
         :func:`components.quantiles.spread_period`); 0: the window scale, every spread 1.
+      spread_statistic: How the spread summarises the last season (:data:`components.quantiles.SPREAD_STATISTICS`).
 
     Returns:
       The adjustments ``[H, Q]`` in scaled units per unit of spread, and what the report shows of
-      them: the eval windows, the spread's period, and the raw and calibrated eval coverage of
+      them: the eval windows, the spread's period and statistic, how the score quantile was taken
+      (``score_quantile``: ``"pooled_steps"`` or ``"per_step"``), and the raw and calibrated eval coverage of
       each central interval.
     """
     levels = model_config.quantiles
@@ -673,7 +686,8 @@ def calibrate(model: keras.Model, eval_files: list[str], data_accessor: tfx.comp
                         extra_keys=(features.HISTORY, features.SCALE))
     predicted, actual, spread = [], [], []
     for inputs, target in data:
-        spread.append(interval_spread(inputs.pop(features.HISTORY), inputs.pop(features.SCALE), spread_period).numpy())
+        spread.append(interval_spread(inputs.pop(features.HISTORY), inputs.pop(features.SCALE), spread_period,
+                                      spread_statistic).numpy())
         output = model(inputs, training=False).numpy()
         predicted.append(output if model_config.quantile_head else np.repeat(output[..., None], len(levels), -1))
         actual.append(target.numpy())
@@ -681,7 +695,8 @@ def calibrate(model: keras.Model, eval_files: list[str], data_accessor: tfx.comp
     predicted = np.concatenate(predicted) if predicted else np.zeros((0, horizon, len(levels)))
     actual = np.concatenate(actual) if actual else np.zeros((0, horizon))
     spread = np.concatenate(spread) if spread else np.zeros((0, 1))
-    adjustments = quantiles.conformal_adjustments(actual, predicted, levels, spread)
+    adjust = quantiles.conformal_adjustments if model_config.quantile_head else quantiles.pooled_conformal_adjustments
+    adjustments = adjust(actual, predicted, levels, spread)
 
     def coverage(values: np.ndarray) -> dict[str, float]:
         hits = quantiles.covered(actual, values, levels).reshape(-1, len(quantiles.interval_pairs(levels)))
@@ -689,6 +704,8 @@ def calibrate(model: keras.Model, eval_files: list[str], data_accessor: tfx.comp
                 for i, (_, _, c) in enumerate(quantiles.interval_pairs(levels))}
 
     report = {"levels": list(levels), "windows": len(actual), "spread_period": spread_period,
+              "spread_statistic": spread_statistic,
+              "score_quantile": "per_step" if model_config.quantile_head else "pooled_steps",
               "calibrated_coverage": coverage(quantiles.calibrate(predicted, adjustments, spread)),
               "adjustments": adjustments.tolist()}
     if model_config.quantile_head:  # a point model's raw "intervals" are a point: nothing to show
@@ -916,7 +933,8 @@ def refit_config(model_config: trainer_options.ModelConfig, epochs: int) -> trai
 
 
 def training_record(splits: list[str], training: Training, adjustments: Optional[np.ndarray], spread_period: int,
-                    refit_of: Optional[str] = None) -> dict[str, Any]:
+                    refit_of: Optional[str] = None,
+                    spread_statistic: str = quantiles.SPREAD_STATISTIC) -> dict[str, Any]:
     """What :data:`trainer_options.TRAINING_RECORD_FILE` holds (JSON-safe).
 
     Args:
@@ -925,11 +943,24 @@ def training_record(splits: list[str], training: Training, adjustments: Optional
       adjustments: The calibration ``[H, Q]`` baked into its graph, or None.
       spread_period: The period of its conformal spread.
       refit_of: The SavedModel whose settings, epochs and calibration a refit took, or None.
+      spread_statistic: The statistic of its conformal spread.
     """
     return {"splits": list(splits), "windows": training.windows, "epochs": training.epochs,
             "epochs_run": training.epochs_run,
-            "refit_of": refit_of, "spread_period": spread_period,
+            "refit_of": refit_of, "spread_period": spread_period, "spread_statistic": spread_statistic,
             "adjustments": None if adjustments is None else np.asarray(adjustments).tolist()}
+
+
+def base_calibration(record: dict[str, Any]) -> tuple[np.ndarray, int, str]:
+    """The calibration a refit takes from its base model's :func:`training_record`.
+
+    Returns:
+      The adjustments ``[H, Q]``, the spread's period and its statistic: the one the adjustments
+      were computed with, :data:`components.quantiles.LEGACY_SPREAD_STATISTIC` for a record
+      written before the statistic was recorded.
+    """
+    return (np.asarray(record["adjustments"]), int(record["spread_period"]),
+            record.get("spread_statistic", quantiles.LEGACY_SPREAD_STATISTIC))
 
 
 def write_training_record(export_dir: str, record: dict[str, Any]) -> str:
@@ -971,7 +1002,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     spread_period = 0 if model_config.quantile_head else quantiles.spread_period(
         int(tft_output.raw_feature_spec()[features.HISTORY].shape[0]),
         fn_args.custom_config["windows"].get("seasonal_periods", ()))
-    adjustments = None
+    adjustments, spread_statistic = None, quantiles.SPREAD_STATISTIC
     if fn_args.custom_config.get(trainer_options.REFIT_KEY):
         if not fn_args.base_model:
             raise ValueError("the refit Trainer needs the trained model as its base_model")
@@ -979,20 +1010,19 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         training = fit(fn_args.train_files, None, fn_args.data_accessor, tft_output, history, horizon,
                        refit_config(model_config, base["epochs"]), log_dir=fn_args.model_run_dir)
         if model_config.quantiles:
-            adjustments = np.asarray(base["adjustments"])
-            spread_period = int(base["spread_period"])
+            adjustments, spread_period, spread_statistic = base_calibration(base)
     else:
         training = fit(fn_args.train_files, fn_args.eval_files, fn_args.data_accessor, tft_output,
                        history, horizon, model_config, log_dir=fn_args.model_run_dir)
         if model_config.quantiles:
             adjustments, calibration = calibrate(training.model, fn_args.eval_files, fn_args.data_accessor,
-                                                 tft_output, model_config, spread_period)
+                                                 tft_output, model_config, spread_period, spread_statistic)
             with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, CALIBRATION_FILE), "w") as f:
                 f.write(json.dumps(calibration, indent=1))
     warmup = warmup_inputs_from(fn_args.eval_files, fn_args.data_accessor, tft_output,
                                 model_config.takes_series_id)
     export_serving_model(training.model, tft_output, fn_args.serving_model_dir, model_config, warmup_inputs=warmup,
-                         adjustments=adjustments, spread_period=spread_period)
+                         adjustments=adjustments, spread_period=spread_period, spread_statistic=spread_statistic)
     known = training_series_ids(fn_args.train_files, fn_args.data_accessor, tft_output) \
         if model_config.scaling == "per_series" else None
     write_model_description(fn_args.serving_model_dir, model_description(
@@ -1000,7 +1030,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     splits = [_split_of(p) for p in fn_args.train_files]
     write_training_record(fn_args.serving_model_dir, training_record(
         splits, training, adjustments, spread_period,
-        refit_of=fn_args.base_model if fn_args.custom_config.get(trainer_options.REFIT_KEY) else None))
+        refit_of=fn_args.base_model if fn_args.custom_config.get(trainer_options.REFIT_KEY) else None,
+        spread_statistic=spread_statistic))
 
 
 def _split_of(file_pattern: str) -> str:

@@ -380,8 +380,9 @@ def test_an_lstm_the_fused_op_cannot_compute_keeps_keras_loop():
 
 def test_conformal_intervals_are_the_point_forecast_plus_minus_its_normalised_eval_errors(covariate_transform,
                                                                                            tmp_path):
-    """The default: the point model; each interval is its forecast -/+ a quantile of the step's scaled eval
-    errors over their windows' spread, times the window's spread, computed in the graph from the raw context."""
+    """The default: the point model; each interval is its forecast -/+ a quantile of the scaled eval errors over
+    their windows' spread (pooled over steps, each step's over their mean), times the window's spread, computed
+    in the graph from the raw context."""
     out, splits = covariate_transform
     config = dataclasses.replace(MODEL, interval_method="conformal")
     tft_output = tft.TFTransformOutput(os.path.join(out, "transform_graph"))
@@ -397,17 +398,18 @@ def test_conformal_intervals_are_the_point_forecast_plus_minus_its_normalised_ev
     trainer_lib.export_serving_model(model, tft_output, str(tmp_path / "m"), config, None, adjustments,
                                      spread_period=period)
     # By hand: absolute scaled errors on eval over each window's spread (from its raw context, in
-    # numpy), per step, their ceil((n+1)c)-th smallest.
+    # numpy), each step's over their mean, pooled: their ceil((n H + 1)c)-th smallest times the step's mean.
     eval_data = list(trainer_lib.make_dataset(eval_files, accessor, tft_output, 16, False, 0,
                                               extra_keys=(features.HISTORY, features.SCALE)))
     spread = np.concatenate([quantiles.interval_spread(x.pop(features.HISTORY).numpy(), x.pop(features.SCALE).numpy(),
                                                        period) for x, _ in eval_data])
     assert spread.std() > 0.05 * spread.mean()  # the windows differ: the spread matters
     errors = np.abs(np.concatenate([y.numpy() - model(x, training=False).numpy() for x, y in eval_data])) / spread
-    n, levels = len(errors), config.quantiles
+    levels, step_mean = config.quantiles, errors.mean(axis=0)
+    pooled = np.sort((errors / step_mean).ravel())
     for lo, hi, coverage in quantiles.interval_pairs(levels):
-        rank = min(int(np.ceil((n + 1) * coverage - 1e-9)), n)
-        np.testing.assert_allclose(adjustments[:, hi], np.sort(errors, axis=0)[rank - 1], rtol=1e-6)
+        rank = min(int(np.ceil((pooled.size + 1) * coverage - 1e-9)), pooled.size)
+        np.testing.assert_allclose(adjustments[:, hi], pooled[rank - 1] * step_mean, rtol=1e-6)
         np.testing.assert_allclose(adjustments[:, lo], -adjustments[:, hi])
     rows = splits["eval"]
     inputs = conftest.serving_inputs_of(rows)
@@ -422,7 +424,18 @@ def test_conformal_intervals_are_the_point_forecast_plus_minus_its_normalised_ev
                        + loc[..., None], axis=-1)
     np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-3)
     assert set(report["calibrated_coverage"]) == {"50", "80", "95"} and "raw_coverage" not in report
-    assert report["spread_period"] == period
+    assert (report["spread_period"], report["spread_statistic"], report["score_quantile"]) == (period, "max",
+                                                                                               "pooled_steps")
+    # A refit of a model calibrated with the last season's mean spread (before the max) keeps the mean.
+    trainer_lib.export_serving_model(model, tft_output, str(tmp_path / "mean"), config, None, adjustments,
+                                     spread_period=period, spread_statistic="mean")
+    served = _session_forecast(repository.load_version(str(tmp_path / "mean"), 1), inputs,
+                               contract.QUANTILES_OUTPUT_KEY)
+    mean_spread = quantiles.interval_spread(inputs[contract.INPUT_KEY], scale, period, "mean")
+    assert (mean_spread < window_spread - 1e-3).any()
+    expected = np.sort((scaled[..., None] + mean_spread[..., None] * adjustments) * scale[..., None]
+                       + loc[..., None], axis=-1)
+    np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-3)
 
 
 def test_an_ensemble_exports_fused_and_serves_the_mean_of_its_branches(covariate_transform, tmp_path):

@@ -1,5 +1,6 @@
 """Quantile forecasts: the numpy arithmetic, the metrics the Evaluator computes, the settings, and the model head."""
 
+import json
 import math
 
 import keras
@@ -101,17 +102,55 @@ def test_too_few_windows_take_the_largest_score():
     assert not quantiles.conformal_adjustments(np.zeros((0, 2)), np.zeros((0, 2, 3)), (0.1, 0.5, 0.9)).any()
 
 
-def test_the_spread_is_the_in_window_seasonal_naive_mae_of_the_last_season_over_the_scale():
+def test_the_spread_is_the_largest_or_mean_seasonal_difference_of_the_last_season_over_the_scale():
     context = np.array([[1.0, 2.0, 4.0, 3.0, 2.0, 7.0],  # lag-2 differences 3, 1, then the last season's 2, 4
                         [9.0, 0.0, 5.0, 5.0, 5.0, 5.0],  # calm last season: the floor, 1% of the mean 29/6
                         [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]])  # nothing to scale by: 1
     scale = np.array([[0.5], [2.0], [1.0]])
-    np.testing.assert_allclose(quantiles.interval_spread(context, scale, 2), [[3.0 / 0.5], [0.29 / 6 / 2], [1.0]])
+    floor = 0.29 / 6 / 2
+    np.testing.assert_allclose(quantiles.interval_spread(context, scale, 2), [[4.0 / 0.5], [floor], [1.0]])
+    np.testing.assert_allclose(quantiles.interval_spread(context, scale, 2, "mean"), [[3.0 / 0.5], [floor], [1.0]])
     np.testing.assert_array_equal(quantiles.interval_spread(context, scale, 0), np.ones((3, 1)))
+    with pytest.raises(ValueError, match="not one of max, mean"):
+        quantiles.interval_spread(context, scale, 2, "median")
     rng = np.random.default_rng(5)
     context, scale = rng.normal(10, 3, size=(32, 24)), rng.uniform(0.5, 2, size=(32, 1))
-    graph = trainer_lib.interval_spread(context.astype(np.float32), scale.astype(np.float32), 7).numpy()
-    np.testing.assert_allclose(graph, quantiles.interval_spread(context, scale, 7), rtol=1e-5)
+    for statistic in quantiles.SPREAD_STATISTICS:  # the graph's twin gives the same
+        graph = trainer_lib.interval_spread(context.astype(np.float32), scale.astype(np.float32), 7, statistic)
+        np.testing.assert_allclose(graph.numpy(), quantiles.interval_spread(context, scale, 7, statistic), rtol=1e-5)
+    assert quantiles.SPREAD_STATISTIC == "max"
+
+
+def test_pooled_adjustments_take_one_quantile_of_every_steps_scores_over_the_steps_mean():
+    # Four windows, three steps. Per step, 80% of n = 4 needs the ceil(5 * 0.8) = 5th smallest of
+    # four: the largest, 10, 4 and 8. Pooled: each step's errors over its mean (4, 2.5, 5) give
+    # 0.25 0.5 0.75 2.5 | 0.4 0.8 1.2 1.6 | 0.4 0.8 1.2 1.6, whose ceil(13 * 0.8) = 11th smallest is
+    # 1.6: 6.4, 4 and 8.
+    actual = np.array([[1.0, 1.0, 2.0], [-2.0, 2.0, -4.0], [3.0, -3.0, 6.0], [-10.0, 4.0, 8.0]])
+    raw, levels = np.zeros((4, 3, 3)), (0.1, 0.5, 0.9)
+    np.testing.assert_allclose(quantiles.conformal_adjustments(actual, raw, levels)[:, 2], [10.0, 4.0, 8.0])
+    got = quantiles.pooled_conformal_adjustments(actual, raw, levels)
+    np.testing.assert_allclose(got, [[-6.4, 0.0, 6.4], [-4.0, 0.0, 4.0], [-8.0, 0.0, 8.0]])
+    # A spread divides each window's scores first: the 10-error window with spread 5 scores 2.
+    spread = np.array([[1.0], [1.0], [1.0], [5.0]])
+    # Step 1: 1, 2, 3, 2 over mean 2; steps 2 and 3 as before but the last window's over 5:
+    # 1 2 3 0.8 (mean 1.7) and 2 4 6 1.6 (mean 3.4). Pooled and sorted, the 11th of 12 is 3 / 1.7.
+    got = quantiles.pooled_conformal_adjustments(actual, raw, levels, spread)[:, 2]
+    np.testing.assert_allclose(got, np.array([2.0, 1.7, 3.4]) * 3 / 1.7)
+    assert not quantiles.pooled_conformal_adjustments(np.zeros((0, 2)), np.zeros((0, 2, 3)), levels).any()
+
+
+def test_a_refit_takes_the_spread_statistic_its_base_models_adjustments_were_computed_with():
+    adjustments = np.array([[-2.0, 0.0, 2.0]])
+    record = trainer_lib.training_record(["train"], trainer_lib.Training(None, 3, 5, 100), adjustments, 12)
+    got, period, statistic = trainer_lib.base_calibration(json.loads(json.dumps(record)))
+    np.testing.assert_array_equal(got, adjustments)
+    assert (period, statistic) == (12, "max")
+    del record["spread_statistic"]  # a record written before the statistic was: the mean
+    assert trainer_lib.base_calibration(record)[2] == quantiles.LEGACY_SPREAD_STATISTIC == "mean"
+    record = trainer_lib.training_record(["train"], trainer_lib.Training(None, 3, 5, 100), adjustments, 12,
+                                         spread_statistic="mean")
+    assert trainer_lib.base_calibration(record)[2] == "mean"
 
 
 @pytest.mark.parametrize("context, periods, expected", [
