@@ -90,12 +90,14 @@ def recent_spread(points: Optional[Callable[[int, int], int]],
     return spread
 
 
+# The last season's seasonal differences: the last m of them.
+LAST_SEASON = lambda m, h: m  # noqa: E731
 # Before this script chose: every seasonal difference of the context.
 whole_context_spread = recent_spread(None)
 # Exported before the drift cross-fit: the last season's mean.
-last_cycle_spread = recent_spread(lambda m, h: m)
+last_cycle_spread = recent_spread(LAST_SEASON)
 # Exported since: the last season's largest.
-last_cycle_max_spread = recent_spread(lambda m, h: m, _max)
+last_cycle_max_spread = recent_spread(LAST_SEASON, _max)
 
 
 def larger_spread(first: Spread, second: Spread) -> Spread:
@@ -180,7 +182,6 @@ class Variant:
     weigh: Optional[Weigh] = None
 
 
-LAST_SEASON = lambda m, h: m  # noqa: E731
 # Name -> variant. BASELINE is what the trainer exported before the drift cross-fit and EXPORTED
 # what it exports; the others are measured against the baseline.
 BASELINE = "last season mean (before)"
