@@ -209,8 +209,8 @@ def test_default_history(periods, horizon, history):
 
 def test_resolve_keeps_the_periods_the_data_holds_three_cycles_of():
     windows = config_lib.WindowConfig(horizon=4)
-    # The context: the history, the longest season, and 5 weeks where a quarter of the series holds them.
-    for points, periods, history, context in ((20, (), 8, 8), (21, (7,), 14, 14), (1094, (7,), 14, 35),
+    # The context: the history, the longest season, and 12 weeks where a quarter of the series holds them.
+    for points, periods, history, context in ((20, (), 8, 8), (21, (7,), 14, 14), (1094, (7,), 14, 84),
                                               (1095, (7, 365), 14, 365)):
         resolved = options.resolve(windows, "D", points)
         assert (resolved.seasonal_periods, resolved.history, resolved.step_seconds) == (periods, history, 86400)

@@ -132,8 +132,10 @@ class WindowConfig:
         (), minimum=2, flag="--season-length",
         help="seasonal period(s) in steps, comma-separated (default: the frequency's natural periods)")
     seasonal_lags: bool = setting(True, help="give the model each target step's value one season earlier")
+    # 12 rather than 5: a daily series' weekly profile from 5 weeks is noisy (README, Benchmarks:
+    # "A context of 12 cycles"); long seasons are cut by MAX_CONTEXT_SHARE first.
     seasonal_cycles: int = setting(
-        5, minimum=1, help="with seasonal lags: whole cycles of the primary season that a window's context holds, "
+        12, minimum=1, help="with seasonal lags: whole cycles of the primary season that a window's context holds, "
                            "for the model's smoothed seasonal forecasts (fewer where they would exceed a quarter "
                            "of a series)")
     split_fractions: tuple[float, ...] = setting(
