@@ -16,8 +16,9 @@ with no shuffle, so memory stays flat. Otherwise (several files, which may share
 covariates, from their own files; rows of series mixed, from where that shows) the rows go to
 their series' shards (:func:`shard_of`) and each shard's series are forecast together. Either way
 the series are prepared in bulk (:func:`prepare_series`, with the future covariates' rows when the
-model takes them) and the model is run on blocks of 1024 series: the SavedModel is loaded once per
-worker process, on its first series, or a running server is asked (:class:`ServedModel`). Nothing in
+model takes them) and the model is run on blocks of 1024 series, in a thread of its own while the
+next chunk is read: the SavedModel is loaded once per worker process, and warmed up, as the worker
+sets the job up, or a running server is asked (:class:`ServedModel`). Nothing in
 the job is one element per series: Beam's per-element work cost more than the forecast
 (benchmarks/forecast.py). Each element's forecasts go to a part file (:func:`write_part`); the
 parts are then written into one output file in the data's order, a group of parts at a time
@@ -26,6 +27,8 @@ parts are then written into one output file in the data's order, a group of part
 Forecaster step (:mod:`components.forecaster`) both run this job (:func:`add_forecast_job`).
 """
 
+import collections
+import concurrent.futures
 import csv
 import dataclasses
 import functools
@@ -61,6 +64,9 @@ MAX_BATCH = 1024
 # Missing timestamps named in one skip reason; the rest are counted.
 _NAMED_TIMES = 5
 _PROGRESS_SECONDS = 5.0
+# Blocks of series given to the model's thread and not yet done: enough to keep it busy while the
+# next chunk is read, few enough that memory stays flat.
+_IN_FLIGHT = 2
 # What makes a CSV cell need quotes.
 _NEEDS_QUOTES = re.compile(r'[,"\r\n]')
 # Outputs of the job's steps.
@@ -647,14 +653,22 @@ class LocalModel:
     def __init__(self, path: str):
         self.path = path
 
-    def open(self) -> Any:
+    def open(self, warmup_rows: int = 0) -> Any:
         """A callable from stacked inputs to the signature's outputs as numpy arrays.
 
         Batches go in at their own size: an XLA export pads each batch to its few compiled sizes
         itself (``components/trainer.py``), and the default export compiles nothing.
+
+        Args:
+          warmup_rows: With more than 0, the signature is called once on that many rows of zeros
+            before it is returned, as TF Serving's warmup does: a loaded model's first call (and
+            the first at a batch size) costs about twice a later one (benchmarks/forecast.py).
         """
         import tensorflow as tf
         signature = tf.saved_model.load(self.path).signatures[contract.SIGNATURE_NAME]
+        if warmup_rows > 0:
+            _, specs = signature.structured_input_signature
+            signature(**{name: tf.zeros([warmup_rows, *spec.shape[1:]], spec.dtype) for name, spec in specs.items()})
 
         def predict(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             tensors = {k: tf.constant(np.asarray(v, contract.input_dtype(k))) for k, v in inputs.items()}
@@ -669,7 +683,9 @@ class ServedModel:
     def __init__(self, target: str, model_name: str, version: Optional[int] = None, timeout_s: float = 30.0):
         self.target, self.model_name, self.version, self.timeout_s = target, model_name, version, timeout_s
 
-    def open(self) -> Any:
+    def open(self, warmup_rows: int = 0) -> Any:
+        """A callable from stacked inputs to the server's outputs as numpy arrays (``warmup_rows`` is
+        unused: the server warms its models up itself)."""
         from serving import client as client_lib
         client = client_lib.ForecastClient(self.target, self.model_name, version=self.version,
                                            timeout_s=self.timeout_s)
@@ -845,26 +861,39 @@ class _ForecastParts(beam.DoFn):
 
     Its input: lists of :class:`SeriesRows` (complete series, from :class:`_ReadFile` with ``stream``),
     or with ``grouped`` a shard's ``(shard, [(role, SeriesRows)])``. The model is opened once per
-    worker process (:class:`apache_beam.utils.shared.Shared`), on the first series: a path that gets
-    none loads nothing. (Loading it in another thread while the file is read, and warming it up
-    there, gained nothing measurable on 2 shared cores: benchmarks/forecast.py, 2026-11-24.)
+    worker process (:class:`apache_beam.utils.shared.Shared`) and called in a thread of this DoFn's
+    own, at most :data:`_IN_FLIGHT` blocks ahead of the series being read: TensorFlow lets go of the
+    GIL while the model runs (on one core), so the next chunk is read and prepared meanwhile. With
+    ``open_at_setup`` (the path that surely gets series) that thread opens the model and warms it up
+    (:meth:`LocalModel.open`) as soon as the worker sets the DoFn up, while the file is read; the other
+    path opens it on its first series, so that one that gets none loads nothing.
     """
 
     def __init__(self, data: DataConfig, model_inputs: ModelInputs, model: Union["LocalModel", "ServedModel"],
                  shared_model: Any, parts_dir: str, max_batch: int, progress: bool, grouped: bool,
-                 files: Sequence[str]):
+                 files: Sequence[str], open_at_setup: bool = False):
         self._data, self._model_inputs, self._model, self._shared = data, model_inputs, model, shared_model
-        self._files = tuple(files)
+        self._files, self._open_at_setup = tuple(files), open_at_setup
         self._parts_dir, self._max_batch, self._progress, self._grouped = parts_dir, max_batch, progress, grouped
 
     def setup(self) -> None:
         import tensorflow as tf
         tf.io.gfile.makedirs(self._parts_dir)
         self._predict, self._done, self._last_report = None, 0, time.monotonic()
+        # One thread: the model's calls, in order; it runs only while the job waits for it or reads.
+        self._calls = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="forecast-model")
+        if self._open_at_setup:
+            # A failure here comes again from the first block's call, which opens the model if this did not.
+            self._calls.submit(self._opened)
+
+    def teardown(self) -> None:
+        self._calls.shutdown(wait=True)
 
     def start_bundle(self) -> None:
         # Series prepared but not yet forecast: less than a block, kept for the next element's.
         self._pending: list[SeriesBlock] = []
+        # Blocks given to the model's thread, oldest first: each a future of (part, series).
+        self._running: collections.deque = collections.deque()
 
     def process(self, element: Any) -> Iterator[Any]:
         if self._grouped:
@@ -879,40 +908,52 @@ class _ForecastParts(beam.DoFn):
             yield beam.pvalue.TaggedOutput(_SKIPPED, dataclasses.asdict(entry))
         if block is not None:
             self._pending.append(block)
-        part = self._forecast(whole_blocks=True)
-        if part is not None:
-            yield part
+        self._submit(whole_blocks=True)
+        yield from self._finished(keep=_IN_FLIGHT)
 
     def finish_bundle(self) -> Iterator[Any]:
-        part = self._forecast(whole_blocks=False)
-        if part is not None:
+        self._submit(whole_blocks=False)
+        for part in self._finished(keep=0):
             yield beam.utils.windowed_value.WindowedValue(part, beam.transforms.window.GlobalWindow().max_timestamp(),
                                                           [beam.transforms.window.GlobalWindow()])
 
-    def _forecast(self, whole_blocks: bool) -> Optional[dict[str, Any]]:
-        """Forecasts the pending series in blocks of ``max_batch`` (``whole_blocks``: only whole ones,
-        the rest stays pending; a smaller block costs nearly as much); writes them as a part."""
+    def _submit(self, whole_blocks: bool) -> None:
+        """Gives the pending series to the model's thread (``whole_blocks``: only whole blocks of
+        ``max_batch``, the rest stays pending; a smaller block costs nearly as much)."""
         pending = concatenate_blocks(self._pending)
         if pending is None:
-            return None
+            return
         ready = len(pending) // self._max_batch * self._max_batch if whole_blocks else len(pending)
         self._pending = [pending.rows(slice(ready, None))] if ready < len(pending) else []
-        if not ready:
-            return None
+        if ready:
+            self._running.append(self._calls.submit(self._forecast, pending.rows(slice(0, ready))))
+
+    def _finished(self, keep: int) -> Iterator[dict[str, Any]]:
+        """The parts of the blocks done, in order; waits for the oldest while more than ``keep`` run."""
+        while self._running and (self._running[0].done() or len(self._running) > keep):
+            part, series = self._running.popleft().result()
+            self._done += series
+            now = time.monotonic()
+            if self._progress and now - self._last_report >= _PROGRESS_SECONDS:
+                self._last_report = now
+                # On a distributed runner each worker counts its own series.
+                print(f"forecast: {self._done} series so far", file=sys.stdout, flush=True)
+            yield part
+
+    def _opened(self) -> Any:
+        """The model's predict function (in the model's thread only)."""
         if self._predict is None:
             # The model object itself cannot be weakly referenced (Shared needs that): a holder can.
-            self._predict = self._shared.acquire(lambda: _Holder(self._model.open())).value
-        batches = []
-        for start in range(0, ready, self._max_batch):
-            block = pending.rows(slice(start, min(start + self._max_batch, ready)))
-            batches.append(forecast_columns(block, self._predict(block.inputs)))
-        self._done += ready
-        now = time.monotonic()
-        if self._progress and now - self._last_report >= _PROGRESS_SECONDS:
-            self._last_report = now
-            # On a distributed runner each worker counts its own series.
-            print(f"forecast: {self._done} series so far", file=sys.stdout, flush=True)
-        return write_part(batches, self._parts_dir, streamed=not self._grouped)
+            self._predict = self._shared.acquire(lambda: _Holder(self._model.open(warmup_rows=self._max_batch))).value
+        return self._predict
+
+    def _forecast(self, series: SeriesBlock) -> tuple[dict[str, Any], int]:
+        """Forecasts ``series`` in blocks of ``max_batch`` and writes them as a part (in the model's thread)."""
+        predict = self._opened()
+        size = self._max_batch
+        blocks = (series.rows(slice(start, start + size)) for start in range(0, len(series), size))
+        batches = [forecast_columns(block, predict(block.inputs)) for block in blocks]
+        return write_part(batches, self._parts_dir, streamed=not self._grouped), len(series)
 
 
 class _Holder:
@@ -979,8 +1020,10 @@ def ForecastFiles(pipeline: beam.Pipeline, files: Sequence[str], data: DataConfi
         return names | label >> beam.Reshuffle() if len(paths) > 1 else names
 
     def forecast(rows: beam.pvalue.PCollection, label: str, grouped: bool) -> beam.pvalue.DoOutputsTuple:
+        # The model is opened at set-up by the path that surely gets series: the streamed one if any.
         return rows | label >> beam.ParDo(_ForecastParts(
-            data, model_inputs, model, shared_model, parts_dir, max_batch, progress, grouped, files)).with_outputs(
+            data, model_inputs, model, shared_model, parts_dir, max_batch, progress, grouped, files,
+            open_at_setup=grouped != stream)).with_outputs(
             _SKIPPED, main=_PARTS)
 
     shared_model = shared.Shared()
