@@ -67,6 +67,10 @@ _PROGRESS_SECONDS = 5.0
 # Blocks of series given to the model's thread and not yet done: enough to keep it busy while the
 # next chunk is read, few enough that memory stays flat.
 _IN_FLIGHT = 2
+# Rows of zeros the model is called on once, as it is opened (:meth:`LocalModel.open`): a loaded
+# model's first call costs some 0.1 s more than later ones, of any size; 64 rows take it off
+# the first real block's (benchmarks/forecast.py).
+_WARMUP_ROWS = 64
 # What makes a CSV cell need quotes.
 _NEEDS_QUOTES = re.compile(r'[,"\r\n]')
 # Outputs of the job's steps.
@@ -662,7 +666,7 @@ class LocalModel:
         Args:
           warmup_rows: With more than 0, the signature is called once on that many rows of zeros
             before it is returned, as TF Serving's warmup does: a loaded model's first call (and
-            the first at a batch size) costs about twice a later one (benchmarks/forecast.py).
+            its first calls) costs some 0.1 s more than a later one (benchmarks/forecast.py).
         """
         import tensorflow as tf
         signature = tf.saved_model.load(self.path).signatures[contract.SIGNATURE_NAME]
@@ -944,7 +948,7 @@ class _ForecastParts(beam.DoFn):
         """The model's predict function (in the model's thread only)."""
         if self._predict is None:
             # The model object itself cannot be weakly referenced (Shared needs that): a holder can.
-            self._predict = self._shared.acquire(lambda: _Holder(self._model.open(warmup_rows=self._max_batch))).value
+            self._predict = self._shared.acquire(lambda: _Holder(self._model.open(warmup_rows=_WARMUP_ROWS))).value
         return self._predict
 
     def _forecast(self, series: SeriesBlock) -> tuple[dict[str, Any], int]:
