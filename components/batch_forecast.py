@@ -814,9 +814,9 @@ class _ReadFile(beam.DoFn):
     main output is each chunk's complete series (a list of :class:`SeriesRows`), forecast at once by
     the steps fused after this one; else, and from where that breaks, tagged ``shuffle``:
     ``(shard, (role, SeriesRows))`` for the series' shards; tagged ``withdrawn``: the series sent on
-    whose rows came again, whose forecasts the shuffle's replace. Rows travel in bulk, a shard's part
-    of a chunk at a time: one element per series cost more in Beam's per-element work than the
-    whole forecast (10k series, benchmarks/forecast.py).
+    whose rows came again, whose forecasts the shuffle's replace, as ``("withdrawn", id)``. Rows
+    travel in bulk, a shard's part of a chunk at a time: one element per series cost more in Beam's
+    per-element work than the whole forecast (10k series, benchmarks/forecast.py).
     """
 
     def __init__(self, columns: Columns, role: str, shards: int, stream: bool = False):
@@ -855,13 +855,14 @@ class _ReadFile(beam.DoFn):
             if len(at):
                 yield from self._shuffled(rows.take(at))
         for series_id in series.withdrawn:
-            yield beam.pvalue.TaggedOutput(_WITHDRAWN, series_id)
+            yield beam.pvalue.TaggedOutput(_WITHDRAWN, (_WITHDRAWN, series_id))
 
 
 class _ForecastParts(beam.DoFn):
     """Prepares series in bulk (:func:`prepare_series`), forecasts them in blocks of up to ``max_batch``
-    and writes their rows to a part file in ``parts_dir``; emits the part (:func:`write_part`), and
-    tagged ``skipped`` each :class:`Skipped`.
+    and writes their rows to a part file in ``parts_dir``; emits ``("parts", part)`` (:func:`write_part`),
+    and ``("skipped", (streamed, entry))`` for each :class:`Skipped`: one output, so that the job's
+    results reach its last step as one side input.
 
     Its input: lists of :class:`SeriesRows` (complete series, from :class:`_ReadFile` with ``stream``),
     or with ``grouped`` a shard's ``(shard, [(role, SeriesRows)])``. The model is opened once per
@@ -909,7 +910,7 @@ class _ForecastParts(beam.DoFn):
             data_parts, future_parts = element, []
         block, skipped = prepare_series(data_parts, self._data, self._model_inputs, future_parts, self._files)
         for entry in skipped:
-            yield beam.pvalue.TaggedOutput(_SKIPPED, dataclasses.asdict(entry))
+            yield _SKIPPED, (not self._grouped, dataclasses.asdict(entry))
         if block is not None:
             self._pending.append(block)
         self._submit(whole_blocks=True)
@@ -932,8 +933,9 @@ class _ForecastParts(beam.DoFn):
         if ready:
             self._running.append(self._calls.submit(self._forecast, pending.rows(slice(0, ready))))
 
-    def _finished(self, keep: int) -> Iterator[dict[str, Any]]:
-        """The parts of the blocks done, in order; waits for the oldest while more than ``keep`` run."""
+    def _finished(self, keep: int) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The parts of the blocks done, in order (``("parts", part)``); waits for the oldest while more
+        than ``keep`` run."""
         while self._running and (self._running[0].done() or len(self._running) > keep):
             part, series = self._running.popleft().result()
             self._done += series
@@ -942,7 +944,7 @@ class _ForecastParts(beam.DoFn):
                 self._last_report = now
                 # On a distributed runner each worker counts its own series.
                 print(f"forecast: {self._done} series so far", file=sys.stdout, flush=True)
-            yield part
+            yield _PARTS, part
 
     def _opened(self) -> Any:
         """The model's predict function (in the model's thread only)."""
@@ -985,7 +987,7 @@ def ForecastFiles(pipeline: beam.Pipeline, files: Sequence[str], data: DataConfi
                   model_inputs: ModelInputs, model: Union[LocalModel, ServedModel], parts_dir: str,
                   future_files: Sequence[str] = (), progress: bool = False,
                   max_batch: int = MAX_BATCH, shards: int = 1,
-                  stream: Optional[bool] = None) -> dict[str, beam.pvalue.PCollection]:
+                  stream: Optional[bool] = None) -> list[beam.pvalue.PCollection]:
     """Forecasts every series of ``files``, each block's rows written to a part file in ``parts_dir``.
 
     One data file whose rows keep each series together (:class:`ContiguousSeries`) is forecast as it
@@ -1011,9 +1013,9 @@ def ForecastFiles(pipeline: beam.Pipeline, files: Sequence[str], data: DataConfi
         and no future covariates.
 
     Returns:
-      ``streamed_parts``, ``grouped_parts``: the parts (:func:`write_part`) of either path;
-      ``streamed_skipped``, ``grouped_skipped``: dicts of :class:`Skipped`; ``withdrawn``: ids of
-      series whose streamed results the grouped path's replace.
+      The job's results, in PCollections of ``(kind, value)``: ``("parts", part)`` (:func:`write_part`),
+      ``("skipped", (streamed, {series_id, reason}))`` and ``("withdrawn", id)``, the ids of series
+      whose streamed results the grouped path's replace.
     """
     from apache_beam.utils import shared
     if stream is None:
@@ -1027,8 +1029,7 @@ def ForecastFiles(pipeline: beam.Pipeline, files: Sequence[str], data: DataConfi
         # The model is opened at set-up by the path that surely gets series: the streamed one if any.
         return rows | label >> beam.ParDo(_ForecastParts(
             data, model_inputs, model, shared_model, parts_dir, max_batch, progress, grouped, files,
-            open_at_setup=grouped != stream)).with_outputs(
-            _SKIPPED, main=_PARTS)
+            open_at_setup=grouped != stream))
 
     shared_model = shared.Shared()
     read = (spread(pipeline | "Files" >> beam.Create(list(files)), files, "SpreadFiles")
@@ -1043,10 +1044,9 @@ def ForecastFiles(pipeline: beam.Pipeline, files: Sequence[str], data: DataConfi
         shuffled.append(future[_SHUFFLE])
     rows = shuffled[0] if len(shuffled) == 1 else shuffled | "AllRows" >> beam.Flatten()
     grouped = forecast(rows | "GroupByShard" >> beam.GroupByKey(), "ForecastShards", grouped=True)
-    outputs = {"grouped_parts": grouped[_PARTS], "grouped_skipped": grouped[_SKIPPED], _WITHDRAWN: read[_WITHDRAWN]}
+    outputs = [grouped, read[_WITHDRAWN]]
     if stream:
-        streamed = forecast(read[_SERIES], "ForecastSeries", grouped=False)
-        outputs.update(streamed_parts=streamed[_PARTS], streamed_skipped=streamed[_SKIPPED])
+        outputs.append(forecast(read[_SERIES], "ForecastSeries", grouped=False))
     return outputs
 
 
@@ -1230,22 +1230,22 @@ def write_summary(summary: dict[str, Any], path: str) -> None:
         json.dump(summary, f, indent=1, sort_keys=True)
 
 
-def _write_all(_: Any, streamed_parts: list[dict[str, Any]], grouped_parts: list[dict[str, Any]],
-               streamed_skipped: list[dict[str, str]], grouped_skipped: list[dict[str, str]], withdrawn: list[str],
-               path: str, series_id_column: Optional[str], summary_path: str, horizon: int, parts_dir: str,
-               progress: bool) -> None:
+def _write_all(_: Any, results: list[tuple[str, Any]], path: str, series_id_column: Optional[str],
+               summary_path: str, horizon: int, parts_dir: str, progress: bool) -> None:
     """Writes the parts into the output (then deletes them), and the summary; the streamed results of
-    withdrawn series are left out (the grouped path's replace them)."""
+    withdrawn series are left out (the grouped path's replace them). ``results``: as
+    :func:`ForecastFiles` gives them."""
     import tensorflow as tf
-    gone = frozenset(withdrawn)
-    groups = part_groups([*streamed_parts, *grouped_parts])
+    gone = frozenset(value for kind, value in results if kind == _WITHDRAWN)
+    groups = part_groups([value for kind, value in results if kind == _PARTS])
     rows = write_forecast_groups(([read_part(p, gone) for p in group] for group in groups), path, series_id_column)
     if tf.io.gfile.exists(parts_dir):
         tf.io.gfile.rmtree(parts_dir)
     forecast = rows // horizon
     if progress:
         print(f"forecast: {forecast} of {forecast} series", file=sys.stdout, flush=True)
-    skipped = [s for s in streamed_skipped if s["series_id"] not in gone] + grouped_skipped
+    skipped = [entry for kind, value in results if kind == _SKIPPED for streamed, entry in [value]
+               if not (streamed and entry["series_id"] in gone)]
     write_summary(summarize(forecast, skipped, rows), summary_path)
 
 
@@ -1273,11 +1273,10 @@ def add_forecast_job(pipeline: beam.Pipeline, files: Sequence[str], data: DataCo
     outputs = pipeline | "ForecastFiles" >> ForecastFiles(files, data, model_inputs, model, parts_dir, future_files,
                                                           progress=progress, max_batch=max_batch,
                                                           shards=shard_count([*files, *future_files]), stream=stream)
-    # Without the streamed path (several files, future covariates) its lists are empty.
-    views = [beam.pvalue.AsList(outputs[name]) if name in outputs else [] for name in
-             ("streamed_parts", "grouped_parts", "streamed_skipped", "grouped_skipped", _WITHDRAWN)]
+    # One side input for all the results: each costs the runner a materialized PCollection.
+    results = beam.pvalue.AsList(outputs | "Results" >> beam.Flatten())
     _ = (pipeline | "Done" >> beam.Create([None])
-         | "Write" >> beam.Map(_write_all, *views, output, data.series_id_column, summary_path, model_inputs.horizon,
+         | "Write" >> beam.Map(_write_all, results, output, data.series_id_column, summary_path, model_inputs.horizon,
                                parts_dir, progress))
     return summary_path
 
