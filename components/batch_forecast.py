@@ -16,8 +16,9 @@ with no shuffle, so memory stays flat. Otherwise (several files, which may share
 covariates, from their own files; rows of series mixed, from where that shows) the rows go to
 their series' shards (:func:`shard_of`) and each shard's series are forecast together. Either way
 the series are prepared in bulk (:func:`prepare_series`, with the future covariates' rows when the
-model takes them) and the model is run on blocks of 1024 series: the SavedModel is loaded once per
-worker process, on its first series, or a running server is asked (:class:`ServedModel`). Nothing in
+model takes them) and the model is run on blocks of 1024 series, in a thread of its own while the
+next chunk is read: the SavedModel is loaded once per worker process, and warmed up, as the worker
+sets the job up, or a running server is asked (:class:`ServedModel`). Nothing in
 the job is one element per series: Beam's per-element work cost more than the forecast
 (benchmarks/forecast.py). Each element's forecasts go to a part file (:func:`write_part`); the
 parts are then written into one output file in the data's order, a group of parts at a time
@@ -26,6 +27,8 @@ parts are then written into one output file in the data's order, a group of part
 Forecaster step (:mod:`components.forecaster`) both run this job (:func:`add_forecast_job`).
 """
 
+import collections
+import concurrent.futures
 import csv
 import dataclasses
 import functools
@@ -61,6 +64,13 @@ MAX_BATCH = 1024
 # Missing timestamps named in one skip reason; the rest are counted.
 _NAMED_TIMES = 5
 _PROGRESS_SECONDS = 5.0
+# Blocks of series given to the model's thread and not yet done: enough to keep it busy while the
+# next chunk is read, few enough that memory stays flat.
+_IN_FLIGHT = 2
+# Rows of zeros the model is called on once, as it is opened (:meth:`LocalModel.open`): a loaded
+# model's first call costs some 0.1 s more than later ones, of any size; 64 rows take it off
+# the first real block's (benchmarks/forecast.py).
+_WARMUP_ROWS = 64
 # What makes a CSV cell need quotes.
 _NEEDS_QUOTES = re.compile(r'[,"\r\n]')
 # Outputs of the job's steps.
@@ -647,14 +657,22 @@ class LocalModel:
     def __init__(self, path: str):
         self.path = path
 
-    def open(self) -> Any:
+    def open(self, warmup_rows: int = 0) -> Any:
         """A callable from stacked inputs to the signature's outputs as numpy arrays.
 
         Batches go in at their own size: an XLA export pads each batch to its few compiled sizes
         itself (``components/trainer.py``), and the default export compiles nothing.
+
+        Args:
+          warmup_rows: With more than 0, the signature is called once on that many rows of zeros
+            before it is returned, as TF Serving's warmup does: a loaded model's first call (and
+            its first calls) costs some 0.1 s more than a later one (benchmarks/forecast.py).
         """
         import tensorflow as tf
         signature = tf.saved_model.load(self.path).signatures[contract.SIGNATURE_NAME]
+        if warmup_rows > 0:
+            _, specs = signature.structured_input_signature
+            signature(**{name: tf.zeros([warmup_rows, *spec.shape[1:]], spec.dtype) for name, spec in specs.items()})
 
         def predict(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             tensors = {k: tf.constant(np.asarray(v, contract.input_dtype(k))) for k, v in inputs.items()}
@@ -669,7 +687,9 @@ class ServedModel:
     def __init__(self, target: str, model_name: str, version: Optional[int] = None, timeout_s: float = 30.0):
         self.target, self.model_name, self.version, self.timeout_s = target, model_name, version, timeout_s
 
-    def open(self) -> Any:
+    def open(self, warmup_rows: int = 0) -> Any:
+        """A callable from stacked inputs to the server's outputs as numpy arrays (``warmup_rows`` is
+        unused: the server warms its models up itself)."""
         from serving import client as client_lib
         client = client_lib.ForecastClient(self.target, self.model_name, version=self.version,
                                            timeout_s=self.timeout_s)
@@ -794,9 +814,9 @@ class _ReadFile(beam.DoFn):
     main output is each chunk's complete series (a list of :class:`SeriesRows`), forecast at once by
     the steps fused after this one; else, and from where that breaks, tagged ``shuffle``:
     ``(shard, (role, SeriesRows))`` for the series' shards; tagged ``withdrawn``: the series sent on
-    whose rows came again, whose forecasts the shuffle's replace. Rows travel in bulk, a shard's part
-    of a chunk at a time: one element per series cost more in Beam's per-element work than the
-    whole forecast (10k series, benchmarks/forecast.py).
+    whose rows came again, whose forecasts the shuffle's replace, as ``("withdrawn", id)``. Rows
+    travel in bulk, a shard's part of a chunk at a time: one element per series cost more in Beam's
+    per-element work than the whole forecast (10k series, benchmarks/forecast.py).
     """
 
     def __init__(self, columns: Columns, role: str, shards: int, stream: bool = False):
@@ -835,36 +855,52 @@ class _ReadFile(beam.DoFn):
             if len(at):
                 yield from self._shuffled(rows.take(at))
         for series_id in series.withdrawn:
-            yield beam.pvalue.TaggedOutput(_WITHDRAWN, series_id)
+            yield beam.pvalue.TaggedOutput(_WITHDRAWN, (_WITHDRAWN, series_id))
 
 
 class _ForecastParts(beam.DoFn):
     """Prepares series in bulk (:func:`prepare_series`), forecasts them in blocks of up to ``max_batch``
-    and writes their rows to a part file in ``parts_dir``; emits the part (:func:`write_part`), and
-    tagged ``skipped`` each :class:`Skipped`.
+    and writes their rows to a part file in ``parts_dir``; emits ``("parts", part)`` (:func:`write_part`),
+    and ``("skipped", (streamed, entry))`` for each :class:`Skipped`: one output, so that the job's
+    results reach its last step as one side input.
 
     Its input: lists of :class:`SeriesRows` (complete series, from :class:`_ReadFile` with ``stream``),
     or with ``grouped`` a shard's ``(shard, [(role, SeriesRows)])``. The model is opened once per
-    worker process (:class:`apache_beam.utils.shared.Shared`), on the first series: a path that gets
-    none loads nothing. (Loading it in another thread while the file is read, and warming it up
-    there, gained nothing measurable on 2 shared cores: benchmarks/forecast.py, 2026-11-24.)
+    worker process (:class:`apache_beam.utils.shared.Shared`) and called in a thread of this DoFn's
+    own, at most :data:`_IN_FLIGHT` blocks ahead of the series being read: TensorFlow lets go of the
+    GIL while the model runs, so the next chunk is read and prepared meanwhile on what the model
+    leaves of the cores (it keeps about 1.6 of 2 busy; 10k series at load 1.7: 0.97 s a job against
+    1.10 s with the model called in line, medians of five, benchmarks/forecast.py). With
+    ``open_at_setup`` (the path that surely gets series) that thread opens the model and warms it up
+    (:meth:`LocalModel.open`) as soon as the worker sets the DoFn up, while the file is read; the other
+    path opens it on its first series, so that one that gets none loads nothing.
     """
 
     def __init__(self, data: DataConfig, model_inputs: ModelInputs, model: Union["LocalModel", "ServedModel"],
                  shared_model: Any, parts_dir: str, max_batch: int, progress: bool, grouped: bool,
-                 files: Sequence[str]):
+                 files: Sequence[str], open_at_setup: bool = False):
         self._data, self._model_inputs, self._model, self._shared = data, model_inputs, model, shared_model
-        self._files = tuple(files)
+        self._files, self._open_at_setup = tuple(files), open_at_setup
         self._parts_dir, self._max_batch, self._progress, self._grouped = parts_dir, max_batch, progress, grouped
 
     def setup(self) -> None:
         import tensorflow as tf
         tf.io.gfile.makedirs(self._parts_dir)
         self._predict, self._done, self._last_report = None, 0, time.monotonic()
+        # One thread: the model's calls, in order; it runs only while the job waits for it or reads.
+        self._calls = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="forecast-model")
+        if self._open_at_setup:
+            # A failure here comes again from the first block's call, which opens the model if this did not.
+            self._calls.submit(self._opened)
+
+    def teardown(self) -> None:
+        self._calls.shutdown(wait=True)
 
     def start_bundle(self) -> None:
         # Series prepared but not yet forecast: less than a block, kept for the next element's.
         self._pending: list[SeriesBlock] = []
+        # Blocks given to the model's thread, oldest first: each a future of (part, series).
+        self._running: collections.deque = collections.deque()
 
     def process(self, element: Any) -> Iterator[Any]:
         if self._grouped:
@@ -876,43 +912,56 @@ class _ForecastParts(beam.DoFn):
             data_parts, future_parts = element, []
         block, skipped = prepare_series(data_parts, self._data, self._model_inputs, future_parts, self._files)
         for entry in skipped:
-            yield beam.pvalue.TaggedOutput(_SKIPPED, dataclasses.asdict(entry))
+            yield _SKIPPED, (not self._grouped, dataclasses.asdict(entry))
         if block is not None:
             self._pending.append(block)
-        part = self._forecast(whole_blocks=True)
-        if part is not None:
-            yield part
+        self._submit(whole_blocks=True)
+        yield from self._finished(keep=_IN_FLIGHT)
 
     def finish_bundle(self) -> Iterator[Any]:
-        part = self._forecast(whole_blocks=False)
-        if part is not None:
+        self._submit(whole_blocks=False)
+        for part in self._finished(keep=0):
             yield beam.utils.windowed_value.WindowedValue(part, beam.transforms.window.GlobalWindow().max_timestamp(),
                                                           [beam.transforms.window.GlobalWindow()])
 
-    def _forecast(self, whole_blocks: bool) -> Optional[dict[str, Any]]:
-        """Forecasts the pending series in blocks of ``max_batch`` (``whole_blocks``: only whole ones,
-        the rest stays pending; a smaller block costs nearly as much); writes them as a part."""
+    def _submit(self, whole_blocks: bool) -> None:
+        """Gives the pending series to the model's thread (``whole_blocks``: only whole blocks of
+        ``max_batch``, the rest stays pending; a smaller block costs nearly as much)."""
         pending = concatenate_blocks(self._pending)
         if pending is None:
-            return None
+            return
         ready = len(pending) // self._max_batch * self._max_batch if whole_blocks else len(pending)
         self._pending = [pending.rows(slice(ready, None))] if ready < len(pending) else []
-        if not ready:
-            return None
+        if ready:
+            self._running.append(self._calls.submit(self._forecast, pending.rows(slice(0, ready))))
+
+    def _finished(self, keep: int) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The parts of the blocks done, in order (``("parts", part)``); waits for the oldest while more
+        than ``keep`` run."""
+        while self._running and (self._running[0].done() or len(self._running) > keep):
+            part, series = self._running.popleft().result()
+            self._done += series
+            now = time.monotonic()
+            if self._progress and now - self._last_report >= _PROGRESS_SECONDS:
+                self._last_report = now
+                # On a distributed runner each worker counts its own series.
+                print(f"forecast: {self._done} series so far", file=sys.stdout, flush=True)
+            yield _PARTS, part
+
+    def _opened(self) -> Any:
+        """The model's predict function (in the model's thread only)."""
         if self._predict is None:
             # The model object itself cannot be weakly referenced (Shared needs that): a holder can.
-            self._predict = self._shared.acquire(lambda: _Holder(self._model.open())).value
-        batches = []
-        for start in range(0, ready, self._max_batch):
-            block = pending.rows(slice(start, min(start + self._max_batch, ready)))
-            batches.append(forecast_columns(block, self._predict(block.inputs)))
-        self._done += ready
-        now = time.monotonic()
-        if self._progress and now - self._last_report >= _PROGRESS_SECONDS:
-            self._last_report = now
-            # On a distributed runner each worker counts its own series.
-            print(f"forecast: {self._done} series so far", file=sys.stdout, flush=True)
-        return write_part(batches, self._parts_dir, streamed=not self._grouped)
+            self._predict = self._shared.acquire(lambda: _Holder(self._model.open(warmup_rows=_WARMUP_ROWS))).value
+        return self._predict
+
+    def _forecast(self, series: SeriesBlock) -> tuple[dict[str, Any], int]:
+        """Forecasts ``series`` in blocks of ``max_batch`` and writes them as a part (in the model's thread)."""
+        predict = self._opened()
+        size = self._max_batch
+        blocks = (series.rows(slice(start, start + size)) for start in range(0, len(series), size))
+        batches = [forecast_columns(block, predict(block.inputs)) for block in blocks]
+        return write_part(batches, self._parts_dir, streamed=not self._grouped), len(series)
 
 
 class _Holder:
@@ -940,7 +989,7 @@ def ForecastFiles(pipeline: beam.Pipeline, files: Sequence[str], data: DataConfi
                   model_inputs: ModelInputs, model: Union[LocalModel, ServedModel], parts_dir: str,
                   future_files: Sequence[str] = (), progress: bool = False,
                   max_batch: int = MAX_BATCH, shards: int = 1,
-                  stream: Optional[bool] = None) -> dict[str, beam.pvalue.PCollection]:
+                  stream: Optional[bool] = None) -> list[beam.pvalue.PCollection]:
     """Forecasts every series of ``files``, each block's rows written to a part file in ``parts_dir``.
 
     One data file whose rows keep each series together (:class:`ContiguousSeries`) is forecast as it
@@ -966,9 +1015,9 @@ def ForecastFiles(pipeline: beam.Pipeline, files: Sequence[str], data: DataConfi
         and no future covariates.
 
     Returns:
-      ``streamed_parts``, ``grouped_parts``: the parts (:func:`write_part`) of either path;
-      ``streamed_skipped``, ``grouped_skipped``: dicts of :class:`Skipped`; ``withdrawn``: ids of
-      series whose streamed results the grouped path's replace.
+      The job's results, in PCollections of ``(kind, value)``: ``("parts", part)`` (:func:`write_part`),
+      ``("skipped", (streamed, {series_id, reason}))`` and ``("withdrawn", id)``, the ids of series
+      whose streamed results the grouped path's replace.
     """
     from apache_beam.utils import shared
     if stream is None:
@@ -979,9 +1028,10 @@ def ForecastFiles(pipeline: beam.Pipeline, files: Sequence[str], data: DataConfi
         return names | label >> beam.Reshuffle() if len(paths) > 1 else names
 
     def forecast(rows: beam.pvalue.PCollection, label: str, grouped: bool) -> beam.pvalue.DoOutputsTuple:
+        # The model is opened at set-up by the path that surely gets series: the streamed one if any.
         return rows | label >> beam.ParDo(_ForecastParts(
-            data, model_inputs, model, shared_model, parts_dir, max_batch, progress, grouped, files)).with_outputs(
-            _SKIPPED, main=_PARTS)
+            data, model_inputs, model, shared_model, parts_dir, max_batch, progress, grouped, files,
+            open_at_setup=grouped != stream))
 
     shared_model = shared.Shared()
     read = (spread(pipeline | "Files" >> beam.Create(list(files)), files, "SpreadFiles")
@@ -996,10 +1046,9 @@ def ForecastFiles(pipeline: beam.Pipeline, files: Sequence[str], data: DataConfi
         shuffled.append(future[_SHUFFLE])
     rows = shuffled[0] if len(shuffled) == 1 else shuffled | "AllRows" >> beam.Flatten()
     grouped = forecast(rows | "GroupByShard" >> beam.GroupByKey(), "ForecastShards", grouped=True)
-    outputs = {"grouped_parts": grouped[_PARTS], "grouped_skipped": grouped[_SKIPPED], _WITHDRAWN: read[_WITHDRAWN]}
+    outputs = [grouped, read[_WITHDRAWN]]
     if stream:
-        streamed = forecast(read[_SERIES], "ForecastSeries", grouped=False)
-        outputs.update(streamed_parts=streamed[_PARTS], streamed_skipped=streamed[_SKIPPED])
+        outputs.append(forecast(read[_SERIES], "ForecastSeries", grouped=False))
     return outputs
 
 
@@ -1183,22 +1232,22 @@ def write_summary(summary: dict[str, Any], path: str) -> None:
         json.dump(summary, f, indent=1, sort_keys=True)
 
 
-def _write_all(_: Any, streamed_parts: list[dict[str, Any]], grouped_parts: list[dict[str, Any]],
-               streamed_skipped: list[dict[str, str]], grouped_skipped: list[dict[str, str]], withdrawn: list[str],
-               path: str, series_id_column: Optional[str], summary_path: str, horizon: int, parts_dir: str,
-               progress: bool) -> None:
+def _write_all(_: Any, results: list[tuple[str, Any]], path: str, series_id_column: Optional[str],
+               summary_path: str, horizon: int, parts_dir: str, progress: bool) -> None:
     """Writes the parts into the output (then deletes them), and the summary; the streamed results of
-    withdrawn series are left out (the grouped path's replace them)."""
+    withdrawn series are left out (the grouped path's replace them). ``results``: as
+    :func:`ForecastFiles` gives them."""
     import tensorflow as tf
-    gone = frozenset(withdrawn)
-    groups = part_groups([*streamed_parts, *grouped_parts])
+    gone = frozenset(value for kind, value in results if kind == _WITHDRAWN)
+    groups = part_groups([value for kind, value in results if kind == _PARTS])
     rows = write_forecast_groups(([read_part(p, gone) for p in group] for group in groups), path, series_id_column)
     if tf.io.gfile.exists(parts_dir):
         tf.io.gfile.rmtree(parts_dir)
     forecast = rows // horizon
     if progress:
         print(f"forecast: {forecast} of {forecast} series", file=sys.stdout, flush=True)
-    skipped = [s for s in streamed_skipped if s["series_id"] not in gone] + grouped_skipped
+    skipped = [entry for kind, value in results if kind == _SKIPPED for streamed, entry in [value]
+               if not (streamed and entry["series_id"] in gone)]
     write_summary(summarize(forecast, skipped, rows), summary_path)
 
 
@@ -1226,11 +1275,10 @@ def add_forecast_job(pipeline: beam.Pipeline, files: Sequence[str], data: DataCo
     outputs = pipeline | "ForecastFiles" >> ForecastFiles(files, data, model_inputs, model, parts_dir, future_files,
                                                           progress=progress, max_batch=max_batch,
                                                           shards=shard_count([*files, *future_files]), stream=stream)
-    # Without the streamed path (several files, future covariates) its lists are empty.
-    views = [beam.pvalue.AsList(outputs[name]) if name in outputs else [] for name in
-             ("streamed_parts", "grouped_parts", "streamed_skipped", "grouped_skipped", _WITHDRAWN)]
+    # One side input for all the results: each costs the runner a materialized PCollection.
+    results = beam.pvalue.AsList(outputs | "Results" >> beam.Flatten())
     _ = (pipeline | "Done" >> beam.Create([None])
-         | "Write" >> beam.Map(_write_all, *views, output, data.series_id_column, summary_path, model_inputs.horizon,
+         | "Write" >> beam.Map(_write_all, results, output, data.series_id_column, summary_path, model_inputs.horizon,
                                parts_dir, progress))
     return summary_path
 

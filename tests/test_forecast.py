@@ -412,6 +412,31 @@ def test_a_hash_shared_by_two_ids_costs_a_shuffle_never_a_wrong_series(monkeypat
     assert series.withdrawn == {"c", "d"}
 
 
+class _IdModel(tf.Module):
+    """A model taking every kind of input the signature may have: the history's mean, plus the origin, plus
+    the length of the series id."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None, C], tf.float32, name=contract.INPUT_KEY),
+                                  tf.TensorSpec([None], tf.int64, name=contract.ORIGIN_TIMESTAMP_INPUT_KEY),
+                                  tf.TensorSpec([None], tf.string, name=contract.SERIES_ID_INPUT_KEY)])
+    def serve(self, history, origin_timestamp, series_id):
+        extra = tf.cast(origin_timestamp, tf.float32) + tf.cast(tf.strings.length(series_id), tf.float32)
+        return {contract.OUTPUT_KEY: tf.tile(tf.reduce_mean(history, axis=1, keepdims=True) + extra[:, None], [1, H])}
+
+
+def test_a_model_warmed_up_as_it_is_opened_forecasts_as_one_opened_cold(tmp_path):
+    """The warm-up call (zeros of each input's dtype and shape, a text input included) leaves the forecasts alone."""
+    module = _IdModel()
+    tf.saved_model.save(module, str(tmp_path / "1"), signatures={contract.SIGNATURE_NAME: module.serve})
+    inputs = {contract.INPUT_KEY: np.arange(2 * C, dtype=np.float32).reshape(2, C),
+              contract.ORIGIN_TIMESTAMP_INPUT_KEY: np.array([10, 20]),
+              contract.SERIES_ID_INPUT_KEY: np.array(["a", "bcd"], dtype=object)}
+    cold = batch_forecast.LocalModel(str(tmp_path / "1")).open()(inputs)
+    warm = batch_forecast.LocalModel(str(tmp_path / "1")).open(warmup_rows=batch_forecast._WARMUP_ROWS)(inputs)
+    np.testing.assert_array_equal(cold[contract.OUTPUT_KEY], [[12.5] * H, [28.5] * H])
+    np.testing.assert_array_equal(warm[contract.OUTPUT_KEY], cold[contract.OUTPUT_KEY])
+
+
 @pytest.mark.parametrize("level,column", [(0.1, "p10"), (0.025, "p2.5"), (0.5, "p50"), (0.975, "p97.5")])
 def test_quantile_columns_are_named_by_percent(level, column):
     assert batch_forecast.quantile_column(level) == column

@@ -7,6 +7,7 @@ import lzma
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from components.example_gen import reader
@@ -167,6 +168,33 @@ def test_a_parquet_file_without_rows_is_an_error_naming_the_file(tmp_path):
 
 
 # Values: a gap is an empty cell or NaN; anything else must be a number the model can hold.
+
+def test_plain_numbers_reads_numbers_and_missing_cells_and_leaves_anything_else_to_the_texts():
+    cells = pa.chunked_array([["1.5", "-2e3", "+.5", "7."], ["0.04592946281371643", "00012"]])
+    np.testing.assert_array_equal(reader.plain_numbers(cells), [1.5, -2000, 0.5, 7, 0.04592946281371643, 12])
+    missing = reader.plain_numbers(pa.chunked_array([["1", "", "NaN", " na ", "NULL", "nan"]]))
+    np.testing.assert_array_equal(np.isnan(missing), [False, True, True, True, True, True])
+    for cells in (["1", " 1"], ["inf"], ["-Infinity"], ["1e400"], ["2e15"], ["abc", ""], ["-nan"], ["1,5"]):
+        assert reader.plain_numbers(pa.chunked_array([cells])) is None, cells
+
+
+def test_csv_and_parquet_of_the_same_frame_read_the_same_values(tmp_path):
+    # Values written as the shortest texts that read back the same float64: the CSV's numbers are
+    # correctly rounded, as Parquet's (pandas' to_numeric is one unit off on some of them).
+    rng = np.random.default_rng(0)
+    values = rng.normal(350, 40, 2000)
+    values[::7] = np.nan
+    frame = pd.DataFrame({"timestamp": pd.date_range("2020-01-01", periods=2000, freq="h").strftime("%Y-%m-%dT%H:%M"),
+                          "value": values, "temp": rng.normal(0, 1e-3, 2000)})
+    frame.to_csv(tmp_path / "s.csv", index=False)
+    frame.to_parquet(tmp_path / "s.parquet", index=False)
+    columns = reader.Columns("timestamp", "value", covariates=("temp",))
+    (_, csv), = read_all(str(tmp_path / "s.csv"), columns)
+    (_, parquet), = read_all(str(tmp_path / "s.parquet"), columns)
+    np.testing.assert_array_equal(csv.target, values)
+    np.testing.assert_array_equal(csv.covariates, parquet.covariates)
+    np.testing.assert_array_equal(csv.times, parquet.times)
+
 
 @pytest.mark.parametrize("cell", ["1e300", "-1e16", "1e400", "inf", "-Infinity"])
 def test_a_value_beyond_the_bound_is_refused_with_file_line_column_and_value(tmp_path, cell):

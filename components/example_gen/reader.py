@@ -25,6 +25,7 @@ from typing import Any, Iterator, Optional
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import tensorflow as tf
@@ -49,6 +50,10 @@ _EPOCH_SECONDS = re.compile(r"\s*-?\d+(\.\d*)?\s*")
 # A time of day followed by a zone: Z, +HH, +HHMM or +HH:MM.
 _ZONE_SUFFIX = re.compile(r"[T ]\d\d(?::?\d\d)*(?:\.\d+)?(?:[Zz]|[+-]\d\d(?::?\d\d)?)$")
 _MISSING = frozenset(["", "nan", "na", "null"])
+# CSV cells converted in C++ (:func:`plain_numbers`): a plain decimal number, or a missing value as
+# _MISSING has it (RE2 syntax; its \s is ASCII white space, all of which str.strip removes).
+_PLAIN_NUMBER = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
+_MISSING_CELL = r"^\s*(?i:nan|na|null)?\s*$"
 _OTHER_SEPARATORS = {";": "';'", "\t": "a tab", "|": "'|'"}
 # The UTC offset at the end of a timestamp that has one (see _ZONE_SUFFIX): Z, +HH, +HHMM or +HH:MM.
 _OFFSET = re.compile(r"(?:[Zz]|(?<=\d)[+-]\d\d(?::?\d\d)?)$")
@@ -214,6 +219,7 @@ def _csv_frames(path: str, f: Any, columns: Columns, chunk_rows: int) -> Iterato
     parse = pa_csv.ParseOptions(invalid_row_handler=refuse)
     pending: list[pa.RecordBatch] = []
     held = 0
+    numbers = (columns.target, *columns.covariates)
     try:
         for batch in pa_csv.open_csv(f, read_options=pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
                                      parse_options=parse, convert_options=options):
@@ -221,7 +227,7 @@ def _csv_frames(path: str, f: Any, columns: Columns, chunk_rows: int) -> Iterato
             held += batch.num_rows
             while held >= chunk_rows:
                 table = pa.Table.from_batches(pending)
-                yield table.slice(0, chunk_rows).to_pandas()
+                yield _numbers_converted(table.slice(0, chunk_rows), numbers)
                 rest = table.slice(chunk_rows)
                 pending, held = rest.to_batches(), rest.num_rows
     except pa.ArrowInvalid as error:
@@ -231,7 +237,50 @@ def _csv_frames(path: str, f: Any, columns: Columns, chunk_rows: int) -> Iterato
                             f"{row.expected_columns} columns") from None
         raise DataError(f"{path}: not a readable CSV file ({error})") from error
     if held:
-        yield pa.Table.from_batches(pending).to_pandas()
+        yield _numbers_converted(pa.Table.from_batches(pending), numbers)
+
+
+def plain_numbers(cells: Any) -> Optional[np.ndarray]:
+    """CSV cells (pyarrow strings) as float64, when each is a number or a missing value, else None.
+
+    A column of numbers is converted in C++: as Python texts through pandas it cost more than the
+    rest of reading the file (one distinct text a row: benchmarks/forecast.py, CSV input). The
+    values are correctly rounded, as Python's ``float`` and Parquet's writers give them
+    (``pd.to_numeric`` is one unit in the last place off on some texts of 17 digits). Missing
+    cells (``_MISSING``, any case, white space around) become NaN.
+
+    Returns:
+      The values ``[n]``; None when a cell is anything else (white space around a number, ``inf``,
+      text) or a value is beyond ±MAX_ABS_VALUE: :func:`_parse_numbers` then reads the texts, and
+      names a bad cell as written.
+    """
+    try:
+        # pyarrow's parse takes a number as Python does, with no white space around it; NaN, inf
+        # and the like are looked at below.
+        values = np.array(pc.cast(cells, pa.float64()).to_numpy(), np.float64)
+    except pa.ArrowInvalid:
+        # A cell that is no number: missing cells (or worse) among the numbers.
+        number = pc.match_substring_regex(cells, _PLAIN_NUMBER)
+        if not pc.all(pc.or_(number, pc.match_substring_regex(cells, _MISSING_CELL))).as_py():
+            return None
+        values = np.asarray(pc.cast(pc.if_else(number, cells, None), pa.float64()).to_numpy(), np.float64)
+    else:
+        odd = np.flatnonzero(~np.isfinite(values))
+        texts = pc.take(cells, pa.array(odd)).to_pylist() if len(odd) else []
+        if any(t.strip().lower() not in _MISSING for t in texts):
+            return None
+        values[odd] = np.nan
+    return None if (np.abs(values) > MAX_ABS_VALUE).any() else values
+
+
+def _numbers_converted(table: pa.Table, numbers: tuple[str, ...]) -> pd.DataFrame:
+    """The CSV cells ``table`` as a DataFrame, the columns ``numbers`` as float64 where :func:`plain_numbers` can."""
+    converted = {name: plain_numbers(table.column(name)) for name in dict.fromkeys(numbers)}
+    converted = {name: values for name, values in converted.items() if values is not None}
+    frame = table.drop_columns(list(converted)).to_pandas()
+    for name, values in converted.items():
+        frame[name] = values
+    return frame
 
 
 @contextlib.contextmanager
