@@ -201,9 +201,11 @@ def test_a_pipeline_run_on_business_hours_evaluates_a_daily_seasonal_naive(tmp_p
     with open(os.path.join(config.report_dir, report_lib.SUMMARY_FILE)) as f:
         metrics = json.load(f)["metrics"][windowing.EVAL]
     windows = local_data.read_split_windows(result.examples_uri, windowing.EVAL)
-    assert windows.histories.shape[1] == 70
+    # The context: the default 12 business days (--seasonal-cycles), within a quarter of the 840 points.
+    context = config.windows.context
+    assert windows.histories.shape[1] == context == 12 * 14
     # The daily seasonal naive: the value 14 business hours before each target, a business day earlier.
-    naive = windows.histories[:, 70 - 14:70 - 14 + 4].astype(np.float64)
+    naive = windows.histories[:, context - 14:context - 14 + 4].astype(np.float64)
     assert metrics[fm.seasonal_naive(14)]["mae"] == pytest.approx(np.mean(np.abs(windows.targets - naive)), rel=1e-4)
     # A daily profile: a business day ago is a far better guess than the last hour (Mondays, busier,
     # make it worse than the business week ago).
