@@ -4,17 +4,40 @@ Each script prints a table and one JSON line, the baseline and the candidate mea
 same run. The CPU may be shared: note ``uptime`` next to the figures.
 """
 
+import contextlib
 import glob
 import json
 import os
 import statistics
+import sys
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, TextIO
 
 from pipeline import config as config_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(REPO, "data", "co2_weekly_mlo.csv")
+
+
+@contextlib.contextmanager
+def library_output_to(log_path: str) -> Iterator[TextIO]:
+    """Sends file descriptor 2 (TensorFlow's and absl's native logs, Python warnings) to ``log_path``.
+
+    Yields a stream to the terminal's stderr, for the script's own progress lines. Standard
+    output, where the table goes, is left alone.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    terminal = os.fdopen(os.dup(saved), "w")
+    with open(log_path, "a") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield terminal
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            terminal.close()
 
 
 def bundled_config(run_dir: str) -> config_lib.PipelineConfig:

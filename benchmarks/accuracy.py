@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, TextIO
 
 import numpy as np
 
+import benchmarks
 from benchmarks import REPO
 from benchmarks import accuracy_metrics as am
 from benchmarks import datasets as datasets_lib
@@ -84,25 +85,14 @@ def progress(message: str) -> None:
 
 @contextlib.contextmanager
 def library_output_to(log_path: str) -> Iterator[None]:
-    """Sends file descriptor 2 (TensorFlow's and absl's native logs, Python warnings) to ``log_path``.
-
-    Progress lines keep going to the terminal through a copy of the original descriptor.
-    """
+    """:func:`benchmarks.library_output_to`, with :func:`progress` writing to the terminal meanwhile."""
     global _terminal
-    sys.stderr.flush()
-    saved = os.dup(2)
-    terminal = os.fdopen(os.dup(saved), "w")
-    with open(log_path, "a") as log:
-        os.dup2(log.fileno(), 2)
+    with benchmarks.library_output_to(log_path) as terminal:
         _terminal = terminal
         try:
             yield
         finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
             _terminal = sys.stderr
-            terminal.close()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -83,12 +83,20 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=60, help="points per series (at least the context C)")
     parser.add_argument("--loop-series", type=int, default=2000, help="series timed in the plain loop")
     args = parser.parse_args()
+    work = tempfile.mkdtemp(prefix="forecast_bench_")
+    log_path = os.path.join(work, "library.log")
+    print(f"library output of this process: {log_path}", file=sys.stderr)
+    # The plain loop's one-row calls alone make TensorFlow print a warning each.
+    with benchmarks.library_output_to(log_path):
+        measure(args, work)
 
+
+def measure(args: argparse.Namespace, work: str) -> None:
+    """Times the baseline and the jobs on synthetic series written under ``work``; prints the table and JSON."""
     benchmarks.transform_outputs(args.run_dir)
     model_dir = forecast_lib.model_version_dir(benchmarks.bundled_config(args.run_dir).serving_model_dir)
     description = forecast_lib.read_description(model_dir)
     context, horizon = description["windows"]["context"], description["windows"]["horizon"]
-    work = tempfile.mkdtemp(prefix="forecast_bench_")
     frame = synthetic_series(args.series, max(args.points, context))
     parquet, csv = os.path.join(work, "series.parquet"), os.path.join(work, "series.csv")
     frame.to_parquet(parquet, index=False)
