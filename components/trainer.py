@@ -362,18 +362,19 @@ def fit_mix_weights(candidates: np.ndarray, targets: np.ndarray, absolute: bool 
     x = np.asarray(candidates, np.float64)
     y = np.asarray(targets, np.float64)
     steps, k = x.shape[1], x.shape[2]
-    # Per step: each step's weights see only that step's errors (the mean below keeps the H axis).
+    # Per step: each step's weights see only that step's errors (the means keep the H axis).
     axes = (0,) if per_step else (0, 1)
     weights = np.full((steps if per_step else 1, k), 1.0 / k)
 
     def loss_and_gradient(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        residual = np.einsum("nhk,hk->nh", x, np.broadcast_to(w, (steps, k))) - y
+        residual = (np.einsum("nhk,hk->nh", x, w) if per_step else x @ w[0]) - y
         if absolute:
             loss, slope = np.abs(residual), np.sign(residual)
         else:
             loss, slope = residual ** 2, 2 * residual
-        gradient = (slope[..., None] * x).mean(axis=axes)
-        return loss.mean(axis=axes), gradient.reshape(weights.shape)
+        gradient = np.einsum("nh,nhk->hk", slope, x) / len(x) if per_step else \
+            np.einsum("nh,nhk->k", slope, x)[None] / slope.size
+        return loss.mean(axis=axes), gradient
 
     best_loss, best = None, weights
     for step in range(_MIX_FIT_STEPS):
