@@ -112,7 +112,8 @@ def build_model(inputs_spec: dict[str, int], history: int, horizon: int,
     (:func:`components.transform.seasonal_bases`), the correction is added to a learnt weighted
     mean of those and the lags instead (:class:`SeasonalBaseMix`); with ``smoothing_bases`` the
     exponential-smoothing and Theta forecasts (:func:`components.transform.smoothing_bases`) join
-    the mix as candidates, not the head's inputs.
+    the mix as candidates, not the head's inputs. With ``base_mix_weights`` ``per_step`` the mix has
+    one set of weights per target step; ``base_mix_fit`` (:func:`fit`) sets their start.
 
     With ``ensemble_size`` K > 1, K such networks (branches, each with its own layers ``lstm_{k}_{i}``,
     ``correction_{k}``, ...) read the same inputs, and the output is their mean (:class:`EnsembleMean`):
