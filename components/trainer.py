@@ -15,6 +15,7 @@ import keras_tuner
 import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
+from absl import logging
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
@@ -27,11 +28,12 @@ from serving import contract
 
 __all__ = ["BranchLoss", "CALIBRATION_FILE", "DEFAULT_LSTM_GRAPH", "EnsembleBranches", "EnsembleMean", "LSTM_GRAPHS",
            "NonCrossingQuantiles", "PinballLoss", "SERVING_INPUT_FEATURES", "SeasonalBaseMix", "TRAINING_LOG_FILE",
-           "TRAINING_RECORD_FILE", "Training", "base_calibration", "build_model", "calibrate", "export_serving_model",
-           "fit", "interval_spread", "make_dataset", "model_description", "model_inputs", "quantile_outputs",
-           "raw_feature", "read_training_record", "refit_config", "run_fn", "serving_inputs", "serving_model", "train",
-           "training_model", "training_record", "training_series_ids", "tuner_fn", "warmup_inputs_from",
-           "write_model_description", "write_training_record", "write_warmup_requests"]
+           "TRAINING_RECORD_FILE", "Training", "base_calibration", "build_model", "calibrate",
+           "export_serving_model", "fit", "fit_mix_weights", "interval_spread", "make_dataset", "mix_candidates",
+           "model_description", "model_inputs", "quantile_outputs", "raw_feature", "read_training_record",
+           "refit_config", "run_fn", "serving_inputs", "serving_model", "train", "training_model", "training_record",
+           "training_series_ids", "tuner_fn", "warmup_inputs_from", "write_model_description",
+           "write_training_record", "write_warmup_requests"]
 
 # XLA compiles once per input shape (about 0.25 s for this model on 2 cores). The XLA signatures
 # pad each batch up to the next of these sizes (beyond the largest, to a multiple of it), so a
@@ -80,6 +82,16 @@ def _is_future_input(name: str) -> bool:
         and name.endswith(transform_lib.SCALED_SUFFIX))
 
 
+def mix_candidates(inputs_spec: dict[str, int]) -> list[str]:
+    """The inputs :class:`SeasonalBaseMix` weighs, in its order: the primary season's lags (the seasonal
+    naive forecast), then the smoothed bases among ``inputs_spec``; empty without lags or bases."""
+    lags = sorted((n for n in inputs_spec if n.startswith(features.LAG_PREFIX)),
+                  key=lambda n: int(n[len(features.LAG_PREFIX):].split("_")[0]))
+    bases = [n for n in (transform_lib.scaled_feature(features.base_feature(k))
+                         for k in features.SEASONAL_BASES + features.SMOOTHING_BASES) if n in inputs_spec]
+    return [lags[0], *bases] if lags and bases else []
+
+
 def _is_smoothing_base(name: str) -> bool:
     return name in {transform_lib.scaled_feature(features.base_feature(k)) for k in features.SMOOTHING_BASES}
 
@@ -100,7 +112,8 @@ def build_model(inputs_spec: dict[str, int], history: int, horizon: int,
     (:func:`components.transform.seasonal_bases`), the correction is added to a learnt weighted
     mean of those and the lags instead (:class:`SeasonalBaseMix`); with ``smoothing_bases`` the
     exponential-smoothing and Theta forecasts (:func:`components.transform.smoothing_bases`) join
-    the mix as candidates, not the head's inputs.
+    the mix as candidates, not the head's inputs. With ``base_mix_weights`` ``per_step`` the mix has
+    one set of weights per target step; ``base_mix_fit`` (:func:`fit`) sets their start.
 
     With ``ensemble_size`` K > 1, K such networks (branches, each with its own layers ``lstm_{k}_{i}``,
     ``correction_{k}``, ...) read the same inputs, and the output is their mean (:class:`EnsembleMean`):
@@ -177,11 +190,12 @@ def _network(inputs: dict[str, Any], sequence: Any, inputs_spec: dict[str, int],
     point_name = _layer_name("median_scaled" if levels else "forecast_scaled", branch)
     if model_config.seasonal_base and lags:
         # The primary season's lags are the seasonal naive forecast; the head learns what to add.
-        base = inputs[lags[0]]
-        bases = [inputs[n] for n in (transform_lib.scaled_feature(features.base_feature(k))
-                                     for k in features.SEASONAL_BASES + features.SMOOTHING_BASES) if n in inputs]
-        if model_config.seasonal_base_mix and bases:
-            base = SeasonalBaseMix(name=_layer_name("seasonal_base", branch))([base, *bases])
+        candidates = mix_candidates(inputs_spec) if model_config.seasonal_base_mix else []
+        if candidates:
+            base = SeasonalBaseMix(horizon if model_config.base_mix_weights == "per_step" else 0,
+                                   name=_layer_name("seasonal_base", branch))([inputs[n] for n in candidates])
+        else:
+            base = inputs[lags[0]]
         correction = keras.layers.Dense(horizon, kernel_initializer="zeros",
                                         name=_layer_name("correction", branch))(head)
         outputs = keras.layers.Add(name=point_name)([base, correction])
@@ -293,13 +307,91 @@ class SeasonalBaseMix(keras.layers.Layer):
     # learning rate a step, which would take hundreds of epochs to move a logit by a few units.
     LOGIT_SCALE = 20.0
 
+    def __init__(self, horizon: int = 0, **kwargs: Any):
+        """``horizon``: H for one set of weights per target step (logits ``[H, K]``), 0 for one shared set ``[K]``."""
+        super().__init__(**kwargs)
+        self.horizon = horizon
+
     def build(self, input_shape: Any) -> None:
-        self.logits = self.add_weight(shape=(len(input_shape),), initializer="zeros", name="logits")
+        shape = (self.horizon, len(input_shape)) if self.horizon else (len(input_shape),)
+        self.logits = self.add_weight(shape=shape, initializer="zeros", name="logits")
 
     def call(self, candidates: list[Any]) -> Any:
         ops = keras.ops
-        weights = ops.softmax(self.logits * self.LOGIT_SCALE)
+        weights = ops.softmax(self.logits * self.LOGIT_SCALE, axis=-1)
         return ops.sum(ops.stack(candidates, axis=-1) * weights, axis=-1)
+
+    def set_mix_weights(self, weights: np.ndarray) -> None:
+        """Sets the logits so that the softmax weights are ``weights`` (``[K]`` or ``[H, K]``, rows on the simplex),
+        each at least :data:`MIX_WEIGHT_FLOOR` so that training can still raise it."""
+        logits = np.log(np.maximum(np.asarray(weights, np.float64), MIX_WEIGHT_FLOOR))
+        logits = np.broadcast_to(logits - logits.mean(axis=-1, keepdims=True), tuple(self.logits.shape))
+        self.logits.assign((logits / self.LOGIT_SCALE).astype(np.float32))
+
+    def mix_weights(self) -> np.ndarray:
+        """The softmax weights ``[K]`` or ``[H, K]``."""
+        return keras.ops.convert_to_numpy(keras.ops.softmax(self.logits * self.LOGIT_SCALE, axis=-1))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "horizon": self.horizon}
+
+
+# The smallest weight a fitted mix starts training with (a logit about 9 below the largest one's).
+MIX_WEIGHT_FLOOR = 1e-4
+# Exponentiated-gradient steps of the mix's fit (fit_mix_weights) and the first step's size.
+_MIX_FIT_STEPS = 500
+_MIX_FIT_STEP_SIZE = 0.5
+
+
+def fit_mix_weights(candidates: np.ndarray, targets: np.ndarray, absolute: bool = True,
+                    per_step: bool = False) -> np.ndarray:
+    """The weights on the simplex of the mean of ``candidates`` closest to ``targets``.
+
+    Minimises the mean absolute error (``absolute``) or the mean squared error over convex weights
+    by exponentiated gradient (multiplicative steps, a shrinking step size, the best iterate kept):
+    exact enough for a handful of candidates, deterministic, and no solver to depend on.
+
+    Args:
+      candidates: ``[N, H, K]`` forecasts of each of K candidates.
+      targets: ``[N, H]`` actual values.
+      absolute: Least absolute deviations (the MAE or the median's pinball loss) or least squares.
+      per_step: One set of weights per target step (``[H, K]``) instead of one shared set (``[K]``).
+
+    Returns:
+      The weights, ``[K]`` or ``[H, K]``, each row summing to 1.
+    """
+    x = np.asarray(candidates, np.float64)
+    y = np.asarray(targets, np.float64)
+    steps, k = x.shape[1], x.shape[2]
+    # Per step: each step's weights see only that step's errors (the means keep the H axis).
+    axes = (0,) if per_step else (0, 1)
+    weights = np.full((steps if per_step else 1, k), 1.0 / k)
+
+    def loss_and_gradient(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        residual = (np.einsum("nhk,hk->nh", x, w) if per_step else x @ w[0]) - y
+        if absolute:
+            loss, slope = np.abs(residual), np.sign(residual)
+        else:
+            loss, slope = residual ** 2, 2 * residual
+        gradient = np.einsum("nh,nhk->hk", slope, x) / len(x) if per_step else \
+            np.einsum("nh,nhk->k", slope, x)[None] / slope.size
+        return loss.mean(axis=axes), gradient
+
+    best_loss, best = None, weights
+    for step in range(_MIX_FIT_STEPS):
+        loss, gradient = loss_and_gradient(weights)
+        loss = np.broadcast_to(np.asarray(loss).reshape(-1), (weights.shape[0],))
+        if best_loss is None:
+            best_loss, best = loss.copy(), weights.copy()
+        else:
+            better = loss < best_loss
+            best_loss, best = np.where(better, loss, best_loss), np.where(better[:, None], weights, best)
+        # Normalised by the largest slope, so the step size does not depend on the data's scale.
+        size = _MIX_FIT_STEP_SIZE / np.sqrt(step + 1) / np.maximum(np.abs(gradient).max(axis=-1, keepdims=True),
+                                                                    1e-12)
+        weights = weights * np.exp(-size * gradient)
+        weights /= weights.sum(axis=-1, keepdims=True)
+    return best if per_step else best[0]
 
 
 class NonCrossingQuantiles(keras.layers.Layer):
@@ -904,6 +996,8 @@ def fit(train_files: list[str], eval_files: Optional[list[str]], data_accessor: 
     eval_data = None if eval_files is None else make_dataset(
         eval_files, data_accessor, tft_output, model_config.batch_size, False, model_config.seed)
     model = build_model(model_inputs(tft_output), history, horizon, model_config)
+    if model_config.base_mix_fit != "none":
+        _fit_base_mix(model, train_files, data_accessor, tft_output, model_config)
     callbacks = _callbacks(model_config) if eval_data is not None else []
     if log_dir:
         callbacks += [keras.callbacks.TensorBoard(log_dir=log_dir),
@@ -912,12 +1006,50 @@ def fit(train_files: list[str], eval_files: Optional[list[str]], data_accessor: 
     record = training_model(model, model_config).fit(train_data, validation_data=eval_data,
                                                      epochs=model_config.epochs, verbose=2, callbacks=callbacks)
     epochs_run = len(record.epoch)
+    for layer in _mix_layers(model):
+        logging.info("base mix weights after training (%s): %s", layer.name,
+                     np.array2string(layer.mix_weights(), precision=3))
     stopping = [c for c in callbacks if isinstance(c, keras.callbacks.EarlyStopping)]
     # Keras restores the best epoch's weights at the end of training, stopped early or not.
     epochs = stopping[0].best_epoch + 1 if stopping and stopping[0].best_weights is not None else epochs_run
     # Counted from the cache the epochs read, so it is what training saw (train+eval for the refit).
     windows = int(train_data.reduce(np.int64(0), lambda n, batch: n + tf.shape(batch[1], out_type=tf.int64)[0]))
     return Training(model, epochs, epochs_run, windows)
+
+
+def _mix_layers(model: keras.Model) -> list[SeasonalBaseMix]:
+    return [layer for layer in model.layers if isinstance(layer, SeasonalBaseMix)]
+
+
+def _fit_base_mix(model: keras.Model, train_files: list[str], data_accessor: tfx.components.DataAccessor,
+                  tft_output: tft.TFTransformOutput, model_config: trainer_options.ModelConfig) -> None:
+    """Starts every :class:`SeasonalBaseMix` of ``model`` at :func:`fit_mix_weights` of the training windows
+    (``model_config.base_mix_fit``); ``frozen`` also keeps them out of training (the model is recompiled).
+
+    Early stopping ends training after a few epochs on short series (hyndsight: its best epoch is the first,
+    3 steps of 64 windows), too few steps for Adam to move the weights from equal; fitted first, the mix
+    is the best convex base the data allow before the head learns its correction.
+    """
+    layers = _mix_layers(model)
+    if not layers:
+        return
+    names = mix_candidates(model_inputs(tft_output))
+    data = make_dataset(train_files, data_accessor, tft_output, _READ_BATCH_SIZE, False, model_config.seed)
+    candidates, targets = [], []
+    for inputs, target in data:
+        candidates.append(np.stack([inputs[n].numpy() for n in names], axis=-1))
+        targets.append(target.numpy())
+    weights = fit_mix_weights(np.concatenate(candidates), np.concatenate(targets),
+                              absolute=model_config.quantile_head or model_config.loss != "mse",
+                              per_step=model_config.base_mix_weights == "per_step")
+    logging.info("base mix weights fitted on the training windows (%s): %s", ", ".join(names),
+                 np.array2string(weights, precision=3))
+    for layer in layers:
+        layer.set_mix_weights(weights)
+        if model_config.base_mix_fit == "frozen":
+            layer.trainable = False
+    if model_config.base_mix_fit == "frozen":
+        _compile(model, model_config, ensemble=False)
 
 
 def train(train_files: list[str], eval_files: list[str], data_accessor: tfx.components.DataAccessor,

@@ -15,6 +15,9 @@ from serving.contract import central_intervals  # noqa: F401 (its users import i
 
 SCALINGS = ("global", "per_series", "last_value", "window_mean", "window_std")
 LOSSES = ("mse", "huber", "mae")
+# How the seasonal base mix's weights start (ModelConfig.base_mix_fit) and their shape (base_mix_weights).
+BASE_MIX_FITS = ("none", "fit", "frozen")
+BASE_MIX_WEIGHTS = ("shared", "per_step")
 # How intervals are made (ModelConfig.interval_method).
 INTERVAL_METHODS = ("conformal", "quantile_head")
 # The median and the 50%, 80% and 95% central intervals.
@@ -65,6 +68,16 @@ class ModelConfig:
         True, help="with --seasonal-base: the base is a learnt weighted mean of the seasonal naive forecast and "
                    "smoothed ones (the mean seasonal profile of the context's cycles at the latest level, with "
                    "the trend of the cycle means, and of the last two cycles; see components/transform.py)")
+    base_mix_fit: str = setting(
+        "none", choices=BASE_MIX_FITS,
+        help="with --seasonal-base-mix: none: the mix's weights start equal and train with the network; fit: "
+             "they start at the convex weights of the candidates closest to the training targets (least absolute "
+             "deviations; least squares with --loss mse), fitted on the Trainer's own training data, then "
+             "train on; frozen: those weights, kept fixed while the network trains")
+    base_mix_weights: str = setting(
+        "shared", choices=BASE_MIX_WEIGHTS,
+        help="with --seasonal-base-mix: shared: one weight per candidate for every target step; per_step: one "
+             "per candidate and target step (H x candidates)")
     smoothing_bases: bool = setting(
         False, help="with --seasonal-base-mix: more candidates of the mix, exponential smoothing (alpha 0.1, "
                     "0.3, 0.6), Theta (the same alphas) and Holt's damped trend on the seasonally adjusted "

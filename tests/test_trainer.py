@@ -164,6 +164,101 @@ def test_the_seasonal_base_is_a_learnt_mean_of_the_naive_and_smoothed_forecasts(
     assert naive.get_layer("state_and_future").output.shape == (None, 4 + 3 * 4)
 
 
+def test_mix_weights_fit_recovers_the_convex_weights_of_made_up_candidates():
+    rng = np.random.default_rng(3)
+    candidates = rng.normal(size=(400, 4, 3))
+    # Step 0-1 the mean of candidates 0 and 1 at 0.7 / 0.3, steps 2-3 candidate 2 alone; Laplace noise.
+    truth = np.array([[0.7, 0.3, 0.0], [0.7, 0.3, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    targets = np.einsum("nhk,hk->nh", candidates, truth) + rng.laplace(scale=0.05, size=(400, 4))
+    per_step = trainer_lib.fit_mix_weights(candidates, targets, per_step=True)
+    assert per_step.shape == (4, 3)
+    np.testing.assert_allclose(per_step.sum(-1), 1.0)
+    np.testing.assert_allclose(per_step, truth, atol=0.02)
+    # One shared set: the least absolute (or squared) error over the simplex, as low as the best
+    # point of a 0.01 grid of the simplex finds.
+    grid = np.array([(a, b, 100 - a - b) for a in range(101) for b in range(101 - a)]) / 100
+    residuals = np.einsum("nhk,gk->gnh", candidates, grid) - targets
+    for absolute in (True, False):
+        shared = trainer_lib.fit_mix_weights(candidates, targets, absolute=absolute)
+        assert shared.shape == (3,) and (shared >= 0).all() and abs(shared.sum() - 1) < 1e-9
+        residual = candidates @ shared - targets
+        error = np.abs(residual).mean() if absolute else (residual ** 2).mean()
+        best = (np.abs(residuals) if absolute else residuals ** 2).mean(axis=(1, 2)).min()
+        assert best - 1e-3 < error <= best + 1e-4
+
+
+def test_per_step_mix_weights_each_target_step_and_set_mix_weights_sets_the_softmax():
+    lag = transform_lib.scaled_feature(features.lag_feature(7))
+    bases = [transform_lib.scaled_feature(features.base_feature(k)) for k in features.SEASONAL_BASES]
+    spec = {features.HISTORY_SCALED: 14, lag: 3, **dict.fromkeys(bases, 3)}
+    assert trainer_lib.mix_candidates(spec) == [lag, *bases]
+    rng = np.random.default_rng(2)
+    inputs = {name: rng.normal(size=(5, width)).astype(np.float32) for name, width in spec.items()}
+    model = trainer_lib.build_model(spec, 14, 3, config_lib.ModelConfig(lstm_units=(4,), quantiles=(),
+                                                                        base_mix_weights="per_step"))
+    mix = model.get_layer("seasonal_base")
+    assert tuple(mix.logits.shape) == (3, 4)
+    weights = np.array([[1, 0, 0, 0], [0.5, 0.5, 0, 0], [0.1, 0.2, 0.3, 0.4]])
+    mix.set_mix_weights(weights)
+    # Zero weights become the floor; every row stays on the simplex.
+    np.testing.assert_allclose(mix.mix_weights(), np.maximum(weights, trainer_lib.MIX_WEIGHT_FLOOR), atol=4e-4)
+    candidates = np.stack([inputs[lag], *(inputs[b] for b in bases)], axis=-1)
+    np.testing.assert_allclose(model(inputs, training=False).numpy(), np.einsum("nhk,hk->nh", candidates, weights),
+                               atol=2e-3)
+
+
+@pytest.fixture(scope="module")
+def two_cycle_transform(tmp_path_factory):
+    """The made-up two-series windows with a season of 5 steps: the context of 10 holds two cycles, so the
+    smoothed bases differ from the seasonal naive forecast (with the fixtures' one cycle they equal it)."""
+    out = str(tmp_path_factory.mktemp("two_cycle_transform"))
+    conftest.run_transform(out, conftest.two_series_splits(), conftest.unit_transform_config(
+        "per_series", seasonal_periods=(5,)))
+    return out
+
+
+@pytest.mark.parametrize("how", ["fit", "frozen"])
+def test_the_fitted_mix_starts_from_the_training_windows_best_weights(two_cycle_transform, how):
+    out = two_cycle_transform
+    tft_output = tft.TFTransformOutput(os.path.join(out, "transform_graph"))
+    args = (conftest.data_accessor(out), tft_output, conftest.UNIT_HISTORY, conftest.UNIT_HORIZON)
+    train, evaluation = conftest.transformed_files(out, "train"), conftest.transformed_files(out, "eval")
+    names = trainer_lib.mix_candidates(trainer_lib.model_inputs(tft_output))
+    assert len(names) > 1
+
+    def data_of(files):
+        batches = list(trainer_lib.make_dataset(files, *args[:2], batch_size=1024, shuffle=False, seed=0))
+        return (np.concatenate([np.stack([x[n].numpy() for n in names], -1) for x, _ in batches]),
+                np.concatenate([y.numpy() for _, y in batches]))
+
+    def base_error(weights, files):
+        candidates, targets = data_of(files)
+        return np.abs(candidates @ weights - targets).mean()
+
+    config = dataclasses.replace(TINY, quantiles=(), base_mix_fit=how)
+    fitted = trainer_lib.fit_mix_weights(*data_of(train))
+    # The fitted base beats the equal weights' on the training windows (the fit did something).
+    assert base_error(fitted, train) < base_error(np.full(len(names), 1 / len(names)), train)
+    model = trainer_lib.fit(train, evaluation, *args, config).model
+    weights = model.get_layer("seasonal_base").mix_weights()
+    if how == "frozen":
+        np.testing.assert_allclose(weights, np.maximum(fitted, trainer_lib.MIX_WEIGHT_FLOOR), atol=1e-4)
+    else:
+        # Trained on from there: moved, but nearer the fit than the equal start.
+        assert not np.allclose(weights, fitted, atol=1e-6)
+        assert np.abs(weights - fitted).max() < np.abs(np.full(len(names), 1 / len(names)) - fitted).max()
+    # The refit fits on its own windows (train + eval), with the same seed the same each time.
+    refit = [trainer_lib.fit(train + evaluation, None, *args, trainer_lib.refit_config(config, 1)).model
+             for _ in range(2)]
+    both = trainer_lib.fit_mix_weights(*data_of(train + evaluation))
+    assert not np.allclose(both, fitted, atol=1e-3)
+    for a, b in zip(refit[0].get_weights(), refit[1].get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    if how == "frozen":
+        np.testing.assert_allclose(refit[0].get_layer("seasonal_base").mix_weights(),
+                                   np.maximum(both, trainer_lib.MIX_WEIGHT_FLOOR), atol=1e-4)
+
+
 def test_tuner_hyperparameters_replace_the_configured_ones():
     import keras_tuner
     hp = keras_tuner.HyperParameters()
