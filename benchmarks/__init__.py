@@ -11,7 +11,7 @@ import os
 import statistics
 import sys
 import time
-from typing import Any, Callable, Iterator, TextIO
+from typing import Any, Callable, Iterator, Optional, TextIO
 
 from pipeline import config as config_lib
 
@@ -71,6 +71,25 @@ def kept_run(run_dir: str) -> tuple[Any, str]:
     config = config_lib.PipelineConfig(data=config_lib.DataConfig(path=run_dir), output_dir=run_dir)
     return (metadata_store.MetadataStore(tfx.orchestration.metadata.sqlite_metadata_connection_config(
         config.metadata_path)), config.pipeline_name)
+
+
+def kept_sets(runs: str, datasets: str) -> tuple[list[str], Optional[str]]:
+    """The data sets to read from ``runs``, a ``benchmarks.accuracy --keep`` output directory, and an error.
+
+    Args:
+      runs: The directory: each kept data set is ``<set>/run`` with its ``metadata.sqlite``.
+      datasets: Comma-separated names; empty: every kept set.
+
+    Returns:
+      The names, and None, or a one-line error naming the sets that are not kept there.
+    """
+    kept = sorted(d for d in os.listdir(runs) if os.path.isfile(os.path.join(runs, d, "run", "metadata.sqlite"))) \
+        if os.path.isdir(runs) else []
+    names = [n for n in datasets.split(",") if n] or kept
+    missing = [n for n in names if n not in kept]
+    if not names or missing:
+        return names, f"{runs}: no kept run (<set>/run/metadata.sqlite) of {', '.join(missing) or 'any data set'}"
+    return names, None
 
 
 def data_accessor(examples_dir: str, splits: tuple[str, ...] = ("train", "eval")):

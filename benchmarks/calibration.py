@@ -37,6 +37,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+import benchmarks
 from benchmarks.accuracy import print_table
 from components import quantiles
 
@@ -351,14 +352,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--datasets", default="", help="comma-separated data sets under --runs (default: all)")
     parser.add_argument("--cache", default="", help="an .npz to keep the loaded windows and forecasts in (reused)")
     args = parser.parse_args(argv)
-    kept = sorted(d for d in os.listdir(args.runs) if os.path.isfile(os.path.join(args.runs, d, "run",
-                                                                                 "metadata.sqlite"))) \
-        if os.path.isdir(args.runs) else []
-    names = [n for n in args.datasets.split(",") if n] or kept
-    missing = [n for n in names if n not in kept]
-    if not names or missing:
-        print(f"{args.runs}: no kept run (<set>/run/metadata.sqlite) of {', '.join(missing) or 'any data set'}",
-              file=sys.stderr)
+    names, error = benchmarks.kept_sets(args.runs, args.datasets)
+    if error:
+        print(error, file=sys.stderr)
         return 2
     try:
         data = _load_all(args.runs, names, args.cache or None)

@@ -25,6 +25,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+import benchmarks
 from benchmarks.accuracy import print_table
 
 # Steps at each end of the horizon reported on their own: where a lagging level shows (first) and
@@ -120,10 +121,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--datasets", default="hyndsight,gasoline", help="comma-separated data sets under --runs")
     parser.add_argument("--cycles", default="5,8,12", help="cycles of context for the profile base")
     args = parser.parse_args(argv)
-    names = [n for n in args.datasets.split(",") if n]
-    missing = [n for n in names if not os.path.isfile(os.path.join(args.runs, n, "run", "metadata.sqlite"))]
-    if missing:
-        print(f"{args.runs}: no kept run (<set>/run/metadata.sqlite) of {', '.join(missing)}", file=sys.stderr)
+    names, error = benchmarks.kept_sets(args.runs, args.datasets)
+    if error:
+        print(error, file=sys.stderr)
         return 2
     cycles = [int(c) for c in args.cycles.split(",") if c]
     results: dict[str, Any] = {}
