@@ -1045,6 +1045,16 @@ def choose_base_mix_fit(eval_losses: dict[str, float]) -> str:
     return min(AUTO_BASE_MIX_FITS, key=lambda variant: (eval_losses[variant], AUTO_BASE_MIX_FITS.index(variant)))
 
 
+def _equal_weights(weights: np.ndarray) -> bool:
+    """Whether each row of mix ``weights`` is equal: :meth:`SeasonalBaseMix.set_mix_weights` then sets the
+    logits ``none`` starts from (zeros), up to float32 rounding."""
+    return bool(np.all(np.ptp(weights, axis=-1) < _EQUAL_WEIGHTS_TOLERANCE))
+
+
+# How far apart fitted mix weights may be and still start the mix as equal weights do (float32 logits).
+_EQUAL_WEIGHTS_TOLERANCE = 1e-6
+
+
 def _fit_auto(train_files: list[str], eval_files: Optional[list[str]], data_accessor: tfx.components.DataAccessor,
               tft_output: tft.TFTransformOutput, history: int, horizon: int,
               model_config: trainer_options.ModelConfig, log_dir: Optional[str]) -> Training:
@@ -1052,7 +1062,9 @@ def _fit_auto(train_files: list[str], eval_files: Optional[list[str]], data_acce
     data, each with its own early stopping) and keeps the one with the lower eval loss at its best epoch.
 
     A per-data-set choice on eval: neither start is better on every set (README, "Fitting the mix
-    first"). Without a mix in the model the variants are the same model, so it trains once. Each
+    first"). Without a mix in the model, or where the fit keeps the equal weights ``none`` starts
+    from (a context of one cycle: every candidate is the seasonal naive forecast), the variants are
+    the same model, so it trains ``none`` once. Each
     variant logs under ``log_dir/base_mix_fit_<variant>``; the chosen one's :data:`TRAINING_LOG_FILE`
     is copied to ``log_dir``, where the run's report reads it.
 
@@ -1063,7 +1075,8 @@ def _fit_auto(train_files: list[str], eval_files: Optional[list[str]], data_acce
         raise ValueError("--base-mix-fit auto chooses on the eval loss and needs eval data; a refit takes its "
                          "base model's choice")
     if not (model_config.seasonal_base and model_config.seasonal_base_mix
-            and mix_candidates(model_inputs(tft_output))):
+            and mix_candidates(model_inputs(tft_output))) or _equal_weights(
+                _fitted_mix_weights(train_files, data_accessor, tft_output, model_config)):
         return fit(train_files, eval_files, data_accessor, tft_output, history, horizon,
                    dataclasses.replace(model_config, base_mix_fit="none"), log_dir)
     trainings = {}
@@ -1097,6 +1110,18 @@ def _fit_base_mix(model: keras.Model, train_files: list[str], data_accessor: tfx
     layers = _mix_layers(model)
     if not layers:
         return
+    weights = _fitted_mix_weights(train_files, data_accessor, tft_output, model_config)
+    for layer in layers:
+        layer.set_mix_weights(weights)
+        if model_config.base_mix_fit == "frozen":
+            layer.trainable = False
+    if model_config.base_mix_fit == "frozen":
+        _compile(model, model_config, ensemble=False)
+
+
+def _fitted_mix_weights(train_files: list[str], data_accessor: tfx.components.DataAccessor,
+                        tft_output: tft.TFTransformOutput, model_config: trainer_options.ModelConfig) -> np.ndarray:
+    """:func:`fit_mix_weights` of the training windows' :func:`mix_candidates` and targets."""
     names = mix_candidates(model_inputs(tft_output))
     data = make_dataset(train_files, data_accessor, tft_output, _READ_BATCH_SIZE, False, model_config.seed)
     candidates, targets = [], []
@@ -1108,12 +1133,7 @@ def _fit_base_mix(model: keras.Model, train_files: list[str], data_accessor: tfx
                               per_step=model_config.base_mix_weights == "per_step")
     logging.info("base mix weights fitted on the training windows (%s): %s", ", ".join(names),
                  np.array2string(weights, precision=3))
-    for layer in layers:
-        layer.set_mix_weights(weights)
-        if model_config.base_mix_fit == "frozen":
-            layer.trainable = False
-    if model_config.base_mix_fit == "frozen":
-        _compile(model, model_config, ensemble=False)
+    return weights
 
 
 def train(train_files: list[str], eval_files: list[str], data_accessor: tfx.components.DataAccessor,

@@ -289,11 +289,36 @@ def test_auto_keeps_the_variant_with_the_lower_eval_loss_and_records_it(two_cycl
     with open(tmp_path / trainer_lib.TRAINING_LOG_FILE) as f:
         val_loss = [float(row["val_loss"]) for row in csv.DictReader(f)]
     assert min(val_loss) == pytest.approx(auto.eval_loss)
+    assert sorted(os.listdir(tmp_path)) == ["base_mix_fit_fit", "base_mix_fit_none", trainer_lib.TRAINING_LOG_FILE]
     record = json.loads(json.dumps(trainer_lib.training_record(["train"], auto, None, 0)))
     assert record["base_mix_fit_chosen"] == lower
     assert record["base_mix_fit_eval_losses"] == pytest.approx(auto.eval_losses)
     with pytest.raises(ValueError, match="needs eval data"):
         trainer_lib.fit(train + evaluation, None, *args, config)
+
+
+def test_auto_trains_once_where_the_fit_keeps_equal_weights(covariate_transform, tmp_path):
+    out, _ = covariate_transform
+    tft_output = tft.TFTransformOutput(os.path.join(out, "transform_graph"))
+    args = (conftest.data_accessor(out), tft_output, conftest.UNIT_HISTORY, conftest.UNIT_HORIZON)
+    train, evaluation = conftest.transformed_files(out, "train"), conftest.transformed_files(out, "eval")
+    # The fixtures' context holds one cycle: every smoothed base is the seasonal naive forecast.
+    config = dataclasses.replace(TINY, quantiles=())
+    names = trainer_lib.mix_candidates(trainer_lib.model_inputs(tft_output))
+    batches = list(trainer_lib.make_dataset(train, *args[:2], batch_size=1024, shuffle=False, seed=0))
+    fitted = trainer_lib.fit_mix_weights(np.concatenate([np.stack([x[n].numpy() for n in names], -1)
+                                                         for x, _ in batches]),
+                                         np.concatenate([y.numpy() for _, y in batches]))
+    assert len(names) > 1
+    np.testing.assert_allclose(fitted, np.full(len(fitted), 1 / len(fitted)), atol=1e-7)
+    auto = trainer_lib.fit(train, evaluation, *args, dataclasses.replace(config, base_mix_fit="auto"),
+                           log_dir=str(tmp_path))
+    # One training, logged where a plain one logs (the variants log in their own folders).
+    assert os.path.exists(tmp_path / trainer_lib.TRAINING_LOG_FILE) and not glob.glob(str(tmp_path / "base_mix_*"))
+    none = trainer_lib.fit(train, evaluation, *args, config)
+    assert auto.base_mix_fit == "none" and auto.eval_losses is None and auto.eval_loss == none.eval_loss
+    for a, b in zip(auto.model.get_weights(), none.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("chosen", ["none", "fit"])
