@@ -55,7 +55,7 @@ def test_fit_reports_early_stoppings_best_epoch_and_the_refit_trains_that_many_o
         val_loss = [float(row["val_loss"]) for row in csv.DictReader(f)]
     assert a.epochs_run == len(val_loss) and a.epochs == int(np.argmin(val_loss)) + 1
     assert a.windows == len(splits["train"])
-    b = trainer_lib.fit(train + evaluation, None, *args, trainer_lib.refit_config(stopping, a.epochs))
+    b = trainer_lib.fit(train + evaluation, None, *args, trainer_lib.refit_config(stopping, a.epochs, a.base_mix_fit))
     assert b.epochs == b.epochs_run == a.epochs
     assert b.windows == len(splits["train"]) + len(splits["eval"])
 
@@ -303,7 +303,7 @@ def test_auto_trains_once_where_the_fit_keeps_equal_weights(covariate_transform,
     args = (conftest.data_accessor(out), tft_output, conftest.UNIT_HISTORY, conftest.UNIT_HORIZON)
     train, evaluation = conftest.transformed_files(out, "train"), conftest.transformed_files(out, "eval")
     # The fixtures' context holds one cycle: every smoothed base is the seasonal naive forecast.
-    config = dataclasses.replace(TINY, quantiles=())
+    config = dataclasses.replace(TINY, quantiles=(), base_mix_fit="none")
     names = trainer_lib.mix_candidates(trainer_lib.model_inputs(tft_output))
     batches = list(trainer_lib.make_dataset(train, *args[:2], batch_size=1024, shuffle=False, seed=0))
     fitted = trainer_lib.fit_mix_weights(np.concatenate([np.stack([x[n].numpy() for n in names], -1)
@@ -410,7 +410,9 @@ def test_constant_series_forecasts_near_the_constant_in_original_units(tmp_path,
 
 def test_trainer_logs_to_tensorboard_and_csv_in_the_model_run_directory(pipeline_run):
     config, _ = pipeline_run
-    events = glob.glob(os.path.join(config.pipeline_root, "Trainer", "model_run", "*", "train", "events.out.*"))
+    # With --base-mix-fit auto each start logs in its own folder (base_mix_fit_none, base_mix_fit_fit).
+    events = glob.glob(os.path.join(config.pipeline_root, "Trainer", "model_run", "*", "**", "train", "events.out.*"),
+                       recursive=True)
     assert events and os.path.getsize(events[0]) > 0
     (log,) = glob.glob(os.path.join(config.pipeline_root, "Trainer", "model_run", "*", trainer_lib.TRAINING_LOG_FILE))
     with open(log) as f:
