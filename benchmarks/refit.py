@@ -83,7 +83,7 @@ def benchmark_run(run_dir: str) -> dict[str, Any]:
         score("A", a.model)  # before the warm start moves its weights
         started = time.perf_counter()
         fresh = trainer.fit(train + evaluation, None, accessor, tft_output, history, horizon,
-                            trainer.refit_config(model_config, a.epochs))
+                            trainer.refit_config(model_config, a.epochs, a.base_mix_fit))
         seconds["fresh"] = time.perf_counter() - started
         score("fresh", fresh.model)
         # As many steps as the added windows' share of A's training.

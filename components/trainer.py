@@ -26,14 +26,14 @@ from components.example_gen import options as window_options
 from components.trainer_options import CALIBRATION_FILE, TRAINING_LOG_FILE, TRAINING_RECORD_FILE
 from serving import contract
 
-__all__ = ["BranchLoss", "CALIBRATION_FILE", "DEFAULT_LSTM_GRAPH", "EnsembleBranches", "EnsembleMean", "LSTM_GRAPHS",
-           "NonCrossingQuantiles", "PinballLoss", "SERVING_INPUT_FEATURES", "SeasonalBaseMix", "TRAINING_LOG_FILE",
-           "TRAINING_RECORD_FILE", "Training", "base_calibration", "build_model", "calibrate",
-           "export_serving_model", "fit", "fit_mix_weights", "interval_spread", "make_dataset", "mix_candidates",
-           "model_description", "model_inputs", "quantile_outputs", "raw_feature", "read_training_record",
-           "refit_config", "run_fn", "serving_inputs", "serving_model", "train", "training_model", "training_record",
-           "training_series_ids", "tuner_fn", "warmup_inputs_from", "write_model_description",
-           "write_training_record", "write_warmup_requests"]
+__all__ = ["AUTO_BASE_MIX_FITS", "BranchLoss", "CALIBRATION_FILE", "DEFAULT_LSTM_GRAPH", "EnsembleBranches",
+           "EnsembleMean", "LSTM_GRAPHS", "NonCrossingQuantiles", "PinballLoss", "SERVING_INPUT_FEATURES",
+           "SeasonalBaseMix", "TRAINING_LOG_FILE", "TRAINING_RECORD_FILE", "Training", "base_calibration",
+           "build_model", "calibrate", "choose_base_mix_fit", "export_serving_model", "fit", "fit_mix_weights",
+           "interval_spread", "make_dataset", "mix_candidates", "model_description", "model_inputs", "quantile_outputs",
+           "raw_feature", "read_training_record", "refit_config", "run_fn", "serving_inputs", "serving_model", "train",
+           "training_model", "training_record", "training_series_ids", "tuner_fn", "warmup_inputs_from",
+           "write_model_description", "write_training_record", "write_warmup_requests"]
 
 # XLA compiles once per input shape (about 0.25 s for this model on 2 cores). The XLA signatures
 # pad each batch up to the next of these sizes (beyond the largest, to a multiple of it), so a
@@ -960,12 +960,20 @@ class Training:
         every epoch run without early stopping. A refit on more data trains this many.
       epochs_run: The epochs run (early stopping runs ``patience`` past the best one).
       windows: The training windows of each epoch.
+      eval_loss: The eval loss of the weights the model holds (early stopping's best, else the last
+        epoch's), or None when trained without eval data (the refit).
+      base_mix_fit: How the mix's weights started (``ModelConfig.base_mix_fit``; for ``auto``, the
+        variant it chose).
+      eval_losses: With ``auto``: the eval loss of each variant it trained; else None.
     """
 
     model: keras.Model
     epochs: int
     epochs_run: int
     windows: int
+    eval_loss: Optional[float] = None
+    base_mix_fit: str = "none"
+    eval_losses: Optional[dict[str, float]] = None
 
 
 def fit(train_files: list[str], eval_files: Optional[list[str]], data_accessor: tfx.components.DataAccessor,
@@ -985,8 +993,12 @@ def fit(train_files: list[str], eval_files: Optional[list[str]], data_accessor: 
       log_dir: Where TensorBoard's logs and :data:`TRAINING_LOG_FILE` go, or None for no logs.
 
     Returns:
-      The trained model and its epochs.
+      The trained model and its epochs. With ``base_mix_fit`` ``auto``, the better on eval of a
+      training with ``none`` and one with ``fit`` (:func:`_fit_auto`).
     """
+    if model_config.base_mix_fit == "auto":
+        return _fit_auto(train_files, eval_files, data_accessor, tft_output, history, horizon, model_config,
+                         log_dir)
     # One seed for Python, NumPy, TF and Keras. The CPU kernels are deterministic; on a GPU some
     # (cuDNN, atomics) are not unless asked, at a cost in speed.
     keras.utils.set_random_seed(model_config.seed)
@@ -1014,7 +1026,72 @@ def fit(train_files: list[str], eval_files: Optional[list[str]], data_accessor: 
     epochs = stopping[0].best_epoch + 1 if stopping and stopping[0].best_weights is not None else epochs_run
     # Counted from the cache the epochs read, so it is what training saw (train+eval for the refit).
     windows = int(train_data.reduce(np.int64(0), lambda n, batch: n + tf.shape(batch[1], out_type=tf.int64)[0]))
-    return Training(model, epochs, epochs_run, windows)
+    if eval_data is None:
+        eval_loss = None
+    elif stopping and stopping[0].best_weights is not None:
+        eval_loss = float(stopping[0].best)
+    else:
+        eval_loss = float(record.history["val_loss"][-1])
+    return Training(model, epochs, epochs_run, windows, eval_loss, model_config.base_mix_fit)
+
+
+# The variants --base-mix-fit auto trains, in the order a tie of eval losses prefers (the default first).
+AUTO_BASE_MIX_FITS = ("none", "fit")
+
+
+def choose_base_mix_fit(eval_losses: dict[str, float]) -> str:
+    """The variant of ``eval_losses`` (variant: eval loss) with the lowest loss; on a tie, the first of
+    :data:`AUTO_BASE_MIX_FITS` (so the choice is the same on every run)."""
+    return min(AUTO_BASE_MIX_FITS, key=lambda variant: (eval_losses[variant], AUTO_BASE_MIX_FITS.index(variant)))
+
+
+def _equal_weights(weights: np.ndarray) -> bool:
+    """Whether each row of mix ``weights`` is equal: :meth:`SeasonalBaseMix.set_mix_weights` then sets the
+    logits ``none`` starts from (zeros), up to float32 rounding."""
+    return bool(np.all(np.ptp(weights, axis=-1) < _EQUAL_WEIGHTS_TOLERANCE))
+
+
+# How far apart fitted mix weights may be and still start the mix as equal weights do (float32 logits).
+_EQUAL_WEIGHTS_TOLERANCE = 1e-6
+
+
+def _fit_auto(train_files: list[str], eval_files: Optional[list[str]], data_accessor: tfx.components.DataAccessor,
+              tft_output: tft.TFTransformOutput, history: int, horizon: int,
+              model_config: trainer_options.ModelConfig, log_dir: Optional[str]) -> Training:
+    """:func:`fit` with ``base_mix_fit`` ``auto``: trains each of :data:`AUTO_BASE_MIX_FITS` (same seed and
+    data, each with its own early stopping) and keeps the one with the lower eval loss at its best epoch.
+
+    A per-data-set choice on eval: neither start is better on every set (README, "Fitting the mix
+    first"). Without a mix in the model, or where the fit keeps the equal weights ``none`` starts
+    from (a context of one cycle: every candidate is the seasonal naive forecast), the variants are
+    the same model, so it trains ``none`` once. Each
+    variant logs under ``log_dir/base_mix_fit_<variant>``; the chosen one's :data:`TRAINING_LOG_FILE`
+    is copied to ``log_dir``, where the run's report reads it.
+
+    Raises:
+      ValueError: No eval files: the refit takes its base model's choice (:func:`refit_config`).
+    """
+    if eval_files is None:
+        raise ValueError("--base-mix-fit auto chooses on the eval loss and needs eval data; a refit takes its "
+                         "base model's choice")
+    if not (model_config.seasonal_base and model_config.seasonal_base_mix
+            and mix_candidates(model_inputs(tft_output))) or _equal_weights(
+                _fitted_mix_weights(train_files, data_accessor, tft_output, model_config)):
+        return fit(train_files, eval_files, data_accessor, tft_output, history, horizon,
+                   dataclasses.replace(model_config, base_mix_fit="none"), log_dir)
+    trainings = {}
+    for variant in AUTO_BASE_MIX_FITS:
+        variant_dir = os.path.join(log_dir, f"base_mix_fit_{variant}") if log_dir else None
+        trainings[variant] = fit(train_files, eval_files, data_accessor, tft_output, history, horizon,
+                                 dataclasses.replace(model_config, base_mix_fit=variant), variant_dir)
+    eval_losses = {variant: training.eval_loss for variant, training in trainings.items()}
+    chosen = choose_base_mix_fit(eval_losses)
+    logging.info("--base-mix-fit auto: eval loss %s; chose %s",
+                 ", ".join(f"{v} {loss:.6g}" for v, loss in eval_losses.items()), chosen)
+    if log_dir:
+        tf.io.gfile.copy(os.path.join(log_dir, f"base_mix_fit_{chosen}", TRAINING_LOG_FILE),
+                         os.path.join(log_dir, TRAINING_LOG_FILE), overwrite=True)
+    return dataclasses.replace(trainings[chosen], eval_losses=eval_losses)
 
 
 def _mix_layers(model: keras.Model) -> list[SeasonalBaseMix]:
@@ -1033,6 +1110,18 @@ def _fit_base_mix(model: keras.Model, train_files: list[str], data_accessor: tfx
     layers = _mix_layers(model)
     if not layers:
         return
+    weights = _fitted_mix_weights(train_files, data_accessor, tft_output, model_config)
+    for layer in layers:
+        layer.set_mix_weights(weights)
+        if model_config.base_mix_fit == "frozen":
+            layer.trainable = False
+    if model_config.base_mix_fit == "frozen":
+        _compile(model, model_config, ensemble=False)
+
+
+def _fitted_mix_weights(train_files: list[str], data_accessor: tfx.components.DataAccessor,
+                        tft_output: tft.TFTransformOutput, model_config: trainer_options.ModelConfig) -> np.ndarray:
+    """:func:`fit_mix_weights` of the training windows' :func:`mix_candidates` and targets."""
     names = mix_candidates(model_inputs(tft_output))
     data = make_dataset(train_files, data_accessor, tft_output, _READ_BATCH_SIZE, False, model_config.seed)
     candidates, targets = [], []
@@ -1044,12 +1133,7 @@ def _fit_base_mix(model: keras.Model, train_files: list[str], data_accessor: tfx
                               per_step=model_config.base_mix_weights == "per_step")
     logging.info("base mix weights fitted on the training windows (%s): %s", ", ".join(names),
                  np.array2string(weights, precision=3))
-    for layer in layers:
-        layer.set_mix_weights(weights)
-        if model_config.base_mix_fit == "frozen":
-            layer.trainable = False
-    if model_config.base_mix_fit == "frozen":
-        _compile(model, model_config, ensemble=False)
+    return weights
 
 
 def train(train_files: list[str], eval_files: list[str], data_accessor: tfx.components.DataAccessor,
@@ -1059,9 +1143,23 @@ def train(train_files: list[str], eval_files: list[str], data_accessor: tfx.comp
     return fit(train_files, eval_files, data_accessor, tft_output, history, horizon, model_config, log_dir).model
 
 
-def refit_config(model_config: trainer_options.ModelConfig, epochs: int) -> trainer_options.ModelConfig:
-    """The settings of the refit on train+eval: the same model and seed, ``epochs`` epochs, no early stopping."""
-    return dataclasses.replace(model_config, epochs=epochs, early_stopping_patience=0)
+def refit_config(model_config: trainer_options.ModelConfig, epochs: int,
+                 base_mix_fit_chosen: Optional[str] = None) -> trainer_options.ModelConfig:
+    """The settings of the refit on train+eval: the same model and seed, ``epochs`` epochs, no early stopping.
+
+    With ``base_mix_fit`` ``auto``, the refit has no eval data to choose on: it trains the variant its
+    base model chose, ``base_mix_fit_chosen`` (its :func:`training_record`'s).
+
+    Raises:
+      ValueError: ``auto`` without a recorded choice.
+    """
+    refit = dataclasses.replace(model_config, epochs=epochs, early_stopping_patience=0)
+    if model_config.base_mix_fit != "auto":
+        return refit
+    if base_mix_fit_chosen not in AUTO_BASE_MIX_FITS:
+        raise ValueError(f"--base-mix-fit auto: the base model's training record names no variant it chose "
+                         f"(base_mix_fit_chosen: {base_mix_fit_chosen!r}); retrain the base model")
+    return dataclasses.replace(refit, base_mix_fit=base_mix_fit_chosen)
 
 
 def training_record(splits: list[str], training: Training, adjustments: Optional[np.ndarray], spread_period: int,
@@ -1071,14 +1169,15 @@ def training_record(splits: list[str], training: Training, adjustments: Optional
 
     Args:
       splits: The splits the model was trained on.
-      training: The trained model's epochs.
+      training: The trained model's epochs, eval loss and how its base mix started.
       adjustments: The calibration ``[H, Q]`` baked into its graph, or None.
       spread_period: The period of its conformal spread.
       refit_of: The SavedModel whose settings, epochs and calibration a refit took, or None.
       spread_statistic: The statistic of its conformal spread.
     """
     return {"splits": list(splits), "windows": training.windows, "epochs": training.epochs,
-            "epochs_run": training.epochs_run,
+            "epochs_run": training.epochs_run, "eval_loss": training.eval_loss,
+            "base_mix_fit_chosen": training.base_mix_fit, "base_mix_fit_eval_losses": training.eval_losses,
             "refit_of": refit_of, "spread_period": spread_period, "spread_statistic": spread_statistic,
             "adjustments": None if adjustments is None else np.asarray(adjustments).tolist()}
 
@@ -1140,7 +1239,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
             raise ValueError("the refit Trainer needs the trained model as its base_model")
         base = read_training_record(fn_args.base_model)
         training = fit(fn_args.train_files, None, fn_args.data_accessor, tft_output, history, horizon,
-                       refit_config(model_config, base["epochs"]), log_dir=fn_args.model_run_dir)
+                       refit_config(model_config, base["epochs"], base.get("base_mix_fit_chosen")),
+                       log_dir=fn_args.model_run_dir)
         if model_config.quantiles:
             adjustments, spread_period, spread_statistic = base_calibration(base)
     else:

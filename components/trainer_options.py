@@ -16,7 +16,7 @@ from serving.contract import central_intervals  # noqa: F401 (its users import i
 SCALINGS = ("global", "per_series", "last_value", "window_mean", "window_std")
 LOSSES = ("mse", "huber", "mae")
 # How the seasonal base mix's weights start (ModelConfig.base_mix_fit) and their shape (base_mix_weights).
-BASE_MIX_FITS = ("none", "fit", "frozen")
+BASE_MIX_FITS = ("none", "fit", "frozen", "auto")
 BASE_MIX_WEIGHTS = ("shared", "per_step")
 # How intervals are made (ModelConfig.interval_method).
 INTERVAL_METHODS = ("conformal", "quantile_head")
@@ -69,11 +69,13 @@ class ModelConfig:
                    "smoothed ones (the mean seasonal profile of the context's cycles at the latest level, with "
                    "the trend of the cycle means, and of the last two cycles; see components/transform.py)")
     base_mix_fit: str = setting(
-        "none", choices=BASE_MIX_FITS,
+        "auto", choices=BASE_MIX_FITS,
         help="with --seasonal-base-mix: none: the mix's weights start equal and train with the network; fit: "
              "they start at the convex weights of the candidates closest to the training targets (least absolute "
              "deviations; least squares with --loss mse), fitted on the Trainer's own training data, then "
-             "train on; frozen: those weights, kept fixed while the network trains")
+             "train on; frozen: those weights, kept fixed while the network trains; auto: train with none and "
+             "with fit (same seed, each early-stopped; once where the fit keeps equal weights) and keep the one with "
+             "the lower eval loss (the refit takes that choice)")
     base_mix_weights: str = setting(
         "shared", choices=BASE_MIX_WEIGHTS,
         help="with --seasonal-base-mix: shared: one weight per candidate for every target step; per_step: one "

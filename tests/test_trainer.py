@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
+from tfx import v1 as tfx
 
 from components import features
 from components import trainer as trainer_lib
@@ -54,7 +55,7 @@ def test_fit_reports_early_stoppings_best_epoch_and_the_refit_trains_that_many_o
         val_loss = [float(row["val_loss"]) for row in csv.DictReader(f)]
     assert a.epochs_run == len(val_loss) and a.epochs == int(np.argmin(val_loss)) + 1
     assert a.windows == len(splits["train"])
-    b = trainer_lib.fit(train + evaluation, None, *args, trainer_lib.refit_config(stopping, a.epochs))
+    b = trainer_lib.fit(train + evaluation, None, *args, trainer_lib.refit_config(stopping, a.epochs, a.base_mix_fit))
     assert b.epochs == b.epochs_run == a.epochs
     assert b.windows == len(splits["train"]) + len(splits["eval"])
 
@@ -259,6 +260,106 @@ def test_the_fitted_mix_starts_from_the_training_windows_best_weights(two_cycle_
                                    np.maximum(both, trainer_lib.MIX_WEIGHT_FLOOR), atol=1e-4)
 
 
+def test_auto_chooses_the_lower_eval_loss_first_on_a_tie():
+    assert trainer_lib.choose_base_mix_fit({"none": 0.31, "fit": 0.30}) == "fit"
+    assert trainer_lib.choose_base_mix_fit({"none": 0.30, "fit": 0.31}) == "none"
+    assert trainer_lib.choose_base_mix_fit({"fit": 0.30, "none": 0.30}) == "none"
+
+
+def test_auto_keeps_the_variant_with_the_lower_eval_loss_and_records_it(two_cycle_transform, tmp_path):
+    out = two_cycle_transform
+    tft_output = tft.TFTransformOutput(os.path.join(out, "transform_graph"))
+    args = (conftest.data_accessor(out), tft_output, conftest.UNIT_HISTORY, conftest.UNIT_HORIZON)
+    train, evaluation = conftest.transformed_files(out, "train"), conftest.transformed_files(out, "eval")
+    # Early stopping on, as in the pipeline: each variant's eval loss is that of its best epoch.
+    config = dataclasses.replace(TINY, quantiles=(), base_mix_fit="auto", epochs=6, early_stopping_patience=2,
+                                 learning_rate=0.05)
+    alone = {v: trainer_lib.fit(train, evaluation, *args, dataclasses.replace(config, base_mix_fit=v))
+             for v in ("none", "fit")}
+    auto = trainer_lib.fit(train, evaluation, *args, config, log_dir=str(tmp_path))
+    # Each variant trained as it would alone (same seed, same data): the same eval losses.
+    assert auto.eval_losses == {v: alone[v].eval_loss for v in ("none", "fit")}
+    assert alone["none"].eval_loss != alone["fit"].eval_loss
+    lower = min(("none", "fit"), key=lambda v: alone[v].eval_loss)
+    assert auto.base_mix_fit == lower and auto.eval_loss == alone[lower].eval_loss
+    assert auto.epochs == alone[lower].epochs
+    for a, b in zip(auto.model.get_weights(), alone[lower].model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # The run's report reads the chosen variant's log; its best eval loss is the one chosen on.
+    with open(tmp_path / trainer_lib.TRAINING_LOG_FILE) as f:
+        val_loss = [float(row["val_loss"]) for row in csv.DictReader(f)]
+    assert min(val_loss) == pytest.approx(auto.eval_loss)
+    assert sorted(os.listdir(tmp_path)) == ["base_mix_fit_fit", "base_mix_fit_none", trainer_lib.TRAINING_LOG_FILE]
+    record = json.loads(json.dumps(trainer_lib.training_record(["train"], auto, None, 0)))
+    assert record["base_mix_fit_chosen"] == lower
+    assert record["base_mix_fit_eval_losses"] == pytest.approx(auto.eval_losses)
+    with pytest.raises(ValueError, match="needs eval data"):
+        trainer_lib.fit(train + evaluation, None, *args, config)
+
+
+def test_auto_trains_once_where_the_fit_keeps_equal_weights(covariate_transform, tmp_path):
+    out, _ = covariate_transform
+    tft_output = tft.TFTransformOutput(os.path.join(out, "transform_graph"))
+    args = (conftest.data_accessor(out), tft_output, conftest.UNIT_HISTORY, conftest.UNIT_HORIZON)
+    train, evaluation = conftest.transformed_files(out, "train"), conftest.transformed_files(out, "eval")
+    # The fixtures' context holds one cycle: every smoothed base is the seasonal naive forecast.
+    config = dataclasses.replace(TINY, quantiles=(), base_mix_fit="none")
+    names = trainer_lib.mix_candidates(trainer_lib.model_inputs(tft_output))
+    batches = list(trainer_lib.make_dataset(train, *args[:2], batch_size=1024, shuffle=False, seed=0))
+    fitted = trainer_lib.fit_mix_weights(np.concatenate([np.stack([x[n].numpy() for n in names], -1)
+                                                         for x, _ in batches]),
+                                         np.concatenate([y.numpy() for _, y in batches]))
+    assert len(names) > 1
+    np.testing.assert_allclose(fitted, np.full(len(fitted), 1 / len(fitted)), atol=1e-7)
+    auto = trainer_lib.fit(train, evaluation, *args, dataclasses.replace(config, base_mix_fit="auto"),
+                           log_dir=str(tmp_path))
+    # One training, logged where a plain one logs (the variants log in their own folders).
+    assert os.path.exists(tmp_path / trainer_lib.TRAINING_LOG_FILE) and not glob.glob(str(tmp_path / "base_mix_*"))
+    none = trainer_lib.fit(train, evaluation, *args, config)
+    assert auto.base_mix_fit == "none" and auto.eval_losses is None and auto.eval_loss == none.eval_loss
+    for a, b in zip(auto.model.get_weights(), none.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("chosen", ["none", "fit"])
+def test_the_refit_trains_the_variant_its_base_model_chose(two_cycle_transform, tmp_path, chosen):
+    out = two_cycle_transform
+    config = dataclasses.replace(TINY, quantiles=(), base_mix_fit="auto", refit=True)
+    assert trainer_lib.refit_config(config, 1, chosen) == dataclasses.replace(
+        config, base_mix_fit=chosen, epochs=1, early_stopping_patience=0)
+    with pytest.raises(ValueError, match="names no variant"):
+        trainer_lib.refit_config(config, 1, None)
+    # The refit Trainer's run_fn reads the choice from its base model's training record.
+    base_model = str(tmp_path / "base")
+    trainer_lib.write_training_record(base_model, {"epochs": 1, "base_mix_fit_chosen": chosen})
+    windows = dataclasses.asdict(dataclasses.replace(conftest.UNIT_WINDOWS, seasonal_periods=(5,)))
+    fn_args = tfx_fn_args(out, tmp_path, base_model,
+                          {"windows": windows, "model": dataclasses.asdict(config), "refit": True})
+    trainer_lib.run_fn(fn_args)
+    record = trainer_lib.read_training_record(fn_args.serving_model_dir)
+    assert record["base_mix_fit_chosen"] == chosen and record["epochs"] == 1 and record["eval_loss"] is None
+    files = conftest.transformed_files(out, "train") + conftest.transformed_files(out, "eval")
+    expected = trainer_lib.fit(files, None, conftest.data_accessor(out),
+                               tft.TFTransformOutput(os.path.join(out, "transform_graph")), conftest.UNIT_HISTORY,
+                               conftest.UNIT_HORIZON, dataclasses.replace(config, base_mix_fit=chosen, epochs=1,
+                                                                          early_stopping_patience=0)).model
+    weights = expected.get_layer("seasonal_base").mix_weights()
+    served = tf.saved_model.load(fn_args.serving_model_dir)
+    (logits,) = [v.numpy() for v in served.variables if "seasonal_base" in v.name]
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(keras.ops.softmax(logits * trainer_lib.SeasonalBaseMix.LOGIT_SCALE)), weights,
+        atol=1e-6)
+
+
+def tfx_fn_args(out: str, tmp_path, base_model: str, custom_config: dict) -> tfx.components.FnArgs:
+    """The refit Trainer's arguments to run_fn on the transformed windows of ``out``."""
+    train, evaluation = conftest.transformed_files(out, "train"), conftest.transformed_files(out, "eval")
+    return tfx.components.FnArgs(
+        train_files=train + evaluation, eval_files=evaluation, data_accessor=conftest.data_accessor(out),
+        transform_output=os.path.join(out, "transform_graph"), serving_model_dir=str(tmp_path / "serving"),
+        model_run_dir=str(tmp_path / "model_run"), base_model=base_model, custom_config=custom_config)
+
+
 def test_tuner_hyperparameters_replace_the_configured_ones():
     import keras_tuner
     hp = keras_tuner.HyperParameters()
@@ -309,7 +410,9 @@ def test_constant_series_forecasts_near_the_constant_in_original_units(tmp_path,
 
 def test_trainer_logs_to_tensorboard_and_csv_in_the_model_run_directory(pipeline_run):
     config, _ = pipeline_run
-    events = glob.glob(os.path.join(config.pipeline_root, "Trainer", "model_run", "*", "train", "events.out.*"))
+    # With --base-mix-fit auto each start logs in its own folder (base_mix_fit_none, base_mix_fit_fit).
+    events = glob.glob(os.path.join(config.pipeline_root, "Trainer", "model_run", "*", "**", "train", "events.out.*"),
+                       recursive=True)
     assert events and os.path.getsize(events[0]) > 0
     (log,) = glob.glob(os.path.join(config.pipeline_root, "Trainer", "model_run", "*", trainer_lib.TRAINING_LOG_FILE))
     with open(log) as f:
