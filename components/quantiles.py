@@ -152,6 +152,12 @@ def conformal_scores(actual: np.ndarray, quantiles: np.ndarray, levels: Sequence
             for lo, hi, coverage in interval_pairs(levels)]
 
 
+def conformal_rank(n: int, coverage: float) -> int:
+    """The 1-based rank, among ``n`` sorted scores, of the split-conformal quantile: ``ceil((n + 1) coverage)``,
+    at most ``n`` (then the largest score, which promises less than ``coverage``)."""
+    return min(math.ceil((n + 1) * coverage - 1e-9), n)
+
+
 def conformal_adjustments(actual: np.ndarray, quantiles: np.ndarray, levels: Sequence[float],
                           spread: np.ndarray | None = None) -> np.ndarray:
     """What to add to each quantile, per horizon step and unit of spread, for calibrated central intervals: ``[H, Q]``.
@@ -176,7 +182,7 @@ def conformal_adjustments(actual: np.ndarray, quantiles: np.ndarray, levels: Seq
         return adjustments
     for lo, hi, coverage, scores in conformal_scores(actual, quantiles, levels, spread):
         scores = np.sort(scores, axis=0)
-        rank = min(math.ceil((n + 1) * coverage - 1e-9), n)
+        rank = conformal_rank(n, coverage)
         adjustments[:, lo] = -scores[rank - 1]
         adjustments[:, hi] = scores[rank - 1]
     return adjustments
@@ -200,7 +206,7 @@ def pooled_conformal_adjustments(actual: np.ndarray, quantiles: np.ndarray, leve
         step_scale = np.abs(scores).mean(axis=0)
         step_scale = np.where(step_scale > 0, step_scale, 1.0)
         pooled = np.sort((scores / step_scale).ravel())
-        rank = min(math.ceil((pooled.size + 1) * coverage - 1e-9), pooled.size)
+        rank = conformal_rank(pooled.size, coverage)
         adjustments[:, lo] = -pooled[rank - 1] * step_scale
         adjustments[:, hi] = pooled[rank - 1] * step_scale
     return adjustments
