@@ -53,7 +53,8 @@ _MISSING = frozenset(["", "nan", "na", "null"])
 # CSV cells converted in C++ (:func:`plain_numbers`): a plain decimal number, or a missing value as
 # _MISSING has it (RE2 syntax; its \s is ASCII white space, all of which str.strip removes).
 _PLAIN_NUMBER = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
-_MISSING_CELL = r"^\s*(?i:nan|na|null)?\s*$"
+# Built from _MISSING, so that the two never disagree (its empty text is the optional group's absence).
+_MISSING_CELL = r"^\s*(?i:" + "|".join(sorted(re.escape(m) for m in _MISSING if m)) + r")?\s*$"
 _OTHER_SEPARATORS = {";": "';'", "\t": "a tab", "|": "'|'"}
 # The UTC offset at the end of a timestamp that has one (see _ZONE_SUFFIX): Z, +HH, +HHMM or +HH:MM.
 _OFFSET = re.compile(r"(?:[Zz]|(?<=\d)[+-]\d\d(?::?\d\d)?)$")
