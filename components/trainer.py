@@ -978,7 +978,7 @@ class Training:
 
 def fit(train_files: list[str], eval_files: Optional[list[str]], data_accessor: tfx.components.DataAccessor,
         tft_output: tft.TFTransformOutput, history: int, horizon: int, model_config: trainer_options.ModelConfig,
-        log_dir: Optional[str] = None) -> Training:
+        log_dir: Optional[str] = None, mix_weights: Optional[np.ndarray] = None) -> Training:
     """Trains the model on transformed windows: seeded, early stopping on the eval loss.
 
     Args:
@@ -991,6 +991,8 @@ def fit(train_files: list[str], eval_files: Optional[list[str]], data_accessor: 
       horizon: Horizon H.
       model_config: Model and training settings; ``seed`` fixes weights, dropout and shuffling.
       log_dir: Where TensorBoard's logs and :data:`TRAINING_LOG_FILE` go, or None for no logs.
+      mix_weights: The mix's fitted start (:func:`fit_mix_weights` of these training windows) when
+        the caller has it already (``auto``); None: fitted here where ``base_mix_fit`` asks for it.
 
     Returns:
       The trained model and its epochs. With ``base_mix_fit`` ``auto``, the better on eval of a
@@ -1009,7 +1011,7 @@ def fit(train_files: list[str], eval_files: Optional[list[str]], data_accessor: 
         eval_files, data_accessor, tft_output, model_config.batch_size, False, model_config.seed)
     model = build_model(model_inputs(tft_output), history, horizon, model_config)
     if model_config.base_mix_fit != "none":
-        _fit_base_mix(model, train_files, data_accessor, tft_output, model_config)
+        _fit_base_mix(model, train_files, data_accessor, tft_output, model_config, mix_weights)
     callbacks = _callbacks(model_config) if eval_data is not None else []
     if log_dir:
         callbacks += [keras.callbacks.TensorBoard(log_dir=log_dir),
@@ -1074,16 +1076,17 @@ def _fit_auto(train_files: list[str], eval_files: Optional[list[str]], data_acce
     if eval_files is None:
         raise ValueError("--base-mix-fit auto chooses on the eval loss and needs eval data; a refit takes its "
                          "base model's choice")
-    if not (model_config.seasonal_base and model_config.seasonal_base_mix
-            and mix_candidates(model_inputs(tft_output))) or _equal_weights(
-                _fitted_mix_weights(train_files, data_accessor, tft_output, model_config)):
+    has_mix = model_config.seasonal_base and model_config.seasonal_base_mix and mix_candidates(model_inputs(tft_output))
+    # Fitted once: the fit variant starts from them, and they say whether it differs from none.
+    weights = _fitted_mix_weights(train_files, data_accessor, tft_output, model_config) if has_mix else None
+    if weights is None or _equal_weights(weights):
         return fit(train_files, eval_files, data_accessor, tft_output, history, horizon,
                    dataclasses.replace(model_config, base_mix_fit="none"), log_dir)
     trainings = {}
     for variant in AUTO_BASE_MIX_FITS:
         variant_dir = os.path.join(log_dir, f"base_mix_fit_{variant}") if log_dir else None
         trainings[variant] = fit(train_files, eval_files, data_accessor, tft_output, history, horizon,
-                                 dataclasses.replace(model_config, base_mix_fit=variant), variant_dir)
+                                 dataclasses.replace(model_config, base_mix_fit=variant), variant_dir, weights)
     eval_losses = {variant: training.eval_loss for variant, training in trainings.items()}
     chosen = choose_base_mix_fit(eval_losses)
     logging.info("--base-mix-fit auto: eval loss %s; chose %s",
@@ -1099,9 +1102,11 @@ def _mix_layers(model: keras.Model) -> list[SeasonalBaseMix]:
 
 
 def _fit_base_mix(model: keras.Model, train_files: list[str], data_accessor: tfx.components.DataAccessor,
-                  tft_output: tft.TFTransformOutput, model_config: trainer_options.ModelConfig) -> None:
+                  tft_output: tft.TFTransformOutput, model_config: trainer_options.ModelConfig,
+                  weights: Optional[np.ndarray] = None) -> None:
     """Starts every :class:`SeasonalBaseMix` of ``model`` at :func:`fit_mix_weights` of the training windows
-    (``model_config.base_mix_fit``); ``frozen`` also keeps them out of training (the model is recompiled).
+    (``model_config.base_mix_fit``; ``weights``, if given, are those); ``frozen`` also keeps them out of
+    training (the model is recompiled).
 
     Early stopping ends training after a few epochs on short series (hyndsight: its best epoch is the first,
     3 steps of 64 windows), too few steps for Adam to move the weights from equal; fitted first, the mix
@@ -1110,7 +1115,8 @@ def _fit_base_mix(model: keras.Model, train_files: list[str], data_accessor: tfx
     layers = _mix_layers(model)
     if not layers:
         return
-    weights = _fitted_mix_weights(train_files, data_accessor, tft_output, model_config)
+    if weights is None:
+        weights = _fitted_mix_weights(train_files, data_accessor, tft_output, model_config)
     for layer in layers:
         layer.set_mix_weights(weights)
         if model_config.base_mix_fit == "frozen":
