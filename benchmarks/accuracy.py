@@ -339,6 +339,20 @@ def interval_scores(actual: np.ndarray, quantiles: np.ndarray, levels: tuple, na
             "width": {interval_name(c): metrics[forecast_metrics.width_name(c)] for c in intervals}}
 
 
+def coverage_bands(windows: TestWindows, quantiles_: np.ndarray, levels: tuple, origin_index: np.ndarray,
+                   horizon: int) -> dict[str, Optional[dict[str, Any]]]:
+    """Each central interval's test coverage with its 90% band (:func:`accuracy_metrics.coverage_band`)."""
+    from components import quantiles
+    from components.trainer_options import interval_name
+    hits = quantiles.covered(windows.targets, quantiles_, levels)
+    lags = am.band_lags(origin_index, windows.series_ids, horizon, len(np.unique(windows.origins)))
+    bands = {}
+    for i, (_, _, nominal) in enumerate(quantiles.interval_pairs(levels)):
+        band = am.coverage_band(hits[..., i], windows.origins, lags)
+        bands[interval_name(nominal)] = None if band is None else dataclasses.asdict(band)
+    return bands
+
+
 def baseline_forecasts(spec: DatasetSpec, windows: TestWindows, grids: dict[str, "Series"],
                        indices: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Every baseline's forecast of each window, from the series' values up to its origin.
@@ -448,6 +462,9 @@ def benchmark_dataset(spec: DatasetSpec, root: str, max_origins: int, epochs: Op
     seconds.update(baseline_seconds)
     naive_names = [PERSISTENCE, *(seasonal_naive_name(m) for m in spec.periods)]
     metrics = score(windows, forecasts, seconds, mase_scales(spec, all_windows, grids), naive_names)
+    lags = am.band_lags(indices, windows.series_ids, spec.horizon, len(np.unique(windows.origins)))
+    ratio_bands = {name: am.mae_ratio_band(windows.targets, forecasts[MODEL], forecasts[name], windows.origins, lags)
+                   for name in (MSTL, AUTOTHETA)}
     all_forecast, all_quantiles, levels = model(all_windows.records)
     intervals = None
     if all_quantiles is not None:
@@ -457,6 +474,8 @@ def benchmark_dataset(spec: DatasetSpec, root: str, max_origins: int, epochs: Op
         intervals = {"levels": list(levels), "test_windows": len(all_windows.origins),
                      **interval_scores(all_windows.targets.astype(np.float64), all_quantiles, levels, best_naive),
                      "calibration": run.calibration}
+        intervals["coverage_band"] = coverage_bands(all_windows, all_quantiles, levels,
+                                                    origin_indices(all_windows, grids), spec.horizon)
         if train_only is not None:
             _, train_only_quantiles, _ = train_only(all_windows.records)
             intervals[TRAIN_ONLY_MODEL] = interval_scores(all_windows.targets.astype(np.float64),
@@ -475,6 +494,8 @@ def benchmark_dataset(spec: DatasetSpec, root: str, max_origins: int, epochs: Op
         "model_mae_all_test_windows": am.mae(all_windows.targets.astype(np.float64), all_forecast),
         "report_test_skill": run.report_test_skill,
         "metrics": metrics, "intervals": intervals,
+        "model_mae_over_band": {name: None if band is None else dataclasses.asdict(band)
+                                for name, band in ratio_bands.items()},
         "model_mae_over": {MSTL: metrics[MODEL]["mae"] / metrics[MSTL]["mae"],
                            AUTOTHETA: metrics[MODEL]["mae"] / metrics[AUTOTHETA]["mae"],
                            **{other: metrics[MODEL]["mae"] / metrics[other]["mae"]
@@ -549,6 +570,34 @@ def print_summary(results: dict[str, dict[str, Any]], failures: dict[str, str]) 
                  "cov 95", "train only/MSTL", "cov 80", "cov 95", "blessed", "s"], rows)
 
 
+def _band(band: Optional[dict[str, Any]]) -> str:
+    return "too few origins" if band is None else f"{band['estimate']:.3f} [{band['low']:.3f}, {band['high']:.3f}]"
+
+
+def _verdict(band: Optional[dict[str, Any]], value: float, below: str, above: str) -> str:
+    """``below`` / ``above`` when the band lies wholly below / above ``value``, else "cannot tell"."""
+    if band is None:
+        return "-"
+    return below if band["high"] < value else above if band["low"] > value else "cannot tell"
+
+
+def print_bands(results: dict[str, dict[str, Any]]) -> None:
+    """What the test split can tell: each figure with its 90% band (:mod:`benchmarks.accuracy_metrics`)."""
+    rows = []
+    for name, r in results.items():
+        mstl = r["model_mae_over_band"][MSTL]
+        coverage = (r.get("intervals") or {}).get("coverage_band") or {}
+        row = [name, _band(mstl), _verdict(mstl, 1.0, "beats MSTL", "loses to MSTL")]
+        for interval in ("80", "95"):
+            band = coverage.get(interval)
+            row += [_band(band), _verdict(band, float(interval) / 100, "under-covers", "over-covers")]
+        rows.append(row + [str(mstl["origins"] if mstl else "-"), str(mstl["lags"] if mstl else "-")])
+    print_table("what the test split can tell: 90% bands (Newey-West over origins; a band that holds 1 or the "
+                "nominal coverage cannot tell)",
+                ["data set", "model/MSTL", "verdict", "cov 80", "verdict", "cov 95", "verdict", "origins", "lags"],
+                rows)
+
+
 def _json_safe(value: Any) -> Any:
     """NaN and infinities become null, so the line is strict JSON."""
     if isinstance(value, float):
@@ -615,6 +664,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     for name, result in results.items():
         print_dataset(name, result)
     print_summary(results, failures)
+    print_bands(results)
     print(f"\ntotal {total:.0f} s (load average: {os.getloadavg()[0]:.2f}, CPUs: {os.cpu_count()})")
     print(json.dumps(_json_safe({
         "benchmark": "accuracy", "date": datetime.date.today().isoformat(), "max_origins": args.max_origins,

@@ -12,9 +12,18 @@ its values on its time grid, and a forecast origin is the index of the last valu
   series.
 * Skill: a forecaster's MAE over the best naive MAE (persistence and every seasonal naive);
   below 1 beats them all.
+* Bands: how far a figure measured on one test split could be from the same model's figure on
+  another stretch of the same series. Windows at nearby origins share targets and errors, so the
+  per-window figures are averaged per origin (over series) and the standard error of their mean
+  is Newey and West's (Bartlett weights up to :func:`band_lags`, which covers every lag at which
+  two windows' targets overlap); a ratio of MAEs gets the delta method's band (as in the
+  Diebold-Mariano test of equal accuracy). A band that holds 1 (a ratio) or the nominal coverage
+  says the test split cannot tell the difference.
 """
 
-from typing import Mapping, Sequence
+import dataclasses
+import math
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -101,3 +110,93 @@ def even_subsample(count: int, at_most: int) -> np.ndarray:
     if at_most == 1:
         return np.array([count - 1])
     return np.unique(np.rint(np.linspace(0, count - 1, at_most)).astype(np.int64))
+
+
+# The two-sided 90% band's normal quantile.
+Z_90 = 1.6448536269514722
+# Fewer distinct origins than this give no band: the standard error of a mean of so few
+# autocorrelated points is itself too noisy to read.
+MIN_BAND_ORIGINS = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class Band:
+    """A figure measured on the test windows and its 90% band.
+
+    Attributes:
+      estimate: The figure (a ratio of MAEs, or a coverage).
+      low, high: ``estimate -/+ Z_90`` standard errors.
+      origins: The distinct origins averaged over (the time points of the standard error).
+      lags: The Newey-West lags.
+    """
+
+    estimate: float
+    low: float
+    high: float
+    origins: int
+    lags: int
+
+    def holds(self, value: float) -> bool:
+        return self.low <= value <= self.high
+
+
+def newey_west_se(values: np.ndarray, lags: int) -> float:
+    """The standard error of the mean of time-ordered ``values``, robust to autocorrelation up to ``lags``.
+
+    Newey and West (1987): ``var = (g_0 + 2 sum_{l=1..lags} (1 - l / (lags + 1)) g_l) / n`` with
+    ``g_l = sum_t u_t u_{t-l} / n`` of the deviations ``u`` from the mean; statsmodels' HAC
+    covariance of a regression on a constant (statsmodels comes with statsforecast, bench.in).
+    """
+    import statsmodels.api as sm
+    values = np.asarray(values, dtype=np.float64)
+    fit = sm.OLS(values, np.ones((len(values), 1))).fit(cov_type="HAC", cov_kwds={"maxlags": int(lags)})
+    return float(fit.bse[0])
+
+
+def origin_means(values: np.ndarray, origins: np.ndarray) -> np.ndarray:
+    """The mean of per-window ``values`` ``[n]`` over the windows (of every series) at each distinct origin, by time."""
+    _, inverse = np.unique(np.asarray(origins), return_inverse=True)
+    return np.bincount(inverse, weights=np.asarray(values, dtype=np.float64)) / np.bincount(inverse)
+
+
+def band_lags(origin_index: np.ndarray, series_ids: np.ndarray, horizon: int, points: int) -> int:
+    """Newey-West lags for windows ``horizon`` steps long whose origins lie at grid ``origin_index``.
+
+    Windows ``g`` steps apart (the median gap between a series' consecutive origins) share targets
+    up to ``ceil(horizon / g) - 1`` origins apart, so at least that many lags; and at least the
+    usual rule ``floor(4 (points / 100)^(2/9))`` of the ``points`` averaged. For example 40
+    consecutive daily windows of 14 days: 13 lags; 40 windows 32 hours apart of 24 hours: 3.
+    """
+    gaps = [np.diff(np.sort(origin_index[series_ids == s])) for s in np.unique(series_ids)]
+    gaps = np.concatenate([g for g in gaps if len(g)]) if any(len(g) for g in gaps) else np.array([horizon])
+    gap = max(float(np.median(gaps)), 1.0)
+    return max(math.ceil(horizon / gap) - 1, math.floor(4 * (points / 100) ** (2 / 9)))
+
+
+def mae_ratio_band(actual: np.ndarray, forecast: np.ndarray, reference: np.ndarray, origins: np.ndarray,
+                   lags: int) -> Optional[Band]:
+    """``MAE(forecast) / MAE(reference)`` on the windows and its 90% band, or None with too few origins.
+
+    Delta method: with ``a_w``, ``b_w`` each window's MAE of the two and ``r`` their ratio,
+    ``r`` is off its expectation by about ``mean(a - r b) / mean(b)``, whose standard error is
+    :func:`newey_west_se` of ``a_w - r b_w`` averaged per origin, over ``mean(b)``.
+    """
+    actual = np.asarray(actual, dtype=np.float64)
+    a = np.abs(actual - forecast).mean(axis=1)
+    b = np.abs(actual - reference).mean(axis=1)
+    ratio = float(a.mean() / b.mean())
+    differences = origin_means(a - ratio * b, origins)
+    if len(differences) < MIN_BAND_ORIGINS:
+        return None
+    se = newey_west_se(differences, lags) / float(b.mean())
+    return Band(ratio, ratio - Z_90 * se, ratio + Z_90 * se, len(differences), lags)
+
+
+def coverage_band(hits: np.ndarray, origins: np.ndarray, lags: int) -> Optional[Band]:
+    """The fraction of targets in an interval (``hits`` ``[n, H]``) and its 90% band, or None with too few origins."""
+    per_origin = origin_means(np.asarray(hits, dtype=np.float64).mean(axis=1), origins)
+    if len(per_origin) < MIN_BAND_ORIGINS:
+        return None
+    coverage = float(np.asarray(hits, dtype=np.float64).mean())
+    se = newey_west_se(per_origin, lags)
+    return Band(coverage, coverage - Z_90 * se, coverage + Z_90 * se, len(per_origin), lags)

@@ -70,3 +70,55 @@ def test_skill_divides_by_the_best_naive():
 ])
 def test_even_subsample_spreads_origins_over_the_split(count, at_most, expected):
     np.testing.assert_array_equal(am.even_subsample(count, at_most), expected)
+
+
+def test_newey_west_se_is_the_bartlett_weighted_variance_of_the_mean():
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=50).cumsum() * 0.1 + rng.normal(size=50)
+    u, n, lags = values - values.mean(), 50, 3
+    autocovariance = [(u[lag:] * u[:n - lag]).sum() / n for lag in range(lags + 1)]
+    variance = (autocovariance[0] + 2 * sum((1 - lag / (lags + 1)) * autocovariance[lag]
+                                            for lag in range(1, lags + 1))) / n
+    assert am.newey_west_se(values, lags) == pytest.approx(np.sqrt(variance), rel=1e-12)
+    # Without lags: the plain standard error (ddof 0).
+    assert am.newey_west_se(values, 0) == pytest.approx(values.std() / np.sqrt(n), rel=1e-12)
+
+
+def test_band_lags_cover_every_overlap_of_the_windows_targets():
+    one = np.array(["a"] * 40)
+    # Consecutive daily windows of 14 days share targets up to 13 origins apart.
+    assert am.band_lags(np.arange(40), one, 14, 40) == 13
+    # Windows 32 steps apart of 24 steps share none: the usual rule, floor(4 (40/100)^(2/9)) = 3.
+    assert am.band_lags(np.arange(40) * 32, one, 24, 40) == 3
+    # Two series on the same origins: the gap is each series' own.
+    assert am.band_lags(np.tile(np.arange(10) * 2, 2), np.repeat(["a", "b"], 10), 4, 10) == 2
+
+
+def test_origin_means_average_the_series_at_each_origin_in_time_order():
+    np.testing.assert_allclose(am.origin_means(np.array([1.0, 3.0, 10.0, 20.0]), np.array([5, 5, 2, 2])), [15, 2])
+
+
+def test_mae_ratio_band_holds_the_ratio_and_widens_with_noisier_differences():
+    rng = np.random.default_rng(1)
+    actual = rng.normal(size=(40, 3))
+    reference = actual + 1.0  # MAE 1 on every window
+    close = actual + np.where(rng.random((40, 3)) < 0.5, 0.9, -1.1)  # MAE about 1
+    band = am.mae_ratio_band(actual, close, reference, np.arange(40), lags=2)
+    assert band.estimate == pytest.approx(np.abs(actual - close).mean())
+    assert band.low < band.estimate < band.high and band.origins == 40 and band.lags == 2
+    # Every window 20% better than the reference: no spread of the differences, so no width.
+    exact = am.mae_ratio_band(actual, actual + 0.8, reference, np.arange(40), lags=2)
+    assert exact.estimate == pytest.approx(0.8) and exact.high - exact.low == pytest.approx(0, abs=1e-12)
+    assert not exact.holds(1.0)
+    # Too few origins (two series at 5 origins): no band.
+    assert am.mae_ratio_band(actual[:10], close[:10], reference[:10], np.tile(np.arange(5), 2), 2) is None
+
+
+def test_coverage_band_is_the_hit_rate_and_its_newey_west_band():
+    hits = np.zeros((20, 2), dtype=bool)
+    hits[::2] = True  # every other window covers both steps: coverage 0.5
+    band = am.coverage_band(hits, np.arange(20), lags=1)
+    se = am.newey_west_se(np.where(np.arange(20) % 2 == 0, 1.0, 0.0), 1)
+    assert band.estimate == 0.5
+    assert (band.low, band.high) == pytest.approx((0.5 - am.Z_90 * se, 0.5 + am.Z_90 * se))
+    assert band.holds(0.5) and not band.holds(0.5 + 2 * am.Z_90 * se)
