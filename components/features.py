@@ -46,15 +46,16 @@ from serving import contract
 
 HISTORY: Final = contract.INPUT_KEY
 TARGET: Final = "target"
-SERIES_ID: Final = "series_id"
+# The features a client also sends are named as the serving inputs that carry them.
+SERIES_ID: Final = contract.SERIES_ID_INPUT_KEY
 # With a series embedding: the series id's index in the training split's vocabulary, int64 [batch, 1]
 # (the last index for an id the training split never saw).
 SERIES_INDEX: Final = "series_index"
 SERIES_VOCABULARY: Final = "series_ids"
-ORIGIN_TIMESTAMP: Final = "origin_timestamp"
+ORIGIN_TIMESTAMP: Final = contract.ORIGIN_TIMESTAMP_INPUT_KEY
 TARGET_TIMESTAMPS: Final = "target_timestamps"
-COVARIATE_PREFIX: Final = "covariate_"
-FUTURE_PREFIX: Final = "future_"
+COVARIATE_PREFIX: Final = contract.COVARIATE_INPUT_PREFIX
+FUTURE_PREFIX: Final = contract.FUTURE_INPUT_PREFIX
 LAG_PREFIX: Final = "lag_"
 # Smoothed seasonal forecasts of the primary period, from the context (components.transform.seasonal_bases).
 BASE_PREFIX: Final = "base_"
@@ -82,14 +83,9 @@ LOC: Final = "loc"
 SCALE: Final = "scale"
 
 
-def covariate_feature(column: str) -> str:
-    """Name of the example feature that holds the history of covariate ``column``."""
-    return COVARIATE_PREFIX + column
-
-
-def future_feature(column: str) -> str:
-    """Name of the example feature (and serving input) that holds covariate ``column``'s future values."""
-    return FUTURE_PREFIX + column
+# The example features that hold covariate ``column``'s history and future values.
+covariate_feature = contract.covariate_input_key
+future_feature = contract.future_input_key
 
 
 def lag_feature(period: int) -> str:

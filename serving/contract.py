@@ -83,9 +83,9 @@ INPUT_DTYPE: Final = np.float32
 ORIGIN_TIMESTAMP_INPUT_KEY: Final = "origin_timestamp"
 # Per-series scaling: the series id of each window.
 SERIES_ID_INPUT_KEY: Final = "series_id"
-# Prefix of the covariate inputs, the same as the example features' (components.features).
+# Prefix of the covariate inputs; the example features are named the same (components.features).
 COVARIATE_INPUT_PREFIX: Final = "covariate_"
-# Prefix of the known-future covariate inputs ([batch, H]), the same as the example features'.
+# Prefix of the known-future covariate inputs ([batch, H]); the example features are named the same.
 FUTURE_INPUT_PREFIX: Final = "future_"
 
 # TF Serving replays these PredictionLog records when it loads a version, before serving it.
