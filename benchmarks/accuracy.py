@@ -208,6 +208,8 @@ def run_pipeline(spec: DatasetSpec, data_path: str, output: str, epochs: Optiona
 
 # Further ``lstm-forecast run`` flags for every data set (--model-flags): variants to compare.
 MODEL_FLAGS: list[str] = []
+# With --backtest-cut F: [F], the fraction of each set's time span dropped before the run.
+BACKTEST_CUT: list[float] = []
 
 
 def run_argv(spec: DatasetSpec, data_path: str, output: str, epochs: Optional[int]) -> list[str]:
@@ -425,6 +427,9 @@ def benchmark_dataset(spec: DatasetSpec, root: str, max_origins: int, epochs: Op
     """
     started = time.perf_counter()
     data_path = spec.write(os.path.join(root, "data"))
+    if BACKTEST_CUT:
+        rows = datasets_lib.truncate(data_path, BACKTEST_CUT[0])
+        progress(f"{spec.name}: backtest fold, the last {BACKTEST_CUT[0]:g} of the span dropped ({rows} rows kept)")
     output = os.path.join(root, "run")
     progress(f"{spec.name}: lstm-forecast run {' '.join(spec.run_flags())} (log: {output}/pipeline.log)")
     run = run_pipeline(spec, data_path, output, epochs)
@@ -622,6 +627,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--model-flags", default="",
                         help="further lstm-forecast run flags for every data set, to compare a variant "
                              "(with '=' as they start with dashes: --model-flags=\"--no-seasonal-lags --history 168\")")
+    parser.add_argument("--backtest-cut", type=float, default=None,
+                        help="drop the last fraction of every set's time span before the run: a backtest fold "
+                             "whose test split lies before the full series' test split, to choose defaults on "
+                             "(e.g. 0.15, 0.3)")
     parser.add_argument("--point-model", action="store_true",
                         help="also run each set with a point model (--quantiles ''), scored on the same windows")
     parser.add_argument("--output-dir", default=None,
@@ -634,6 +643,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         parser.error(f"unknown data set(s) {unknown}")
     if args.max_origins < 1 or (args.epochs is not None and args.epochs < 1):
         parser.error("--max-origins and --epochs must be >= 1")
+    if args.backtest_cut is not None and not 0 < args.backtest_cut < 0.5:
+        parser.error("--backtest-cut must be above 0 and below 0.5")
+    BACKTEST_CUT[:] = [] if args.backtest_cut is None else [args.backtest_cut]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     base = os.path.abspath(args.output_dir) if args.output_dir else tempfile.mkdtemp(prefix="accuracy-bench-")
     os.makedirs(base, exist_ok=True)
@@ -668,6 +680,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(f"\ntotal {total:.0f} s (load average: {os.getloadavg()[0]:.2f}, CPUs: {os.cpu_count()})")
     print(json.dumps(_json_safe({
         "benchmark": "accuracy", "date": datetime.date.today().isoformat(), "max_origins": args.max_origins,
+        "backtest_cut": args.backtest_cut,
         "epochs": args.epochs, "fit_points": f"max({FIT_PERIODS} x longest period, {FIT_POINTS_MIN})",
         "datasets": results, "failed": failures, "total_seconds": total}), sort_keys=True))
     return 1 if failures else 0

@@ -197,6 +197,22 @@ def write_insurance(directory: str) -> str:
                                 INSURANCE_COVARIATE: frame["TV.advert"].to_numpy()}), directory, "insurance")
 
 
+def truncate(path: str, fraction: float) -> int:
+    """Drops, in place, the rows of a written CSV in the last ``fraction`` of its time span (all series alike).
+
+    A backtest fold for choosing defaults without the test split: the pipeline splits a span by
+    fractions of time (train 0.7, eval 0.15, test the rest), so after dropping the last 0.15 of a
+    span ``[0, 1]`` the fold's test split is ``[0.7225, 0.85]``, which lies wholly before the full
+    span's test split ``[0.85, 1]``; after dropping 0.3 it is ``[0.595, 0.7]``. Returns the rows kept.
+    """
+    frame = pd.read_csv(path)
+    times = pd.to_datetime(frame[TIMESTAMP])
+    cut = times.min() + (times.max() - times.min()) * (1 - fraction)
+    kept = frame[times <= cut]
+    kept.to_csv(path, index=False)
+    return len(kept)
+
+
 def write_co2(directory: str) -> str:
     """The bundled weekly Mauna Loa CO2 series (``data/co2_weekly_mlo.csv``), copied as it is."""
     os.makedirs(directory, exist_ok=True)

@@ -122,3 +122,18 @@ def test_coverage_band_is_the_hit_rate_and_its_newey_west_band():
     assert band.estimate == 0.5
     assert (band.low, band.high) == pytest.approx((0.5 - am.Z_90 * se, 0.5 + am.Z_90 * se))
     assert band.holds(0.5) and not band.holds(0.5 + 2 * am.Z_90 * se)
+
+
+def test_a_backtest_fold_drops_the_last_fraction_of_the_time_span_of_every_series(tmp_path):
+    import pandas as pd
+
+    from benchmarks import datasets
+    days = pd.date_range("2024-01-01", periods=11, freq="D").strftime("%Y-%m-%d")
+    frame = pd.DataFrame({"timestamp": list(days) * 2, "value": np.arange(22.0), "series_id": ["a"] * 11 + ["b"] * 11})
+    path = tmp_path / "data.csv"
+    frame.to_csv(path, index=False)
+    # A span of 10 days less its last 0.3: days 0..7 of each series.
+    assert datasets.truncate(str(path), 0.3) == 16
+    kept = pd.read_csv(path)
+    assert list(kept["timestamp"]) == list(days[:8]) * 2
+    np.testing.assert_array_equal(kept["value"], np.r_[0:8, 11:19])
