@@ -212,6 +212,26 @@ def test_the_coverage_gate_bounds_each_interval_on_the_whole_eval_split_only_whe
     assert {e["error"] for e in errors} == set(forecast_metrics.ERRORS)
 
 
+def test_the_report_says_how_each_models_mix_started(pipeline_run):
+    config, result = pipeline_run
+    report = report_collect.collect(config, result)
+    gate, pushed = report.models[windowing.EVAL], report.models[windowing.TEST]
+    assert gate["base_mix_fit"] == pushed["base_mix_fit"] == config.model.base_mix_fit == "auto"
+    # The refit trains the variant the Trainer chose, with no eval split to choose on.
+    assert pushed["base_mix_fit_chosen"] == gate["base_mix_fit_chosen"] in trainer_lib.AUTO_BASE_MIX_FITS
+    assert pushed["base_mix_fit_eval_losses"] is None
+    losses = gate["base_mix_fit_eval_losses"]
+    lines = report_render.model_lines(report)
+    if losses is None:  # the fit kept equal weights: one training, of none
+        assert gate["base_mix_fit_chosen"] == "none" and lines[0].endswith(
+            "(Trainer), mix start none (one training: the fit keeps equal weights)")
+    else:
+        assert set(losses) == set(trainer_lib.AUTO_BASE_MIX_FITS)
+        assert gate["base_mix_fit_chosen"] == min(losses, key=losses.get)
+        assert f"(Trainer), mix start {gate['base_mix_fit_chosen']} (eval loss " in lines[0]
+    assert lines[1].endswith(f"(RefitTrainer), mix start {gate['base_mix_fit_chosen']} (the Trainer's choice)")
+
+
 def test_a_failed_report_rewrite_leaves_the_previous_report_whole(pipeline_run, monkeypatch):
     from pipeline import report as report_lib
 

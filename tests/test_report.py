@@ -280,3 +280,27 @@ def test_the_report_says_which_model_each_split_is_scored_with():
     assert "model scored on test (pushed): trained on train+eval" in render.html(report, [], None)
     # A run without records (a report made before them) keeps the old labels and no model lines.
     assert render.model_lines(quantile_report()) == []
+
+
+def test_the_model_lines_say_how_the_mix_started_and_why():
+    trainer = {"component": "Trainer", "splits": ["train"], "windows": 70, "epochs": 21, "base_mix_fit": "auto",
+               "base_mix_fit_chosen": "fit", "base_mix_fit_eval_losses": {"none": 0.08404, "fit": 0.08121}}
+    refit = {"component": "RefitTrainer", "splits": ["train", "eval"], "windows": 85, "epochs": 21,
+             "base_mix_fit": "auto", "base_mix_fit_chosen": "fit", "base_mix_fit_eval_losses": None}
+    report = dataclasses.replace(quantile_report(), models={"eval": trainer, "test": refit})
+    assert render.model_lines(report) == [
+        "eval (gate): trained on train (70 windows) for 21 epochs (Trainer), "
+        "mix start fit (eval loss 0.0812 against 0.084 for none)",
+        "test (pushed): trained on train+eval (85 windows) for 21 epochs (RefitTrainer), "
+        "mix start fit (the Trainer's choice)"]
+    assert "mix start fit (eval loss 0.0812 against 0.084 for none)" in render.format_report(report)
+    assert "mix start fit (eval loss 0.0812 against 0.084 for none)" in render.html(report, [], None)
+    assert json.loads(json.dumps(report.to_json()))["models"]["eval"]["base_mix_fit_eval_losses"] == {
+        "none": 0.08404, "fit": 0.08121}
+    # auto trained once (the fit kept equal weights), a flag set by hand, no mix, a record without the fields.
+    once = {**trainer, "base_mix_fit_chosen": "none", "base_mix_fit_eval_losses": None}
+    assert render.mix_start(once) == "mix start none (one training: the fit keeps equal weights)"
+    assert render.mix_start({**once, "base_mix_fit": "frozen", "base_mix_fit_chosen": "frozen"}) == \
+        "mix start frozen (--base-mix-fit frozen)"
+    assert render.mix_start({**once, "base_mix_fit": None}) == ""
+    assert render.mix_start({"component": "Trainer", "splits": ["train"], "epochs": 3}) == ""

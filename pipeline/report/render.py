@@ -9,7 +9,7 @@ drawing them changes no process-wide matplotlib state. ``index.html`` comes from
 
 import math
 import os
-from typing import Optional
+from typing import Any, Optional
 
 import jinja2
 import numpy as np
@@ -91,10 +91,36 @@ def _coverage_lines(report: Report) -> list[str]:
     return lines
 
 
+def mix_start(model: dict[str, Any], chooser: Optional[str] = None) -> str:
+    """How the mix of a model (a ``Report.models`` entry) started, and why; "" when it has no mix or no record.
+
+    Examples: "mix start fit (eval loss 0.0812 against 0.084 for none)" (``--base-mix-fit auto``
+    trained both), "mix start none (one training: the fit keeps equal weights)" (auto trained once),
+    "mix start fit (the Trainer's choice)" (a refit, ``chooser`` the component that chose),
+    "mix start fit (--base-mix-fit fit)".
+    """
+    chosen, setting = model.get("base_mix_fit_chosen"), model.get("base_mix_fit")
+    if not chosen or not setting:
+        return ""
+    losses = model.get("base_mix_fit_eval_losses") or {}
+    others = [f"{_cell(loss, 3)} for {variant}" for variant, loss in losses.items() if variant != chosen]
+    if setting != "auto":
+        why = f"--base-mix-fit {setting}"
+    elif others and chosen in losses:
+        why = f"eval loss {_cell(losses[chosen], 3)} against {', '.join(others)}"
+    elif chooser:
+        why = f"the {chooser}'s choice"
+    else:
+        why = "one training: the fit keeps equal weights"
+    return f"mix start {chosen} ({why})"
+
+
 def model_lines(report: Report) -> list[str]:
     """Which model each split's figures are from, e.g. "test (pushed): trained on train+eval (1397
-    windows) for 12 epochs (RefitTrainer)"; empty when the run recorded none."""
+    windows) for 12 epochs (RefitTrainer), mix start fit (the Trainer's choice)"; empty when the run
+    recorded none."""
     lines = []
+    gate = report.models.get(windowing.EVAL, {}).get("component")
     for split in SPLITS:
         model = report.models.get(split)
         if not model:
@@ -102,7 +128,9 @@ def model_lines(report: Report) -> list[str]:
         trained = f"trained on {'+'.join(model['splits'])} ({model.get('windows')} windows) for {model['epochs']} " \
             "epochs " if model.get("splits") and model.get("epochs") else ""
         role = "gate" if split == windowing.EVAL else "pushed"
-        lines.append(f"{split} ({role}): {trained}({model['component']})")
+        # A refit (another component than the gate's) trains the variant the gate's Trainer chose.
+        start = mix_start(model, gate if gate and model["component"] != gate else None)
+        lines.append(f"{split} ({role}): {trained}({model['component']})" + (f", {start}" if start else ""))
     return lines
 
 
