@@ -235,8 +235,11 @@ def test_summary_json_has_the_coverage_and_quantile_loss_of_each_split():
 def test_the_coverage_table_text_page_and_calibration_plot(tmp_path):
     report = quantile_report()
     rows = render.coverage_rows(report)
-    assert [r[0] for r in rows] == ["nominal", "eval, raw (Trainer)", "eval, calibrated (Trainer)",
-                                    "eval, served model", "test, served model"]
+    # One row per figure: the Trainer's calibrated eval coverage is the Evaluator's eval figure (same
+    # model, same windows), so the eval row is the Evaluator's, with the raw quantiles' row before it.
+    assert [r[0] for r in rows] == ["nominal", "eval, raw quantiles (Trainer)", "eval, calibrated",
+                                    "test, served model"]
+    assert rows[1][1] == [0.3, 0.6, 0.8] and rows[2][1] == [0.5, 0.79, 0.951]
     assert rows[-1][1] == [0.47, 0.77, 0.93] and rows[0][1] == list(INTERVALS)
     text = render.format_report(report)
     assert "test, served model            0.47    0.77    0.93" in text
@@ -275,7 +278,8 @@ def test_the_report_says_which_model_each_split_is_scored_with():
     text = render.format_report(report)
     assert "model            eval (gate): trained on train (70 windows)" in text
     assert "                 test (pushed): trained on train+eval (85 windows)" in text
-    assert [r[0] for r in render.coverage_rows(report)][-2:] == ["eval, Trainer model", "test, RefitTrainer model"]
+    assert [r[0] for r in render.coverage_rows(report)][-3:] == [
+        "eval, raw quantiles (Trainer)", "eval, calibrated (Trainer model)", "test, RefitTrainer model"]
     assert json.loads(json.dumps(report.to_json()))["models"] == models
     assert "model scored on test (pushed): trained on train+eval" in render.html(report, [], None)
     # A run without records (a report made before them) keeps the old labels and no model lines.
@@ -304,3 +308,17 @@ def test_the_model_lines_say_how_the_mix_started_and_why():
         "mix start frozen (--base-mix-fit frozen)"
     assert render.mix_start({**once, "base_mix_fit": None}) == ""
     assert render.mix_start({"component": "Trainer", "splits": ["train"], "epochs": 3}) == ""
+
+
+def test_a_point_models_coverage_table_has_one_eval_row():
+    # A conformal point model: the Trainer records no raw coverage (its raw interval is a point).
+    report = quantile_report()
+    report = dataclasses.replace(report, calibration={"windows": 3, "calibrated_coverage": {"50": 0.5, "80": 0.8,
+                                                                                            "95": 0.95}})
+    assert render.coverage_rows(report) == [("nominal", [0.5, 0.8, 0.95]), ("eval, calibrated", [0.5, 0.79, 0.951]),
+                                            ("test, served model", [0.47, 0.77, 0.93])]
+    # Where the Evaluator has no figure for an interval, the eval row shows the Trainer's.
+    del report.metrics["eval"]["model"]["coverage"]["95"]
+    assert render.coverage_rows(report)[1] == ("eval, calibrated", [0.5, 0.79, 0.95])
+    # summary.json keeps the Trainer's figures under calibration.
+    assert report.to_json()["calibration"]["calibrated_coverage"] == {"50": 0.5, "80": 0.8, "95": 0.95}

@@ -57,23 +57,31 @@ def _losing_lines(report: Report) -> list[str]:
 def coverage_rows(report: Report) -> list[tuple[str, list[float]]]:
     """The coverage table: ``(row label, [coverage of each interval])``, nominal first.
 
-    Rows: nominal, the raw and calibrated eval coverage the Trainer measured, then the calibrated
+    Rows, one per distinct figure: nominal; the raw eval coverage the Trainer measured (a quantile
+    head's own quantiles; a point model's raw interval is a point, so it has none); the calibrated
     model's eval and test coverage as the Evaluators measured them, each labelled with the Trainer
     whose model it is when the run recorded it (with the refit: eval the Trainer's, test the
-    RefitTrainer's). Empty for a point model.
+    RefitTrainer's). The Trainer's own calibrated eval coverage is the eval row's figure (the same
+    model on the same windows), so it is shown only where the Evaluator has none. Empty for a
+    point model.
     """
     if not report.intervals:
         return []
     names = [interval_name(c) for c in report.intervals]
     rows = [("nominal", list(report.intervals))]
-    for key, row_label in (("raw_coverage", "eval, raw"), ("calibrated_coverage", "eval, calibrated")):
-        if report.calibration.get(key):
-            rows.append((f"{row_label} (Trainer)", [report.calibration[key].get(n, float("nan")) for n in names]))
+    if report.calibration.get("raw_coverage"):
+        rows.append(("eval, raw quantiles (Trainer)",
+                     [report.calibration["raw_coverage"].get(n, float("nan")) for n in names]))
+    calibrated = report.calibration.get("calibrated_coverage") or {}
     for split in SPLITS:
         coverage = report.metrics[split][forecast_metrics.MODEL].get("coverage", {})
+        values = [coverage.get(n, float("nan")) for n in names]
         component = report.models.get(split, {}).get("component")
-        rows.append((f"{split}, {component} model" if component else f"{split}, served model",
-                     [coverage.get(n, float("nan")) for n in names]))
+        if split == windowing.EVAL:
+            values = [v if math.isfinite(v) else calibrated.get(n, v) for v, n in zip(values, names)]
+            rows.append((f"eval, calibrated ({component} model)" if component else "eval, calibrated", values))
+        else:
+            rows.append((f"{split}, {component} model" if component else f"{split}, served model", values))
     return rows
 
 
