@@ -242,7 +242,10 @@ def test_the_coverage_table_text_page_and_calibration_plot(tmp_path):
     assert rows[1][1] == [0.3, 0.6, 0.8] and rows[2][1] == [0.5, 0.79, 0.951]
     assert rows[-1][1] == [0.47, 0.77, 0.93] and rows[0][1] == list(INTERVALS)
     text = render.format_report(report)
-    assert "test, served model            0.47    0.77    0.93" in text
+    assert "test, served model                 0.47    0.77    0.93" in text
+    # The columns line up under the longest label.
+    table = text[text.index("\ninterval"):text.index("\nquantile loss")].strip("\n").split("\n")
+    assert {len(line) for line in table} == {len("eval, raw quantiles (Trainer)") + 2 + 3 * 8}
     page = _Html(render.html(report, [], None, render.CALIBRATION_PLOT))
     coverage_table = next(t for t in page.tables if t[0][0] == "interval")
     assert coverage_table[0] == ["interval", "50%", "80%", "95%"]

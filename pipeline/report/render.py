@@ -90,8 +90,9 @@ def _coverage_lines(report: Report) -> list[str]:
     if not rows:
         return []
     model = {split: report.metrics[split][forecast_metrics.MODEL] for split in SPLITS}
-    lines = ["", f"{'interval':<26}" + "".join(f"{interval_name(c) + '%':>8}" for c in report.intervals)]
-    lines += [f"{label_:<26}" + "".join(f"{_cell(v, 3):>8}" for v in values) for label_, values in rows]
+    width = max(26, *(len(label_) + 2 for label_, _ in rows))
+    lines = ["", f"{'interval':<{width}}" + "".join(f"{interval_name(c) + '%':>8}" for c in report.intervals)]
+    lines += [f"{label_:<{width}}" + "".join(f"{_cell(v, 3):>8}" for v in values) for label_, values in rows]
     lines.append("quantile loss    " + ", ".join(
         f"{split} {_cell(model[split].get(forecast_metrics.QUANTILE_LOSS))} "
         f"({_cell(model[split].get(forecast_metrics.SCALED_QUANTILE_LOSS), 3)} of the best naive MAE)"
