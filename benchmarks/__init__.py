@@ -4,6 +4,7 @@ Each script prints a table and one JSON line, the baseline and the candidate mea
 same run. The CPU may be shared: note ``uptime`` next to the figures.
 """
 
+import argparse
 import contextlib
 import glob
 import json
@@ -90,6 +91,32 @@ def kept_sets(runs: str, datasets: str) -> tuple[list[str], Optional[str]]:
     if not names or missing:
         return names, f"{runs}: no kept run (<set>/run/metadata.sqlite) of {', '.join(missing) or 'any data set'}"
     return names, None
+
+
+def kept_runs_parser(description: str, datasets: str = "") -> argparse.ArgumentParser:
+    """The command line of a script that reads a ``benchmarks.accuracy --keep`` run: ``--runs`` and
+    ``--datasets`` (``datasets`` by default; empty: every kept set). The script adds its own options."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--runs", required=True, help="the --output-dir of a `benchmarks.accuracy --keep` run")
+    parser.add_argument("--datasets", default=datasets,
+                        help=f"comma-separated data sets under --runs (default: {datasets or 'all'})")
+    return parser
+
+
+def parse_kept_runs(parser: argparse.ArgumentParser,
+                    argv: Optional[list[str]]) -> tuple[argparse.Namespace, Optional[list[str]]]:
+    """Parses ``argv`` with a :func:`kept_runs_parser` and resolves its data sets (:func:`kept_sets`).
+
+    Returns:
+      The arguments and the data sets; None for the data sets once their error line is printed to
+      standard error (the script then exits with 2).
+    """
+    args = parser.parse_args(argv)
+    names, error = kept_sets(args.runs, args.datasets)
+    if error:
+        print(error, file=sys.stderr)
+        return args, None
+    return args, names
 
 
 def data_accessor(examples_dir: str, splits: tuple[str, ...] = ("train", "eval")):

@@ -27,7 +27,6 @@ Usage:
   tools/in-env python -m benchmarks.calibration --runs DIR [--datasets hyndsight,usmelec] [--cache FILE]
 """
 
-import argparse
 import contextlib
 import dataclasses
 import json
@@ -347,14 +346,10 @@ def _load_all(runs: str, names: list[str], cache: Optional[str]) -> dict[str, di
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", required=True, help="the --output-dir of a `benchmarks.accuracy --keep` run")
-    parser.add_argument("--datasets", default="", help="comma-separated data sets under --runs (default: all)")
+    parser = benchmarks.kept_runs_parser(__doc__.splitlines()[0])
     parser.add_argument("--cache", default="", help="an .npz to keep the loaded windows and forecasts in (reused)")
-    args = parser.parse_args(argv)
-    names, error = benchmarks.kept_sets(args.runs, args.datasets)
-    if error:
-        print(error, file=sys.stderr)
+    args, names = benchmarks.parse_kept_runs(parser, argv)
+    if names is None:
         return 2
     try:
         data = _load_all(args.runs, names, args.cache or None)

@@ -15,7 +15,6 @@ Usage:
   tools/in-env python -m benchmarks.mstl_gap --runs DIR [--datasets hyndsight,gasoline] [--cycles 5,8,12]
 """
 
-import argparse
 import contextlib
 import glob
 import json
@@ -116,14 +115,10 @@ def load_set(runs: str, name: str, cycles: list[int]) -> dict[str, dict[str, Any
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", required=True, help="the --output-dir of a `benchmarks.accuracy --keep` run")
-    parser.add_argument("--datasets", default="hyndsight,gasoline", help="comma-separated data sets under --runs")
+    parser = benchmarks.kept_runs_parser(__doc__.splitlines()[0], datasets="hyndsight,gasoline")
     parser.add_argument("--cycles", default="5,8,12", help="cycles of context for the profile base")
-    args = parser.parse_args(argv)
-    names, error = benchmarks.kept_sets(args.runs, args.datasets)
-    if error:
-        print(error, file=sys.stderr)
+    args, names = benchmarks.parse_kept_runs(parser, argv)
+    if names is None:
         return 2
     cycles = [int(c) for c in args.cycles.split(",") if c]
     results: dict[str, Any] = {}

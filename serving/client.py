@@ -228,6 +228,10 @@ class ForecastClient:
             self._channel = grpc.insecure_channel(target, options=options)
         self._predictions = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+        # The outputs of signature_name by (model name, version), from GetModelMetadata; and the version
+        # that last answered, whose entry predict_quantiles reads instead of asking again.
+        self._outputs: dict[tuple[str, int], dict[str, list[int]]] = {}
+        self._answered: Optional[int] = None
 
     def close(self) -> None:
         self._channel.close()
@@ -292,19 +296,53 @@ class ForecastClient:
                           extra_inputs: Optional[dict[str, np.ndarray]] = None) -> QuantileForecast:
         """Forecasts with their quantiles and levels, as :meth:`predict` takes its inputs.
 
+        The signature's outputs (whether it has quantiles, and the answer's size) come from
+        GetModelMetadata once per served version (:meth:`metadata` fills the same cache): a call
+        answered by a version not seen before (the server moved on) reads that version's.
+
         Raises:
           ForecastError: The model returns no quantiles (a point model), and as :meth:`predict`.
         """
-        outputs = self.metadata().get(self.signature_name, {}).get("outputs", {})
-        # Each window's answer (H values, H x Q quantiles, Q levels) may outweigh its request.
-        response_bytes = 4 * sum(int(np.prod(shape[1:])) for shape in outputs.values())
-        parts = [parse_quantile_response(r) for r in self._predict(
-            windows, extra_inputs, [contract.OUTPUT_KEY, contract.QUANTILES_OUTPUT_KEY,
-                                    contract.QUANTILE_LEVELS_OUTPUT_KEY] if outputs.keys() >= {
-                contract.QUANTILES_OUTPUT_KEY, contract.QUANTILE_LEVELS_OUTPUT_KEY} else [], response_bytes)]
+        cached = (self.model_name, self._answered) in self._outputs
+        outputs = self._signature_outputs()
+        try:
+            responses = self._quantile_responses(windows, extra_inputs, outputs)
+        except InvalidRequestError:
+            # The server may have moved to a version with other outputs (a point model refuses the
+            # quantiles' output filter): ask once more with its outputs, if they differ.
+            if not cached:
+                raise
+            fresh = self._signature_outputs(refresh=True)
+            if fresh == outputs:
+                raise
+            responses = self._quantile_responses(windows, extra_inputs, fresh)
+        answered = [r.model_spec.version.value for r in responses if r.model_spec.HasField("version")]
+        if answered:
+            self._answered = answered[-1]
+            if any((self.model_name, v) not in self._outputs for v in answered):
+                # A version the cache has not seen answered (the server moved on): read its outputs.
+                self._signature_outputs(refresh=True)
+        parts = [parse_quantile_response(r) for r in responses]
         return QuantileForecast(np.concatenate([p.forecast for p in parts]),
                                 np.concatenate([p.quantiles for p in parts]),
                                 next((p.levels for p in parts if len(p.levels)), parts[0].levels))
+
+    def _signature_outputs(self, refresh: bool = False) -> dict[str, list[int]]:
+        """The outputs of :attr:`signature_name` (alias: shape) of the version that last answered, from the
+        cache, or from GetModelMetadata (with ``refresh``, or none cached)."""
+        if refresh or (self.model_name, self._answered) not in self._outputs:
+            self.metadata()
+        return self._outputs[(self.model_name, self._answered)]
+
+    def _quantile_responses(self, windows: np.ndarray, extra_inputs: Optional[dict[str, np.ndarray]],
+                            outputs: dict[str, list[int]]) -> list[predict_pb2.PredictResponse]:
+        """The Predict responses of :meth:`predict_quantiles`, asked of a signature with ``outputs``."""
+        # Each window's answer (H values, H x Q quantiles, Q levels) may outweigh its request.
+        response_bytes = 4 * sum(int(np.prod(shape[1:])) for shape in outputs.values())
+        wanted = [contract.OUTPUT_KEY, contract.QUANTILES_OUTPUT_KEY, contract.QUANTILE_LEVELS_OUTPUT_KEY]
+        # Without quantile outputs, ask for every output: the answer then says it is a point model.
+        return self._predict(windows, extra_inputs, wanted if outputs.keys() >= set(wanted[1:]) else [],
+                             response_bytes)
 
     def _predict(self, windows: np.ndarray, extra_inputs: Optional[dict[str, np.ndarray]],
                  output_filter: list[str], response_bytes_per_row: int = 0) -> list[predict_pb2.PredictResponse]:
@@ -332,7 +370,10 @@ class ForecastClient:
         return responses
 
     def metadata(self) -> dict[str, dict[str, dict[str, list[int]]]]:
-        """The served signatures: ``{name: {"inputs": {alias: shape}, "outputs": {alias: shape}}}``."""
+        """The served signatures: ``{name: {"inputs": {alias: shape}, "outputs": {alias: shape}}}``.
+
+        :attr:`signature_name`'s outputs are cached under the version that answered, for :meth:`predict_quantiles`.
+        """
         request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
         self._model_spec(request.model_spec)
         response = self._call(self._predictions.GetModelMetadata, request)
@@ -342,8 +383,12 @@ class ForecastClient:
         def shapes(tensors) -> dict[str, list[int]]:
             return {alias: [d.size for d in info.tensor_shape.dim] for alias, info in tensors.items()}
 
-        return {name: {"inputs": shapes(sig.inputs), "outputs": shapes(sig.outputs)}
-                for name, sig in signature_map.signature_def.items()}
+        signatures = {name: {"inputs": shapes(sig.inputs), "outputs": shapes(sig.outputs)}
+                      for name, sig in signature_map.signature_def.items()}
+        # Cached for predict_quantiles, which then asks no more while this version answers.
+        self._answered = response.model_spec.version.value
+        self._outputs[(self.model_name, self._answered)] = signatures.get(self.signature_name, {}).get("outputs", {})
+        return signatures
 
     def status(self, timeout_s: Optional[float] = None) -> dict[int, str]:
         """State of each version the server knows: ``{version: "AVAILABLE" | "LOADING" | ...}``."""

@@ -33,3 +33,10 @@ def test_profile_base_is_the_transform_graphs_profile_from_the_last_cycles():
         expected = transform.seasonal_bases(context.astype(np.float32), horizon, period)["profile"].numpy()[0]
         np.testing.assert_allclose(got[row], expected, rtol=1e-5)
     assert np.isnan(got[2]).all()
+
+
+def test_the_script_names_the_default_sets_it_finds_no_kept_run_of(tmp_path, capsys):
+    (tmp_path / "gasoline" / "run").mkdir(parents=True)
+    (tmp_path / "gasoline" / "run" / "metadata.sqlite").touch()
+    assert mstl_gap.main(["--runs", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == f"{tmp_path}: no kept run (<set>/run/metadata.sqlite) of hyndsight"

@@ -212,6 +212,26 @@ def test_the_coverage_gate_bounds_each_interval_on_the_whole_eval_split_only_whe
     assert {e["error"] for e in errors} == set(forecast_metrics.ERRORS)
 
 
+def test_the_report_says_how_each_models_mix_started(pipeline_run):
+    config, result = pipeline_run
+    report = report_collect.collect(config, result)
+    gate, pushed = report.models[windowing.EVAL], report.models[windowing.TEST]
+    assert gate["base_mix_fit"] == pushed["base_mix_fit"] == config.model.base_mix_fit == "auto"
+    # The refit trains the variant the Trainer chose, with no eval split to choose on.
+    assert pushed["base_mix_fit_chosen"] == gate["base_mix_fit_chosen"] in trainer_lib.AUTO_BASE_MIX_FITS
+    assert pushed["base_mix_fit_eval_losses"] is None
+    # Five cycles in the context: the fit moves the weights off equal, so auto trains both starts.
+    losses = gate["base_mix_fit_eval_losses"]
+    assert set(losses) == set(trainer_lib.AUTO_BASE_MIX_FITS)
+    chosen = gate["base_mix_fit_chosen"]
+    assert chosen == min(losses, key=losses.get)
+    other = next(v for v in losses if v != chosen)
+    lines = report_render.model_lines(report)
+    assert lines[0].endswith(f"(Trainer), mix start {chosen} (eval loss {losses[chosen]:.3g} against "
+                             f"{losses[other]:.3g} for {other})")
+    assert lines[1].endswith(f"(RefitTrainer), mix start {chosen} (the Trainer's choice)")
+
+
 def test_a_failed_report_rewrite_leaves_the_previous_report_whole(pipeline_run, monkeypatch):
     from pipeline import report as report_lib
 

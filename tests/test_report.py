@@ -235,11 +235,17 @@ def test_summary_json_has_the_coverage_and_quantile_loss_of_each_split():
 def test_the_coverage_table_text_page_and_calibration_plot(tmp_path):
     report = quantile_report()
     rows = render.coverage_rows(report)
-    assert [r[0] for r in rows] == ["nominal", "eval, raw (Trainer)", "eval, calibrated (Trainer)",
-                                    "eval, served model", "test, served model"]
+    # One row per figure: the Trainer's calibrated eval coverage is the Evaluator's eval figure (same
+    # model, same windows), so the eval row is the Evaluator's, with the raw quantiles' row before it.
+    assert [r[0] for r in rows] == ["nominal", "eval, raw quantiles (Trainer)", "eval, calibrated",
+                                    "test, served model"]
+    assert rows[1][1] == [0.3, 0.6, 0.8] and rows[2][1] == [0.5, 0.79, 0.951]
     assert rows[-1][1] == [0.47, 0.77, 0.93] and rows[0][1] == list(INTERVALS)
     text = render.format_report(report)
-    assert "test, served model            0.47    0.77    0.93" in text
+    assert "test, served model                 0.47    0.77    0.93" in text
+    # The columns line up under the longest label.
+    table = text[text.index("\ninterval"):text.index("\nquantile loss")].strip("\n").split("\n")
+    assert {len(line) for line in table} == {len("eval, raw quantiles (Trainer)") + 2 + 3 * 8}
     page = _Html(render.html(report, [], None, render.CALIBRATION_PLOT))
     coverage_table = next(t for t in page.tables if t[0][0] == "interval")
     assert coverage_table[0] == ["interval", "50%", "80%", "95%"]
@@ -275,8 +281,47 @@ def test_the_report_says_which_model_each_split_is_scored_with():
     text = render.format_report(report)
     assert "model            eval (gate): trained on train (70 windows)" in text
     assert "                 test (pushed): trained on train+eval (85 windows)" in text
-    assert [r[0] for r in render.coverage_rows(report)][-2:] == ["eval, Trainer model", "test, RefitTrainer model"]
+    assert [r[0] for r in render.coverage_rows(report)][-3:] == [
+        "eval, raw quantiles (Trainer)", "eval, calibrated (Trainer model)", "test, RefitTrainer model"]
     assert json.loads(json.dumps(report.to_json()))["models"] == models
     assert "model scored on test (pushed): trained on train+eval" in render.html(report, [], None)
     # A run without records (a report made before them) keeps the old labels and no model lines.
     assert render.model_lines(quantile_report()) == []
+
+
+def test_the_model_lines_say_how_the_mix_started_and_why():
+    trainer = {"component": "Trainer", "splits": ["train"], "windows": 70, "epochs": 21, "base_mix_fit": "auto",
+               "base_mix_fit_chosen": "fit", "base_mix_fit_eval_losses": {"none": 0.08404, "fit": 0.08121}}
+    refit = {"component": "RefitTrainer", "splits": ["train", "eval"], "windows": 85, "epochs": 21,
+             "base_mix_fit": "auto", "base_mix_fit_chosen": "fit", "base_mix_fit_eval_losses": None}
+    report = dataclasses.replace(quantile_report(), models={"eval": trainer, "test": refit})
+    assert render.model_lines(report) == [
+        "eval (gate): trained on train (70 windows) for 21 epochs (Trainer), "
+        "mix start fit (eval loss 0.0812 against 0.084 for none)",
+        "test (pushed): trained on train+eval (85 windows) for 21 epochs (RefitTrainer), "
+        "mix start fit (the Trainer's choice)"]
+    assert "mix start fit (eval loss 0.0812 against 0.084 for none)" in render.format_report(report)
+    assert "mix start fit (eval loss 0.0812 against 0.084 for none)" in render.html(report, [], None)
+    assert json.loads(json.dumps(report.to_json()))["models"]["eval"]["base_mix_fit_eval_losses"] == {
+        "none": 0.08404, "fit": 0.08121}
+    # auto trained once (the fit kept equal weights), a flag set by hand, no mix, a record without the fields.
+    once = {**trainer, "base_mix_fit_chosen": "none", "base_mix_fit_eval_losses": None}
+    assert render.mix_start(once) == "mix start none (one training: the fit keeps equal weights)"
+    assert render.mix_start({**once, "base_mix_fit": "frozen", "base_mix_fit_chosen": "frozen"}) == \
+        "mix start frozen (--base-mix-fit frozen)"
+    assert render.mix_start({**once, "base_mix_fit": None}) == ""
+    assert render.mix_start({"component": "Trainer", "splits": ["train"], "epochs": 3}) == ""
+
+
+def test_a_point_models_coverage_table_has_one_eval_row():
+    # A conformal point model: the Trainer records no raw coverage (its raw interval is a point).
+    report = quantile_report()
+    report = dataclasses.replace(report, calibration={"windows": 3, "calibrated_coverage": {"50": 0.5, "80": 0.8,
+                                                                                            "95": 0.95}})
+    assert render.coverage_rows(report) == [("nominal", [0.5, 0.8, 0.95]), ("eval, calibrated", [0.5, 0.79, 0.951]),
+                                            ("test, served model", [0.47, 0.77, 0.93])]
+    # Where the Evaluator has no figure for an interval, the eval row shows the Trainer's.
+    del report.metrics["eval"]["model"]["coverage"]["95"]
+    assert render.coverage_rows(report)[1] == ("eval, calibrated", [0.5, 0.79, 0.95])
+    # summary.json keeps the Trainer's figures under calibration.
+    assert report.to_json()["calibration"]["calibrated_coverage"] == {"50": 0.5, "80": 0.8, "95": 0.95}

@@ -219,6 +219,78 @@ def _wait_for(condition, seconds=30):
         time.sleep(0.05)
 
 
+def test_quantile_calls_read_the_metadata_once_per_served_version(served, test_windows, pipeline_run, monkeypatch):
+    client, base, port = served
+    plane = _SERVERS[port]
+    metadata_versions = []
+    answer_metadata = plane.metadata
+
+    def counted(request):
+        response = answer_metadata(request)
+        metadata_versions.append(response.model_spec.version.value)
+        return response
+
+    monkeypatch.setattr(plane, "metadata", counted)
+    levels = np.float32(pipeline_run[0].model.quantiles)
+
+    def call():
+        return client.predict_quantiles(test_windows.histories[:2], extra_inputs=origins(test_windows, slice(2)))
+
+    first, second = call(), call()
+    assert metadata_versions == [1]
+    np.testing.assert_array_equal(first.levels, levels)
+    np.testing.assert_array_equal(second.quantiles, first.quantiles)
+    # Version 2 takes over: its first answer is from a version the client has not seen, so it reads
+    # that version's metadata once; the next call asks no more.
+    shutil.copytree(base / "1", base.parent / "staging")
+    (base.parent / "staging").rename(base / "2")
+    _wait_for(lambda: client.status() == {2: "AVAILABLE"})
+    third = call()
+    assert metadata_versions == [1, 2]
+    fourth = call()
+    assert metadata_versions == [1, 2]
+    np.testing.assert_array_equal(fourth.levels, levels)
+    np.testing.assert_array_equal(third.quantiles, first.quantiles)
+
+
+def test_a_cached_quantile_signature_that_no_longer_fits_is_read_again(monkeypatch):
+    # The server moved from a quantile model to a point model: the cached outputs ask for quantiles,
+    # which it refuses; the client reads the new outputs and asks again, which says it is a point model.
+    from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2
+
+    client = client_lib.ForecastClient("127.0.0.1:1", "m")
+    served = {"version": 1, "outputs": (contract.OUTPUT_KEY, contract.QUANTILES_OUTPUT_KEY,
+                                        contract.QUANTILE_LEVELS_OUTPUT_KEY)}
+    calls = []
+
+    def answer(method, request, timeout_s=None):
+        calls.append(type(request).__name__)
+        if isinstance(request, get_model_metadata_pb2.GetModelMetadataRequest):
+            response = get_model_metadata_pb2.GetModelMetadataResponse()
+            signatures = get_model_metadata_pb2.SignatureDefMap()
+            for alias in served["outputs"]:
+                signatures.signature_def[contract.SIGNATURE_NAME].outputs[alias].tensor_shape.dim.add(size=-1)
+            response.metadata["signature_def"].Pack(signatures)
+        else:
+            if set(request.output_filter) - set(served["outputs"]):
+                raise client_lib.InvalidRequestError("output filter not in signature")
+            response = predict_pb2.PredictResponse()
+            rows = request.inputs[contract.INPUT_KEY].tensor_shape.dim[0].size
+            for alias in served["outputs"]:
+                response.outputs[alias].CopyFrom(tf.make_tensor_proto(np.zeros((rows, 1), np.float32)))
+        response.model_spec.version.value = served["version"]
+        return response
+
+    monkeypatch.setattr(client, "_call", answer)
+    client.metadata()  # as the predict command does: the quantile call asks no more
+    client.predict_quantiles(np.zeros((1, 4)))
+    assert calls == ["GetModelMetadataRequest", "PredictRequest"]
+    served.update(version=2, outputs=(contract.OUTPUT_KEY,))
+    with pytest.raises(client_lib.ForecastError, match="it is a point model"):
+        client.predict_quantiles(np.zeros((1, 4)))
+    assert calls[2:] == ["PredictRequest", "GetModelMetadataRequest", "PredictRequest"]
+
+
 def test_a_version_pushed_during_traffic_fails_no_request_and_takes_over(served, test_windows):
     client, base, port = served
     stub = client._predictions

@@ -71,8 +71,11 @@ class Report:
       calibration: The Trainer's calibration on the eval split (:func:`components.trainer.calibrate`):
         ``raw_coverage`` and ``calibrated_coverage`` by interval name, ``windows``; empty without.
       models: Which model each split's figures are from: ``{split: {"component": node id,
-        "splits": [trained on], "windows": n, "epochs": n}}``; with the refit, eval is the Trainer's model (the
-        one blessed) and test the RefitTrainer's (the one pushed). Empty where a record is missing.
+        "splits": [trained on], "windows": n, "epochs": n, "base_mix_fit": the run's setting (None without a mix),
+        "base_mix_fit_chosen": how its mix started, "base_mix_fit_eval_losses": {variant: eval loss} or
+        None}}``; with the refit, eval is the Trainer's model (the one blessed) and test the
+        RefitTrainer's (the one pushed, which trains the variant the Trainer chose). Only
+        ``component`` where a record is missing.
     """
 
     blessed: bool
@@ -247,13 +250,20 @@ def tested_model_node(config: PipelineConfig) -> str:
     return pipeline_lib.REFIT_TRAINER if config.model.refit else _TRAINER
 
 
-def _model_record(model_uri: str, node: str) -> dict[str, Any]:
+# What the report takes from a Trainer's training record: how it trained, and how its mix started
+# (with --base-mix-fit auto, the variant chosen and each variant's eval loss; None where it trained once).
+_MODEL_RECORD_KEYS = ("splits", "windows", "epochs", "base_mix_fit_chosen", "base_mix_fit_eval_losses")
+
+
+def _model_record(model_uri: str, node: str, base_mix_fit: Optional[str]) -> dict[str, Any]:
     """What its training record (:func:`read_training_record`) says of a Trainer's model:
-    ``component``, ``splits``, ``windows``, ``epochs``."""
+    ``component``, ``splits``, ``windows``, ``epochs``, ``base_mix_fit_chosen`` and
+    ``base_mix_fit_eval_losses``, with the run's ``base_mix_fit`` setting (``auto``: chosen per data set;
+    None: the model has no mix)."""
     record = read_training_record(path_utils.serving_model_path(model_uri))
     if record is None:
         return {"component": node}
-    return {"component": node, **{k: record.get(k) for k in ("splits", "windows", "epochs")}}
+    return {"component": node, **{k: record.get(k) for k in _MODEL_RECORD_KEYS}, "base_mix_fit": base_mix_fit}
 
 
 def _store(config: PipelineConfig) -> metadata_store.MetadataStore:
@@ -308,7 +318,10 @@ def collect(config: PipelineConfig, result: local_runner.RunResult) -> Report:
     outcome = _gate_outcome(blessed, eval_named, baseline_mae, failures, periods, intervals)
     model_run = artifact(_TRAINER, "model_run").uri
     nodes = {windowing.EVAL: _TRAINER, windowing.TEST: tested_model_node(config)}
-    models = {split: _model_record(artifact(node, "model").uri, node) for split, node in nodes.items()}
+    # Without a mix in the model, the record's "none" says nothing of a choice.
+    base_mix_fit = config.model.base_mix_fit if config.model.seasonal_base and config.model.seasonal_base_mix \
+        else None
+    models = {split: _model_record(artifact(node, "model").uri, node, base_mix_fit) for split, node in nodes.items()}
     return Report(
         blessed=blessed, reasons=verdict.reasons(outcome, config.evaluation),
         pushed_model=result.pushed_model,

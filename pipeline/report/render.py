@@ -9,7 +9,7 @@ drawing them changes no process-wide matplotlib state. ``index.html`` comes from
 
 import math
 import os
-from typing import Optional
+from typing import Any, Optional
 
 import jinja2
 import numpy as np
@@ -57,23 +57,31 @@ def _losing_lines(report: Report) -> list[str]:
 def coverage_rows(report: Report) -> list[tuple[str, list[float]]]:
     """The coverage table: ``(row label, [coverage of each interval])``, nominal first.
 
-    Rows: nominal, the raw and calibrated eval coverage the Trainer measured, then the calibrated
+    Rows, one per distinct figure: nominal; the raw eval coverage the Trainer measured (a quantile
+    head's own quantiles; a point model's raw interval is a point, so it has none); the calibrated
     model's eval and test coverage as the Evaluators measured them, each labelled with the Trainer
     whose model it is when the run recorded it (with the refit: eval the Trainer's, test the
-    RefitTrainer's). Empty for a point model.
+    RefitTrainer's). The Trainer's own calibrated eval coverage is the eval row's figure (the same
+    model on the same windows), so it is shown only where the Evaluator has none. Empty for a
+    point model.
     """
     if not report.intervals:
         return []
     names = [interval_name(c) for c in report.intervals]
     rows = [("nominal", list(report.intervals))]
-    for key, row_label in (("raw_coverage", "eval, raw"), ("calibrated_coverage", "eval, calibrated")):
-        if report.calibration.get(key):
-            rows.append((f"{row_label} (Trainer)", [report.calibration[key].get(n, float("nan")) for n in names]))
+    if report.calibration.get("raw_coverage"):
+        rows.append(("eval, raw quantiles (Trainer)",
+                     [report.calibration["raw_coverage"].get(n, float("nan")) for n in names]))
+    calibrated = report.calibration.get("calibrated_coverage") or {}
     for split in SPLITS:
         coverage = report.metrics[split][forecast_metrics.MODEL].get("coverage", {})
+        values = [coverage.get(n, float("nan")) for n in names]
         component = report.models.get(split, {}).get("component")
-        rows.append((f"{split}, {component} model" if component else f"{split}, served model",
-                     [coverage.get(n, float("nan")) for n in names]))
+        if split == windowing.EVAL:
+            values = [v if math.isfinite(v) else calibrated.get(n, v) for v, n in zip(values, names)]
+            rows.append((f"eval, calibrated ({component} model)" if component else "eval, calibrated", values))
+        else:
+            rows.append((f"{split}, {component} model" if component else f"{split}, served model", values))
     return rows
 
 
@@ -82,8 +90,9 @@ def _coverage_lines(report: Report) -> list[str]:
     if not rows:
         return []
     model = {split: report.metrics[split][forecast_metrics.MODEL] for split in SPLITS}
-    lines = ["", f"{'interval':<26}" + "".join(f"{interval_name(c) + '%':>8}" for c in report.intervals)]
-    lines += [f"{label_:<26}" + "".join(f"{_cell(v, 3):>8}" for v in values) for label_, values in rows]
+    width = max(26, *(len(label_) + 2 for label_, _ in rows))
+    lines = ["", f"{'interval':<{width}}" + "".join(f"{interval_name(c) + '%':>8}" for c in report.intervals)]
+    lines += [f"{label_:<{width}}" + "".join(f"{_cell(v, 3):>8}" for v in values) for label_, values in rows]
     lines.append("quantile loss    " + ", ".join(
         f"{split} {_cell(model[split].get(forecast_metrics.QUANTILE_LOSS))} "
         f"({_cell(model[split].get(forecast_metrics.SCALED_QUANTILE_LOSS), 3)} of the best naive MAE)"
@@ -91,10 +100,36 @@ def _coverage_lines(report: Report) -> list[str]:
     return lines
 
 
+def mix_start(model: dict[str, Any], chooser: Optional[str] = None) -> str:
+    """How the mix of a model (a ``Report.models`` entry) started, and why; "" when it has no mix or no record.
+
+    Examples: "mix start fit (eval loss 0.0812 against 0.084 for none)" (``--base-mix-fit auto``
+    trained both), "mix start none (one training: the fit keeps equal weights)" (auto trained once),
+    "mix start fit (the Trainer's choice)" (a refit, ``chooser`` the component that chose),
+    "mix start fit (--base-mix-fit fit)".
+    """
+    chosen, setting = model.get("base_mix_fit_chosen"), model.get("base_mix_fit")
+    if not chosen or not setting:
+        return ""
+    losses = model.get("base_mix_fit_eval_losses") or {}
+    others = [f"{_cell(loss, 3)} for {variant}" for variant, loss in losses.items() if variant != chosen]
+    if setting != "auto":
+        why = f"--base-mix-fit {setting}"
+    elif others and chosen in losses:
+        why = f"eval loss {_cell(losses[chosen], 3)} against {', '.join(others)}"
+    elif chooser:
+        why = f"the {chooser}'s choice"
+    else:
+        why = "one training: the fit keeps equal weights"
+    return f"mix start {chosen} ({why})"
+
+
 def model_lines(report: Report) -> list[str]:
     """Which model each split's figures are from, e.g. "test (pushed): trained on train+eval (1397
-    windows) for 12 epochs (RefitTrainer)"; empty when the run recorded none."""
+    windows) for 12 epochs (RefitTrainer), mix start fit (the Trainer's choice)"; empty when the run
+    recorded none."""
     lines = []
+    gate = report.models.get(windowing.EVAL, {}).get("component")
     for split in SPLITS:
         model = report.models.get(split)
         if not model:
@@ -102,7 +137,9 @@ def model_lines(report: Report) -> list[str]:
         trained = f"trained on {'+'.join(model['splits'])} ({model.get('windows')} windows) for {model['epochs']} " \
             "epochs " if model.get("splits") and model.get("epochs") else ""
         role = "gate" if split == windowing.EVAL else "pushed"
-        lines.append(f"{split} ({role}): {trained}({model['component']})")
+        # A refit (another component than the gate's) trains the variant the gate's Trainer chose.
+        start = mix_start(model, gate if gate and model["component"] != gate else None)
+        lines.append(f"{split} ({role}): {trained}({model['component']})" + (f", {start}" if start else ""))
     return lines
 
 
