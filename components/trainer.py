@@ -1307,7 +1307,7 @@ def _split_of(file_pattern: str) -> str:
 
 class DefaultsFirstOracle(keras_tuner.oracles.RandomSearchOracle):
     """Random search whose first trial is the space's default values (the configured model), so the
-    search's best is never worse on eval than what the pipeline trains without --tune."""
+    search's best never has a higher eval loss than the model the pipeline trains without --tune."""
 
     def populate_space(self, trial_id: str) -> dict[str, Any]:
         if not self.trials:
