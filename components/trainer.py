@@ -26,14 +26,15 @@ from components.example_gen import options as window_options
 from components.trainer_options import CALIBRATION_FILE, TRAINING_LOG_FILE, TRAINING_RECORD_FILE
 from serving import contract
 
-__all__ = ["AUTO_BASE_MIX_FITS", "BranchLoss", "CALIBRATION_FILE", "DEFAULT_LSTM_GRAPH", "EnsembleBranches",
-           "EnsembleMean", "LSTM_GRAPHS", "NonCrossingQuantiles", "PinballLoss", "SERVING_INPUT_FEATURES",
-           "SeasonalBaseMix", "TRAINING_LOG_FILE", "TRAINING_RECORD_FILE", "Training", "base_calibration",
-           "build_model", "calibrate", "choose_base_mix_fit", "export_serving_model", "fit", "fit_mix_weights",
-           "interval_spread", "make_dataset", "mix_candidates", "model_description", "model_inputs", "quantile_outputs",
-           "raw_feature", "read_training_record", "refit_config", "run_fn", "serving_inputs", "serving_model", "train",
-           "training_model", "training_record", "training_series_ids", "tuner_fn", "warmup_inputs_from",
-           "write_model_description", "write_training_record", "write_warmup_requests"]
+__all__ = ["AUTO_BASE_MIX_FITS", "BranchLoss", "CALIBRATION_FILE", "DEFAULT_LSTM_GRAPH", "DefaultsFirstOracle",
+           "EnsembleBranches", "EnsembleMean", "LSTM_GRAPHS", "NonCrossingQuantiles", "PinballLoss",
+           "SERVING_INPUT_FEATURES", "SeasonalBaseMix", "TRAINING_LOG_FILE", "TRAINING_RECORD_FILE", "TrainerSearch",
+           "Training", "base_calibration", "build_model", "calibrate", "choose_base_mix_fit", "export_serving_model",
+           "fit", "fit_mix_weights", "interval_spread", "make_dataset", "mix_candidates", "model_description",
+           "model_inputs", "quantile_outputs", "raw_feature", "read_training_record", "refit_config", "run_fn",
+           "search_space", "serving_inputs", "serving_model", "train", "training_model", "training_record",
+           "training_series_ids", "tuned_config", "tuner_fn", "warmup_inputs_from", "write_model_description",
+           "write_training_record", "write_warmup_requests"]
 
 # XLA compiles once per input shape (about 0.25 s for this model on 2 cores). The XLA signatures
 # pad each batch up to the next of these sizes (beyond the largest, to a multiple of it), so a
@@ -931,11 +932,37 @@ def _model_config(fn_args: Any) -> trainer_options.ModelConfig:
     model_config = trainer_options.model_config_from_dict((fn_args.custom_config or {}).get("model"))
     hyperparameters = getattr(fn_args, "hyperparameters", None)
     if hyperparameters:
-        values = keras_tuner.HyperParameters.from_config(hyperparameters).values
-        model_config = dataclasses.replace(
-            model_config, lstm_units=(values["units"],) * values["layers"], dropout=values["dropout"],
-            learning_rate=values["learning_rate"])
+        return tuned_config(model_config, keras_tuner.HyperParameters.from_config(hyperparameters).values)
     return model_config
+
+
+def tuned_config(model_config: trainer_options.ModelConfig, values: dict[str, Any]) -> trainer_options.ModelConfig:
+    """``model_config`` with a trial's ``values`` of :func:`search_space` (layers of equal width)."""
+    return dataclasses.replace(model_config, lstm_units=(int(values["units"]),) * int(values["layers"]),
+                               dropout=float(values["dropout"]), learning_rate=float(values["learning_rate"]))
+
+
+# The --tune search space; each range is widened to hold the configured value, which is its default.
+TUNED_UNITS = (16, 32, 64, 128)
+TUNED_LAYERS = (1, 3)
+TUNED_DROPOUT = (0.0, 0.5)
+TUNED_LEARNING_RATE = (1e-4, 1e-2)
+
+
+def search_space(model_config: trainer_options.ModelConfig) -> keras_tuner.HyperParameters:
+    """The --tune search space (layers, units, dropout, learning rate), with the configured model
+    (``lstm_units``' depth and first width, ``dropout``, ``learning_rate``) as its default values."""
+    hp = keras_tuner.HyperParameters()
+    layers = len(model_config.lstm_units)
+    hp.Int("layers", min(TUNED_LAYERS[0], layers), max(TUNED_LAYERS[1], layers), default=layers)
+    units = model_config.lstm_units[0]
+    hp.Choice("units", sorted({*TUNED_UNITS, units}), default=units)
+    hp.Float("dropout", TUNED_DROPOUT[0], max(TUNED_DROPOUT[1], model_config.dropout), step=0.1,
+             default=model_config.dropout)
+    hp.Float("learning_rate", min(TUNED_LEARNING_RATE[0], model_config.learning_rate),
+             max(TUNED_LEARNING_RATE[1], model_config.learning_rate), sampling="log",
+             default=model_config.learning_rate)
+    return hp
 
 
 def _history_horizon(custom_config: Optional[dict[str, Any]]) -> tuple[int, int]:
@@ -1278,34 +1305,43 @@ def _split_of(file_pattern: str) -> str:
     return folder[len("Split-"):] if folder.startswith("Split-") else folder
 
 
-def _hypermodel(inputs_spec: dict[str, int], history: int, horizon: int, model_config: trainer_options.ModelConfig):
-    def build(hp: keras_tuner.HyperParameters) -> keras.Model:
-        layers = hp.Int("layers", 1, 3, default=len(model_config.lstm_units))
-        units = hp.Choice("units", [16, 32, 64, 128], default=64)
-        tuned = dataclasses.replace(
-            model_config, lstm_units=(units,) * layers,
-            dropout=hp.Float("dropout", 0.0, 0.5, step=0.1, default=model_config.dropout),
-            learning_rate=hp.Float("learning_rate", 1e-4, 1e-2, sampling="log", default=model_config.learning_rate))
-        return training_model(build_model(inputs_spec, history, horizon, tuned), tuned)
+class DefaultsFirstOracle(keras_tuner.oracles.RandomSearchOracle):
+    """Random search whose first trial is the space's default values (the configured model), so the
+    search's best never has a higher eval loss than the model the pipeline trains without --tune."""
 
-    return build
+    def populate_space(self, trial_id: str) -> dict[str, Any]:
+        if not self.trials:
+            return {"status": keras_tuner.engine.trial.TrialStatus.RUNNING, "values": self.hyperparameters.values}
+        return super().populate_space(trial_id)
+
+
+class TrainerSearch(keras_tuner.Tuner):
+    """KerasTuner search whose trials train as the Trainer does: :func:`fit` with the trial's settings
+    (same seed, early stopping, ``base_mix_fit`` included, so ``auto`` trains both starts), scored by
+    :func:`fit`'s eval loss. The Trainer then retrains the best trial's settings to the same model."""
+
+    def __init__(self, train_files: list[str], eval_files: list[str], data_accessor: tfx.components.DataAccessor,
+                 tft_output: tft.TFTransformOutput, history: int, horizon: int,
+                 model_config: trainer_options.ModelConfig, **kwargs: Any):
+        super().__init__(oracle=DefaultsFirstOracle(
+            objective=keras_tuner.Objective("val_loss", "min"), max_trials=model_config.tuner_trials,
+            seed=model_config.seed, hyperparameters=search_space(model_config), tune_new_entries=False,
+            allow_new_entries=False), **kwargs)
+        self._fit_args = (train_files, eval_files, data_accessor, tft_output, history, horizon)
+        self._model_config = model_config
+
+    def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> float:
+        config = tuned_config(self._model_config, trial.hyperparameters.values)
+        logging.info("tuner trial %s: %s", trial.trial_id, trial.hyperparameters.values)
+        return fit(*self._fit_args, config).eval_loss
 
 
 def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
-    """KerasTuner random search over layers, units, dropout and learning rate (called by TFX's Tuner)."""
+    """KerasTuner random search over layers, units, dropout and learning rate (called by TFX's Tuner):
+    the configured model first, then random trials, each trained as the Trainer trains (:class:`TrainerSearch`)."""
     model_config = trainer_options.model_config_from_dict((fn_args.custom_config or {}).get("model"))
     history, horizon = _history_horizon(fn_args.custom_config)
-    keras.utils.set_random_seed(model_config.seed)
-    tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)
-    tuner = keras_tuner.RandomSearch(
-        _hypermodel(model_inputs(tft_output), history, horizon, model_config),
-        objective="val_loss", max_trials=model_config.tuner_trials, seed=model_config.seed,
-        directory=fn_args.working_dir, project_name="lstm_forecast_tuning", overwrite=True)
-    train_data = make_dataset(fn_args.train_files, fn_args.data_accessor, tft_output, model_config.batch_size,
-                              True, model_config.seed)
-    eval_data = make_dataset(fn_args.eval_files, fn_args.data_accessor, tft_output, model_config.batch_size,
-                             False, model_config.seed)
-    return tfx.components.TunerFnResult(
-        tuner=tuner,
-        fit_kwargs={"x": train_data, "validation_data": eval_data, "epochs": model_config.epochs,
-                    "callbacks": _callbacks(model_config), "verbose": 2})
+    tuner = TrainerSearch(fn_args.train_files, fn_args.eval_files, fn_args.data_accessor,
+                          tft.TFTransformOutput(fn_args.transform_graph_path), history, horizon, model_config,
+                          directory=fn_args.working_dir, project_name="lstm_forecast_tuning", overwrite=True)
+    return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs={})

@@ -372,6 +372,42 @@ def test_tuner_hyperparameters_replace_the_configured_ones():
     assert (tuned.lstm_units, tuned.dropout, tuned.learning_rate, tuned.epochs) == ((32, 32, 32), 0.1, 0.005, 7)
 
 
+def test_the_search_space_defaults_to_the_configured_model_and_widens_to_hold_it():
+    default = trainer_lib.search_space(config_lib.ModelConfig())
+    assert default.values == {"layers": 2, "units": 64, "dropout": 0.2, "learning_rate": 1e-3}
+    assert trainer_lib.tuned_config(config_lib.ModelConfig(), default.values) == config_lib.ModelConfig()
+    odd = config_lib.ModelConfig(lstm_units=(48,) * 4, dropout=0.7, learning_rate=0.05)
+    space = {hp.name: hp for hp in trainer_lib.search_space(odd).space}
+    assert (space["layers"].min_value, space["layers"].max_value) == (1, 4)
+    assert list(space["units"].values) == [16, 32, 48, 64, 128]
+    assert (space["dropout"].max_value, space["learning_rate"].max_value) == (0.7, 0.05)
+    assert trainer_lib.search_space(odd).values == {"layers": 4, "units": 48, "dropout": 0.7, "learning_rate": 0.05}
+
+
+def test_the_tuner_tries_the_configured_model_first_and_scores_trials_as_the_trainer_trains(two_cycle_transform,
+                                                                                            tmp_path):
+    out = two_cycle_transform
+    tft_output = tft.TFTransformOutput(os.path.join(out, "transform_graph"))
+    args = (conftest.data_accessor(out), tft_output, conftest.UNIT_HISTORY, conftest.UNIT_HORIZON)
+    train, evaluation = conftest.transformed_files(out, "train"), conftest.transformed_files(out, "eval")
+    # auto, as the pipeline's default: each trial trains both starts of the mix, as the Trainer does.
+    config = dataclasses.replace(TINY, quantiles=(), base_mix_fit="auto", epochs=4, early_stopping_patience=2,
+                                 tuner_trials=3)
+    tuner = trainer_lib.TrainerSearch(train, evaluation, *args, config, directory=str(tmp_path),
+                                      project_name="tuning", overwrite=True)
+    tuner.search()
+    trials = [tuner.oracle.trials[i] for i in sorted(tuner.oracle.trials)]
+    assert len(trials) == 3 and len({tuple(sorted(t.hyperparameters.values.items())) for t in trials}) == 3
+    # Trial 0 is the configured model, scored by the eval loss the Trainer's fit gets for it.
+    assert trainer_lib.tuned_config(config, trials[0].hyperparameters.values) == config
+    assert trials[0].score == trainer_lib.fit(train, evaluation, *args, config).eval_loss
+    # The best trial's settings retrain to the same eval loss: the Trainer gets the model the search scored.
+    best = tuner.get_best_hyperparameters()[0].values
+    assert min(t.score for t in trials) <= trials[0].score
+    assert trainer_lib.fit(train, evaluation, *args, trainer_lib.tuned_config(config, best)).eval_loss == \
+        min(t.score for t in trials)
+
+
 @pytest.mark.parametrize("scaling", ["global", "window_std"])
 def test_constant_series_forecasts_near_the_constant_in_original_units(tmp_path, scaling):
     rng = np.random.default_rng(0)
