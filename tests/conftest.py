@@ -214,6 +214,16 @@ def data_accessor(out_dir: str, splits: tuple[str, ...] = ("train", "eval")):
         record_batch_factory=None, data_view_decode_fn=None)
 
 
+def fit_inputs(out_dir: str) -> tuple[list[str], list[str], tuple]:
+    """What ``components.trainer.fit`` takes of the transformed windows in ``out_dir``: the train and
+    eval files, and ``(data accessor, TFTransformOutput, history, horizon)``."""
+    import tensorflow_transform as tft
+
+    args = (data_accessor(out_dir), tft.TFTransformOutput(os.path.join(out_dir, "transform_graph")),
+            UNIT_HISTORY, UNIT_HORIZON)
+    return transformed_files(out_dir, "train"), transformed_files(out_dir, "eval"), args
+
+
 def two_series_splits(seed: int = 0) -> dict[str, list[dict]]:
     """Two noisy series at levels 10 and 1000 with covariates; eval values far outside training."""
     rng = np.random.default_rng(seed)

@@ -45,9 +45,7 @@ def test_two_trainings_with_one_seed_give_the_same_weights(covariate_transform):
 def test_fit_reports_early_stoppings_best_epoch_and_the_refit_trains_that_many_on_both_splits(covariate_transform,
                                                                                                tmp_path):
     out, splits = covariate_transform
-    args = (conftest.data_accessor(out), tft.TFTransformOutput(os.path.join(out, "transform_graph")),
-            conftest.UNIT_HISTORY, conftest.UNIT_HORIZON)
-    train, evaluation = conftest.transformed_files(out, "train"), conftest.transformed_files(out, "eval")
+    train, evaluation, args = conftest.fit_inputs(out)
     # A learning rate high enough that the eval loss turns up within the epochs, so stopping matters.
     stopping = dataclasses.replace(TINY, epochs=12, early_stopping_patience=2, learning_rate=0.05)
     a = trainer_lib.fit(train, evaluation, *args, stopping, log_dir=str(tmp_path))
@@ -221,9 +219,8 @@ def two_cycle_transform(tmp_path_factory):
 @pytest.mark.parametrize("how", ["fit", "frozen"])
 def test_the_fitted_mix_starts_from_the_training_windows_best_weights(two_cycle_transform, how):
     out = two_cycle_transform
-    tft_output = tft.TFTransformOutput(os.path.join(out, "transform_graph"))
-    args = (conftest.data_accessor(out), tft_output, conftest.UNIT_HISTORY, conftest.UNIT_HORIZON)
-    train, evaluation = conftest.transformed_files(out, "train"), conftest.transformed_files(out, "eval")
+    train, evaluation, args = conftest.fit_inputs(out)
+    _, tft_output, _, _ = args
     names = trainer_lib.mix_candidates(trainer_lib.model_inputs(tft_output))
     assert len(names) > 1
 
@@ -268,9 +265,7 @@ def test_auto_chooses_the_lower_eval_loss_first_on_a_tie():
 
 def test_auto_keeps_the_variant_with_the_lower_eval_loss_and_records_it(two_cycle_transform, tmp_path):
     out = two_cycle_transform
-    tft_output = tft.TFTransformOutput(os.path.join(out, "transform_graph"))
-    args = (conftest.data_accessor(out), tft_output, conftest.UNIT_HISTORY, conftest.UNIT_HORIZON)
-    train, evaluation = conftest.transformed_files(out, "train"), conftest.transformed_files(out, "eval")
+    train, evaluation, args = conftest.fit_inputs(out)
     # Early stopping on, as in the pipeline: each variant's eval loss is that of its best epoch.
     config = dataclasses.replace(TINY, quantiles=(), base_mix_fit="auto", epochs=6, early_stopping_patience=2,
                                  learning_rate=0.05)
@@ -299,9 +294,8 @@ def test_auto_keeps_the_variant_with_the_lower_eval_loss_and_records_it(two_cycl
 
 def test_auto_trains_once_where_the_fit_keeps_equal_weights(covariate_transform, tmp_path):
     out, _ = covariate_transform
-    tft_output = tft.TFTransformOutput(os.path.join(out, "transform_graph"))
-    args = (conftest.data_accessor(out), tft_output, conftest.UNIT_HISTORY, conftest.UNIT_HORIZON)
-    train, evaluation = conftest.transformed_files(out, "train"), conftest.transformed_files(out, "eval")
+    train, evaluation, args = conftest.fit_inputs(out)
+    _, tft_output, _, _ = args
     # The fixtures' context holds one cycle: every smoothed base is the seasonal naive forecast.
     config = dataclasses.replace(TINY, quantiles=(), base_mix_fit="none")
     names = trainer_lib.mix_candidates(trainer_lib.model_inputs(tft_output))
@@ -387,9 +381,7 @@ def test_the_search_space_defaults_to_the_configured_model_and_widens_to_hold_it
 def test_the_tuner_tries_the_configured_model_first_and_scores_trials_as_the_trainer_trains(two_cycle_transform,
                                                                                             tmp_path):
     out = two_cycle_transform
-    tft_output = tft.TFTransformOutput(os.path.join(out, "transform_graph"))
-    args = (conftest.data_accessor(out), tft_output, conftest.UNIT_HISTORY, conftest.UNIT_HORIZON)
-    train, evaluation = conftest.transformed_files(out, "train"), conftest.transformed_files(out, "eval")
+    train, evaluation, args = conftest.fit_inputs(out)
     # auto, as the pipeline's default: each trial trains both starts of the mix, as the Trainer does.
     config = dataclasses.replace(TINY, quantiles=(), base_mix_fit="auto", epochs=4, early_stopping_patience=2,
                                  tuner_trials=3)
