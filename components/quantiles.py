@@ -107,6 +107,12 @@ SPREAD_STATISTIC = "max"
 LEGACY_SPREAD_STATISTIC = "mean"
 
 
+def check_spread_statistic(statistic: str) -> None:
+    """Raises ValueError unless ``statistic`` is one of :data:`SPREAD_STATISTICS` (both spreads' check)."""
+    if statistic not in SPREAD_STATISTICS:
+        raise ValueError(f"spread statistic {statistic!r} is not one of {', '.join(SPREAD_STATISTICS)}")
+
+
 def interval_spread(context: np.ndarray, scale: np.ndarray, period: int,
                     statistic: str = SPREAD_STATISTIC) -> np.ndarray:
     """Each window's spread in scaled units ``[N, 1]``: what its conformal scores are divided by.
@@ -124,8 +130,7 @@ def interval_spread(context: np.ndarray, scale: np.ndarray, period: int,
       period: From :func:`spread_period`.
       statistic: One of :data:`SPREAD_STATISTICS`.
     """
-    if statistic not in SPREAD_STATISTICS:
-        raise ValueError(f"spread statistic {statistic!r} is not one of {', '.join(SPREAD_STATISTICS)}")
+    check_spread_statistic(statistic)
     context = np.asarray(context, dtype=np.float64)
     scale = np.asarray(scale, dtype=np.float64).reshape(-1, 1)
     if period == 0:

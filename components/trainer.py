@@ -605,8 +605,7 @@ def interval_spread(context: tf.Tensor, scale: tf.Tensor, period: int,
     Computed from the raw context ``[batch, C]`` alone, so a served model calibrates each window
     it is sent without anything but the window.
     """
-    if statistic not in quantiles.SPREAD_STATISTICS:
-        raise ValueError(f"spread statistic {statistic!r} is not one of {', '.join(quantiles.SPREAD_STATISTICS)}")
+    quantiles.check_spread_statistic(statistic)
     if period == 0:
         return tf.ones_like(scale)
     context = tf.cast(context, tf.float32)

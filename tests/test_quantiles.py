@@ -113,6 +113,8 @@ def test_the_spread_is_the_largest_or_mean_seasonal_difference_of_the_last_seaso
     np.testing.assert_array_equal(quantiles.interval_spread(context, scale, 0), np.ones((3, 1)))
     with pytest.raises(ValueError, match="not one of max, mean"):
         quantiles.interval_spread(context, scale, 2, "median")
+    with pytest.raises(ValueError, match="not one of max, mean"):
+        trainer_lib.interval_spread(context, scale, 2, "median")
     rng = np.random.default_rng(5)
     context, scale = rng.normal(10, 3, size=(32, 24)), rng.uniform(0.5, 2, size=(32, 1))
     for statistic in quantiles.SPREAD_STATISTICS:  # the graph's twin gives the same
