@@ -208,8 +208,6 @@ def run_pipeline(spec: DatasetSpec, data_path: str, output: str, epochs: Optiona
 
 # Further ``lstm-forecast run`` flags for every data set (--model-flags): variants to compare.
 MODEL_FLAGS: list[str] = []
-# With --backtest-cut F: [F], the fraction of each set's time span dropped before the run.
-BACKTEST_CUT: list[float] = []
 
 
 def run_argv(spec: DatasetSpec, data_path: str, output: str, epochs: Optional[int]) -> list[str]:
@@ -419,17 +417,18 @@ def score(windows: TestWindows, forecasts: dict[str, np.ndarray], seconds: dict[
 
 
 def benchmark_dataset(spec: DatasetSpec, root: str, max_origins: int, epochs: Optional[int],
-                      point_model: bool = False) -> dict[str, Any]:
+                      point_model: bool = False, backtest_cut: Optional[float] = None) -> dict[str, Any]:
     """Runs the pipeline on one data set and scores every forecaster on the same test windows.
 
     With ``point_model``, also runs the pipeline with ``--quantiles ''`` (a point model, as before
-    quantiles) and scores it on the same windows, as ``point model``.
+    quantiles) and scores it on the same windows, as ``point model``. With ``backtest_cut`` F, the
+    last F of the set's time span is dropped first (:func:`benchmarks.datasets.truncate`).
     """
     started = time.perf_counter()
     data_path = spec.write(os.path.join(root, "data"))
-    if BACKTEST_CUT:
-        rows = datasets_lib.truncate(data_path, BACKTEST_CUT[0])
-        progress(f"{spec.name}: backtest fold, the last {BACKTEST_CUT[0]:g} of the span dropped ({rows} rows kept)")
+    if backtest_cut:
+        rows = datasets_lib.truncate(data_path, backtest_cut)
+        progress(f"{spec.name}: backtest fold, the last {backtest_cut:g} of the span dropped ({rows} rows kept)")
     output = os.path.join(root, "run")
     progress(f"{spec.name}: lstm-forecast run {' '.join(spec.run_flags())} (log: {output}/pipeline.log)")
     run = run_pipeline(spec, data_path, output, epochs)
@@ -645,7 +644,6 @@ def main(argv: Optional[list[str]] = None) -> int:
         parser.error("--max-origins and --epochs must be >= 1")
     if args.backtest_cut is not None and not 0 < args.backtest_cut < 0.5:
         parser.error("--backtest-cut must be above 0 and below 0.5")
-    BACKTEST_CUT[:] = [] if args.backtest_cut is None else [args.backtest_cut]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     base = os.path.abspath(args.output_dir) if args.output_dir else tempfile.mkdtemp(prefix="accuracy-bench-")
     os.makedirs(base, exist_ok=True)
@@ -658,7 +656,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             for name in names:
                 try:
                     results[name] = benchmark_dataset(datasets_lib.DATASETS[name], os.path.join(base, name),
-                                                      args.max_origins, args.epochs, args.point_model)
+                                                      args.max_origins, args.epochs, args.point_model,
+                                                      args.backtest_cut)
                 except PipelineFailed as error:
                     progress(f"{name}: FAILED: {error}")
                     failures[name] = str(error)
