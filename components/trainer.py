@@ -1026,7 +1026,7 @@ def fit(train_files: list[str], eval_files: Optional[list[str]], data_accessor: 
     """
     if model_config.base_mix_fit == "auto":
         return _fit_auto(train_files, eval_files, data_accessor, tft_output, history, horizon, model_config,
-                         log_dir)
+                         log_dir, mix_weights)
     # One seed for Python, NumPy, TF and Keras. The CPU kernels are deterministic; on a GPU some
     # (cuDNN, atomics) are not unless asked, at a cost in speed.
     keras.utils.set_random_seed(model_config.seed)
@@ -1085,7 +1085,8 @@ _EQUAL_WEIGHTS_TOLERANCE = 1e-6
 
 def _fit_auto(train_files: list[str], eval_files: Optional[list[str]], data_accessor: tfx.components.DataAccessor,
               tft_output: tft.TFTransformOutput, history: int, horizon: int,
-              model_config: trainer_options.ModelConfig, log_dir: Optional[str]) -> Training:
+              model_config: trainer_options.ModelConfig, log_dir: Optional[str],
+              mix_weights: Optional[np.ndarray] = None) -> Training:
     """:func:`fit` with ``base_mix_fit`` ``auto``: trains each of :data:`AUTO_BASE_MIX_FITS` (same seed and
     data, each with its own early stopping) and keeps the one with the lower eval loss at its best epoch.
 
@@ -1094,7 +1095,7 @@ def _fit_auto(train_files: list[str], eval_files: Optional[list[str]], data_acce
     from (a context of one cycle: every candidate is the seasonal naive forecast), the variants are
     the same model, so it trains ``none`` once. Each
     variant logs under ``log_dir/base_mix_fit_<variant>``; the chosen one's :data:`TRAINING_LOG_FILE`
-    is copied to ``log_dir``, where the run's report reads it.
+    is copied to ``log_dir``, where the run's report reads it. ``mix_weights``: as :func:`fit` takes them.
 
     Raises:
       ValueError: No eval files: the refit takes its base model's choice (:func:`refit_config`).
@@ -1102,9 +1103,9 @@ def _fit_auto(train_files: list[str], eval_files: Optional[list[str]], data_acce
     if eval_files is None:
         raise ValueError("--base-mix-fit auto chooses on the eval loss and needs eval data; a refit takes its "
                          "base model's choice")
-    has_mix = model_config.seasonal_base and model_config.seasonal_base_mix and mix_candidates(model_inputs(tft_output))
     # Fitted once: the fit variant starts from them, and they say whether it differs from none.
-    weights = _fitted_mix_weights(train_files, data_accessor, tft_output, model_config) if has_mix else None
+    weights = mix_weights if mix_weights is not None else \
+        _start_weights(train_files, data_accessor, tft_output, model_config)
     if weights is None or _equal_weights(weights):
         return fit(train_files, eval_files, data_accessor, tft_output, history, horizon,
                    dataclasses.replace(model_config, base_mix_fit="none"), log_dir)
@@ -1149,6 +1150,14 @@ def _fit_base_mix(model: keras.Model, train_files: list[str], data_accessor: tfx
             layer.trainable = False
     if model_config.base_mix_fit == "frozen":
         _compile(model, model_config, ensemble=False)
+
+
+def _start_weights(train_files: list[str], data_accessor: tfx.components.DataAccessor,
+                   tft_output: tft.TFTransformOutput,
+                   model_config: trainer_options.ModelConfig) -> Optional[np.ndarray]:
+    """The fitted start of the model's mix (:func:`_fitted_mix_weights`), or None when the model has no mix."""
+    has_mix = model_config.seasonal_base and model_config.seasonal_base_mix and mix_candidates(model_inputs(tft_output))
+    return _fitted_mix_weights(train_files, data_accessor, tft_output, model_config) if has_mix else None
 
 
 def _fitted_mix_weights(train_files: list[str], data_accessor: tfx.components.DataAccessor,
@@ -1328,11 +1337,17 @@ class TrainerSearch(keras_tuner.Tuner):
             allow_new_entries=False), **kwargs)
         self._fit_args = (train_files, eval_files, data_accessor, tft_output, history, horizon)
         self._model_config = model_config
+        # The mix's fitted start depends on the training windows and the loss, which no trial changes:
+        # fitted for the first trial that needs it, then handed to every other.
+        self._mix_weights: Optional[np.ndarray] = None
 
     def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> float:
         config = tuned_config(self._model_config, trial.hyperparameters.values)
         logging.info("tuner trial %s: %s", trial.trial_id, trial.hyperparameters.values)
-        return fit(*self._fit_args, config).eval_loss
+        if self._mix_weights is None and config.base_mix_fit != "none":
+            train_files, _, data_accessor, tft_output, _, _ = self._fit_args
+            self._mix_weights = _start_weights(train_files, data_accessor, tft_output, config)
+        return fit(*self._fit_args, config, mix_weights=self._mix_weights).eval_loss
 
 
 def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
