@@ -8,7 +8,7 @@ Transform graph inside the SavedModel, no cuDNN-only op in it, and TF Serving wa
 import dataclasses
 import json
 import os
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import keras
 import keras_tuner
@@ -20,7 +20,7 @@ from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from components import features, quantiles, settings, trainer_options
+from components import features, quantiles, settings, trainer_options, windowing
 from components import transform as transform_lib
 from components.example_gen import options as window_options
 from components.trainer_options import CALIBRATION_FILE, TRAINING_LOG_FILE, TRAINING_RECORD_FILE
@@ -462,7 +462,7 @@ def _median_error(levels: tuple[float, ...]) -> Any:
 
 def make_dataset(file_pattern: list[str], data_accessor: tfx.components.DataAccessor,
                  tft_output: tft.TFTransformOutput, batch_size: int, shuffle: bool, seed: int,
-                 extra_keys: tuple[str, ...] = ()) -> tf.data.Dataset:
+                 extra_keys: tuple[str, ...] = (), keep: Optional[np.ndarray] = None) -> tf.data.Dataset:
     """Transformed windows through the TFX data accessor: ``(features dict, scaled target)`` batches.
 
     The files are parsed once, in large batches, and cached in memory: later epochs read the cache,
@@ -478,6 +478,8 @@ def make_dataset(file_pattern: list[str], data_accessor: tfx.components.DataAcce
       seed: Shuffle seed.
       extra_keys: Further transformed features to keep in the features dict beside the model's
         inputs (the calibration reads the raw context and the scale).
+      keep: Which windows to read, bool ``[N]`` over the files' windows in their order (the order
+        :func:`window_keys` reads them in; a cross-validation fold's); None: all.
     """
     schema = tft_output.transformed_metadata.schema
     keys = list(model_inputs(tft_output)) + list(extra_keys)
@@ -486,7 +488,12 @@ def make_dataset(file_pattern: list[str], data_accessor: tfx.components.DataAcce
     dataset = data_accessor.tf_dataset_factory(file_pattern, options, schema)
     dataset = dataset.map(lambda f, y: ({k: f[k] for k in keys}, y), num_parallel_calls=tf.data.AUTOTUNE,
                           deterministic=True)
-    dataset = dataset.unbatch().cache()
+    dataset = dataset.unbatch()
+    if keep is not None:
+        # An index past the mask (files that changed since it was made) fails the gather, never a silent subset.
+        mask = tf.constant(np.asarray(keep, dtype=bool))
+        dataset = dataset.enumerate().filter(lambda i, window: tf.gather(mask, i)).map(lambda i, window: window)
+    dataset = dataset.cache()
     if shuffle:
         dataset = dataset.shuffle(_SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
@@ -748,55 +755,70 @@ def quantile_outputs(scaled: tf.Tensor, scale: tf.Tensor, loc: tf.Tensor, levels
 
 def calibrate(model: keras.Model, eval_files: list[str], data_accessor: tfx.components.DataAccessor,
               tft_output: tft.TFTransformOutput, model_config: trainer_options.ModelConfig,
-              spread_period: int = 0,
-              spread_statistic: str = quantiles.SPREAD_STATISTIC) -> tuple[np.ndarray, dict[str, Any]]:
-    """Split-conformal calibration of the intervals on the eval split (:mod:`components.quantiles`).
+              spread_period: int = 0, spread_statistic: str = quantiles.SPREAD_STATISTIC,
+              folds: Sequence[tuple[keras.Model, list[str], np.ndarray]] = ()) -> tuple[np.ndarray, dict[str, Any]]:
+    """Split-conformal calibration of the intervals on the eval split and the folds (:mod:`components.quantiles`).
 
     A point model's raw quantiles are all its point forecast, so each interval becomes the point
-    forecast plus and minus a quantile of the absolute scaled eval errors, each divided by its
+    forecast plus and minus a quantile of the absolute scaled errors, each divided by its
     window's spread (normalised split conformal prediction), times the window's spread; the median
     stays the point forecast. That quantile is taken over every step's errors, each step's over
     their mean (:func:`components.quantiles.pooled_conformal_adjustments`: lower cross-fit coverage
     error than one quantile per step, ``benchmarks/calibration.py``); a quantile head's
-    intervals are adjusted per step (:func:`components.quantiles.conformal_adjustments`). The eval
-    split also drives early stopping, so it is not quite unseen by the model: the calibrated
-    coverage on the test split is the honest figure (the run's report shows it).
+    intervals are adjusted per step (:func:`components.quantiles.conformal_adjustments`).
+
+    The scores are the model's on eval, and each cross-validation fold's model's on the stretch of
+    the train split it held out (:func:`train_folds`): more than one stretch of the series, so one
+    stretch's luck (a calm eval quarter) sets the intervals less (statsforecast's and
+    neuralforecast's ``PredictionIntervals(n_windows)`` score several cross-validation windows
+    alike). The eval split also drives early stopping, so it is not quite unseen by the model: the
+    calibrated coverage on the test split is the honest figure (the run's report shows it).
 
     Args:
       spread_period: The period of each window's spread (:func:`interval_spread`,
         :func:`components.quantiles.spread_period`); 0: the window scale, every spread 1.
       spread_statistic: How the spread summarises the last season (:data:`components.quantiles.SPREAD_STATISTICS`).
+      folds: ``(model, files, keep)`` of each fold: its model, and the windows it held out
+        (:func:`make_dataset`'s ``keep`` over ``files``).
 
     Returns:
       The adjustments ``[H, Q]`` in scaled units per unit of spread, and what the report shows of
-      them: the eval windows, the spread's period and statistic, how the score quantile was taken
-      (``score_quantile``: ``"pooled_steps"`` or ``"per_step"``), and the raw and calibrated eval coverage of
-      each central interval.
+      them: the eval windows and each fold's, the spread's period and statistic, how the score
+      quantile was taken (``score_quantile``: ``"pooled_steps"`` or ``"per_step"``), and the raw and
+      calibrated eval coverage of each central interval.
     """
     levels = model_config.quantiles
-    data = make_dataset(eval_files, data_accessor, tft_output, model_config.batch_size, False, model_config.seed,
-                        extra_keys=(features.HISTORY, features.SCALE))
-    predicted, actual, spread = [], [], []
-    for inputs, target in data:
-        spread.append(interval_spread(inputs.pop(features.HISTORY), inputs.pop(features.SCALE), spread_period,
-                                      spread_statistic).numpy())
-        output = model(inputs, training=False).numpy()
-        predicted.append(output if model_config.quantile_head else np.repeat(output[..., None], len(levels), -1))
-        actual.append(target.numpy())
     horizon = int(model.output.shape[1])
-    predicted = np.concatenate(predicted) if predicted else np.zeros((0, horizon, len(levels)))
-    actual = np.concatenate(actual) if actual else np.zeros((0, horizon))
-    spread = np.concatenate(spread) if spread else np.zeros((0, 1))
+
+    def scored(model: keras.Model, files: list[str], keep: Optional[np.ndarray] = None) -> tuple[np.ndarray, ...]:
+        data = make_dataset(files, data_accessor, tft_output, model_config.batch_size, False, model_config.seed,
+                            extra_keys=(features.HISTORY, features.SCALE), keep=keep)
+        predicted, actual, spread = [], [], []
+        for inputs, target in data:
+            spread.append(interval_spread(inputs.pop(features.HISTORY), inputs.pop(features.SCALE), spread_period,
+                                          spread_statistic).numpy())
+            output = model(inputs, training=False).numpy()
+            predicted.append(output if model_config.quantile_head else np.repeat(output[..., None], len(levels), -1))
+            actual.append(target.numpy())
+        return (np.concatenate(predicted) if predicted else np.zeros((0, horizon, len(levels))),
+                np.concatenate(actual) if actual else np.zeros((0, horizon)),
+                np.concatenate(spread) if spread else np.zeros((0, 1)))
+
+    predicted, actual, spread = scored(model, eval_files)
+    held_out = [scored(*fold) for fold in folds]
     adjust = quantiles.conformal_adjustments if model_config.quantile_head else quantiles.pooled_conformal_adjustments
-    adjustments = adjust(actual, predicted, levels, spread)
+    adjustments = adjust(
+        np.concatenate([actual] + [a for _, a, _ in held_out]),
+        np.concatenate([predicted] + [p for p, _, _ in held_out]), levels,
+        np.concatenate([spread] + [sp for _, _, sp in held_out]))
 
     def coverage(values: np.ndarray) -> dict[str, float]:
         hits = quantiles.covered(actual, values, levels).reshape(-1, len(quantiles.interval_pairs(levels)))
         return {trainer_options.interval_name(c): float(hits[:, i].mean()) if len(hits) else float("nan")
                 for i, (_, _, c) in enumerate(quantiles.interval_pairs(levels))}
 
-    report = {"levels": list(levels), "windows": len(actual), "spread_period": spread_period,
-              "spread_statistic": spread_statistic,
+    report = {"levels": list(levels), "windows": len(actual), "fold_windows": [len(a) for _, a, _ in held_out],
+              "spread_period": spread_period, "spread_statistic": spread_statistic,
               "score_quantile": "per_step" if model_config.quantile_head else "pooled_steps",
               "calibrated_coverage": coverage(quantiles.calibrate(predicted, adjustments, spread)),
               "adjustments": adjustments.tolist()}
@@ -1004,7 +1026,8 @@ class Training:
 
 def fit(train_files: list[str], eval_files: Optional[list[str]], data_accessor: tfx.components.DataAccessor,
         tft_output: tft.TFTransformOutput, history: int, horizon: int, model_config: trainer_options.ModelConfig,
-        log_dir: Optional[str] = None, mix_weights: Optional[np.ndarray] = None) -> Training:
+        log_dir: Optional[str] = None, mix_weights: Optional[np.ndarray] = None,
+        keep: Optional[np.ndarray] = None) -> Training:
     """Trains the model on transformed windows: seeded, early stopping on the eval loss.
 
     Args:
@@ -1019,12 +1042,16 @@ def fit(train_files: list[str], eval_files: Optional[list[str]], data_accessor: 
       log_dir: Where TensorBoard's logs and :data:`TRAINING_LOG_FILE` go, or None for no logs.
       mix_weights: The mix's fitted start (:func:`fit_mix_weights` of these training windows) when
         the caller has it already (``auto``); None: fitted here where ``base_mix_fit`` asks for it.
+      keep: Which training windows to train on (:func:`make_dataset`; a cross-validation fold's,
+        not with ``auto``); None: all.
 
     Returns:
       The trained model and its epochs. With ``base_mix_fit`` ``auto``, the better on eval of a
       training with ``none`` and one with ``fit`` (:func:`_fit_auto`).
     """
     if model_config.base_mix_fit == "auto":
+        if keep is not None:
+            raise ValueError("--base-mix-fit auto trains on every training window; a fold trains the chosen start")
         return _fit_auto(train_files, eval_files, data_accessor, tft_output, history, horizon, model_config,
                          log_dir, mix_weights)
     # One seed for Python, NumPy, TF and Keras. The CPU kernels are deterministic; on a GPU some
@@ -1032,12 +1059,13 @@ def fit(train_files: list[str], eval_files: Optional[list[str]], data_accessor: 
     keras.utils.set_random_seed(model_config.seed)
     if tf.config.list_physical_devices("GPU"):
         tf.config.experimental.enable_op_determinism()
-    train_data = make_dataset(train_files, data_accessor, tft_output, model_config.batch_size, True, model_config.seed)
+    train_data = make_dataset(train_files, data_accessor, tft_output, model_config.batch_size, True, model_config.seed,
+                              keep=keep)
     eval_data = None if eval_files is None else make_dataset(
         eval_files, data_accessor, tft_output, model_config.batch_size, False, model_config.seed)
     model = build_model(model_inputs(tft_output), history, horizon, model_config)
     if model_config.base_mix_fit != "none":
-        _fit_base_mix(model, train_files, data_accessor, tft_output, model_config, mix_weights)
+        _fit_base_mix(model, train_files, data_accessor, tft_output, model_config, mix_weights, keep)
     callbacks = _callbacks(model_config) if eval_data is not None else []
     if log_dir:
         callbacks += [keras.callbacks.TensorBoard(log_dir=log_dir),
@@ -1130,10 +1158,10 @@ def _mix_layers(model: keras.Model) -> list[SeasonalBaseMix]:
 
 def _fit_base_mix(model: keras.Model, train_files: list[str], data_accessor: tfx.components.DataAccessor,
                   tft_output: tft.TFTransformOutput, model_config: trainer_options.ModelConfig,
-                  weights: Optional[np.ndarray] = None) -> None:
+                  weights: Optional[np.ndarray] = None, keep: Optional[np.ndarray] = None) -> None:
     """Starts every :class:`SeasonalBaseMix` of ``model`` at :func:`fit_mix_weights` of the training windows
-    (``model_config.base_mix_fit``; ``weights``, if given, are those); ``frozen`` also keeps them out of
-    training (the model is recompiled).
+    (``model_config.base_mix_fit``; ``weights``, if given, are those; ``keep``: of those training windows
+    only, :func:`make_dataset`); ``frozen`` also keeps them out of training (the model is recompiled).
 
     Early stopping ends training after a few epochs on short series (hyndsight: its best epoch is the first,
     3 steps of 64 windows), too few steps for Adam to move the weights from equal; fitted first, the mix
@@ -1143,7 +1171,7 @@ def _fit_base_mix(model: keras.Model, train_files: list[str], data_accessor: tfx
     if not layers:
         return
     if weights is None:
-        weights = _fitted_mix_weights(train_files, data_accessor, tft_output, model_config)
+        weights = _fitted_mix_weights(train_files, data_accessor, tft_output, model_config, keep)
     for layer in layers:
         layer.set_mix_weights(weights)
         if model_config.base_mix_fit == "frozen":
@@ -1161,10 +1189,12 @@ def _start_weights(train_files: list[str], data_accessor: tfx.components.DataAcc
 
 
 def _fitted_mix_weights(train_files: list[str], data_accessor: tfx.components.DataAccessor,
-                        tft_output: tft.TFTransformOutput, model_config: trainer_options.ModelConfig) -> np.ndarray:
-    """:func:`fit_mix_weights` of the training windows' :func:`mix_candidates` and targets."""
+                        tft_output: tft.TFTransformOutput, model_config: trainer_options.ModelConfig,
+                        keep: Optional[np.ndarray] = None) -> np.ndarray:
+    """:func:`fit_mix_weights` of the training windows' (``keep``: of those, :func:`make_dataset`)
+    :func:`mix_candidates` and targets."""
     names = mix_candidates(model_inputs(tft_output))
-    data = make_dataset(train_files, data_accessor, tft_output, _READ_BATCH_SIZE, False, model_config.seed)
+    data = make_dataset(train_files, data_accessor, tft_output, _READ_BATCH_SIZE, False, model_config.seed, keep=keep)
     candidates, targets = [], []
     for inputs, target in data:
         candidates.append(np.stack([inputs[n].numpy() for n in names], axis=-1))
@@ -1182,6 +1212,49 @@ def train(train_files: list[str], eval_files: list[str], data_accessor: tfx.comp
           log_dir: Optional[str] = None) -> keras.Model:
     """The model of :func:`fit` (same arguments), without its epochs."""
     return fit(train_files, eval_files, data_accessor, tft_output, history, horizon, model_config, log_dir).model
+
+
+def window_keys(files: list[str], data_accessor: tfx.components.DataAccessor,
+                tft_output: tft.TFTransformOutput) -> tuple[np.ndarray, np.ndarray]:
+    """Each window's series id and origin (epoch seconds), in :func:`make_dataset`'s unshuffled order."""
+    data = make_dataset(files, data_accessor, tft_output, _READ_BATCH_SIZE, False, 0,
+                        extra_keys=(features.SERIES_ID, features.ORIGIN_TIMESTAMP))
+    series, origins = [np.zeros(0, object)], [np.zeros(0, np.int64)]
+    for inputs, _ in data:
+        series.append(inputs[features.SERIES_ID].numpy().reshape(-1))
+        origins.append(inputs[features.ORIGIN_TIMESTAMP].numpy().reshape(-1))
+    return np.concatenate(series), np.concatenate(origins)
+
+
+def train_folds(train_files: list[str], eval_files: list[str], data_accessor: tfx.components.DataAccessor,
+                tft_output: tft.TFTransformOutput, history: int, horizon: int, stride: int,
+                model_config: trainer_options.ModelConfig, training: Training) -> list[tuple[keras.Model, np.ndarray]]:
+    """The cross-validation folds :func:`calibrate` scores beside eval: ``(model, held-out windows of train)`` each.
+
+    ``model_config.calibration_folds`` folds (:func:`components.windowing.held_out_folds`), each
+    holding out a stretch of the train split as long as the eval split's (its latest origin less
+    train's), counted back from train's end. Each fold's model is the Trainer's model trained
+    afresh, as the refit is (:func:`refit_config`: the same settings and seed, ``training``'s epochs
+    and chosen mix start, no early stopping), on the windows before its stretch; it is used for its
+    scores only. A fold without windows to train on or to hold out (a short series) is left out.
+    """
+    if model_config.calibration_folds < 1:
+        return []
+    series, origins = window_keys(train_files, data_accessor, tft_output)
+    _, eval_origins = window_keys(eval_files, data_accessor, tft_output)
+    width = float(eval_origins.max() - origins.max()) if len(origins) and len(eval_origins) else 0.0
+    if width <= 0:
+        logging.info("calibration folds: none (no eval windows after the training windows)")
+        return []
+    config = refit_config(model_config, training.epochs, training.base_mix_fit)
+    folds = []
+    for j, (train, held_out) in enumerate(windowing.held_out_folds(
+            series, origins, width, model_config.calibration_folds, horizon, stride), start=1):
+        logging.info("calibration fold %d: trains on %d windows, holds out %d", j, train.sum(), held_out.sum())
+        if train.any() and held_out.any():
+            folds.append((fit(train_files, None, data_accessor, tft_output, history, horizon, config,
+                              keep=train).model, held_out))
+    return folds
 
 
 def refit_config(model_config: trainer_options.ModelConfig, epochs: int,
@@ -1288,8 +1361,12 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         training = fit(fn_args.train_files, fn_args.eval_files, fn_args.data_accessor, tft_output,
                        history, horizon, model_config, log_dir=fn_args.model_run_dir)
         if model_config.quantiles:
-            adjustments, calibration = calibrate(training.model, fn_args.eval_files, fn_args.data_accessor,
-                                                 tft_output, model_config, spread_period, spread_statistic)
+            folds = train_folds(fn_args.train_files, fn_args.eval_files, fn_args.data_accessor, tft_output,
+                                history, horizon, int(fn_args.custom_config["windows"].get("stride", 1)),
+                                model_config, training)
+            adjustments, calibration = calibrate(
+                training.model, fn_args.eval_files, fn_args.data_accessor, tft_output, model_config, spread_period,
+                spread_statistic, [(model, fn_args.train_files, held_out) for model, held_out in folds])
             with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, CALIBRATION_FILE), "w") as f:
                 f.write(json.dumps(calibration, indent=1))
     warmup = warmup_inputs_from(fn_args.eval_files, fn_args.data_accessor, tft_output,

@@ -170,3 +170,53 @@ def assign_splits(first_targets: np.ndarray, last_targets: np.ndarray, cuts: np.
         in_gap = (split > 0) & (first_targets < cut_before + gap)
         split = np.where(in_gap, DROPPED_SPLIT_GAP, split)
     return split
+
+
+def held_out_folds(series_ids: np.ndarray, origins: np.ndarray, width: float, folds: int, horizon: int,
+                   stride: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Folds of cross-validation inside the train split, latest first: ``(train mask, held-out mask)`` each.
+
+    Fold ``j`` (1-based) holds out the windows whose origins lie in the ``j``-th stretch of length
+    ``width`` counted back from the latest origin ``T``, ``cut < origin <= cut + width`` with
+    ``cut = T - j w``. It trains on each series' windows with origins at or before ``cut``, less the
+    last ``ceil(H / S)`` of them: a series' windows are at least ``S`` steps apart, so every training
+    target then lies at or before ``cut``, before every held-out origin (a gap only moves the earlier
+    windows further back), as :func:`assign_splits` keeps train before eval. Windows after the
+    stretch are in neither.
+
+    Example: one series, origins 0..9 one step apart, ``width`` 3, H = 2, S = 1, two folds
+    (``t``: trains, ``h``: held out)::
+
+        origin   0  1  2  3  4  5  6  7  8  9
+        fold 1   t  t  t  t  t  .  .  h  h  h      cut 6: window 4's targets are 5 and 6
+        fold 2   t  t  .  .  h  h  h  .  .  .      cut 3
+
+    Args:
+      series_ids: Each window's series ``[N]``.
+      origins: Each window's origin ``[N]`` (any increasing unit: epoch seconds).
+      width: The length of each held-out stretch, in the origins' unit (> 0).
+      folds: How many folds.
+      horizon: H.
+      stride: S, the step between a series' window starts.
+
+    Returns:
+      ``folds`` pairs of bool masks ``[N]``; a fold may hold no window (a short series).
+    """
+    series_ids = np.asarray(series_ids)
+    origins = np.asarray(origins, dtype=np.float64)
+    if len(origins) == 0 or folds < 1:
+        return [(np.zeros(len(origins), bool), np.zeros(len(origins), bool)) for _ in range(max(folds, 0))]
+    if width <= 0:
+        raise ValueError(f"the held-out stretch must be longer than 0; got {width}")
+    latest, overlap = origins.max(), -(-horizon // stride)
+    result = []
+    for j in range(1, folds + 1):
+        cut = latest - j * width
+        held_out = (origins > cut) & (origins <= cut + width)
+        before = origins <= cut
+        train = before.copy()
+        for series in np.unique(series_ids[before]):
+            index = np.flatnonzero(before & (series_ids == series))
+            train[index[np.argsort(origins[index], kind="stable")][max(len(index) - overlap, 0):]] = False
+        result.append((train, held_out))
+    return result

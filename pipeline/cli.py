@@ -108,7 +108,7 @@ def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
     for name in ("dropout", "recurrent_dropout", "learning_rate", "weight_decay"):
         _add(parser, M, name, "float")
     for name in ("batch_size", "epochs", "early_stopping_patience", "seed", "tuner_trials", "series_embedding_dim",
-                 "ensemble_size"):
+                 "ensemble_size", "calibration_folds"):
         _add(parser, M, name, "int")
     for name in ("serving_xla", "tune", "seasonal_base", "seasonal_base_mix", "smoothing_bases", "refit"):
         _add(parser, M, name, "bool")

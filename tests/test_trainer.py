@@ -13,7 +13,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 
-from components import features
+from components import features, quantiles, windowing
 from components import trainer as trainer_lib
 from components import transform as transform_lib
 from pipeline import cli, local_runner
@@ -586,3 +586,44 @@ def test_each_branch_is_trained_on_its_own_loss():
     training.fit(inputs, y, batch_size=32, epochs=1, verbose=0)
     assert all(not np.array_equal(b, model.get_layer(f"correction_{k}").kernel.numpy())
                for k, b in enumerate(before))
+
+
+def test_calibration_folds_train_before_a_held_out_stretch_of_train_and_their_errors_join_evals(covariate_transform):
+    out, splits = covariate_transform
+    train, evaluation, args = conftest.fit_inputs(out)
+    accessor, tft_output, history, horizon = args
+    config = dataclasses.replace(TINY, scaling="window_std", interval_method="conformal", calibration_folds=1)
+    series, origins = trainer_lib.window_keys(train, accessor, tft_output)
+    assert sorted(zip(series, origins)) == sorted((r["series_id"][0], r["origin_timestamp"][0]) for r in splits["train"])
+    eval_origins = [r["origin_timestamp"][0] for r in splits["eval"]]
+    a = trainer_lib.fit(train, evaluation, *args, config)
+    [(fold_model, held_out)] = trainer_lib.train_folds(train, evaluation, accessor, tft_output, history, horizon, 1,
+                                                      config, a)
+    [(fold_train, expected_held_out)] = windowing.held_out_folds(
+        series, origins, max(eval_origins) - origins.max(), 1, horizon)
+    np.testing.assert_array_equal(held_out, expected_held_out)
+    assert 0 < fold_train.sum() and 0 < held_out.sum() < len(origins) - fold_train.sum()
+    # The fold's model is the refit's recipe on the fold's training windows, and reads no other.
+    again = trainer_lib.fit(train, None, *args, trainer_lib.refit_config(config, a.epochs, a.base_mix_fit),
+                            keep=fold_train)
+    assert again.windows == fold_train.sum() and again.epochs == a.epochs
+    for w, v in zip(fold_model.get_weights(), again.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(w, v)
+    kept = trainer_lib.make_dataset(train, accessor, tft_output, 16, False, 0, (features.ORIGIN_TIMESTAMP,),
+                                    keep=held_out)
+    np.testing.assert_array_equal(np.concatenate([x[features.ORIGIN_TIMESTAMP].numpy().ravel() for x, _ in kept]),
+                                  origins[held_out])
+    # By hand: A's scaled eval errors and the fold model's on its held-out windows, pooled (spread 1).
+    adjustments, report = trainer_lib.calibrate(a.model, evaluation, accessor, tft_output, config,
+                                                folds=[(fold_model, train, held_out)])
+    assert report["windows"] == len(splits["eval"]) and report["fold_windows"] == [held_out.sum()]
+    errors = []
+    for model, files, keep in ((a.model, evaluation, None), (fold_model, train, held_out)):
+        for x, y in trainer_lib.make_dataset(files, accessor, tft_output, 16, False, 0, keep=keep):
+            errors.append(y.numpy() - model(x, training=False).numpy())
+    errors = np.concatenate(errors)
+    expected = quantiles.pooled_conformal_adjustments(
+        errors, np.zeros(errors.shape + (len(config.quantiles),)), config.quantiles)
+    np.testing.assert_allclose(adjustments, expected, rtol=1e-5, atol=1e-6)
+    alone, _ = trainer_lib.calibrate(a.model, evaluation, accessor, tft_output, config)
+    assert not np.allclose(alone, adjustments)

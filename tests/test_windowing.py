@@ -144,3 +144,40 @@ def test_no_target_leaks_across_splits_and_targets_follow_their_history(
 def test_reader_columns_reject_a_covariate_that_cannot_name_a_feature():
     with pytest.raises(reader.DataError, match="letters, digits"):
         reader.Columns(covariates=("air temp",))
+
+
+def _fold_letters(train: np.ndarray, held_out: np.ndarray) -> str:
+    return "".join("t" if t else "h" if h else "." for t, h in zip(train, held_out))
+
+
+def test_held_out_folds_of_the_docstring_example():
+    folds = windowing.held_out_folds(np.zeros(10), np.arange(10), width=3, folds=2, horizon=2)
+    assert [_fold_letters(*fold) for fold in folds] == ["ttttt..hhh", "tt..hhh..."]
+
+
+def test_held_out_folds_keep_every_training_target_before_the_stretch_in_each_series():
+    # Two series on one grid, stride 2, horizon 3; series b ends early and has a gap.
+    a = np.arange(0, 40, 2)
+    b = np.array([0, 2, 4, 10, 12, 14, 16, 18, 20])
+    series = np.array(["a"] * len(a) + ["b"] * len(b))
+    origins = np.concatenate([a, b])
+    horizon, stride = 3, 2
+    for j, (train, held_out) in enumerate(windowing.held_out_folds(series, origins, 8, 2, horizon, stride), 1):
+        cut = 38 - 8 * j
+        np.testing.assert_array_equal(held_out, (origins > cut) & (origins <= cut + 8))
+        assert not (train & held_out).any()
+        # Every training target (origin + 1 .. origin + H) at or before the cut ...
+        assert (origins[train] + horizon <= cut).all()
+        # ... and each series' windows before the cut are kept but for the last ceil(H / S) = 2.
+        for s in ("a", "b"):
+            before = np.sort(origins[(series == s) & (origins <= cut)])
+            np.testing.assert_array_equal(np.sort(origins[train & (series == s)]), before[:-2])
+    # A stretch that reaches before every window: nothing to train on.
+    train, held_out = windowing.held_out_folds(np.zeros(4), np.arange(4), width=3, folds=1, horizon=1)[0]
+    assert _fold_letters(train, held_out) == ".hhh"
+
+
+def test_held_out_folds_need_a_stretch_longer_than_zero():
+    with pytest.raises(ValueError, match="longer than 0"):
+        windowing.held_out_folds(np.zeros(3), np.arange(3), width=0, folds=1, horizon=1)
+    assert windowing.held_out_folds(np.zeros(0), np.zeros(0), width=0, folds=2, horizon=1)[1][0].shape == (0,)
