@@ -6,7 +6,9 @@ windows in two by time (origin), calibrates each variant on one half and measure
 the other (both ways): the cross-fit error, mean ``|coverage - nominal|`` over data sets, the 80%
 and 95% intervals and both directions, is what a variant is chosen on. Only then, for information,
 each variant is calibrated on every eval window of the first (train-only) model A and scored on
-the test windows with the refit model B (the RefitTrainer's, which is pushed), as the pipeline does.
+the test windows with the refit model B (the RefitTrainer's, which is pushed), as the pipeline does
+with ``--calibration-folds 0`` (a kept run does not keep the folds' models, whose errors the
+pipeline's default pools with eval's).
 Runs of the point model's conformal intervals only (``--interval-method conformal``, the default).
 
 The variants differ in the spread each window's scores are normalised by (what summary of which

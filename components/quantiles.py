@@ -5,7 +5,8 @@ A quantile forecast holds, for each window and horizon step, one value per level
 ``p``, ``1 - p``); each pair bounds a central interval of nominal coverage ``1 - 2p``.
 
 Calibration is conformalized quantile regression (Romano et al., 2019), split-conformal per
-horizon step: on held-out windows (the eval split) each interval's score is
+horizon step: on held-out windows (the eval split, and the stretches of the train split that
+cross-validation folds held out: ``components.trainer.train_folds``) each interval's score is
 ``max(lo - y, y - hi)`` (positive when the target falls outside, by how far), and the interval
 is widened at both ends by the ``ceil((n + 1)(1 - a)) / n`` empirical quantile of its scores
 (``a = 1 - coverage``; negative: narrowed). On windows exchangeable with those, the calibrated

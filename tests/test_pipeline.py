@@ -80,8 +80,11 @@ def test_the_pushed_model_is_the_refit_and_carries_the_trainers_calibration(pipe
     refit, _ = _trained_model(config, result, pipeline_lib.REFIT_TRAINER)
     assert pusher.same_saved_model(pushed_model, refit) and not pusher.same_saved_model(pushed_model, trained)
     with open(os.path.join(trained_run, trainer_lib.CALIBRATION_FILE)) as f:
-        calibration = json.load(f)["adjustments"]
+        record = json.load(f)
+    calibration = record["adjustments"]
     assert trainer_lib.read_training_record(pushed_model)["adjustments"] == calibration
+    # The run's --calibration-folds 1: a fold inside train added its held-out windows' errors.
+    assert len(record["fold_windows"]) == 1 and record["fold_windows"][0] > 0
     # In the graphs: each quantile's offset from the median is the calibration times the window's
     # spread, which the window alone gives, so both models give the same offsets and other medians.
     test = local_data.read_split_windows(result.examples_uri, windowing.TEST)

@@ -253,6 +253,13 @@ def test_the_coverage_table_text_page_and_calibration_plot(tmp_path):
     assert {"src": render.CALIBRATION_PLOT, "alt": "observed against nominal coverage"} in page.images
     assert render.calibration_plot(report, str(tmp_path)) == render.CALIBRATION_PLOT
     assert (tmp_path / render.CALIBRATION_PLOT).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Which errors calibrated the intervals, where the Trainer recorded it.
+    assert render.calibration_scores(report) == "calibrated on 3 eval windows"
+    assert render.calibration_scores(dataclasses.replace(report, calibration={})) == ""
+    folds = dataclasses.replace(report, calibration={**report.calibration, "windows": 42, "fold_windows": [40]})
+    assert render.calibration_scores(folds) == "calibrated on 42 eval windows and 40 windows of 1 fold in train " \
+                                               "(--calibration-folds)"
+    assert render.format_report(folds).count(render.calibration_scores(folds)) == 1
     # A point model has no intervals: no table, no plot.
     assert render.coverage_rows(hand_made_report()) == []
     assert render.calibration_plot(hand_made_report(), str(tmp_path / "none")) is None

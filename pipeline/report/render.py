@@ -97,7 +97,22 @@ def _coverage_lines(report: Report) -> list[str]:
         f"{split} {_cell(model[split].get(forecast_metrics.QUANTILE_LOSS))} "
         f"({_cell(model[split].get(forecast_metrics.SCALED_QUANTILE_LOSS), 3)} of the best naive MAE)"
         for split in SPLITS))
-    return lines
+    scores = calibration_scores(report)
+    return lines + ([scores] if scores else [])
+
+
+def calibration_scores(report: Report) -> str:
+    """Which errors the intervals were calibrated on; "" where the Trainer recorded no window counts.
+
+    Example: "calibrated on 42 eval windows and 42 windows of 1 fold in train (--calibration-folds)".
+    """
+    windows, folds = report.calibration.get("windows"), report.calibration.get("fold_windows")
+    if windows is None:
+        return ""
+    if not folds:
+        return f"calibrated on {windows} eval windows"
+    return (f"calibrated on {windows} eval windows and {sum(folds)} windows of {len(folds)} "
+            f"fold{'s' if len(folds) > 1 else ''} in train (--calibration-folds)")
 
 
 def mix_start(model: dict[str, Any], chooser: Optional[str] = None) -> str:
