@@ -594,7 +594,8 @@ def test_calibration_folds_train_before_a_held_out_stretch_of_train_and_their_er
     accessor, tft_output, history, horizon = args
     config = dataclasses.replace(TINY, scaling="window_std", interval_method="conformal", calibration_folds=1)
     series, origins = trainer_lib.window_keys(train, accessor, tft_output)
-    assert sorted(zip(series, origins)) == sorted((r["series_id"][0], r["origin_timestamp"][0]) for r in splits["train"])
+    expected = sorted((r["series_id"][0], r["origin_timestamp"][0]) for r in splits["train"])
+    assert sorted(zip(series, origins)) == expected
     eval_origins = [r["origin_timestamp"][0] for r in splits["eval"]]
     a = trainer_lib.fit(train, evaluation, *args, config)
     [(fold_model, held_out)] = trainer_lib.train_folds(train, evaluation, accessor, tft_output, history, horizon, 1,
