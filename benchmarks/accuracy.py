@@ -572,6 +572,16 @@ def print_summary(results: dict[str, dict[str, Any]], failures: dict[str, str]) 
                 "test coverage of the 80% and 95% intervals; 'train only': the Trainer's model, without the refit)",
                 ["data set", "model/MSTL", "model/AutoTheta", "model/point", "model skill", "model MASE", "cov 80",
                  "cov 95", "train only/MSTL", "cov 80", "cov 95", "blessed", "s"], rows)
+    means = summary_means(results)
+    print(f"mean over {means['sets']} sets: model/MSTL {_number(means['model_mae_over_mstl'], '.3f')}; "
+          f"|test coverage - nominal| of the 80% and 95% intervals {_number(means['coverage_error'], '.4f')} "
+          f"({means['coverage_sets']} sets)")
+
+
+def summary_means(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """:func:`accuracy_metrics.set_means` of the runs' results: what a default is chosen on."""
+    return am.set_means({name: r["model_mae_over"][MSTL] for name, r in results.items()},
+                        {name: (r.get("intervals") or {}).get("coverage") for name, r in results.items()})
 
 
 def _band(band: Optional[dict[str, Any]]) -> str:
@@ -681,7 +691,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         "benchmark": "accuracy", "date": datetime.date.today().isoformat(), "max_origins": args.max_origins,
         "backtest_cut": args.backtest_cut,
         "epochs": args.epochs, "fit_points": f"max({FIT_PERIODS} x longest period, {FIT_POINTS_MIN})",
-        "datasets": results, "failed": failures, "total_seconds": total}), sort_keys=True))
+        "datasets": results, "means": summary_means(results), "failed": failures, "total_seconds": total}),
+        sort_keys=True))
     return 1 if failures else 0
 
 

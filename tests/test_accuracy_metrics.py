@@ -1,5 +1,7 @@
 """The accuracy benchmark's metrics and naive forecasts against hand computations (fast, no pipeline)."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -137,3 +139,12 @@ def test_a_backtest_fold_drops_the_last_fraction_of_the_time_span_of_every_serie
     kept = pd.read_csv(path)
     assert list(kept["timestamp"]) == list(days[:8]) * 2
     np.testing.assert_array_equal(kept["value"], np.r_[0:8, 11:19])
+
+
+def test_set_means_are_what_defaults_are_chosen_on():
+    coverages = {"a": {"50": 0.1, "80": 0.75, "95": 0.97}, "b": {"80": 0.8, "95": 0.95}, "c": None}
+    means = am.set_means({"a": 1.1, "b": 0.9, "c": float("nan")}, coverages)
+    # (|0.75 - 0.8| + |0.97 - 0.95|) / 2 = 0.035 and 0 for b: the 50% interval is not scored.
+    assert means == {"model_mae_over_mstl": pytest.approx(1.0), "sets": 2,
+                     "coverage_error": pytest.approx(0.0175), "coverage_sets": 2}
+    assert math.isnan(am.set_means({}, {})["coverage_error"])
