@@ -260,6 +260,8 @@ def test_the_coverage_table_text_page_and_calibration_plot(tmp_path):
     assert render.calibration_scores(folds) == "calibrated on 42 eval windows and 40 windows of 1 fold in train " \
                                                "(--calibration-folds)"
     assert render.format_report(folds).count(render.calibration_scores(folds)) == 1
+    page_text = " ".join(" ".join(_Html(render.html(folds, [], None)).text).split())
+    assert "The Trainer's intervals were calibrated on 42 eval windows and 40 windows of 1 fold in train" in page_text
     # A point model has no intervals: no table, no plot.
     assert render.coverage_rows(hand_made_report()) == []
     assert render.calibration_plot(hand_made_report(), str(tmp_path / "none")) is None

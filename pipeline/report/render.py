@@ -282,4 +282,5 @@ def html(report: Report, plots: list[tuple[str, str]], training_plot_file: Optio
         splits=SPLITS, eval_split=windowing.EVAL, test_split=windowing.TEST,
         errors=forecast_metrics.ERRORS, error_labels=_ERROR_LABELS, forecasters=report.forecasters,
         forecaster_labels={f: label(f) for f in report.forecasters}, model=forecast_metrics.MODEL,
-        losing_lines=_losing_lines(report), model_lines=model_lines(report))
+        losing_lines=_losing_lines(report), model_lines=model_lines(report),
+        calibration_scores=calibration_scores(report))
