@@ -235,6 +235,20 @@ def test_the_report_says_how_each_models_mix_started(pipeline_run):
     assert lines[1].endswith(f"(RefitTrainer), mix start {chosen} (the Trainer's choice)")
 
 
+def test_the_report_says_what_the_intervals_were_calibrated_on(pipeline_run):
+    config, result = pipeline_run
+    report = report_collect.collect(config, result)
+    _, trained_run = _trained_model(config, result, "Trainer")
+    with open(os.path.join(trained_run, trainer_lib.CALIBRATION_FILE)) as f:
+        recorded = json.load(f)
+    # The run's one calibration fold reaches the summary, its text and summary.json.
+    [fold] = recorded["fold_windows"]
+    assert report.calibration["windows"] == recorded["windows"] and report.calibration["fold_windows"] == [fold]
+    line = f"calibrated on {recorded['windows']} eval windows and {fold} windows of 1 fold in train"
+    assert line in report_render.format_report(report)
+    assert json.loads(json.dumps(report.to_json()))["calibration"]["fold_windows"] == [fold]
+
+
 def test_a_failed_report_rewrite_leaves_the_previous_report_whole(pipeline_run, monkeypatch):
     from pipeline import report as report_lib
 

@@ -69,7 +69,8 @@ class Report:
         ``metrics``, ``per_step`` and ``per_series`` then hold the model's ``quantile_loss``,
         ``scaled_quantile_loss``, ``coverage`` and ``width`` (these two by interval name, ``"80"``).
       calibration: The Trainer's calibration on the eval split (:func:`components.trainer.calibrate`):
-        ``raw_coverage`` and ``calibrated_coverage`` by interval name, ``windows``; empty without.
+        ``raw_coverage`` and ``calibrated_coverage`` by interval name, ``windows`` and ``fold_windows``
+        (each calibration fold's); empty without.
       models: Which model each split's figures are from: ``{split: {"component": node id,
         "splits": [trained on], "windows": n, "epochs": n, "base_mix_fit": the run's setting (None without a mix),
         "base_mix_fit_chosen": how its mix started, "base_mix_fit_eval_losses": {variant: eval loss} or
@@ -233,7 +234,7 @@ def _calibration(model_run_uri: str) -> dict[str, Any]:
         return {}
     with tf.io.gfile.GFile(path) as f:
         values = json.load(f)
-    return {k: values[k] for k in ("windows", "raw_coverage", "calibrated_coverage") if k in values}
+    return {k: values[k] for k in ("windows", "fold_windows", "raw_coverage", "calibrated_coverage") if k in values}
 
 
 def _training_log(model_run_uri: str) -> dict[str, list[float]]:
