@@ -232,4 +232,6 @@ def test_report_metrics_equal_numpy_on_the_same_windows(runs, split):
         assert per_series["model"]["coverage"][name] == pytest.approx(metrics["model"]["coverage"][name])
     # Conformal intervals (the default) around the point model: no raw coverage to report.
     assert not config.model.quantile_head
-    assert set(summary["calibration"]) == {"windows", "calibrated_coverage"}
+    # And the defaults calibrate on eval alone (--calibration-folds 0).
+    assert set(summary["calibration"]) == {"windows", "fold_windows", "calibrated_coverage"}
+    assert summary["calibration"]["fold_windows"] == []
