@@ -27,6 +27,8 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from components.trainer_options import interval_name
+
 
 def persistence_forecast(values: np.ndarray, origin: int, horizon: int) -> np.ndarray:
     """The value at ``origin`` repeated ``horizon`` times."""
@@ -202,13 +204,14 @@ def coverage_band(hits: np.ndarray, origins: np.ndarray, lags: int) -> Optional[
     return Band(coverage, coverage - Z_90 * se, coverage + Z_90 * se, len(per_origin), lags)
 
 
-# The intervals the coverage goal is stated for (issue 14: within 3 points of nominal).
-SCORED_INTERVALS = ("80", "95")
+# The intervals the coverage goal is stated for (issue 14: within 3 points of nominal), by nominal coverage.
+SCORED_INTERVALS = (0.8, 0.95)
 
 
-def coverage_error(coverage: dict[str, float], intervals: Sequence[str] = SCORED_INTERVALS) -> float:
-    """Mean ``|coverage - nominal|`` over ``intervals`` (keys as summary.json's: ``"80"`` is 0.8)."""
-    return float(np.mean([abs(coverage[i] - float(i) / 100) for i in intervals]))
+def coverage_error(coverage: dict[str, float], intervals: Sequence[float] = SCORED_INTERVALS) -> float:
+    """Mean ``|coverage - nominal|`` over ``intervals``, ``coverage`` keyed as summary.json's
+    (:func:`components.trainer_options.interval_name`: ``"80"`` for 0.8)."""
+    return float(np.mean([abs(coverage[interval_name(c)] - c) for c in intervals]))
 
 
 def set_means(ratios: dict[str, float], coverages: dict[str, dict[str, float]]) -> dict[str, Any]:

@@ -40,10 +40,8 @@ import numpy as np
 
 import benchmarks
 from benchmarks.accuracy import print_table
+from benchmarks.accuracy_metrics import SCORED_INTERVALS
 from components import quantiles
-
-# The intervals the goal is stated for (issue 14: within 3 points of nominal).
-SCORED_INTERVALS = (0.8, 0.95)
 
 # A spread function: (raw contexts [N, C], scales [N, 1], period m, horizon H) -> spreads [N, 1],
 # original units.
