@@ -806,11 +806,10 @@ def calibrate(model: keras.Model, eval_files: list[str], data_accessor: tfx.comp
 
     predicted, actual, spread = scored(model, eval_files)
     held_out = [scored(*fold) for fold in folds]
+    pooled_predicted, pooled_actual, pooled_spread = (
+        np.concatenate(parts) for parts in zip((predicted, actual, spread), *held_out))
     adjust = quantiles.conformal_adjustments if model_config.quantile_head else quantiles.pooled_conformal_adjustments
-    adjustments = adjust(
-        np.concatenate([actual] + [a for _, a, _ in held_out]),
-        np.concatenate([predicted] + [p for p, _, _ in held_out]), levels,
-        np.concatenate([spread] + [sp for _, _, sp in held_out]))
+    adjustments = adjust(pooled_actual, pooled_predicted, levels, pooled_spread)
 
     def coverage(values: np.ndarray) -> dict[str, float]:
         hits = quantiles.covered(actual, values, levels).reshape(-1, len(quantiles.interval_pairs(levels)))
