@@ -69,6 +69,8 @@ TRAIN_ONLY_MODEL = "model, train only"
 # Points the classical models are fitted on: the last max(10 x longest period, FIT_POINTS_MIN).
 FIT_POINTS_MIN, FIT_PERIODS = 1000, 10
 LOG_TAIL_LINES = 30
+# The JSON line, also written into --output-dir (what benchmarks.stretches reads).
+RESULTS_FILE = "accuracy.json"
 
 
 def seasonal_naive_name(period: int) -> str:
@@ -339,18 +341,26 @@ def interval_scores(actual: np.ndarray, quantiles: np.ndarray, levels: tuple, na
             "width": {interval_name(c): metrics[forecast_metrics.width_name(c)] for c in intervals}}
 
 
-def coverage_bands(windows: TestWindows, quantiles_: np.ndarray, levels: tuple, origin_index: np.ndarray,
-                   horizon: int) -> dict[str, Optional[dict[str, Any]]]:
-    """Each central interval's test coverage with its 90% band (:func:`accuracy_metrics.coverage_band`)."""
+def window_hits(windows: TestWindows, quantiles_: np.ndarray, levels: tuple) -> dict[str, np.ndarray]:
+    """Each central interval's fraction of each window's targets inside it, ``{"80": [n], ...}``."""
     from components import quantiles
     from components.trainer_options import interval_name
-    hits = quantiles.covered(windows.targets, quantiles_, levels)
-    lags = am.band_lags(origin_index, windows.series_ids, horizon, len(np.unique(windows.origins)))
-    bands = {}
-    for i, (_, _, nominal) in enumerate(quantiles.interval_pairs(levels)):
-        band = am.coverage_band(hits[..., i], windows.origins, lags)
-        bands[interval_name(nominal)] = None if band is None else dataclasses.asdict(band)
-    return bands
+    hits = quantiles.covered(windows.targets, quantiles_, levels).mean(axis=1)
+    return {interval_name(nominal): hits[:, i] for i, (_, _, nominal) in enumerate(quantiles.interval_pairs(levels))}
+
+
+def coverage_bands(hits: dict[str, np.ndarray], origins: np.ndarray, lags: int) -> dict[str, Optional[dict[str, Any]]]:
+    """Each central interval's test coverage with its 90% band (:func:`accuracy_metrics.coverage_band`)."""
+    bands = {name: am.coverage_band(fractions, origins, lags) for name, fractions in hits.items()}
+    return {name: None if band is None else dataclasses.asdict(band) for name, band in bands.items()}
+
+
+def window_errors(windows: TestWindows, forecasts: dict[str, np.ndarray], lags: int) -> dict[str, Any]:
+    """What :mod:`benchmarks.stretches` pools over backtest folds: each scored window's origin, series and
+    MAE of the model and the classical baselines, and the Newey-West lags of the split's bands."""
+    actual = windows.targets.astype(np.float64)
+    return {"origins": windows.origins, "series": windows.series_ids, "lags": lags,
+            "mae": {name: np.abs(actual - forecasts[name]).mean(axis=1) for name in (MODEL, MSTL, AUTOTHETA)}}
 
 
 def baseline_forecasts(spec: DatasetSpec, windows: TestWindows, grids: dict[str, "Series"],
@@ -478,8 +488,12 @@ def benchmark_dataset(spec: DatasetSpec, root: str, max_origins: int, epochs: Op
         intervals = {"levels": list(levels), "test_windows": len(all_windows.origins),
                      **interval_scores(all_windows.targets.astype(np.float64), all_quantiles, levels, best_naive),
                      "calibration": run.calibration}
-        intervals["coverage_band"] = coverage_bands(all_windows, all_quantiles, levels,
-                                                    origin_indices(all_windows, grids), spec.horizon)
+        hits = window_hits(all_windows, all_quantiles, levels)
+        all_lags = am.band_lags(origin_indices(all_windows, grids), all_windows.series_ids, spec.horizon,
+                                len(np.unique(all_windows.origins)))
+        intervals["coverage_band"] = coverage_bands(hits, all_windows.origins, all_lags)
+        intervals["windows"] = {"origins": all_windows.origins, "series": all_windows.series_ids, "lags": all_lags,
+                                "hits": hits}
         if train_only is not None:
             _, train_only_quantiles, _ = train_only(all_windows.records)
             intervals[TRAIN_ONLY_MODEL] = interval_scores(all_windows.targets.astype(np.float64),
@@ -506,6 +520,7 @@ def benchmark_dataset(spec: DatasetSpec, root: str, max_origins: int, epochs: Op
                               for other in (POINT_MODEL, TRAIN_ONLY_MODEL) if other in metrics}},
         "train_only_mae_over_mstl": metrics[TRAIN_ONLY_MODEL]["mae"] / metrics[MSTL]["mae"]
         if TRAIN_ONLY_MODEL in metrics else None,
+        "scored_windows": window_errors(windows, forecasts, lags),
         "seconds": time.perf_counter() - started,
     }
 
@@ -622,6 +637,8 @@ def _json_safe(value: Any) -> Any:
         return [_json_safe(v) for v in value]
     if isinstance(value, np.generic):
         return _json_safe(value.item())
+    if isinstance(value, np.ndarray):
+        return _json_safe(value.tolist())
     return value
 
 
@@ -687,12 +704,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     print_summary(results, failures)
     print_bands(results)
     print(f"\ntotal {total:.0f} s (load average: {os.getloadavg()[0]:.2f}, CPUs: {os.cpu_count()})")
-    print(json.dumps(_json_safe({
+    line = json.dumps(_json_safe({
         "benchmark": "accuracy", "date": datetime.date.today().isoformat(), "max_origins": args.max_origins,
-        "backtest_cut": args.backtest_cut,
+        "backtest_cut": args.backtest_cut, "model_flags": MODEL_FLAGS,
         "epochs": args.epochs, "fit_points": f"max({FIT_PERIODS} x longest period, {FIT_POINTS_MIN})",
         "datasets": results, "means": summary_means(results), "failed": failures, "total_seconds": total}),
-        sort_keys=True))
+        sort_keys=True)
+    print(line)
+    if args.output_dir:
+        with open(os.path.join(base, RESULTS_FILE), "w") as f:
+            f.write(line + "\n")
     return 1 if failures else 0
 
 

@@ -175,33 +175,69 @@ def band_lags(origin_index: np.ndarray, series_ids: np.ndarray, horizon: int, po
     return max(math.ceil(horizon / gap) - 1, math.floor(4 * (points / 100) ** (2 / 9)))
 
 
+# One split's per-window figures for a band: values ``[n]`` (one or two arrays), each window's origin
+# ``[n]`` and the split's Newey-West lags (:func:`band_lags`). Several of them are independent stretches
+# of the same series (backtest folds, :mod:`benchmarks.stretches`).
+Split = tuple[np.ndarray, ...]
+
+
+def pooled_mean_se(parts: Sequence[tuple[np.ndarray, int]]) -> float:
+    """The standard error of the mean of per-origin values pooled over independent stretches.
+
+    Each part is one stretch's time-ordered values and its lags; the pooled mean weighs each
+    stretch by its count ``n_s``, so ``se = sqrt(sum_s (n_s se_s)^2) / sum_s n_s`` with ``se_s`` the
+    stretch's :func:`newey_west_se` (stretches far apart in time share no errors). With one part: its
+    :func:`newey_west_se`.
+    """
+    total = sum(len(values) for values, _ in parts)
+    return math.sqrt(sum((len(values) * newey_west_se(values, lags)) ** 2 for values, lags in parts)) / total
+
+
+def ratio_band(splits: Sequence[Split]) -> Optional[Band]:
+    """``mean(a) / mean(b)`` of per-window MAEs pooled over ``splits`` ``(a, b, origins, lags)`` and its 90%
+    band, or None where a split has too few origins.
+
+    Delta method: with ``r`` the pooled ratio, ``r`` is off its expectation by about
+    ``mean(a - r b) / mean(b)``, whose standard error is :func:`pooled_mean_se` of ``a - r b``
+    averaged per origin (the Diebold-Mariano test's arithmetic), over ``mean(b)``.
+    """
+    a = np.concatenate([np.asarray(split[0], dtype=np.float64) for split in splits])
+    b = np.concatenate([np.asarray(split[1], dtype=np.float64) for split in splits])
+    ratio = float(a.mean() / b.mean())
+    parts = [(origin_means(np.asarray(sa, np.float64) - ratio * np.asarray(sb, np.float64), origins), lags)
+             for sa, sb, origins, lags in splits]
+    return _band(ratio, parts, float(b.mean()))
+
+
+def fraction_band(splits: Sequence[Split]) -> Optional[Band]:
+    """The mean of per-window fractions (a coverage) pooled over ``splits`` ``(fractions, origins, lags)`` and
+    its 90% band, or None where a split has too few origins."""
+    values = np.concatenate([np.asarray(split[0], dtype=np.float64) for split in splits])
+    parts = [(origin_means(fractions, origins), lags) for fractions, origins, lags in splits]
+    return _band(float(values.mean()), parts, 1.0)
+
+
+def _band(estimate: float, parts: list[tuple[np.ndarray, int]], unit: float) -> Optional[Band]:
+    if any(len(values) < MIN_BAND_ORIGINS for values, _ in parts):
+        return None
+    se = pooled_mean_se(parts) / unit
+    return Band(estimate, estimate - Z_90 * se, estimate + Z_90 * se, sum(len(values) for values, _ in parts),
+                max(lags for _, lags in parts))
+
+
 def mae_ratio_band(actual: np.ndarray, forecast: np.ndarray, reference: np.ndarray, origins: np.ndarray,
                    lags: int) -> Optional[Band]:
-    """``MAE(forecast) / MAE(reference)`` on the windows and its 90% band, or None with too few origins.
-
-    Delta method: with ``a_w``, ``b_w`` each window's MAE of the two and ``r`` their ratio,
-    ``r`` is off its expectation by about ``mean(a - r b) / mean(b)``, whose standard error is
-    :func:`newey_west_se` of ``a_w - r b_w`` averaged per origin, over ``mean(b)``.
-    """
+    """``MAE(forecast) / MAE(reference)`` on one split's windows ``[n, H]`` and its 90% band (:func:`ratio_band`)."""
     actual = np.asarray(actual, dtype=np.float64)
-    a = np.abs(actual - forecast).mean(axis=1)
-    b = np.abs(actual - reference).mean(axis=1)
-    ratio = float(a.mean() / b.mean())
-    differences = origin_means(a - ratio * b, origins)
-    if len(differences) < MIN_BAND_ORIGINS:
-        return None
-    se = newey_west_se(differences, lags) / float(b.mean())
-    return Band(ratio, ratio - Z_90 * se, ratio + Z_90 * se, len(differences), lags)
+    return ratio_band([(np.abs(actual - forecast).mean(axis=1), np.abs(actual - reference).mean(axis=1), origins,
+                        lags)])
 
 
 def coverage_band(hits: np.ndarray, origins: np.ndarray, lags: int) -> Optional[Band]:
-    """The fraction of targets in an interval (``hits`` ``[n, H]``) and its 90% band, or None with too few origins."""
-    per_origin = origin_means(np.asarray(hits, dtype=np.float64).mean(axis=1), origins)
-    if len(per_origin) < MIN_BAND_ORIGINS:
-        return None
-    coverage = float(np.asarray(hits, dtype=np.float64).mean())
-    se = newey_west_se(per_origin, lags)
-    return Band(coverage, coverage - Z_90 * se, coverage + Z_90 * se, len(per_origin), lags)
+    """The fraction of one split's targets in an interval and its 90% band (:func:`fraction_band`); ``hits``
+    ``[n, H]`` (each target) or ``[n]`` (each window's fraction)."""
+    hits = np.asarray(hits, dtype=np.float64)
+    return fraction_band([(hits.mean(axis=1) if hits.ndim == 2 else hits, origins, lags)])
 
 
 # The intervals the coverage goal is stated for (issue 14: within 3 points of nominal), by nominal coverage.
