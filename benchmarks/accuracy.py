@@ -627,18 +627,18 @@ def print_bands(results: dict[str, dict[str, Any]]) -> None:
                 rows)
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """NaN and infinities become null, so the line is strict JSON."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, np.generic):
-        return _json_safe(value.item())
+        return json_safe(value.item())
     if isinstance(value, np.ndarray):
-        return _json_safe(value.tolist())
+        return json_safe(value.tolist())
     return value
 
 
@@ -704,7 +704,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     print_summary(results, failures)
     print_bands(results)
     print(f"\ntotal {total:.0f} s (load average: {os.getloadavg()[0]:.2f}, CPUs: {os.cpu_count()})")
-    line = json.dumps(_json_safe({
+    line = json.dumps(json_safe({
         "benchmark": "accuracy", "date": datetime.date.today().isoformat(), "max_origins": args.max_origins,
         "backtest_cut": args.backtest_cut, "model_flags": MODEL_FLAGS,
         "epochs": args.epochs, "fit_points": f"max({FIT_PERIODS} x longest period, {FIT_POINTS_MIN})",

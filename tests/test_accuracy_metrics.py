@@ -126,6 +126,46 @@ def test_coverage_band_is_the_hit_rate_and_its_newey_west_band():
     assert band.holds(0.5) and not band.holds(0.5 + 2 * am.Z_90 * se)
 
 
+def test_pooled_mean_se_adds_independent_stretches_weighted_by_their_origins():
+    rng = np.random.default_rng(2)
+    first, second = rng.normal(size=30), rng.normal(size=12) + 0.5
+    assert am.pooled_mean_se([(first, 2)]) == pytest.approx(am.newey_west_se(first, 2), rel=1e-12)
+    expected = np.sqrt((30 * am.newey_west_se(first, 2)) ** 2 + (12 * am.newey_west_se(second, 1)) ** 2) / 42
+    assert am.pooled_mean_se([(first, 2), (second, 1)]) == pytest.approx(expected, rel=1e-12)
+
+
+def test_ratio_band_pools_the_windows_of_every_split():
+    rng = np.random.default_rng(3)
+    a, b = rng.random(20) + 0.5, rng.random(20) + 1.0
+    c, d = rng.random(15) + 0.2, rng.random(15) + 1.0
+    one, two = (a, b, np.arange(20), 2), (c, d, np.arange(15), 1)
+    band = am.ratio_band([one, two])
+    ratio = np.concatenate([a, c]).mean() / np.concatenate([b, d]).mean()
+    se = am.pooled_mean_se([(a - ratio * b, 2), (c - ratio * d, 1)]) / np.concatenate([b, d]).mean()
+    assert band.estimate == pytest.approx(ratio, rel=1e-12)
+    assert (band.low, band.high) == pytest.approx((ratio - am.Z_90 * se, ratio + am.Z_90 * se), rel=1e-12)
+    assert (band.origins, band.lags) == (35, 2)
+    # The same stretch twice (as if independent): the same ratio, a band narrower by sqrt(2).
+    twice = am.ratio_band([one, one])
+    single = am.ratio_band([one])
+    assert twice.estimate == pytest.approx(single.estimate)
+    assert (twice.high - twice.low) * np.sqrt(2) == pytest.approx(single.high - single.low, rel=1e-9)
+    # One split with too few origins leaves the pool without a band.
+    assert am.ratio_band([one, (c[:5], d[:5], np.arange(5), 1)]) is None
+
+
+def test_fraction_band_pools_per_window_fractions():
+    hits_a = np.where(np.arange(20) % 2 == 0, 1.0, 0.5)
+    hits_b = np.where(np.arange(10) % 5 == 0, 0.0, 1.0)
+    band = am.fraction_band([(hits_a, np.arange(20), 1), (hits_b, np.arange(10), 1)])
+    assert band.estimate == pytest.approx(np.concatenate([hits_a, hits_b]).mean())
+    se = am.pooled_mean_se([(hits_a, 1), (hits_b, 1)])
+    assert band.high - band.estimate == pytest.approx(am.Z_90 * se, rel=1e-12)
+    # A window's fraction of its targets or each target: the same band.
+    per_target = np.stack([hits_a > 0.9, hits_a > 0.4], axis=1)
+    assert am.coverage_band(per_target, np.arange(20), 1) == am.coverage_band(hits_a, np.arange(20), 1)
+
+
 def test_a_backtest_fold_drops_the_last_fraction_of_the_time_span_of_every_series(tmp_path):
     import pandas as pd
 
