@@ -46,7 +46,7 @@ import sys
 import tempfile
 import time
 import warnings
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, TextIO
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence, TextIO
 
 import numpy as np
 
@@ -156,8 +156,11 @@ class PipelineFailed(RuntimeError):
     """The pipeline subprocess failed; the message holds the end of its log."""
 
 
-def run_pipeline(spec: DatasetSpec, data_path: str, output: str, epochs: Optional[int]) -> PipelineRun:
+def run_pipeline(spec: DatasetSpec, data_path: str, output: str, epochs: Optional[int],
+                 model_flags: Sequence[str] = ()) -> PipelineRun:
     """Runs ``lstm-forecast run`` on one data set into ``output``; its output goes to ``output/pipeline.log``.
+
+    ``model_flags`` are further flags of the run (a variant to compare, :func:`run_argv`).
 
     Raises:
       PipelineFailed: An exit status other than 0 (pushed) or 2 (not blessed).
@@ -171,14 +174,14 @@ def run_pipeline(spec: DatasetSpec, data_path: str, output: str, epochs: Optiona
     from pipeline import local_runner
     from pipeline.pipeline import REFIT_TRAINER
 
-    config = pipeline_config(spec, data_path, output, epochs)
+    config = pipeline_config(spec, data_path, output, epochs, model_flags)
     os.makedirs(output, exist_ok=True)
     log_path = os.path.join(output, "pipeline.log")
     started = time.perf_counter()
     with open(log_path, "w") as log:
-        status = subprocess.call([sys.executable, "-m", "pipeline.cli", *run_argv(spec, data_path, output, epochs)],
-                                 stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-                                 env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        argv = run_argv(spec, data_path, output, epochs, model_flags)
+        status = subprocess.call([sys.executable, "-m", "pipeline.cli", *argv], stdout=log, stderr=subprocess.STDOUT,
+                                 cwd=REPO, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     seconds = time.perf_counter() - started
     if status not in (0, 2):
         with open(log_path) as log:
@@ -208,21 +211,19 @@ def run_pipeline(spec: DatasetSpec, data_path: str, output: str, epochs: Optiona
                        report_test_skill=summary.get("test_skill"), calibration=summary.get("calibration") or None)
 
 
-# Further ``lstm-forecast run`` flags for every data set (--model-flags): variants to compare.
-MODEL_FLAGS: list[str] = []
-
-
-def run_argv(spec: DatasetSpec, data_path: str, output: str, epochs: Optional[int]) -> list[str]:
-    """The ``lstm-forecast`` arguments of a data set's run."""
-    argv = ["run", "--data", data_path, "--output", output, "--no-cache", *spec.run_flags(), *MODEL_FLAGS]
+def run_argv(spec: DatasetSpec, data_path: str, output: str, epochs: Optional[int],
+             model_flags: Sequence[str] = ()) -> list[str]:
+    """The ``lstm-forecast`` arguments of a data set's run; ``model_flags``: further flags (``--model-flags``)."""
+    argv = ["run", "--data", data_path, "--output", output, "--no-cache", *spec.run_flags(), *model_flags]
     return argv + (["--epochs", str(epochs)] if epochs is not None else [])
 
 
-def pipeline_config(spec: DatasetSpec, data_path: str, output: str,
-                    epochs: Optional[int]) -> config_lib.PipelineConfig:
+def pipeline_config(spec: DatasetSpec, data_path: str, output: str, epochs: Optional[int],
+                    model_flags: Sequence[str] = ()) -> config_lib.PipelineConfig:
     """The :class:`PipelineConfig` the run's flags make, parsed by the command's own parser."""
     from pipeline import cli
-    return cli.pipeline_config_from_flags(cli.build_parser().parse_args(run_argv(spec, data_path, output, epochs)))
+    argv = run_argv(spec, data_path, output, epochs, model_flags)
+    return cli.pipeline_config_from_flags(cli.build_parser().parse_args(argv))
 
 
 def read_test_windows(examples_uri: str, split: str = "test") -> TestWindows:
@@ -427,7 +428,8 @@ def score(windows: TestWindows, forecasts: dict[str, np.ndarray], seconds: dict[
 
 
 def benchmark_dataset(spec: DatasetSpec, root: str, max_origins: int, epochs: Optional[int],
-                      point_model: bool = False, backtest_cut: Optional[float] = None) -> dict[str, Any]:
+                      point_model: bool = False, backtest_cut: Optional[float] = None,
+                      model_flags: Sequence[str] = ()) -> dict[str, Any]:
     """Runs the pipeline on one data set and scores every forecaster on the same test windows.
 
     With ``point_model``, also runs the pipeline with ``--quantiles ''`` (a point model, as before
@@ -441,20 +443,17 @@ def benchmark_dataset(spec: DatasetSpec, root: str, max_origins: int, epochs: Op
         progress(f"{spec.name}: backtest fold, the last {backtest_cut:g} of the span dropped ({rows} rows kept)")
     output = os.path.join(root, "run")
     progress(f"{spec.name}: lstm-forecast run {' '.join(spec.run_flags())} (log: {output}/pipeline.log)")
-    run = run_pipeline(spec, data_path, output, epochs)
+    run = run_pipeline(spec, data_path, output, epochs, model_flags)
     point_run = None
     if point_model:
-        MODEL_FLAGS.extend(POINT_MODEL_FLAGS)
-        try:
-            progress(f"{spec.name}: the point model, {' '.join(POINT_MODEL_FLAGS)}")
-            point_run = run_pipeline(spec, data_path, os.path.join(root, "run_point"), epochs)
-        finally:
-            del MODEL_FLAGS[-len(POINT_MODEL_FLAGS):]
+        progress(f"{spec.name}: the point model, {' '.join(POINT_MODEL_FLAGS)}")
+        point_run = run_pipeline(spec, data_path, os.path.join(root, "run_point"), epochs,
+                                 [*model_flags, *POINT_MODEL_FLAGS])
     progress(f"{spec.name}: pipeline done in {run.seconds:.0f} s (Trainer {run.component_seconds.get('Trainer', 0):.0f}"
              f" s); blessed: {'yes' if run.blessed else 'no'}")
     all_windows = read_test_windows(run.examples_uri)
     windows = choose_windows(all_windows, max_origins)
-    grids = series_grids(pipeline_config(spec, data_path, output, epochs))
+    grids = series_grids(pipeline_config(spec, data_path, output, epochs, model_flags))
     indices = origin_indices(windows, grids)
     progress(f"{spec.name}: {len(windows.origins)} of {len(all_windows.origins)} test windows "
              f"({len(np.unique(windows.series_ids))} series); forecasting")
@@ -502,7 +501,7 @@ def benchmark_dataset(spec: DatasetSpec, root: str, max_origins: int, epochs: Op
     return {
         "spec": {"source": spec.source, "frequency": spec.frequency, "horizon": spec.horizon,
                  "history": run.history, "periods": list(spec.periods), "model_periods": list(run.seasonal_periods),
-                 "flags": spec.run_flags() + MODEL_FLAGS,
+                 "flags": [*spec.run_flags(), *model_flags],
                  "note": spec.note},
         "windows": {"test": len(all_windows.origins), "scored": len(windows.origins),
                     "series": len(np.unique(windows.series_ids))},
@@ -662,7 +661,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--output-dir", default=None,
                         help="where the runs go, one directory per data set (default: a new temporary directory)")
     args = parser.parse_args(argv)
-    MODEL_FLAGS[:] = args.model_flags.split()
+    model_flags = args.model_flags.split()
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
     unknown = [n for n in names if n not in datasets_lib.DATASETS]
     if unknown:
@@ -684,7 +683,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 try:
                     results[name] = benchmark_dataset(datasets_lib.DATASETS[name], os.path.join(base, name),
                                                       args.max_origins, args.epochs, args.point_model,
-                                                      args.backtest_cut)
+                                                      args.backtest_cut, model_flags)
                 except PipelineFailed as error:
                     progress(f"{name}: FAILED: {error}")
                     failures[name] = str(error)
@@ -706,7 +705,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(f"\ntotal {total:.0f} s (load average: {os.getloadavg()[0]:.2f}, CPUs: {os.cpu_count()})")
     line = json.dumps(json_safe({
         "benchmark": "accuracy", "date": datetime.date.today().isoformat(), "max_origins": args.max_origins,
-        "backtest_cut": args.backtest_cut, "model_flags": MODEL_FLAGS,
+        "backtest_cut": args.backtest_cut, "model_flags": model_flags,
         "epochs": args.epochs, "fit_points": f"max({FIT_PERIODS} x longest period, {FIT_POINTS_MIN})",
         "datasets": results, "means": summary_means(results), "failed": failures, "total_seconds": total}),
         sort_keys=True)

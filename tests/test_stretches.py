@@ -7,9 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from benchmarks import accuracy
+from benchmarks import accuracy, stretches
 from benchmarks import accuracy_metrics as am
-from benchmarks import stretches
 
 
 def _result(rng: np.random.Generator, windows: int, mstl_scale: float, covered: float) -> dict:
