@@ -34,6 +34,7 @@ import numpy as np
 
 from benchmarks import accuracy
 from benchmarks import accuracy_metrics as am
+from benchmarks import datasets as datasets_lib
 
 DEFAULT_CUTS = (0.0, 0.15, 0.3)
 # The intervals whose pooled coverage is reported (the coverage goal's, issue 14).
@@ -126,8 +127,10 @@ def pool(stretches: dict[float, dict[str, Any]],
       figure, "95": figure}}}``, a figure being ``{estimate, low, high}`` (no band: low and high None),
       for the sets every cut scored; and ``{set: [cuts where it failed or is missing]}`` for the others.
     """
-    names = names or sorted({name for result in stretches.values()
-                             for name in (*result["datasets"], *result["failed"])})
+    if not names:
+        ran = {name for result in stretches.values() for name in (*result["datasets"], *result["failed"])}
+        order = list(datasets_lib.DATASETS)
+        names = sorted(ran, key=lambda name: (order.index(name) if name in order else len(order), name))
     pooled, left_out = {}, {}
     for name in names:
         missing = [cut for cut, result in stretches.items() if name not in result["datasets"]]
