@@ -69,13 +69,13 @@ class ModelConfig:
                    "smoothed ones (the mean seasonal profile of the context's cycles at the latest level, with "
                    "the trend of the cycle means, and of the last two cycles; see components/transform.py)")
     base_mix_fit: str = setting(
-        "auto", choices=BASE_MIX_FITS,
+        "fit", choices=BASE_MIX_FITS,
         help="with --seasonal-base-mix: none: the mix's weights start equal and train with the network; fit: "
              "they start at the convex weights of the candidates closest to the training targets (least absolute "
              "deviations; least squares with --loss mse), fitted on the Trainer's own training data, then "
              "train on; frozen: those weights, kept fixed while the network trains; auto: train with none and "
              "with fit (same seed, each early-stopped; once where the fit keeps equal weights) and keep the one with "
-             "the lower eval loss (the refit takes that choice)")
+             "the lower eval loss (the refit takes that choice; see the README for why fit is the default)")
     base_mix_weights: str = setting(
         "shared", choices=BASE_MIX_WEIGHTS,
         help="with --seasonal-base-mix: shared: one weight per candidate for every target step; per_step: one "

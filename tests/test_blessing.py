@@ -162,10 +162,10 @@ def test_the_gate_compares_with_the_blessed_train_only_model_never_the_refit(run
     again_config, again, _, _ = runs["good again"]
     assert set().union(*_evaluator_model_inputs(again_config, again).values()) == {trained}
     # The summary says which model each split's figures are from.
-    # The bundled CO2 data keeps one cycle in its context, so the fit keeps equal weights: auto trains
-    # none once, and the refit takes that choice.
+    # The default start, fit, once (on the bundled CO2 data's one cycle of context it keeps equal
+    # weights), and the refit starts the same way.
     windows = good_summary["windows"]
-    mix = {"base_mix_fit": "auto", "base_mix_fit_chosen": "none", "base_mix_fit_eval_losses": None}
+    mix = {"base_mix_fit": "fit", "base_mix_fit_chosen": "fit", "base_mix_fit_eval_losses": None}
     assert good_summary["models"] == {
         windowing.EVAL: {"component": "Trainer", "splits": ["train"], "windows": windows["train"],
                          "epochs": good_summary["models"]["eval"]["epochs"], **mix},
