@@ -186,8 +186,8 @@ def pooled_mean_se(parts: Sequence[tuple[np.ndarray, int]]) -> float:
 
     Each part is one stretch's time-ordered values and its lags; the pooled mean weighs each
     stretch by its count ``n_s``, so ``se = sqrt(sum_s (n_s se_s)^2) / sum_s n_s`` with ``se_s`` the
-    stretch's :func:`newey_west_se` (stretches far apart in time share no errors). With one part: its
-    :func:`newey_west_se`.
+    stretch's :func:`newey_west_se` (stretches that do not overlap share no window, and errors
+    across their boundary correlate over a few origins only). With one part: its :func:`newey_west_se`.
     """
     total = sum(len(values) for values, _ in parts)
     return math.sqrt(sum((len(values) * newey_west_se(values, lags)) ** 2 for values, lags in parts)) / total
