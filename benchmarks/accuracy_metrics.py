@@ -193,6 +193,17 @@ def pooled_mean_se(parts: Sequence[tuple[np.ndarray, int]]) -> float:
     return math.sqrt(sum((len(values) * newey_west_se(values, lags)) ** 2 for values, lags in parts)) / total
 
 
+def pooled_ratio(splits: Sequence[Split]) -> float:
+    """``mean(a) / mean(b)`` of per-window MAEs pooled over ``splits`` ``(a, b, origins, lags)``."""
+    return float(np.concatenate([np.asarray(split[0], np.float64) for split in splits]).mean()
+                 / np.concatenate([np.asarray(split[1], np.float64) for split in splits]).mean())
+
+
+def pooled_fraction(splits: Sequence[Split]) -> float:
+    """The mean of per-window fractions pooled over ``splits`` ``(fractions, origins, lags)``."""
+    return float(np.concatenate([np.asarray(split[0], np.float64) for split in splits]).mean())
+
+
 def ratio_band(splits: Sequence[Split]) -> Optional[Band]:
     """``mean(a) / mean(b)`` of per-window MAEs pooled over ``splits`` ``(a, b, origins, lags)`` and its 90%
     band, or None where a split has too few origins.
@@ -201,20 +212,17 @@ def ratio_band(splits: Sequence[Split]) -> Optional[Band]:
     ``mean(a - r b) / mean(b)``, whose standard error is :func:`pooled_mean_se` of ``a - r b``
     averaged per origin (the Diebold-Mariano test's arithmetic), over ``mean(b)``.
     """
-    a = np.concatenate([np.asarray(split[0], dtype=np.float64) for split in splits])
-    b = np.concatenate([np.asarray(split[1], dtype=np.float64) for split in splits])
-    ratio = float(a.mean() / b.mean())
+    ratio = pooled_ratio(splits)
     parts = [(origin_means(np.asarray(sa, np.float64) - ratio * np.asarray(sb, np.float64), origins), lags)
              for sa, sb, origins, lags in splits]
-    return _band(ratio, parts, float(b.mean()))
+    return _band(ratio, parts, float(np.concatenate([np.asarray(split[1], np.float64) for split in splits]).mean()))
 
 
 def fraction_band(splits: Sequence[Split]) -> Optional[Band]:
     """The mean of per-window fractions (a coverage) pooled over ``splits`` ``(fractions, origins, lags)`` and
     its 90% band, or None where a split has too few origins."""
-    values = np.concatenate([np.asarray(split[0], dtype=np.float64) for split in splits])
     parts = [(origin_means(fractions, origins), lags) for fractions, origins, lags in splits]
-    return _band(float(values.mean()), parts, 1.0)
+    return _band(pooled_fraction(splits), parts, 1.0)
 
 
 def _band(estimate: float, parts: list[tuple[np.ndarray, int]], unit: float) -> Optional[Band]:

@@ -142,16 +142,13 @@ def pool(stretches: dict[float, dict[str, Any]],
                                                for cut, result in stretches.items()}}
         for reference in (accuracy.MSTL, accuracy.AUTOTHETA):
             splits = [_scored(r, reference) for r in results]
-            estimate = float(np.concatenate([s[0] for s in splits]).mean()
-                             / np.concatenate([s[1] for s in splits]).mean())
-            figures[reference] = _figure(am.ratio_band(splits), estimate)
+            figures[reference] = _figure(am.ratio_band(splits), am.pooled_ratio(splits))
         figures["coverage"] = {}
         for interval in INTERVALS:
             splits = [_hits(r, interval) for r in results]
             if any(s is None for s in splits):
                 continue
-            estimate = float(np.concatenate([s[0] for s in splits]).mean())
-            figures["coverage"][interval] = _figure(am.fraction_band(splits), estimate)
+            figures["coverage"][interval] = _figure(am.fraction_band(splits), am.pooled_fraction(splits))
         pooled[name] = figures
     return pooled, left_out
 
