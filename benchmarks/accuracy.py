@@ -476,7 +476,8 @@ def benchmark_dataset(spec: DatasetSpec, root: str, max_origins: int, epochs: Op
     naive_names = [PERSISTENCE, *(seasonal_naive_name(m) for m in spec.periods)]
     metrics = score(windows, forecasts, seconds, mase_scales(spec, all_windows, grids), naive_names)
     lags = am.band_lags(indices, windows.series_ids, spec.horizon, len(np.unique(windows.origins)))
-    ratio_bands = {name: am.mae_ratio_band(windows.targets, forecasts[MODEL], forecasts[name], windows.origins, lags)
+    scored = window_errors(windows, forecasts, lags)
+    ratio_bands = {name: am.ratio_band([(scored["mae"][MODEL], scored["mae"][name], windows.origins, lags)])
                    for name in (MSTL, AUTOTHETA)}
     all_forecast, all_quantiles, levels = model(all_windows.records)
     intervals = None
@@ -519,7 +520,7 @@ def benchmark_dataset(spec: DatasetSpec, root: str, max_origins: int, epochs: Op
                               for other in (POINT_MODEL, TRAIN_ONLY_MODEL) if other in metrics}},
         "train_only_mae_over_mstl": metrics[TRAIN_ONLY_MODEL]["mae"] / metrics[MSTL]["mae"]
         if TRAIN_ONLY_MODEL in metrics else None,
-        "scored_windows": window_errors(windows, forecasts, lags),
+        "scored_windows": scored,
         "seconds": time.perf_counter() - started,
     }
 
