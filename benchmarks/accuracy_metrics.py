@@ -233,14 +233,6 @@ def _band(estimate: float, parts: list[tuple[np.ndarray, int]], unit: float) -> 
                 max(lags for _, lags in parts))
 
 
-def mae_ratio_band(actual: np.ndarray, forecast: np.ndarray, reference: np.ndarray, origins: np.ndarray,
-                   lags: int) -> Optional[Band]:
-    """``MAE(forecast) / MAE(reference)`` on one split's windows ``[n, H]`` and its 90% band (:func:`ratio_band`)."""
-    actual = np.asarray(actual, dtype=np.float64)
-    return ratio_band([(np.abs(actual - forecast).mean(axis=1), np.abs(actual - reference).mean(axis=1), origins,
-                        lags)])
-
-
 def coverage_band(hits: np.ndarray, origins: np.ndarray, lags: int) -> Optional[Band]:
     """The fraction of one split's targets in an interval and its 90% band (:func:`fraction_band`); ``hits``
     ``[n, H]`` (each target) or ``[n]`` (each window's fraction)."""

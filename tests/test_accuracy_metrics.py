@@ -100,20 +100,26 @@ def test_origin_means_average_the_series_at_each_origin_in_time_order():
     np.testing.assert_allclose(am.origin_means(np.array([1.0, 3.0, 10.0, 20.0]), np.array([5, 5, 2, 2])), [15, 2])
 
 
-def test_mae_ratio_band_holds_the_ratio_and_widens_with_noisier_differences():
+def test_ratio_band_holds_the_ratio_and_widens_with_noisier_differences():
     rng = np.random.default_rng(1)
     actual = rng.normal(size=(40, 3))
     reference = actual + 1.0  # MAE 1 on every window
     close = actual + np.where(rng.random((40, 3)) < 0.5, 0.9, -1.1)  # MAE about 1
-    band = am.mae_ratio_band(actual, close, reference, np.arange(40), lags=2)
+
+    def split(forecast, rows=slice(None), origins=None):
+        """One split of per-window MAEs (forecast, reference) at ``origins`` (default: one each, 0..39)."""
+        return (np.abs(actual[rows] - forecast[rows]).mean(axis=1), np.abs(actual[rows] - reference[rows]).mean(axis=1),
+                np.arange(40) if origins is None else origins, 2)
+
+    band = am.ratio_band([split(close)])
     assert band.estimate == pytest.approx(np.abs(actual - close).mean())
     assert band.low < band.estimate < band.high and band.origins == 40 and band.lags == 2
     # Every window 20% better than the reference: no spread of the differences, so no width.
-    exact = am.mae_ratio_band(actual, actual + 0.8, reference, np.arange(40), lags=2)
+    exact = am.ratio_band([split(actual + 0.8)])
     assert exact.estimate == pytest.approx(0.8) and exact.high - exact.low == pytest.approx(0, abs=1e-12)
     assert not exact.holds(1.0)
     # Too few origins (two series at 5 origins): no band.
-    assert am.mae_ratio_band(actual[:10], close[:10], reference[:10], np.tile(np.arange(5), 2), 2) is None
+    assert am.ratio_band([split(close, slice(10), np.tile(np.arange(5), 2))]) is None
 
 
 def test_coverage_band_is_the_hit_rate_and_its_newey_west_band():
