@@ -588,9 +588,9 @@ def print_summary(results: dict[str, dict[str, Any]], failures: dict[str, str]) 
                 ["data set", "model/MSTL", "model/AutoTheta", "model/point", "model skill", "model MASE", "cov 80",
                  "cov 95", "train only/MSTL", "cov 80", "cov 95", "blessed", "s"], rows)
     means = summary_means(results)
-    print(f"mean over {means['sets']} sets: model/MSTL {_number(means['model_mae_over_mstl'], '.3f')}; "
+    print(f"mean over {am.sets_phrase(means['sets'])}: model/MSTL {_number(means['model_mae_over_mstl'], '.3f')}; "
           f"|test coverage - nominal| of the 80% and 95% intervals {_number(means['coverage_error'], '.4f')} "
-          f"({means['coverage_sets']} sets)")
+          f"({am.sets_phrase(means['coverage_sets'])})")
 
 
 def summary_means(results: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -250,6 +250,11 @@ def coverage_error(coverage: dict[str, float], intervals: Sequence[float] = SCOR
     return float(np.mean([abs(coverage[interval_name(c)] - c) for c in intervals]))
 
 
+def sets_phrase(count: int) -> str:
+    """``1 set``, ``7 sets``: how the summaries name how many data sets a mean is over."""
+    return f"{count} set" if count == 1 else f"{count} sets"
+
+
 def set_means(ratios: dict[str, float], coverages: dict[str, dict[str, float]]) -> dict[str, Any]:
     """What defaults are chosen on, over the data sets: the mean model MAE over MSTL's and the mean
     :func:`coverage_error` (``ratios`` and ``coverages`` by data set; a set missing from either is left

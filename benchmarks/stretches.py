@@ -16,27 +16,35 @@ excludes 1 or the nominal coverage. The means over data sets of the pooled figur
 default can be chosen on; a set that failed on some cut is left out and named.
 
 Each cut's own tables go to ``<output-dir>/cut-<F>/accuracy.txt`` and its JSON line to
-``accuracy.json`` beside it; this prints the pooled tables and one JSON line.
+``accuracy.json`` beside it; this prints the pooled tables and one JSON line. With ``--jobs N`` the
+cuts run N at a time, each in a child process whose progress lines go to ``progress.log`` in its
+directory (the same figures: the pipelines are seeded).
 
 Usage:
   tools/in-env python -m benchmarks.stretches --output-dir DIR [--cuts 0,0.15,0.3] [--datasets a,b]
-      [--model-flags="--seed 1"] [--keep] [--pool-only]
+      [--model-flags="--seed 1"] [--keep] [--pool-only] [--jobs 2]
 """
 
 import argparse
+import concurrent.futures
 import contextlib
 import json
 import os
+import subprocess
 import sys
-from typing import Any, Optional
+import time
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from benchmarks import accuracy
+from benchmarks import REPO, accuracy
 from benchmarks import accuracy_metrics as am
 from benchmarks import datasets as datasets_lib
 
 DEFAULT_CUTS = (0.0, 0.15, 0.3)
+# Each cut's directory holds its tables and, run as a child process (--jobs), its progress lines.
+TABLES_FILE, PROGRESS_FILE = "accuracy.txt", "progress.log"
+ACCURACY_COMMAND = (sys.executable, "-m", "benchmarks.accuracy")
 # The intervals whose pooled coverage is reported (the coverage goal's, issue 14).
 INTERVALS = tuple(am.interval_name(c) for c in am.SCORED_INTERVALS)
 
@@ -66,20 +74,64 @@ def parse_cuts(text: str) -> list[float]:
     return cuts
 
 
-def run_stretch(cut: float, output_dir: str, args: argparse.Namespace) -> int:
-    """Runs :mod:`benchmarks.accuracy` for one cut; its tables go to ``accuracy.txt`` in the cut's directory."""
-    directory = stretch_dir(output_dir, cut)
-    os.makedirs(directory, exist_ok=True)
-    argv = ["--output-dir", directory, "--max-origins", str(args.max_origins), f"--model-flags={args.model_flags}"]
+def accuracy_argv(cut: float, output_dir: str, args: argparse.Namespace) -> list[str]:
+    """The :mod:`benchmarks.accuracy` arguments of one cut's run, into the cut's directory."""
+    argv = ["--output-dir", stretch_dir(output_dir, cut), "--max-origins", str(args.max_origins),
+            f"--model-flags={args.model_flags}"]
     if args.datasets:
         argv += ["--datasets", args.datasets]
     if cut:
         argv += ["--backtest-cut", f"{cut:g}"]
     if args.keep:
         argv.append("--keep")
+    return argv
+
+
+def run_stretch(cut: float, output_dir: str, args: argparse.Namespace) -> int:
+    """Runs :mod:`benchmarks.accuracy` for one cut in this process; its tables go to ``accuracy.txt`` in the
+    cut's directory."""
+    argv = accuracy_argv(cut, output_dir, args)
+    os.makedirs(stretch_dir(output_dir, cut), exist_ok=True)
     accuracy.progress(f"cut {cut:g}: benchmarks.accuracy {' '.join(argv)}")
-    with open(os.path.join(directory, "accuracy.txt"), "w") as tables, contextlib.redirect_stdout(tables):
+    with open(os.path.join(stretch_dir(output_dir, cut), TABLES_FILE), "w") as tables, \
+            contextlib.redirect_stdout(tables):
         return accuracy.main(argv)
+
+
+def run_stretches_in_parallel(cuts: list[float], output_dir: str, args: argparse.Namespace, jobs: int,
+                              command: Sequence[str] = ACCURACY_COMMAND) -> dict[float, int]:
+    """Runs each cut's benchmark as a child process, ``jobs`` at a time; returns each cut's exit code.
+
+    Each child writes its tables to the cut's ``accuracy.txt`` and its progress to ``progress.log``
+    beside it (the cuts' progress lines would interleave on one terminal); this prints a line as
+    each cut starts and ends. The figures are those of :func:`run_stretch`: every pipeline is
+    seeded, and one run uses about one core (Beam's DirectRunner and the baselines' fits are
+    single-threaded), so on 2 cores two cuts take about the time of one.
+
+    Args:
+      cuts: The cuts to run.
+      output_dir: Where each cut's directory goes (:func:`stretch_dir`).
+      args: The parsed flags (:func:`accuracy_argv`).
+      jobs: How many cuts run at once.
+      command: The benchmark's command line, before its arguments.
+    """
+
+    def run(cut: float) -> int:
+        directory = stretch_dir(output_dir, cut)
+        os.makedirs(directory, exist_ok=True)
+        argv = accuracy_argv(cut, output_dir, args)
+        log = os.path.join(directory, PROGRESS_FILE)
+        accuracy.progress(f"cut {cut:g}: started, benchmarks.accuracy {' '.join(argv)} (progress: {log})")
+        start = time.monotonic()
+        with open(os.path.join(directory, TABLES_FILE), "w") as tables, open(log, "w") as progress_log:
+            code = subprocess.run([*command, *argv], stdout=tables, stderr=progress_log, cwd=REPO,
+                                  check=False).returncode
+        accuracy.progress(f"cut {cut:g}: done in {time.monotonic() - start:.0f} s"
+                          + (f", exit code {code} (see {log})" if code else ""))
+        return code
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool_:
+        return dict(zip(cuts, pool_.map(run, cuts), strict=True))
 
 
 def load_stretch(output_dir: str, cut: float) -> dict[str, Any]:
@@ -197,8 +249,9 @@ def print_pooled(pooled: dict[str, dict[str, Any]], cuts: list[float], left_out:
     accuracy.print_table("test coverage of the model's intervals, pooled over the stretches, with its 90% band",
                          ["data set", *(x for i in INTERVALS for x in (f"cov {i}", "verdict"))], rows)
     means = pooled_means(pooled)
-    print(f"mean over {means['sets']} sets: pooled model/MSTL {means['model_mae_over_mstl']:.3f}; |pooled coverage "
-          f"- nominal| of the {' and '.join(f'{i}%' for i in INTERVALS)} intervals {means['coverage_error']:.4f}")
+    print(f"mean over {am.sets_phrase(means['sets'])}: pooled model/MSTL {means['model_mae_over_mstl']:.3f}; "
+          f"|pooled coverage - nominal| of the {' and '.join(f'{i}%' for i in INTERVALS)} intervals "
+          f"{means['coverage_error']:.4f}")
     for name, missing in left_out.items():
         print(f"left out: {name} (no result at cut {', '.join(f'{c:g}' for c in missing)})")
 
@@ -214,13 +267,19 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--max-origins", type=int, default=40, help="scored test windows per series and stretch")
     parser.add_argument("--keep", action="store_true", help="keep each cut's runs (benchmarks.accuracy --keep)")
     parser.add_argument("--pool-only", action="store_true", help="pool the runs already in --output-dir")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="cuts run at once, each in a child process (one pipeline keeps about one core busy)")
     args = parser.parse_args(argv)
     try:
         cuts = parse_cuts(args.cuts)
     except ValueError as error:
         parser.error(str(error))
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1; got {args.jobs}")
     output_dir = os.path.abspath(args.output_dir)
-    if not args.pool_only:
+    if not args.pool_only and args.jobs > 1 and len(cuts) > 1:
+        run_stretches_in_parallel(cuts, output_dir, args, args.jobs)
+    elif not args.pool_only:
         for cut in cuts:
             run_stretch(cut, output_dir, args)
     try:

@@ -194,3 +194,7 @@ def test_set_means_are_what_defaults_are_chosen_on():
     assert means == {"model_mae_over_mstl": pytest.approx(1.0), "sets": 2,
                      "coverage_error": pytest.approx(0.0175), "coverage_sets": 2}
     assert math.isnan(am.set_means({}, {})["coverage_error"])
+
+
+def test_the_summaries_count_sets_in_words():
+    assert [am.sets_phrase(n) for n in (0, 1, 7)] == ["0 sets", "1 set", "7 sets"]

@@ -1,6 +1,8 @@
 """benchmarks.stretches: the accuracy benchmark's per-window figures pooled over the real test split and
 backtest folds, against a hand computation on results written as benchmarks.accuracy writes them."""
 
+import argparse
+import io
 import json
 import os
 
@@ -79,3 +81,61 @@ def test_a_cut_not_run_is_one_line_naming_its_file(tmp_path, capsys):
     error = capsys.readouterr().err.strip()
     assert error == (f"{tmp_path}/cut-0.3/{accuracy.RESULTS_FILE}: no results of cut 0.3 "
                      "(run without --pool-only first)")
+
+
+# A stand-in for benchmarks.accuracy's command line (the real one runs seven pipelines a cut): it
+# writes the cut's results and tables where the real one would, after a pause long enough to see
+# whether two cuts overlap.
+_CHILD = """
+import json, os, sys, time
+args = sys.argv[1:]
+directory = args[args.index("--output-dir") + 1]
+start = time.time()
+time.sleep(1.0)
+print("tables of", directory)
+print("progress of", directory, file=sys.stderr)
+with open(os.path.join(directory, "accuracy.json"), "w") as f:
+    json.dump({"argv": args, "start": start, "end": time.time()}, f)
+sys.exit(3 if "--backtest-cut" in args and args[args.index("--backtest-cut") + 1] == "0.3" else 0)
+"""
+
+
+def test_parallel_cuts_overlap_and_each_writes_its_own_directory(tmp_path, monkeypatch):
+    terminal = io.StringIO()
+    monkeypatch.setattr(accuracy, "_terminal", terminal)
+    args = argparse.Namespace(
+        max_origins=40, model_flags="--seed 1", datasets="hyndsight", keep=False)
+    codes = stretches.run_stretches_in_parallel([0.0, 0.15, 0.3], str(tmp_path), args, jobs=2,
+                                                command=("python3", "-c", _CHILD))
+    assert codes == {0.0: 0, 0.15: 0, 0.3: 3}
+    runs = {}
+    for cut in (0.0, 0.15, 0.3):
+        directory = stretches.stretch_dir(str(tmp_path), cut)
+        with open(os.path.join(directory, accuracy.RESULTS_FILE)) as f:
+            runs[cut] = json.load(f)
+        assert runs[cut]["argv"] == stretches.accuracy_argv(cut, str(tmp_path), args)
+        with open(os.path.join(directory, stretches.TABLES_FILE)) as f:
+            assert f.read() == f"tables of {directory}\n"
+        with open(os.path.join(directory, stretches.PROGRESS_FILE)) as f:
+            assert f.read() == f"progress of {directory}\n"
+    # Two at a time: the first two overlap, the third starts only when one of them has ended.
+    assert runs[0.0]["start"] < runs[0.15]["end"] and runs[0.15]["start"] < runs[0.0]["end"]
+    assert runs[0.3]["start"] >= min(runs[0.0]["end"], runs[0.15]["end"]) - 0.05
+    err = terminal.getvalue()
+    assert "cut 0.3: done in" in err and "exit code 3" in err and err.count("started") == 3
+
+
+def test_the_arguments_of_a_cut_name_its_directory_fold_and_flags(tmp_path):
+    args = argparse.Namespace(max_origins=12, model_flags="--seed 1",
+                                                            datasets="", keep=True)
+    assert stretches.accuracy_argv(0.15, "/out", args) == [
+        "--output-dir", "/out/cut-0.15", "--max-origins", "12", "--model-flags=--seed 1", "--backtest-cut", "0.15",
+        "--keep"]
+    assert stretches.accuracy_argv(0.0, "/out", args)[:2] == ["--output-dir", "/out/cut-0"]
+    assert "--backtest-cut" not in stretches.accuracy_argv(0.0, "/out", args)
+
+
+def test_jobs_below_one_is_refused_naming_the_flag(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        stretches.main(["--output-dir", str(tmp_path), "--jobs", "0"])
+    assert "--jobs must be at least 1; got 0" in capsys.readouterr().err
