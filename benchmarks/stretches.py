@@ -277,11 +277,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1; got {args.jobs}")
     output_dir = os.path.abspath(args.output_dir)
-    if not args.pool_only and args.jobs > 1 and len(cuts) > 1:
-        run_stretches_in_parallel(cuts, output_dir, args, args.jobs)
-    elif not args.pool_only:
-        for cut in cuts:
-            run_stretch(cut, output_dir, args)
+    if not args.pool_only:
+        if args.jobs > 1 and len(cuts) > 1:
+            run_stretches_in_parallel(cuts, output_dir, args, args.jobs)
+        else:
+            for cut in cuts:
+                run_stretch(cut, output_dir, args)
     try:
         stretches = {cut: load_stretch(output_dir, cut) for cut in cuts}
     except FileNotFoundError as error:

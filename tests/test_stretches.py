@@ -5,6 +5,7 @@ import argparse
 import io
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -103,10 +104,9 @@ sys.exit(3 if "--backtest-cut" in args and args[args.index("--backtest-cut") + 1
 def test_parallel_cuts_overlap_and_each_writes_its_own_directory(tmp_path, monkeypatch):
     terminal = io.StringIO()
     monkeypatch.setattr(accuracy, "_terminal", terminal)
-    args = argparse.Namespace(
-        max_origins=40, model_flags="--seed 1", datasets="hyndsight", keep=False)
+    args = argparse.Namespace(max_origins=40, model_flags="--seed 1", datasets="hyndsight", keep=False)
     codes = stretches.run_stretches_in_parallel([0.0, 0.15, 0.3], str(tmp_path), args, jobs=2,
-                                                command=("python3", "-c", _CHILD))
+                                                command=(sys.executable, "-c", _CHILD))
     assert codes == {0.0: 0, 0.15: 0, 0.3: 3}
     runs = {}
     for cut in (0.0, 0.15, 0.3):
@@ -126,8 +126,7 @@ def test_parallel_cuts_overlap_and_each_writes_its_own_directory(tmp_path, monke
 
 
 def test_the_arguments_of_a_cut_name_its_directory_fold_and_flags(tmp_path):
-    args = argparse.Namespace(max_origins=12, model_flags="--seed 1",
-                                                            datasets="", keep=True)
+    args = argparse.Namespace(max_origins=12, model_flags="--seed 1", datasets="", keep=True)
     assert stretches.accuracy_argv(0.15, "/out", args) == [
         "--output-dir", "/out/cut-0.15", "--max-origins", "12", "--model-flags=--seed 1", "--backtest-cut", "0.15",
         "--keep"]
