@@ -204,14 +204,37 @@ def pooled_fraction(splits: Sequence[Split]) -> float:
     return float(np.concatenate([np.asarray(split[0], np.float64) for split in splits]).mean())
 
 
+def joined_if_short(splits: Sequence[Split]) -> list[Split]:
+    """``splits`` as they are, or as one where a split has fewer than :data:`MIN_BAND_ORIGINS` distinct origins
+    and all of them together have at least that many.
+
+    Joined, each array is the splits' concatenated (the stretches of :mod:`benchmarks.stretches` share
+    no origin, so :func:`origin_means` puts the joined origins in time order) with the largest lags:
+    the standard error is then Newey and West's over every stretch's origins as one series, as if
+    the stretches followed each other (they correlate across their boundaries over a few origins at
+    most, which the lags cover). A many-series set with few origins a stretch (visnights: 20
+    quarterly series, 9 origins) so gets a pooled band where no stretch has one alone.
+
+    Example: stretches of 9, 9 and 9 origins -> one split of 27; 12 and 9 -> one of 21; 12 and 15 ->
+    unchanged; 4 and 5 -> unchanged (9 in all: still no band).
+    """
+    counts = [len(np.unique(split[-2])) for split in splits]
+    if min(counts, default=0) >= MIN_BAND_ORIGINS or sum(counts) < MIN_BAND_ORIGINS or len(splits) < 2:
+        return list(splits)
+    arrays = len(splits[0]) - 1
+    return [(*(np.concatenate([np.asarray(split[i]) for split in splits]) for i in range(arrays - 1)),
+             np.concatenate([np.asarray(split[-2]) for split in splits]), max(int(split[-1]) for split in splits))]
+
+
 def ratio_band(splits: Sequence[Split]) -> Optional[Band]:
     """``mean(a) / mean(b)`` of per-window MAEs pooled over ``splits`` ``(a, b, origins, lags)`` and its 90%
-    band, or None where a split has too few origins.
+    band, or None where too few origins (:func:`joined_if_short`).
 
     Delta method: with ``r`` the pooled ratio, ``r`` is off its expectation by about
     ``mean(a - r b) / mean(b)``, whose standard error is :func:`pooled_mean_se` of ``a - r b``
     averaged per origin (the Diebold-Mariano test's arithmetic), over ``mean(b)``.
     """
+    splits = joined_if_short(splits)
     ratio = pooled_ratio(splits)
     parts = [(origin_means(np.asarray(sa, np.float64) - ratio * np.asarray(sb, np.float64), origins), lags)
              for sa, sb, origins, lags in splits]
@@ -220,7 +243,8 @@ def ratio_band(splits: Sequence[Split]) -> Optional[Band]:
 
 def fraction_band(splits: Sequence[Split]) -> Optional[Band]:
     """The mean of per-window fractions (a coverage) pooled over ``splits`` ``(fractions, origins, lags)`` and
-    its 90% band, or None where a split has too few origins."""
+    its 90% band, or None where too few origins (:func:`joined_if_short`)."""
+    splits = joined_if_short(splits)
     parts = [(origin_means(fractions, origins), lags) for fractions, origins, lags in splits]
     return _band(pooled_fraction(splits), parts, 1.0)
 

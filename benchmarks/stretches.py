@@ -11,7 +11,9 @@ the runs already there (``--pool-only``), and pools each data set's windows over
 
 each with a 90% band: Newey-West within a stretch (as the accuracy benchmark's own bands), the
 stretches independent of each other (:func:`benchmarks.accuracy_metrics.ratio_band`,
-:func:`~benchmarks.accuracy_metrics.fraction_band`). A verdict is printed only where the band
+:func:`~benchmarks.accuracy_metrics.fraction_band`); where a stretch has too few origins for a band of its own
+(visnights: 9 a stretch), the stretches' origins as one series
+(:func:`~benchmarks.accuracy_metrics.joined_if_short`). A verdict is printed only where the band
 excludes 1 or the nominal coverage. The means over data sets of the pooled figures are what a
 default can be chosen on; a set that failed on some cut is left out and named.
 

@@ -164,6 +164,22 @@ def conformal_rank(n: int, coverage: float) -> int:
     return min(math.ceil((n + 1) * coverage - 1e-9), n)
 
 
+def fewest_conformal_windows(levels: Sequence[float]) -> int:
+    """The fewest held-out windows whose split-conformal quantile is finite at every interval of ``levels``.
+
+    The widest interval's coverage ``c`` needs ``ceil((n + 1) c) <= n`` scores per step, so
+    ``n >= c / (1 - c)``: 19 for a 95% interval, 4 for 80%. Fewer can only give their largest
+    score (:func:`conformal_rank`), which promises less than ``c``. 0 without intervals.
+
+    Example: levels ``(0.025, 0.1, 0.5, 0.9, 0.975)`` -> 19.
+    """
+    coverages = [coverage for _, _, coverage in interval_pairs(levels)]
+    if not coverages:
+        return 0
+    widest = max(coverages)
+    return math.ceil(widest / (1 - widest) - 1e-9)
+
+
 def conformal_adjustments(actual: np.ndarray, quantiles: np.ndarray, levels: Sequence[float],
                           spread: np.ndarray | None = None) -> np.ndarray:
     """What to add to each quantile, per horizon step and unit of spread, for calibrated central intervals: ``[H, Q]``.

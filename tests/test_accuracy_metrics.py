@@ -156,8 +156,32 @@ def test_ratio_band_pools_the_windows_of_every_split():
     single = am.ratio_band([one])
     assert twice.estimate == pytest.approx(single.estimate)
     assert (twice.high - twice.low) * np.sqrt(2) == pytest.approx(single.high - single.low, rel=1e-9)
-    # One split with too few origins leaves the pool without a band.
-    assert am.ratio_band([one, (c[:5], d[:5], np.arange(5), 1)]) is None
+    # One split with too few origins is joined to the others: one series of their origins.
+    short = (c[:5], d[:5], np.arange(100, 105), 1)
+    joined = am.ratio_band([one, short])
+    ratio = np.concatenate([a, c[:5]]).mean() / np.concatenate([b, d[:5]]).mean()
+    se = am.newey_west_se(np.concatenate([a, c[:5]]) - ratio * np.concatenate([b, d[:5]]), 2) \
+        / np.concatenate([b, d[:5]]).mean()
+    assert joined.estimate == pytest.approx(ratio, rel=1e-12) and (joined.origins, joined.lags) == (25, 2)
+    assert joined.high - joined.estimate == pytest.approx(am.Z_90 * se, rel=1e-12)
+    # Too few origins in all: no band.
+    assert am.ratio_band([(a[:4], b[:4], np.arange(4), 1), short]) is None
+
+
+def test_short_stretches_are_joined_in_time_order_and_long_ones_kept_apart():
+    values = np.arange(9, dtype=np.float64)
+    stretch = lambda first: (values + first, np.arange(first, first + 9), 3)  # noqa: E731
+    # Listed latest first, as benchmarks.stretches lists its cuts: one split, origins in time order.
+    [(fractions, origins, lags)] = am.joined_if_short([stretch(200), stretch(100), stretch(0)])
+    assert lags == 3 and len(origins) == 27
+    np.testing.assert_array_equal(am.origin_means(fractions, origins),
+                                  np.concatenate([values, values + 100, values + 200]))
+    long = (np.ones(12), np.arange(12), 2)
+    assert am.joined_if_short([long, long]) == [long, long]
+    assert len(am.joined_if_short([long, stretch(100)])) == 1
+    tiny = (np.ones(4), np.arange(4), 1)
+    assert am.joined_if_short([tiny, tiny]) == [tiny, tiny]
+    assert am.fraction_band([tiny, tiny]) is None
 
 
 def test_fraction_band_pools_per_window_fractions():

@@ -63,6 +63,17 @@ def test_quantile_metrics_against_numpy():
         assert parts.named_metrics(LEVELS)[name] == pytest.approx(value, nan_ok=True), name
 
 
+@pytest.mark.parametrize("levels, fewest", [
+    ((0.025, 0.1, 0.25, 0.5, 0.75, 0.9, 0.975), 19), ((0.1, 0.5, 0.9), 4), ((0.05, 0.5, 0.95), 9), ((0.5,), 0)])
+def test_the_fewest_conformal_windows_are_those_whose_rank_of_the_widest_interval_is_a_score(levels, fewest):
+    assert quantiles.fewest_conformal_windows(levels) == fewest
+    if fewest:
+        widest = max(c for _, _, c in quantiles.interval_pairs(levels))
+        # By the rank's definition, not its clipped value: ceil((n + 1) c) <= n holds from n = fewest on.
+        assert math.ceil((fewest + 1) * widest - 1e-9) <= fewest
+        assert math.ceil(fewest * widest - 1e-9) > fewest - 1
+
+
 def test_conformal_adjustments_give_the_promised_coverage_on_the_calibration_windows():
     rng = np.random.default_rng(1)
     n = 199
