@@ -100,12 +100,12 @@ class ModelConfig:
         help="conformal: the point model, with intervals from its scaled eval errors per step (the median is the "
              "point forecast); quantile_head: a head of quantiles trained with the pinball loss, then calibrated")
     calibration_folds: int = setting(
-        0, minimum=0, help="cross-validation folds inside the train split whose errors join the eval split's in the "
+        1, minimum=0, help="cross-validation folds inside the train split whose errors join the eval split's in the "
                            "conformal calibration: fold j trains the model (the chosen epochs and start, no early "
                            "stopping) on the windows before the j-th stretch as long as eval counted back from the "
                            "end of train, and scores that stretch; a fold holding out fewer windows than the widest "
-                           "interval's conformal quantile needs (19 for 95%) is left out (0: eval's errors alone; "
-                           "see the README for why 0 is the default)")
+                           "interval's conformal quantile needs (19 for a 95 percent interval) is left out. Each fold "
+                           "costs about one more training (0: eval's errors alone, faster; the README measures both)")
     ensemble_size: int = setting(
         1, minimum=1, help="networks in the model, each from its own initial weights and trained on its own loss; "
                            "the forecast is their mean (one SavedModel; training and serving cost K times as much)")

@@ -23,8 +23,8 @@ SLICE_ROWS = 700
 # Five cycles of context (the default before 12): the fixtures' windows and the figures tests assert on them.
 FAST_WINDOWS = config_lib.WindowConfig(history=16, horizon=3, seasonal_periods=(8,), split_fractions=(0.6, 0.2),
                                        seasonal_cycles=5)
-# Options off the defaults' path where they exercise more of the pipeline end to end: a calibration
-# fold (one more training and its scores), and auto's two trainings and choice of the mix's start.
+# A calibration fold (the default; one more training and its scores), and an option off the defaults'
+# path where it exercises more of the pipeline end to end: auto's two trainings and choice of the mix's start.
 FAST_MODEL = config_lib.ModelConfig(scaling="last_value", lstm_units=(16, 16), epochs=2, batch_size=32,
                                     calibration_folds=1, base_mix_fit="auto")
 FAST_EVALUATION = config_lib.EvaluationConfig(max_skill=1e6)

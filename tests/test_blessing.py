@@ -27,6 +27,7 @@ from tfx import v1 as tfx
 from tfx.utils import path_utils
 
 from components import forecast_metrics as fm
+from components import quantiles as quantiles_lib
 from components import windowing
 from pipeline import cli, local_data, local_runner
 from pipeline import config as config_lib
@@ -232,6 +233,8 @@ def test_report_metrics_equal_numpy_on_the_same_windows(runs, split):
         assert per_series["model"]["coverage"][name] == pytest.approx(metrics["model"]["coverage"][name])
     # Conformal intervals (the default) around the point model: no raw coverage to report.
     assert not config.model.quantile_head
-    # And the defaults calibrate on eval alone (--calibration-folds 0).
+    # And the defaults calibrate on eval and one fold in train (--calibration-folds 1), which holds out
+    # enough windows for a 95% conformal quantile.
     assert set(summary["calibration"]) == {"windows", "fold_windows", "calibrated_coverage"}
-    assert summary["calibration"]["fold_windows"] == []
+    [fold] = summary["calibration"]["fold_windows"]
+    assert fold >= quantiles_lib.fewest_conformal_windows(config.model.quantiles) == 19

@@ -1,6 +1,7 @@
 """The command as a user meets it: one line per mistake, outputs only where asked, the libraries'
 messages in a log file rather than on the screen."""
 
+import argparse
 import os
 import re
 import socket
@@ -31,6 +32,18 @@ def command(args, cwd, timeout=300):
     """Runs ``lstm-forecast ARGS`` as a user would, in ``cwd``; returns the completed process."""
     return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, "PYTHONPATH": REPO})
+
+
+def test_every_commands_help_shows_every_flag_and_its_default(capsys):
+    parser = cli.build_parser()
+    [commands] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert {"run", "demo", "serve", "predict", "forecast", "windows"} <= set(commands.choices)
+    for name, sub in commands.choices.items():
+        # Rendered as --help renders it: a stray % in a flag's help would raise here.
+        text = sub.format_help()
+        assert "--help" in text, name
+    run_help = " ".join(commands.choices["run"].format_help().split())
+    assert re.search(r"--calibration-folds CALIBRATION_FOLDS [^\[]*?\(default: 1\)", run_help)
 
 
 @pytest.mark.parametrize("name", ["run", "windows", "demo"])
