@@ -213,17 +213,19 @@ def joined_if_short(splits: Sequence[Split]) -> list[Split]:
     the standard error is then Newey and West's over every stretch's origins as one series, as if
     the stretches followed each other (they correlate across their boundaries over a few origins at
     most, which the lags cover). A many-series set with few origins a stretch (visnights: 20
-    quarterly series, 9 origins) so gets a pooled band where no stretch has one alone.
+    quarterly series, 5-9 origins) so gets a pooled band where no stretch has one alone.
 
     Example: stretches of 9, 9 and 9 origins -> one split of 27; 12 and 9 -> one of 21; 12 and 15 ->
     unchanged; 4 and 5 -> unchanged (9 in all: still no band).
     """
-    counts = [len(np.unique(split[-2])) for split in splits]
-    if min(counts, default=0) >= MIN_BAND_ORIGINS or sum(counts) < MIN_BAND_ORIGINS or len(splits) < 2:
+    if not splits:
+        return []
+    # Each split is (*values, origins, lags): gathered position by position over the splits.
+    *values, origins, lags = zip(*splits)
+    counts = [len(np.unique(o)) for o in origins]
+    if min(counts) >= MIN_BAND_ORIGINS or sum(counts) < MIN_BAND_ORIGINS:
         return list(splits)
-    arrays = len(splits[0]) - 1
-    return [(*(np.concatenate([np.asarray(split[i]) for split in splits]) for i in range(arrays - 1)),
-             np.concatenate([np.asarray(split[-2]) for split in splits]), max(int(split[-1]) for split in splits))]
+    return [(*(np.concatenate(v) for v in values), np.concatenate(origins), max(int(n) for n in lags))]
 
 
 def ratio_band(splits: Sequence[Split]) -> Optional[Band]:

@@ -12,7 +12,7 @@ the runs already there (``--pool-only``), and pools each data set's windows over
 each with a 90% band: Newey-West within a stretch (as the accuracy benchmark's own bands), the
 stretches independent of each other (:func:`benchmarks.accuracy_metrics.ratio_band`,
 :func:`~benchmarks.accuracy_metrics.fraction_band`); where a stretch has too few origins for a band of its own
-(visnights: 9 a stretch), the stretches' origins as one series
+(visnights: 5-9 a stretch), the stretches' origins as one series
 (:func:`~benchmarks.accuracy_metrics.joined_if_short`). A verdict is printed only where the band
 excludes 1 or the nominal coverage. The means over data sets of the pooled figures are what a
 default can be chosen on; a set that failed on some cut is left out and named.
@@ -89,11 +89,17 @@ def accuracy_argv(cut: float, output_dir: str, args: argparse.Namespace) -> list
     return argv
 
 
+def _prepared_cut(cut: float, output_dir: str, args: argparse.Namespace) -> tuple[str, list[str]]:
+    """The cut's directory, made if missing, and its :func:`accuracy_argv`."""
+    directory = stretch_dir(output_dir, cut)
+    os.makedirs(directory, exist_ok=True)
+    return directory, accuracy_argv(cut, output_dir, args)
+
+
 def run_stretch(cut: float, output_dir: str, args: argparse.Namespace) -> int:
     """Runs :mod:`benchmarks.accuracy` for one cut in this process; its tables go to ``accuracy.txt`` in the
     cut's directory."""
-    directory, argv = stretch_dir(output_dir, cut), accuracy_argv(cut, output_dir, args)
-    os.makedirs(directory, exist_ok=True)
+    directory, argv = _prepared_cut(cut, output_dir, args)
     accuracy.progress(f"cut {cut:g}: benchmarks.accuracy {' '.join(argv)}")
     with open(os.path.join(directory, TABLES_FILE), "w") as tables, contextlib.redirect_stdout(tables):
         return accuracy.main(argv)
@@ -119,9 +125,7 @@ def run_stretches_in_parallel(cuts: list[float], output_dir: str, args: argparse
     """
 
     def run(cut: float) -> int:
-        directory = stretch_dir(output_dir, cut)
-        os.makedirs(directory, exist_ok=True)
-        argv = accuracy_argv(cut, output_dir, args)
+        directory, argv = _prepared_cut(cut, output_dir, args)
         log = os.path.join(directory, PROGRESS_FILE)
         accuracy.progress(f"cut {cut:g}: started, benchmarks.accuracy {' '.join(argv)} (progress: {log})")
         start = time.monotonic()
