@@ -1240,7 +1240,8 @@ def train_folds(train_files: list[str], eval_files: list[str], data_accessor: tf
     (:func:`components.quantiles.fewest_conformal_windows`: 19 for a 95% interval), is left out
     untrained: such a fold's model trains on little more than nothing (a short series: the benchmark's
     insurance set, whose folds of 0-6 windows took its pooled test coverage of the 80% interval from
-    0.77 to 0.97).
+    0.77 to 0.97). So is a fold after the first whose training windows span less than a year
+    (:func:`components.windowing.fold_left_out`).
     """
     if model_config.calibration_folds < 1:
         return []
@@ -1255,9 +1256,10 @@ def train_folds(train_files: list[str], eval_files: list[str], data_accessor: tf
     folds = []
     for j, (train, held_out) in enumerate(windowing.held_out_folds(
             series, origins, width, model_config.calibration_folds, horizon, stride), start=1):
-        if not train.any() or held_out.sum() < fewest:
-            logging.info("calibration fold %d: left out (trains on %d windows, holds out %d; it needs %d held out)",
-                         j, train.sum(), held_out.sum(), fewest)
+        reason = windowing.fold_left_out(j, train, held_out, origins, fewest)
+        if reason:
+            logging.info("calibration fold %d: left out (trains on %d windows, holds out %d): %s",
+                         j, train.sum(), held_out.sum(), reason)
         else:
             logging.info("calibration fold %d: trains on %d windows, holds out %d", j, train.sum(), held_out.sum())
             folds.append((fit(train_files, None, data_accessor, tft_output, history, horizon, config,

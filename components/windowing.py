@@ -33,6 +33,10 @@ SPLITS: tuple[str, ...] = (TRAIN, EVAL, TEST)
 # Split codes of windows that belong to no split.
 DROPPED_STRADDLING = -1  # its targets straddle a cut point
 DROPPED_SPLIT_GAP = -2  # its targets start inside the gap left after a cut
+# A calibration fold after the first trains only on windows whose origins span at least this (epoch
+# seconds: a year of 365.25 days): with less, each later fold's model has seen no whole year, and
+# its errors on a season it never saw did not help (README, *Two calibration folds*).
+LATER_FOLD_SPAN_SECONDS = 365.25 * 24 * 3600
 
 
 def window_starts(n: int, history: int, horizon: int, stride: int = 1) -> np.ndarray:
@@ -220,3 +224,34 @@ def held_out_folds(series_ids: np.ndarray, origins: np.ndarray, width: float, fo
             train[index[np.argsort(origins[index], kind="stable")][max(len(index) - overlap, 0):]] = False
         result.append((train, held_out))
     return result
+
+
+def fold_left_out(fold: int, train: np.ndarray, held_out: np.ndarray, origins: np.ndarray, fewest: int) -> str:
+    """Why fold ``fold`` (1-based) of :func:`held_out_folds` is left out untrained, or ``""`` when it is kept.
+
+    A fold is left out when it has no window to train on, when it holds out fewer than ``fewest``
+    windows, or, after the first fold, when its training windows' origins span less than
+    :data:`LATER_FOLD_SPAN_SECONDS` (a year).
+
+    Example: origins one month apart, 30 training windows (a span of 29 months) and 20 held out, with
+    ``fewest`` 19: fold 1 and fold 2 are kept; with 10 training windows (9 months) fold 1 is kept
+    and fold 2 is left out ("its training windows span 0.75 years ...").
+
+    Args:
+      fold: The fold's number, 1 for the latest.
+      train: The fold's training mask ``[N]``.
+      held_out: Its held-out mask ``[N]``.
+      origins: Each window's origin ``[N]``, in epoch seconds.
+      fewest: The fewest held-out windows a fold needs.
+    """
+    trained, scored = int(np.sum(train)), int(np.sum(held_out))
+    if not trained:
+        return "no window to train on"
+    if scored < fewest:
+        return f"holds out {scored} windows; it needs {fewest}"
+    if fold > 1:
+        span = float(np.max(origins[train]) - np.min(origins[train]))
+        if span < LATER_FOLD_SPAN_SECONDS:
+            return (f"its training windows span {span / LATER_FOLD_SPAN_SECONDS:.2f} years; a fold after the "
+                    f"first needs a year")
+    return ""

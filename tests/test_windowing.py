@@ -181,3 +181,27 @@ def test_held_out_folds_need_a_stretch_longer_than_zero():
     with pytest.raises(ValueError, match="longer than 0"):
         windowing.held_out_folds(np.zeros(3), np.arange(3), width=0, folds=1, horizon=1)
     assert windowing.held_out_folds(np.zeros(0), np.zeros(0), width=0, folds=2, horizon=1)[1][0].shape == (0,)
+
+
+def test_fold_left_out_of_the_docstring_example():
+    month = windowing.LATER_FOLD_SPAN_SECONDS / 12
+    origins = np.arange(60) * month
+    held_out = (origins >= 40 * month)  # 20 windows
+    long, short = origins < 30 * month, origins < 10 * month
+    assert windowing.fold_left_out(1, long, held_out, origins, 19) == ""
+    assert windowing.fold_left_out(2, long, held_out, origins, 19) == ""
+    assert windowing.fold_left_out(1, short, held_out, origins, 19) == ""
+    assert windowing.fold_left_out(2, short, held_out, origins, 19) == (
+        "its training windows span 0.75 years; a fold after the first needs a year")
+    # Exactly a year of origins (13 monthly windows) is enough.
+    assert windowing.fold_left_out(2, origins < 13 * month, held_out, origins, 19) == ""
+    assert windowing.fold_left_out(2, origins < 12 * month, held_out, origins, 19) != ""
+
+
+def test_fold_left_out_needs_windows_on_both_sides():
+    origins = np.arange(40, dtype=float)
+    none = np.zeros(40, bool)
+    assert windowing.fold_left_out(1, none, origins >= 20, origins, 19) == "no window to train on"
+    assert windowing.fold_left_out(1, origins < 10, origins >= 22, origins, 19) == (
+        "holds out 18 windows; it needs 19")
+    assert windowing.fold_left_out(1, origins < 10, origins >= 21, origins, 19) == ""
