@@ -783,7 +783,8 @@ def calibrate(model: keras.Model, eval_files: list[str], data_accessor: tfx.comp
 
     Returns:
       The adjustments ``[H, Q]`` in scaled units per unit of spread, and what the report shows of
-      them: the eval windows and each fold's, the spread's period and statistic, how the score
+      them: the eval windows and each fold's, the median's scaled MAE on each, the spread's period and
+      statistic, how the score
       quantile was taken (``score_quantile``: ``"pooled_steps"`` or ``"per_step"``), and the raw and
       calibrated eval coverage of each central interval.
     """
@@ -816,7 +817,14 @@ def calibrate(model: keras.Model, eval_files: list[str], data_accessor: tfx.comp
         return {trainer_options.interval_name(c): float(hits[:, i].mean()) if len(hits) else float("nan")
                 for i, (_, _, c) in enumerate(quantiles.interval_pairs(levels))}
 
+    def mae(predicted: np.ndarray, actual: np.ndarray) -> float:
+        # The median's (a point model's forecast's), in scaled units: what a choice between variants
+        # of the model could be made on, on windows no choice has seen (the folds').
+        median = predicted[..., list(levels).index(trainer_options.MEDIAN)]
+        return float(np.mean(np.abs(median - actual))) if len(actual) else float("nan")
+
     report = {"levels": list(levels), "windows": len(actual), "fold_windows": [len(a) for _, a, _ in held_out],
+              "scaled_mae": {"eval": mae(predicted, actual), "folds": [mae(p, a) for p, a, _ in held_out]},
               "spread_period": spread_period, "spread_statistic": spread_statistic,
               "score_quantile": "per_step" if model_config.quantile_head else "pooled_steps",
               "calibrated_coverage": coverage(quantiles.calibrate(predicted, adjustments, spread)),

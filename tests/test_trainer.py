@@ -623,6 +623,10 @@ def test_calibration_folds_train_before_a_held_out_stretch_of_train_and_their_er
         for x, y in trainer_lib.make_dataset(files, accessor, tft_output, 16, False, 0, keep=keep):
             errors.append(y.numpy() - model(x, training=False).numpy())
     errors = np.concatenate(errors)
+    # Each part's MAE, eval's windows first, as the report gives them for a choice made on the fold.
+    n_eval = report["windows"]
+    assert report["scaled_mae"] == {"eval": pytest.approx(np.abs(errors[:n_eval]).mean(), rel=1e-5),
+                                    "folds": [pytest.approx(np.abs(errors[n_eval:]).mean(), rel=1e-5)]}
     expected = quantiles.pooled_conformal_adjustments(
         errors, np.zeros(errors.shape + (len(config.quantiles),)), config.quantiles)
     np.testing.assert_allclose(adjustments, expected, rtol=1e-5, atol=1e-6)
