@@ -104,8 +104,9 @@ class ModelConfig:
                            "conformal calibration: fold j trains the model (the chosen epochs and start, no early "
                            "stopping) on the windows before the j-th stretch as long as eval counted back from the "
                            "end of train, and scores that stretch; a fold holding out fewer windows than the widest "
-                           "interval's conformal quantile needs (19 for a 95 percent interval) is left out. Each fold "
-                           "costs about one more training (0: eval's errors alone, faster; the README measures both)")
+                           "interval's conformal quantile needs (19 for a 95 percent interval) is left out, and so "
+                           "is a fold after the first whose training windows span less than a year. Each fold costs "
+                           "about one more training (0: eval's errors alone, faster; the README measures both)")
     ensemble_size: int = setting(
         1, minimum=1, help="networks in the model, each from its own initial weights and trained on its own loss; "
                            "the forecast is their mean (one SavedModel; training and serving cost K times as much)")
