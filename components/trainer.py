@@ -783,10 +783,10 @@ def calibrate(model: keras.Model, eval_files: list[str], data_accessor: tfx.comp
 
     Returns:
       The adjustments ``[H, Q]`` in scaled units per unit of spread, and what the report shows of
-      them: the eval windows and each fold's, the median's scaled MAE on each, the spread's period and
-      statistic, how the score
-      quantile was taken (``score_quantile``: ``"pooled_steps"`` or ``"per_step"``), and the raw and
-      calibrated eval coverage of each central interval.
+      them: the eval windows and each fold's, the median's scaled MAE on each (``scaled_mae``), the
+      spread's period and statistic, how the score quantile was taken (``score_quantile``:
+      ``"pooled_steps"`` or ``"per_step"``), and the raw and calibrated eval coverage of each central
+      interval.
     """
     levels = model_config.quantiles
     horizon = int(model.output.shape[1])
