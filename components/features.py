@@ -31,7 +31,9 @@ Transform outputs (the model's inputs and label, in scaled units):
   seasonal forecasts of the primary period from the cycles the context holds
   (:func:`components.transform.seasonal_bases`), beside the seasonal naive forecast (the lag); with
   the smoothing bases, also each of :data:`SMOOTHING_BASES` (exponential smoothing and Theta on the
-  seasonally adjusted context, :func:`components.transform.smoothing_bases`).
+  seasonally adjusted context, :func:`components.transform.smoothing_bases`); with the calendar
+  index, each of :data:`INDEX_BASES` (the same smoothing on the context less a seasonal index by
+  calendar phase fitted on the training split, :func:`components.transform.index_bases`).
 * ``future_<column>_scaled`` ``[H]`` and, per seasonal period m, ``future_<column>_lag_<m>_scaled``
   ``[H]``: the covariate where the seasonal lag of each target step was read (was last week's
   value a holiday?); ``covariate_<column>_scaled`` ``[L]``.
@@ -69,6 +71,10 @@ SMOOTHING_METHODS: Final = {
     "damped_trend": ("damped_trend", (0.3, 0.1, 0.9)),
 }
 SMOOTHING_BASES: Final = tuple(SMOOTHING_METHODS)
+# Simple exponential smoothing of the context less a seasonal index by calendar phase that Transform
+# fits on the training split (components.transform.index_bases), re-seasonalised: kind -> alpha.
+INDEX_METHODS: Final = {"index_ses_a10": 0.1, "index_ses_a30": 0.3, "index_ses_a60": 0.6}
+INDEX_BASES: Final = tuple(INDEX_METHODS)
 MASE_SCALE: Final = "mase_scale"
 
 # Calendar cycles: name and period in seconds (the day of year uses 365.2425 days).

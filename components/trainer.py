@@ -89,12 +89,14 @@ def mix_candidates(inputs_spec: dict[str, int]) -> list[str]:
     lags = sorted((n for n in inputs_spec if n.startswith(features.LAG_PREFIX)),
                   key=lambda n: int(n[len(features.LAG_PREFIX):].split("_")[0]))
     bases = [n for n in (transform_lib.scaled_feature(features.base_feature(k))
-                         for k in features.SEASONAL_BASES + features.SMOOTHING_BASES) if n in inputs_spec]
+                         for k in features.SEASONAL_BASES + features.SMOOTHING_BASES + features.INDEX_BASES)
+             if n in inputs_spec]
     return [lags[0], *bases] if lags and bases else []
 
 
 def _is_smoothing_base(name: str) -> bool:
-    return name in {transform_lib.scaled_feature(features.base_feature(k)) for k in features.SMOOTHING_BASES}
+    return name in {transform_lib.scaled_feature(features.base_feature(k))
+                    for k in features.SMOOTHING_BASES + features.INDEX_BASES}
 
 
 def build_model(inputs_spec: dict[str, int], history: int, horizon: int,

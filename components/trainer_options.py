@@ -18,6 +18,8 @@ LOSSES = ("mse", "huber", "mae")
 # How the seasonal base mix's weights start (ModelConfig.base_mix_fit) and their shape (base_mix_weights).
 BASE_MIX_FITS = ("none", "fit", "frozen", "auto")
 BASE_MIX_WEIGHTS = ("shared", "per_step")
+# Where the calendar index bases join the mix (ModelConfig.calendar_index; components.windowing.calendar_index_applies).
+CALENDAR_INDEX_MODES = ("off", "auto", "on")
 # How intervals are made (ModelConfig.interval_method).
 INTERVAL_METHODS = ("conformal", "quantile_head")
 # The median and the 50%, 80% and 95% central intervals.
@@ -85,6 +87,13 @@ class ModelConfig:
                     "0.3, 0.6), Theta (the same alphas) and Holt's damped trend on the seasonally adjusted "
                     "context, re-seasonalised (one matrix product in the served graph; see "
                     "components/transform.py)")
+    calendar_index: str = setting(
+        "off", choices=CALENDAR_INDEX_MODES,
+        help="with --seasonal-base-mix: three more candidates of the mix, exponential smoothing (alpha 0.1, 0.3, "
+             "0.6) of the context less a seasonal index by calendar phase (day of the year, of the week, hour of "
+             "the day) that Transform fits on the training split, re-seasonalised. on: wherever the primary season "
+             "is a day, a week or a year (refused where it is none); auto: only where it is no whole number of "
+             "steps (weeks in a year); off: never (see the README for the measurements)")
     series_embedding_dim: int = setting(
         0, minimum=0, help="width of a learnt embedding of each series id, beside the LSTM's state (0: none); "
                            "ids come from the training split, others get a zero vector")

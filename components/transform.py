@@ -29,8 +29,10 @@ Scalings of the target's history, lags and target (``custom_config["scaling"]``)
 
 With the lags, the context's cycles of the primary season also give smoothed seasonal forecasts
 (:func:`seasonal_bases`) and, with ``smoothing_bases``, exponential smoothing and Theta forecasts
-of the seasonally adjusted context (:func:`smoothing_bases`, one precomputed matrix product), each
-scaled like the target: candidates of the model's seasonal base.
+of the seasonally adjusted context (:func:`smoothing_bases`, one precomputed matrix product) and,
+with ``calendar_index``, the same smoothing on the context less a seasonal index by calendar phase
+fitted on the training split (:func:`seasonal_index`, :func:`index_bases`), each scaled like the
+target: candidates of the model's seasonal base.
 
 Covariates (``covariate_<column>`` ``[C]``; for known-future ones also ``future_<column>`` ``[H]``)
 are scaled on their own, each by its training mean and std; a known-future covariate also gives,
@@ -330,6 +332,93 @@ def smoothing_bases(context: tf.Tensor, horizon: int, period: int) -> dict[str, 
     return {kind: forecasts[:, i * horizon:(i + 1) * horizon] for i, kind in enumerate(features.SMOOTHING_BASES)}
 
 
+def index_phases(times: tf.Tensor, period: int, step_seconds: float) -> tf.Tensor:
+    """Each time's seasonal phase as one of ``period`` bins of its calendar cycle, int32, shaped like ``times``.
+
+    The bin is the position in the cycle (:func:`components.windowing.index_cycle`) times m, rounded: weekly steps fall
+    in the 52 bins of the year by their day of the year (so the 53rd week of some years shares a bin
+    instead of shifting every later week by one, as a period of 52 steps would), monthly steps land
+    on their month (a month is a twelfth of the mean year), hourly steps on their hour of the day.
+
+    Example: a weekly step on 1 July lies 0.496 of a year in, bin round(0.496 * 52) = 26; a week
+    later 0.515, bin 27; a year of 52 weeks later 0.493, bin 26 again.
+
+    Raises:
+      ValueError: m steps are no calendar cycle.
+    """
+    cycle = windowing.index_cycle(period, step_seconds)
+    if cycle is None:
+        raise ValueError(f"a season of {period} steps of {step_seconds:g} s is not a day, a week or a year")
+    position = tf.math.floormod(tf.cast(times, tf.float64), cycle) / cycle * period
+    # Half a bin up and a little more: points at the middle of a bin (noon of each day) fall the same way.
+    return tf.cast(tf.math.floormod(tf.math.floor(position + 0.5 + 1e-6), period), tf.int32)
+
+
+def step_times(origin: tf.Tensor, steps: np.ndarray, step_seconds: float) -> tf.Tensor:
+    """Epoch seconds ``[batch, T]`` float64 of ``steps`` steps from each origin ``[batch, 1]`` (a regular grid)."""
+    return tf.cast(tf.reshape(origin, [-1, 1]), tf.float64) + tf.constant(steps * step_seconds, tf.float64)
+
+
+def seasonal_index(context: tf.Tensor, target: tf.Tensor, origin: tf.Tensor, scale: tf.Tensor, period: int,
+                   step_seconds: float) -> tf.Tensor:
+    """The seasonal index ``[m]`` by calendar phase of the analyzed (training) split, in scaled units (analyzer).
+
+    Each target step less the mean of the last cycle of its context, divided by the window's scale,
+    is averaged per phase bin (:func:`index_phases`) over every analyzed window, and the bins'
+    means are centred: a classical decomposition's seasonal indices over the whole training split,
+    shared by its series (in units of each window's scale, so series of any size pool). A trend
+    adds the same offset to every bin (each bin is reached from every target step alike), which the
+    centring removes. A bin the split never reached gets 0.
+    """
+    horizon = int(target.shape[1])
+    phases = index_phases(step_times(origin, np.arange(1, horizon + 1), step_seconds), period, step_seconds)
+    detrended = (target - tf.reduce_mean(context[:, -period:], axis=1, keepdims=True)) / scale
+    onehot = tf.one_hot(phases, period, dtype=tf.float32)
+    sums = tft.mean(tf.reduce_sum(onehot * detrended[..., None], axis=1), reduce_instance_dims=False)
+    counts = tft.mean(tf.reduce_sum(onehot, axis=1), reduce_instance_dims=False)
+    seen = counts > 0
+    index = tf.math.divide_no_nan(sums, counts)
+    centre = tf.math.divide_no_nan(tf.reduce_sum(tf.where(seen, index, 0.0)), tf.reduce_sum(tf.cast(seen, tf.float32)))
+    return tf.where(seen, index - centre, 0.0)
+
+
+def index_weights(width: int) -> np.ndarray:
+    """``[C, B]``: each point's weight in the last level of simple exponential smoothing of a context
+    of C points, for each alpha of :data:`features.INDEX_METHODS` (:func:`ses_level` of the unit contexts)."""
+    return np.stack([ses_level(np.eye(width), alpha) for alpha in features.INDEX_METHODS.values()], axis=1)
+
+
+def index_bases(context: tf.Tensor, origin: tf.Tensor, scale: tf.Tensor, index: tf.Tensor, horizon: int,
+                period: int, step_seconds: float) -> dict[str, tf.Tensor]:
+    """Forecasts ``[batch, H]`` from the context less the seasonal index, in the graph.
+
+    The context ``[batch, C]`` less the index at each point's phase (:func:`index_phases`, times
+    the window's scale) is smoothed (SES, each alpha of :data:`features.INDEX_METHODS`), and each
+    target step gets that level plus the index at its phase. Unlike the context's own profile
+    (:func:`seasonal_bases`) the index comes from every training cycle, and its phase from the
+    calendar (a year is 52.18 weeks).
+
+    Args:
+      context: The raw context ``[batch, C]``.
+      origin: Epoch seconds of each origin ``[batch, 1]``.
+      scale: Each window's scale ``[batch, 1]``.
+      index: :func:`seasonal_index` ``[m]``.
+      horizon: H.
+      period: m.
+      step_seconds: The grid's step.
+
+    Returns:
+      ``{kind: [batch, H]}`` for each kind of :data:`features.INDEX_BASES`.
+    """
+    width = int(context.shape[1])
+    past = index_phases(step_times(origin, np.arange(-(width - 1), 1), step_seconds), period, step_seconds)
+    future = index_phases(step_times(origin, np.arange(1, horizon + 1), step_seconds), period, step_seconds)
+    adjusted = context - tf.gather(index, past) * scale
+    levels = tf.matmul(adjusted, tf.constant(index_weights(width), dtype=context.dtype))
+    seasonal = tf.gather(index, future) * scale
+    return {kind: levels[:, i:i + 1] + seasonal for i, kind in enumerate(features.INDEX_BASES)}
+
+
 def _positive(std: tf.Tensor) -> tf.Tensor:
     # A constant training series would give std 0; 1 keeps the map invertible.
     return tf.where(std > 0, std, tf.ones_like(std))
@@ -379,9 +468,11 @@ def loc_scale(history: tf.Tensor, context: tf.Tensor, series_id: Optional[tf.Ten
 
 
 def transform_config(windows: dict[str, Any], scaling: str, series_embedding: bool = False,
-                     smoothing_bases: bool = DEFAULT_SMOOTHING_BASES) -> dict[str, Any]:
+                     smoothing_bases: bool = DEFAULT_SMOOTHING_BASES,
+                     calendar_index: bool = False) -> dict[str, Any]:
     """The ``custom_config`` of :func:`preprocessing_fn` from the window settings (``asdict`` of WindowConfig)."""
     return {"scaling": scaling, "series_embedding": series_embedding, "smoothing_bases": smoothing_bases,
+            "calendar_index": calendar_index,
             "history": windows["history"], "horizon": windows["horizon"],
             "seasonal_lags": windows["seasonal_lags"], "seasonal_periods": list(windows["seasonal_periods"]),
             "calendar": windows["calendar_features"], "step_seconds": windows["step_seconds"],
@@ -403,7 +494,10 @@ def preprocessing_fn(inputs: dict[str, tf.Tensor],
       custom_config: :func:`transform_config`: ``scaling`` (one of SCALINGS), ``history`` L,
         ``horizon`` H, ``seasonal_lags`` and ``seasonal_periods``, ``calendar`` and ``step_seconds``,
         ``series_embedding`` (the series id's vocabulary index, :data:`features.SERIES_INDEX`),
-        ``smoothing_bases`` (with the lags: :func:`smoothing_bases` beside :func:`seasonal_bases`).
+        ``smoothing_bases`` (with the lags: :func:`smoothing_bases` beside :func:`seasonal_bases`),
+        ``calendar_index`` (with the lags: :func:`index_bases`, from the :func:`seasonal_index` of the
+        analyzed split; the pipeline sets it from ``--calendar-index``,
+        :func:`components.windowing.calendar_index_applies`).
 
     Returns:
       The scaled history, target and lags, the per-example ``loc`` and ``scale`` ``[batch, 1]``,
@@ -442,6 +536,16 @@ def preprocessing_fn(inputs: dict[str, tf.Tensor],
         if config.get("smoothing_bases", DEFAULT_SMOOTHING_BASES):
             bases = smoothing_bases(context, int(config["horizon"]), min(lag_index))
             for kind in features.SMOOTHING_BASES:
+                outputs[scaled_feature(features.base_feature(kind))] = (bases[kind] - loc) / scale
+        if config.get("calendar_index"):
+            if features.TARGET not in inputs or features.ORIGIN_TIMESTAMP not in inputs:
+                raise ValueError(f"the calendar index is fitted on '{features.TARGET}' and "
+                                 f"'{features.ORIGIN_TIMESTAMP}' of the analyzed split")
+            period, step = min(lag_index), float(config["step_seconds"])
+            origin = inputs[features.ORIGIN_TIMESTAMP]
+            index = seasonal_index(context, inputs[features.TARGET], origin, scale, period, step)
+            bases = index_bases(context, origin, scale, index, int(config["horizon"]), period, step)
+            for kind in features.INDEX_BASES:
                 outputs[scaled_feature(features.base_feature(kind))] = (bases[kind] - loc) / scale
     for name in covariate_features(inputs):
         # Covariates have their own units; a z-score with the training split's statistics suits them.

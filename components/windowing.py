@@ -24,6 +24,7 @@ window 1 (targets 5, 6) belongs to the second split; its history (2, 3, 4) reach
 first split, which is the known past at its forecast origin.
 """
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -37,6 +38,14 @@ DROPPED_SPLIT_GAP = -2  # its targets start inside the gap left after a cut
 # seconds: a year of 365.25 days): with less, each later fold's model has seen no whole year, and
 # its errors on a season it never saw did not help (README, *Two calibration folds*).
 LATER_FOLD_SPAN_SECONDS = 365.25 * 24 * 3600
+# Calendar cycles a season can stand for (seconds): a day, a week, the mean Gregorian year.
+INDEX_CYCLES = (86_400.0, 7 * 86_400.0, 31_556_952.0)
+# How far m steps may be from a calendar cycle for the cycle to give the season's phase: 52 weeks
+# are 0.34% short of the mean year, and the calendar index places them by their day of the year.
+INDEX_CYCLE_TOLERANCE = 0.02
+# m steps closer than this to their calendar cycle are a whole cycle: 12 months (a decade's mean month
+# is 5e-5 off a twelfth of the mean year), not 52 weeks (3.4e-3 short of it).
+WHOLE_CYCLE_TOLERANCE = 1e-3
 
 
 def window_starts(n: int, history: int, horizon: int, stride: int = 1) -> np.ndarray:
@@ -94,6 +103,34 @@ def seasonal_lag_offsets(horizon: int, period: int) -> np.ndarray:
     """
     h = np.arange(1, horizon + 1, dtype=np.int64)
     return h - period * ((h + period - 1) // period)
+
+
+def index_cycle(period: int, step_seconds: float) -> float | None:
+    """The calendar cycle (seconds) that a season of ``period`` steps stands for, where m steps are
+    within :data:`INDEX_CYCLE_TOLERANCE` of one of :data:`INDEX_CYCLES`; None where none is.
+
+    Example: 52 weekly steps are 0.9966 of a year, so the year; 12 monthly steps (a twelfth of the
+    mean year each) the year; 24 hours the day; 5 business days none (a week is 7 days).
+    """
+    for seconds in INDEX_CYCLES:
+        if abs(period * step_seconds / seconds - 1.0) <= INDEX_CYCLE_TOLERANCE:
+            return seconds
+    return None
+
+
+def calendar_index_applies(mode: str, period: int, step_seconds: float) -> bool:
+    """Whether the calendar index bases join the mix (``--calendar-index``) for a primary season of
+    ``period`` steps (0: none): ``on`` wherever m steps are a calendar cycle (:func:`index_cycle`),
+    ``auto`` only where they are one but not exactly (weekly steps in a year: 52 weeks are 0.9966 of
+    it), ``off`` never. Without a season there are no seasonal bases.
+
+    Example: weekly data, m = 52: True with ``auto`` and ``on``; monthly, m = 12 (a twelfth of the
+    mean year each): True with ``on`` only.
+    """
+    cycle = index_cycle(period, step_seconds) if period else None
+    if mode == "off" or cycle is None:
+        return False
+    return mode == "on" or not math.isclose(period * step_seconds, cycle, rel_tol=WHOLE_CYCLE_TOLERANCE)
 
 
 def complete_spans(missing: np.ndarray, firsts: np.ndarray, length: int) -> np.ndarray:

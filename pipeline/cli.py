@@ -101,7 +101,7 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
 def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
     _add_data_flags(parser)
     M, E, P = config_lib.ModelConfig, config_lib.EvaluationConfig, config_lib.PipelineConfig  # noqa: N806
-    for name in ("scaling", "loss", "interval_method", "base_mix_fit", "base_mix_weights"):
+    for name in ("scaling", "loss", "interval_method", "base_mix_fit", "base_mix_weights", "calendar_index"):
         _add(parser, M, name)
     _add(parser, M, "lstm_units", "ints")
     _add(parser, M, "quantiles", "floats")

@@ -16,6 +16,7 @@ from typing import Any, Optional
 import numpy as np
 
 from components import settings
+from components import windowing as windows_lib
 from components.example_gen import options
 from components.example_gen.options import DataConfig, WindowConfig
 from components.settings import ConfigError, setting
@@ -170,9 +171,24 @@ def from_json(text: str) -> PipelineConfig:
 
 def resolve(config: PipelineConfig, frequency: str, points: int,
             missing: Optional[np.ndarray] = None) -> PipelineConfig:
-    """``config`` with the window settings it leaves to the data filled in (:func:`options.resolve`)."""
-    return dataclasses.replace(config, windows=options.resolve(config.windows, frequency, points, config.data.business,
-                                                               missing))
+    """``config`` with the window settings it leaves to the data filled in (:func:`options.resolve`).
+
+    Raises:
+      ConfigError: ``--calendar-index on`` where the primary season is no calendar cycle.
+    """
+    windows = options.resolve(config.windows, frequency, points, config.data.business, missing)
+    period = windows.primary_period
+    # Without a season (too short a series) there are no seasonal bases, the index's among them, as
+    # with --smoothing-bases. The index places each context point by its time at a whole number of
+    # mean steps from the origin, which a grid that strays from them by a quarter of a step
+    # (business days) defeats.
+    if config.model.calendar_index == "on" and period and (
+            windows.business_hours or options.step_drift(frequency) > 0.25
+            or windows_lib.index_cycle(period, windows.step_seconds) is None):
+        raise settings.fail(ModelConfig, "calendar_index",
+                            f"needs a primary season that is a day, a week or a year; {period} steps of "
+                            f"{frequency} are none")
+    return dataclasses.replace(config, windows=windows)
 
 
 def resolve_from_data(config: PipelineConfig) -> PipelineConfig:

@@ -26,7 +26,7 @@ from tensorflow_model_analysis.proto import config_pb2 as tfma_config
 from tfx import v1 as tfx
 
 import components
-from components import features, forecast_metrics
+from components import features, forecast_metrics, windowing
 from components.example_gen.component import TimeSeriesExampleGen
 from components.example_gen.options import WindowingOptions
 from components.forecaster import Forecaster
@@ -151,13 +151,16 @@ def create_pipeline(config: PipelineConfig,
         statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+    calendar_index = windowing.calendar_index_applies(config.model.calendar_index, config.windows.primary_period,
+                                                      config.windows.step_seconds)
     transform = tfx.components.Transform(
         examples=examples.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         module_file=TRANSFORM_MODULE,
         custom_config=transform_config(dataclasses.asdict(config.windows), config.model.scaling,
                                        series_embedding=config.model.series_embedding_dim > 0,
-                                       smoothing_bases=config.model.smoothing_bases),
+                                       smoothing_bases=config.model.smoothing_bases,
+                                       calendar_index=calendar_index),
         # Scaling statistics come from the training split alone.
         splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "eval"]))
     # The Tuner and both Trainers read the same transformed splits with the same settings.

@@ -231,8 +231,8 @@ def test_calendar_features_of_every_history_and_target_step():
 def test_transform_config_comes_from_the_window_settings():
     windows = dataclasses.replace(conftest.UNIT_WINDOWS, calendar_features=False)
     assert transform_lib.transform_config(dataclasses.asdict(windows), "global") == {
-        "scaling": "global", "series_embedding": False, "smoothing_bases": False, "history": 8, "horizon": 2,
-        "seasonal_lags": True,
+        "scaling": "global", "series_embedding": False, "smoothing_bases": False, "calendar_index": False, "history": 8,
+        "horizon": 2, "seasonal_lags": True,
         "seasonal_periods": [10], "calendar": False, "step_seconds": 3600.0, "business_hours": []}
 
 

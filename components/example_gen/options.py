@@ -175,8 +175,12 @@ class WindowConfig:
         with the lags, the smoothed seasonal forecasts (:func:`components.transform.seasonal_bases`)
         average ``seasonal_cycles`` cycles of the primary season.
         """
-        primary = min(self.seasonal_periods) if self.seasonal_lags and self.seasonal_periods else 0
-        return max([self.history or 1, *self.seasonal_periods, self.seasonal_cycles * primary])
+        return max([self.history or 1, *self.seasonal_periods, self.seasonal_cycles * self.primary_period])
+
+    @property
+    def primary_period(self) -> int:
+        """The shortest seasonal period, the one the seasonal bases are built on; 0 without seasonal lags."""
+        return min(self.seasonal_periods) if self.seasonal_lags and self.seasonal_periods else 0
 
     @property
     def resolved(self) -> bool:
@@ -284,6 +288,16 @@ def step_seconds(frequency: str) -> float:
     start = pd.Timestamp("2000-01-01", tz="UTC")
     points = pd.date_range(start, periods=121, freq=frequency_lib.check_frequency(frequency))
     return float((points[-1] - points[0]).total_seconds() / 120)
+
+
+def step_drift(frequency: str) -> float:
+    """How far (in steps) a grid's points stray from a grid of its mean step (:func:`step_seconds`):
+    months about 0.05 (28 to 31 days), business days over 0.4 (weekends), fixed steps 0."""
+    start = pd.Timestamp("2000-01-01", tz="UTC")
+    points = pd.date_range(start, periods=121, freq=frequency_lib.check_frequency(frequency))
+    offsets = (points - start).total_seconds().to_numpy()
+    mean = offsets[-1] / 120
+    return float(np.abs(offsets - mean * np.arange(121)).max() / mean)
 
 
 def resolve(windows: WindowConfig, frequency: str, points: int,
