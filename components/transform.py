@@ -104,6 +104,11 @@ def calendar_phases(times: tf.Tensor, cycles: list[tuple[str, float]]) -> tf.Ten
     return tf.cast(tf.stack(parts, axis=-1), tf.float32)
 
 
+def step_times(origin: tf.Tensor, steps: np.ndarray, step_seconds: float) -> tf.Tensor:
+    """Epoch seconds ``[batch, T]`` float64 of ``steps`` steps from each origin ``[batch, 1]`` (a regular grid)."""
+    return tf.cast(tf.reshape(origin, [-1, 1]), tf.float64) + tf.constant(steps * step_seconds, tf.float64)
+
+
 def business_step_times(origin: tf.Tensor, offsets: np.ndarray, step_seconds: float,
                         business_hours: Sequence[int]) -> tf.Tensor:
     """Epoch seconds ``offsets`` steps from each origin on a business-hours grid, ``[batch, T]`` float64.
@@ -159,9 +164,8 @@ def calendar_features(origin: tf.Tensor, history: int, horizon: int, step_second
         past = business_step_times(origin, past_steps, step_seconds, business_hours)
         future = business_step_times(origin, future_steps, step_seconds, business_hours)
     else:
-        origin = tf.cast(tf.reshape(origin, [-1, 1]), tf.float64)
-        past = origin + tf.constant(past_steps * step_seconds, tf.float64)
-        future = origin + tf.constant(future_steps * step_seconds, tf.float64)
+        past = step_times(origin, past_steps, step_seconds)
+        future = step_times(origin, future_steps, step_seconds)
     flat = len(cycles) * 2
     return {
         features.CALENDAR_HISTORY: tf.reshape(calendar_phases(past, cycles), [-1, history * flat]),
@@ -352,11 +356,6 @@ def index_phases(times: tf.Tensor, period: int, step_seconds: float) -> tf.Tenso
     position = tf.math.floormod(tf.cast(times, tf.float64), cycle) / cycle * period
     # Half a bin up and a little more: points at the middle of a bin (noon of each day) fall the same way.
     return tf.cast(tf.math.floormod(tf.math.floor(position + 0.5 + 1e-6), period), tf.int32)
-
-
-def step_times(origin: tf.Tensor, steps: np.ndarray, step_seconds: float) -> tf.Tensor:
-    """Epoch seconds ``[batch, T]`` float64 of ``steps`` steps from each origin ``[batch, 1]`` (a regular grid)."""
-    return tf.cast(tf.reshape(origin, [-1, 1]), tf.float64) + tf.constant(steps * step_seconds, tf.float64)
 
 
 def seasonal_index(context: tf.Tensor, target: tf.Tensor, origin: tf.Tensor, scale: tf.Tensor, period: int,

@@ -29,6 +29,8 @@ from typing import Sequence
 
 import numpy as np
 
+from components import features
+
 TRAIN, EVAL, TEST = "train", "eval", "test"
 SPLITS: tuple[str, ...] = (TRAIN, EVAL, TEST)
 # Split codes of windows that belong to no split.
@@ -39,7 +41,7 @@ DROPPED_SPLIT_GAP = -2  # its targets start inside the gap left after a cut
 # its errors on a season it never saw did not help (README, *Two calibration folds*).
 LATER_FOLD_SPAN_SECONDS = 365.25 * 24 * 3600
 # Calendar cycles a season can stand for (seconds): a day, a week, the mean Gregorian year.
-INDEX_CYCLES = (86_400.0, 7 * 86_400.0, 31_556_952.0)
+INDEX_CYCLES = tuple(float(seconds) for _, seconds in features.CALENDAR_CYCLES)
 # How far m steps may be from a calendar cycle for the cycle to give the season's phase: 52 weeks
 # are 0.34% short of the mean year, and the calendar index places them by their day of the year.
 INDEX_CYCLE_TOLERANCE = 0.02

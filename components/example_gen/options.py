@@ -283,21 +283,24 @@ def gap_tolerant_cycles(windows: WindowConfig, missing: np.ndarray) -> int:
     return next((k for k in range(windows.seasonal_cycles, 1, -1) if kept(k) >= least), 1)
 
 
-def step_seconds(frequency: str) -> float:
-    """The mean step of a frequency in seconds (a month: a twelfth of the mean Gregorian year)."""
+def _sample_offsets(frequency: str) -> np.ndarray:
+    # Seconds from the first of 121 grid points of the frequency (ten years of months) to each.
     start = pd.Timestamp("2000-01-01", tz="UTC")
     points = pd.date_range(start, periods=121, freq=frequency_lib.check_frequency(frequency))
-    return float((points[-1] - points[0]).total_seconds() / 120)
+    return (points - start).total_seconds().to_numpy()
+
+
+def step_seconds(frequency: str) -> float:
+    """The mean step of a frequency in seconds (a month: a twelfth of the mean Gregorian year)."""
+    return float(_sample_offsets(frequency)[-1] / 120)
 
 
 def step_drift(frequency: str) -> float:
     """How far (in steps) a grid's points stray from a grid of its mean step (:func:`step_seconds`):
     months about 0.05 (28 to 31 days), business days over 0.4 (weekends), fixed steps 0."""
-    start = pd.Timestamp("2000-01-01", tz="UTC")
-    points = pd.date_range(start, periods=121, freq=frequency_lib.check_frequency(frequency))
-    offsets = (points - start).total_seconds().to_numpy()
+    offsets = _sample_offsets(frequency)
     mean = offsets[-1] / 120
-    return float(np.abs(offsets - mean * np.arange(121)).max() / mean)
+    return float(np.abs(offsets - mean * np.arange(len(offsets))).max() / mean)
 
 
 def resolve(windows: WindowConfig, frequency: str, points: int,
